@@ -1,0 +1,5 @@
+"""``python -m hwfleet`` runs the command line."""
+
+from hwfleet.cli.main import main
+
+main()

@@ -1,0 +1,39 @@
+"""Line framing over asyncio streams, with the 1 MiB line limit of DESIGN §3."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hwfleet.protocol.errors import ProtocolError
+
+#: Longest line accepted, newline excluded.
+MAX_LINE = 1 << 20
+#: StreamReader buffer limit to pass to ``open_connection`` / ``start_server``.
+STREAM_LIMIT = MAX_LINE + 1
+
+
+class LineTooLong(ProtocolError):
+    """The peer sent more than :data:`MAX_LINE` bytes without a newline."""
+
+
+async def read_line(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> bytes | None:
+    """Read one line without its newline; ``None`` at end of stream.
+
+    A peer that disconnects mid-line also gives ``None``: the partial line is
+    dropped, since nothing can be answered on a closed connection. Blank lines
+    are skipped (keep-alive tolerance).
+    """
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError:
+            raise LineTooLong(f"line longer than {limit} bytes") from None
+        except ValueError:  # readuntil's other way of saying the limit was overrun
+            raise LineTooLong(f"line longer than {limit} bytes") from None
+        if len(line) - 1 > limit:
+            raise LineTooLong(f"line of {len(line) - 1} bytes exceeds {limit}")
+        body = line.rstrip(b"\r\n")
+        if body:
+            return body

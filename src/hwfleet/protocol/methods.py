@@ -1,0 +1,176 @@
+"""Method names, their parameter shapes, and the registry both sides dispatch through."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from hwfleet.protocol import envelope
+from hwfleet.protocol.errors import ErrorCode, MethodError
+
+# Core protocol (seed 001).
+HANDSHAKE = "handshake"
+PING = "ping"
+STATUS = "status"
+LOG = "log"
+TASK_STATUS = "task_status"
+# hwfleet additions on the same envelope.
+INVENTORY = "inventory"
+SCAN = "scan"
+# Long commands (seed 001): accept at once, then report through task_status.
+DECOM_DISK_ERASE = "decom.disk_erase"
+DECOM_FIRMWARE_SECURE = "decom.firmware_secure"
+DECOM_QC = "decom.qc"
+STANDBY_CACHE_IMAGES = "standby.cache_images"
+STANDBY_PREPARE_IMAGE = "standby.prepare_image"
+STANDBY_RUN_IMAGE = "standby.run_image"
+# Device management (seed 004): short commands answered at once.
+DEVICE_RENAME = "device.rename"
+DEVICE_SET_PASSWORD = "device.set_password"  # noqa: S105 - a method name, not a secret
+DEVICE_TRUST_ADD = "device.trust.add"
+DEVICE_TRUST_LIST = "device.trust.list"
+DEVICE_TRUST_REMOVE = "device.trust.remove"
+DEVICE_NETWORK_GET = "device.network.get"
+DEVICE_NETWORK_SET = "device.network.set"
+DEVICE_WIFI_LIST = "device.wifi.list"
+
+#: Seed 001 spells the group ``standbye.``; both spellings reach the same handler.
+_ALIASES = {"standbye.": "standby."}
+
+
+def canonical(method: str) -> str:
+    """Map an alias spelling to the canonical method name."""
+    for alias, target in _ALIASES.items():
+        if method.startswith(alias):
+            return target + method[len(alias) :]
+    return method
+
+
+class Handshake(msgspec.Struct, kw_only=True):
+    """First message from an agent: who it is."""
+
+    uuid: str
+    serial: int | str
+    name: str = ""
+    model_id: str = ""
+    version: str = ""
+    macs: list[str] = msgspec.field(default_factory=list)
+    st_id: int = 0
+    #: Long tasks the agent is still running (so the controller can tell lost ones).
+    tasks: list[str] = msgspec.field(default_factory=list)
+    #: The agent's own address, for carriers that cannot see it (AMQP).
+    ipaddr: str = ""
+
+
+class LogParams(msgspec.Struct, kw_only=True):
+    """A structured log line from an agent; ``level`` is one of the seed-003 levels."""
+
+    level: str
+    msg: str
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TaskStatus(msgspec.Struct, kw_only=True):
+    """Progress of a long command; nothing follows ``error`` or ``complete``."""
+
+    task_id: str
+    state: str
+    percent: float | None = None
+    eta: float | None = None
+    msg: str | None = None
+    result: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.state not in ("running", "error", "complete"):
+            raise ValueError(f"state must be running, error or complete, not {self.state!r}")
+        if self.percent is not None and not 0 <= self.percent <= 100:
+            raise ValueError(f"percent must be between 0 and 100, not {self.percent}")
+        if self.state == "error" and not self.msg:
+            raise ValueError("an error state needs a 'msg'")
+
+
+class TaskParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
+    """Every long command takes a ``task_id``; other fields are the command's own."""
+
+    task_id: str
+
+
+LOG_LEVELS = ("emerg", "alert", "error", "warning", "notice", "info", "debug", "silly")
+
+Ctx = TypeVar("Ctx")
+Handler = Callable[[Ctx, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[Ctx]):
+    handler: Handler[Ctx]
+    params: type[Any] | None
+
+
+class MethodRegistry(Generic[Ctx]):
+    """Maps method names to handlers; turns every outcome into a reply envelope.
+
+    A handler receives the session context and its params (converted to the
+    registered struct, or the raw dict when none is registered) and returns a
+    mapping or struct for ``result``. It raises :class:`MethodError` to answer
+    with an error. Unknown methods and bad params are answered, never ignored.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Entry[Ctx]] = {}
+
+    def add(self, method: str, handler: Handler[Ctx], params: type[Any] | None = None) -> None:
+        self._entries[canonical(method)] = _Entry(handler, params)
+
+    def method(
+        self, name: str, params: type[Any] | None = None
+    ) -> Callable[[Handler[Ctx]], Handler[Ctx]]:
+        """Decorator form of :meth:`add`."""
+
+        def register(handler: Handler[Ctx]) -> Handler[Ctx]:
+            self.add(name, handler, params)
+            return handler
+
+        return register
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, method: str) -> bool:
+        return canonical(method) in self._entries
+
+    async def dispatch(self, ctx: Ctx, cmd: envelope.Command) -> envelope.Result | envelope.Error:
+        entry = self._entries.get(canonical(cmd.method))
+        if entry is None:
+            return envelope.error(
+                cmd.id, f"unknown method {cmd.method!r}", ErrorCode.UNKNOWN_METHOD
+            )
+        if entry.params is None:
+            params: Any = cmd.params
+        else:
+            try:
+                params = msgspec.convert(cmd.params, entry.params)
+            except (msgspec.ValidationError, ValueError, TypeError) as exc:
+                return envelope.error(
+                    cmd.id, f"bad params for {cmd.method}: {exc}", ErrorCode.BAD_PARAMS
+                )
+        try:
+            value = await entry.handler(ctx, params)
+        except MethodError as exc:
+            return envelope.error(cmd.id, exc.msg, exc.code)
+        return envelope.result(cmd.id, to_object(value))
+
+
+def to_object(value: Any) -> dict[str, Any]:
+    """Turn a handler's return value into a JSON object for ``result``."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return dict(value)
+    built = msgspec.to_builtins(value)
+    if not isinstance(built, dict):
+        raise TypeError(f"a result must be an object, not {type(built).__name__}")
+    return built

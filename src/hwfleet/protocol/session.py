@@ -1,0 +1,138 @@
+"""A carrier-agnostic protocol session: calls out, dispatches in, correlates replies.
+
+The same class serves a TLS stream (one line per message) and an AMQP carrier
+(one message body per envelope): the carrier feeds each received frame to
+:meth:`Session.handle` and provides the coroutine that sends one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic
+
+from hwfleet.protocol import envelope
+from hwfleet.protocol.errors import CallTimeout, ProtocolError, RemoteError, SessionClosed
+from hwfleet.protocol.methods import Ctx, MethodRegistry
+
+log = logging.getLogger(__name__)
+
+Sender = Callable[[bytes], Awaitable[None]]
+
+
+class Session(Generic[Ctx]):
+    """One peer: ``call`` it, and let ``handle`` answer what it sends."""
+
+    def __init__(
+        self,
+        send: Sender,
+        registry: MethodRegistry[Ctx],
+        ctx: Ctx,
+        *,
+        peer: str,
+        default_timeout: float = 10.0,
+    ) -> None:
+        self._send = send
+        self._registry = registry
+        self.ctx = ctx
+        self.peer = peer
+        self.default_timeout = default_timeout
+        self._pending: dict[str, tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+        self._closed: BaseException | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Send a command and wait for its result; raise on error reply, timeout or close."""
+        if self._closed is not None:
+            raise SessionClosed(f"session to {self.peer} is closed: {self._closed}")
+        cmd = envelope.command(method, params)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[cmd.id] = (method, future)
+        limit = self.default_timeout if timeout is None else timeout
+        try:
+            await self._send(envelope.encode(cmd))
+            async with asyncio.timeout(limit):
+                return await future
+        except TimeoutError:
+            raise CallTimeout(method, limit, self.peer) from None
+        finally:
+            self._pending.pop(cmd.id, None)
+
+    async def cast(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a command without waiting for its reply (the reply is dropped on arrival)."""
+        if self._closed is not None:
+            raise SessionClosed(f"session to {self.peer} is closed: {self._closed}")
+        await self._send(envelope.encode(envelope.command(method, params)))
+
+    async def handle(self, frame: bytes) -> bool:
+        """Process one received frame; ``False`` means the carrier must close now."""
+        try:
+            message = envelope.decode(frame)
+        except ProtocolError as exc:
+            await self._fatal(str(exc))
+            return False
+        except envelope.BadEnvelope as exc:
+            await self._reply(envelope.error(exc.message_id, exc.msg, exc.code))
+            return True
+        return await self.handle_message(message)
+
+    async def handle_message(self, message: envelope.Message) -> bool:
+        """Process an already-decoded message (carriers that route by message kind)."""
+        if isinstance(message, envelope.Command):
+            await self._reply(await self._registry.dispatch(self.ctx, message))
+        elif isinstance(message, envelope.Result):
+            self._resolve(message.id, message.result, None)
+        elif isinstance(message, envelope.Error):
+            self._resolve(message.id, None, message.error)
+        else:
+            log.warning("%s sent fatal_error: %s", self.peer, message.fatal_error)
+            self.close(SessionClosed(f"peer sent fatal_error: {message.fatal_error}"))
+            return False
+        return True
+
+    async def fatal(self, reason: str) -> None:
+        """Tell the peer why the connection is about to close."""
+        await self._fatal(reason)
+
+    def close(self, reason: BaseException | None = None) -> None:
+        """Fail every pending call; later calls raise :class:`SessionClosed`."""
+        if self._closed is not None:
+            return
+        self._closed = reason or SessionClosed(f"session to {self.peer} closed")
+        for method, future in self._pending.values():
+            if not future.done():
+                future.set_exception(SessionClosed(f"{method} to {self.peer}: {self._closed}"))
+        self._pending.clear()
+
+    def _resolve(
+        self, message_id: str, value: dict[str, Any] | None, err: envelope.ErrorBody | None
+    ) -> None:
+        entry = self._pending.get(message_id)
+        if entry is None:
+            return  # a reply to a cast, or to a call that already timed out
+        method, future = entry
+        if future.done():
+            return
+        if err is not None:
+            future.set_exception(RemoteError(method, err.msg, err.code))
+        else:
+            future.set_result(value or {})
+
+    async def _reply(self, message: envelope.Message) -> None:
+        try:
+            await self._send(envelope.encode(message))
+        except (ConnectionError, OSError) as exc:
+            self.close(SessionClosed(str(exc)))
+
+    async def _fatal(self, reason: str) -> None:
+        log.warning("closing session to %s: %s", self.peer, reason)
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._send(envelope.encode(envelope.FatalError(fatal_error=reason)))
+        self.close(SessionClosed(reason))

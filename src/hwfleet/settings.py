@@ -1,0 +1,180 @@
+"""Configuration: one settings object per process, layered defaults < TOML < env < flags.
+
+Both structs load through :func:`load`: a TOML file (``--config`` or
+``HWFLEET_CONFIG``; table ``[server]`` or ``[agent]``), then ``HWFLEET_<FIELD>``
+environment variables, then command-line flags. Errors name the setting and
+where its bad value came from.
+
+We validate with msgspec rather than pydantic-settings so that an agent stays
+inside its memory budget (pydantic adds ~14 MB of RSS; DESIGN §9 deviation).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT
+
+ENV_PREFIX = "HWFLEET_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message says which and where from."""
+
+
+def default_data_dir() -> str:
+    return os.path.join(os.path.expanduser("~"), ".hwfleet")
+
+
+class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``hwfleet server`` (and the controller half of ``demo``)."""
+
+    data_dir: str = msgspec.field(default_factory=default_data_dir)
+    agent_listen: str = "0.0.0.0:7800"
+    api_listen: str = "127.0.0.1:8780"
+    db: str = ""  # empty: SQLite in the data dir
+    bus: str = "memory://"
+    #: Per-device RabbitMQ users for AMQP agents: "" (off: devices use the bus URL's shared
+    #: credentials), "rabbitmqctl" (broker on this machine) or the management API URL.
+    bus_credentials: str = ""
+    mes: str = ""  # base URL; the per-endpoint URLs below default from it
+    mes_get: str = ""
+    mes_scan: str = ""
+    mes_pair: str = ""
+    mes_notify: str = ""
+    enroll_password: str = ""
+    scan_quiet_timeout: float = 10.0
+    heartbeat_interval: float = 15.0
+    offline_after: float = 45.0
+    call_timeout: float = 10.0
+    #: Seconds a new agent connection has to authenticate (enrolling ones get 5x as long).
+    handshake_timeout: float = 15.0
+    log_level: str = "info"
+    insecure: bool = False
+    #: Hold enrollments without a password or token for ``hwfleet keys accept``.
+    manual_approval: bool = False
+    #: Run discovery on this interface (multicast); empty: only when asked, on loopback.
+    discovery_interface: str = ""
+    #: The UDP port devices answer discovery on (the browser queries it).
+    discovery_port: int = DISCOVERY_PORT
+    #: This replica's name on the bus (default: host name and a random suffix).
+    replica_id: str = ""
+
+    def db_url(self) -> str:
+        return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"
+
+    def mes_urls(self) -> dict[str, str]:
+        """The four MES endpoints (DESIGN §5/§8); empty strings where none is configured."""
+        base = self.mes.rstrip("/")
+
+        def pick(explicit: str, path: str) -> str:
+            return explicit or (f"{base}{path}" if base else "")
+
+        return {
+            "get": pick(self.mes_get, "/deviceInfo/getById"),
+            "scan": pick(self.mes_scan, "/log/deviceScan"),
+            "pair": pick(self.mes_pair, "/operations/pair"),
+            "notify": pick(self.mes_notify, "/notifications/devicescan"),
+        }
+
+
+class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``hwfleet agent`` (and each simulated device of ``sim``)."""
+
+    controller: str = "127.0.0.1:7800"
+    data_dir: str = msgspec.field(default_factory=default_data_dir)
+    simulate: str = ""  # a profile file: report what it says instead of this machine
+    transport: str = "stream"
+    bus: str = ""
+    enroll_password: str = ""
+    enroll_token: str = ""
+    #: Pin this controller CA on first contact instead of trusting the first one seen.
+    controller_fingerprint: str = ""
+    #: Answer discovery queries (seed 004) on UDP; the group and port are configurable.
+    discovery: bool = True
+    discovery_port: int = DISCOVERY_PORT
+    discovery_group: str = DISCOVERY_GROUP
+    discovery_interface: str = ""
+    #: Advertise _hwfleet._tcp over DNS-SD (python-zeroconf).
+    dnssd: bool = False
+    heartbeat_interval: float = 15.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    log_level: str = "info"
+    insecure: bool = False
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+_SECRET_FIELDS = frozenset({"enroll_password", "enroll_token", "bus_credentials"})
+
+
+def load(
+    cls: type[S],
+    *,
+    flags: Mapping[str, Any] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    section: str | None = None,
+) -> S:
+    """Build ``cls`` from defaults, the TOML file, the environment and flags (in that order)."""
+    env = os.environ if env is None else env
+    fields = set(cls.__struct_fields__)
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        table = _read_toml(Path(path), section or _section_of(cls))
+        for key, value in table.items():
+            if key not in fields:
+                raise SettingsError(
+                    f"{path}: unknown setting {key!r} (known: {', '.join(sorted(fields))})"
+                )
+            values[key] = value
+            origin[key] = str(path)
+    for name in fields:
+        raw = env.get(f"{ENV_PREFIX}{name.upper()}")
+        if raw is not None:
+            values[name] = raw
+            origin[name] = f"{ENV_PREFIX}{name.upper()}"
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key not in fields:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = value
+        origin[key] = f"--{key.replace('_', '-')}"
+
+    try:
+        return msgspec.convert(values, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        for key, where in origin.items():
+            if f"`$.{key}`" in text:
+                shown = "***" if key in _SECRET_FIELDS else repr(values[key])
+                raise SettingsError(f"setting {key} = {shown} (from {where}): {text}") from None
+        raise SettingsError(text) from None
+
+
+def _section_of(cls: type[Any]) -> str:
+    return "server" if cls is ServerSettings else "agent"
+
+
+def _read_toml(path: Path, section: str) -> dict[str, Any]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    table = document.get(section, {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: [{section}] must be a table")
+    return table
