@@ -1,0 +1,40 @@
+"""The store: the database is the source of truth (DESIGN §2).
+
+SQLite in the data dir by default, PostgreSQL by URL; migrated to the newest
+schema when opened. Work happens inside ``async with store.tx() as tx:`` through
+``tx.devices``, ``tx.tasks``, ``tx.events``, ``tx.config``, ``tx.scans``,
+``tx.outbox``, ``tx.keys``, ``tx.tokens`` and ``tx.discovered``; results come
+back as frozen msgspec records.
+"""
+
+from hwfleet.store.database import Store, open_store
+from hwfleet.store.errors import StoreError, StoreUnavailable
+from hwfleet.store.records import (
+    DeviceRecord,
+    DiscoveredRecord,
+    EventRecord,
+    KeyRecord,
+    OutboxRecord,
+    RunningScan,
+    ScanRecord,
+    ScanResultRecord,
+    TaskRecord,
+)
+from hwfleet.store.tx import Tx
+
+__all__ = [
+    "DeviceRecord",
+    "DiscoveredRecord",
+    "EventRecord",
+    "KeyRecord",
+    "OutboxRecord",
+    "RunningScan",
+    "ScanRecord",
+    "ScanResultRecord",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "TaskRecord",
+    "Tx",
+    "open_store",
+]

@@ -1,0 +1,73 @@
+"""Store errors, and turning a failed connection into a message an operator can act on."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+from sqlalchemy.engine import URL
+
+HINT = "set --db or HWFLEET_DB"
+
+
+class StoreError(Exception):
+    """Something the store cannot do; the message says what and why."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or opened (raised by ``open_store``)."""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, what caused it, and the driver error SQLAlchemy wrapped (``.orig``)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        for nxt in (getattr(item, "orig", None), item.__cause__, item.__context__):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
+def _find(exc: BaseException, *names: str) -> BaseException | None:
+    for item in _chain(exc):
+        if any(cls.__name__ in names for cls in type(item).__mro__):
+            return item
+    return None
+
+
+def explain_connect_error(url: URL, exc: BaseException) -> str:
+    """One line: which database, what went wrong, and how to point hwfleet elsewhere."""
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ":memory:"
+        return f"SQLite database {path} could not be opened: {_root(exc)} — {HINT}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    if _find(exc, "ConnectionRefusedError"):
+        return f"PostgreSQL at {where} refused the connection — is it running? {HINT}"
+    if (err := _find(exc, "gaierror")) is not None and isinstance(err, socket.gaierror):
+        return f"PostgreSQL host {url.host!r} could not be resolved ({err.strerror}) — {HINT}"
+    if _find(exc, "TimeoutError", "CancelledError"):
+        return f"PostgreSQL at {where} did not answer in time — is it reachable? {HINT}"
+    if _find(exc, "InvalidCatalogNameError"):
+        return (
+            f"PostgreSQL at {where} has no database {url.database!r} — "
+            f"create it (createdb {url.database}) or {HINT}"
+        )
+    if (
+        err := _find(exc, "InvalidPasswordError", "InvalidAuthorizationSpecificationError")
+    ) is not None:
+        return f"PostgreSQL at {where} refused user {url.username!r}: {err} — {HINT}"
+    return f"PostgreSQL at {where} could not be opened: {_root(exc)} — {HINT}"
+
+
+def _root(exc: BaseException) -> str:
+    """The innermost message: the driver's words, not SQLAlchemy's wrapper with its URL."""
+    last = exc
+    for item in _chain(exc):
+        last = item
+    text = str(last).strip() or type(last).__name__
+    return text.splitlines()[0]

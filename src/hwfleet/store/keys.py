@@ -1,0 +1,133 @@
+"""Agent keys and the operator's decisions about them (DESIGN §6: pending → accepted, …)."""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hwfleet.store.base import AnyRow, Repository, check_state
+from hwfleet.store.models import agent_keys
+from hwfleet.store.records import KEY_STATES, KeyRecord
+
+
+def to_key(row: AnyRow) -> KeyRecord:
+    m = row._mapping
+    return KeyRecord(
+        id=m["id"],
+        device_uuid=m["device_uuid"],
+        fingerprint=m["fingerprint"],
+        public_key_pem=m["public_key_pem"],
+        cert_pem=m["cert_pem"],
+        state=m["state"],
+        source=m["source"],
+        reason=m["reason"],
+        created_at=m["created_at"],
+        decided_at=m["decided_at"],
+    )
+
+
+def new_key_id() -> str:
+    """12 random hex digits: short enough to type in ``hwfleet keys accept ID``."""
+    return secrets.token_hex(6)
+
+
+class KeyRepository(Repository):
+    """``tx.keys``."""
+
+    __slots__ = ()
+
+    async def add(
+        self,
+        *,
+        device_uuid: str,
+        fingerprint: str,
+        public_key_pem: str,
+        state: str,
+        source: str,
+        at: datetime,
+        key_id: str | None = None,
+        reason: str | None = None,
+    ) -> KeyRecord:
+        """Record a key; ``decided_at`` is set unless the key is ``pending``."""
+        check_state(state, KEY_STATES, "key")
+        if not fingerprint:
+            raise ValueError("a key needs a fingerprint")
+        stmt = (
+            sa.insert(agent_keys)
+            .values(
+                id=key_id or new_key_id(),
+                device_uuid=device_uuid,
+                fingerprint=fingerprint,
+                public_key_pem=public_key_pem,
+                state=state,
+                source=source,
+                reason=reason,
+                created_at=at,
+                decided_at=None if state == "pending" else at,
+            )
+            .returning(*agent_keys.c)
+        )
+        row = await self._row(stmt)
+        assert row is not None
+        return to_key(row)
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        row = await self._row(sa.select(agent_keys).where(agent_keys.c.id == key_id))
+        return None if row is None else to_key(row)
+
+    async def by_fingerprint(self, fp: str) -> KeyRecord | None:
+        """The newest key with this fingerprint."""
+        stmt = (
+            sa.select(agent_keys)
+            .where(agent_keys.c.fingerprint == fp)
+            .order_by(agent_keys.c.created_at.desc(), agent_keys.c.id.desc())
+            .limit(1)
+        )
+        row = await self._row(stmt)
+        return None if row is None else to_key(row)
+
+    async def for_device(self, device_uuid: str) -> list[KeyRecord]:
+        """Oldest first."""
+        stmt = (
+            sa.select(agent_keys)
+            .where(agent_keys.c.device_uuid == device_uuid)
+            .order_by(agent_keys.c.created_at, agent_keys.c.id)
+        )
+        return [to_key(row) for row in await self._rows(stmt)]
+
+    async def set_state(
+        self,
+        key_id: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        cert_pem: str | None = None,
+        at: datetime,
+    ) -> KeyRecord | None:
+        """Decide on a key; ``reason``/``cert_pem`` replace the old ones only when given."""
+        check_state(state, KEY_STATES, "key")
+        values: dict[str, Any] = {"state": state, "decided_at": at}
+        if reason is not None:
+            values["reason"] = reason
+        if cert_pem is not None:
+            values["cert_pem"] = cert_pem
+        stmt = (
+            sa.update(agent_keys)
+            .where(agent_keys.c.id == key_id)
+            .values(values)
+            .returning(*agent_keys.c)
+        )
+        row = await self._row(stmt)
+        return None if row is None else to_key(row)
+
+    async def list(self) -> builtins.list[KeyRecord]:
+        stmt = sa.select(agent_keys).order_by(agent_keys.c.created_at, agent_keys.c.id)
+        return [to_key(row) for row in await self._rows(stmt)]
+
+    async def delete(self, key_id: str) -> bool:
+        stmt = sa.delete(agent_keys).where(agent_keys.c.id == key_id).returning(agent_keys.c.id)
+        return await self._row(stmt) is not None
