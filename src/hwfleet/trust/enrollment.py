@@ -1,0 +1,256 @@
+"""Enrollment: password (or single-use token) the first time, then only the key (DESIGN §6).
+
+Rules, in the order they are applied to an ``enroll`` request:
+
+1. A source that has used up its failed attempts (rate limiter) is refused
+   before anything else is looked at: no password is compared.
+2. The CSR must verify and use an accepted key type (else ``bad_params``).
+3. A key the store already knows: accepted for this uuid → the same
+   certificate again (idempotent); rejected or denied → refused; registered to
+   another uuid → refused; pending → goes on to the secret check.
+4. A uuid that already has an accepted key and now shows another key → the
+   new key is recorded ``denied``, the event ``enrollment.denied.<uuid>`` is
+   written and published, and the request is refused.
+5. A right password (constant-time compare) or an unexpired, unused token
+   (consumed in the same transaction) → the key is accepted and signed.
+6. Otherwise the failure is charged to the source and the request is refused —
+   or, in manual-approval mode, recorded ``pending`` for ``hwfleet keys accept``.
+
+Refusals raise ``MethodError`` whose message names the rule, never a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from hwfleet.protocol.errors import ErrorCode, MethodError
+from hwfleet.trust import fingerprints, tokens
+from hwfleet.trust.compare import secret_equals
+from hwfleet.trust.csr import CsrError, CsrInfo, canonical_uuid, parse_csr
+from hwfleet.trust.keyadmin import Clock, KeyAdmin, PendingEvent, utcnow
+from hwfleet.trust.messages import EnrollParams, EnrollReply, EventSink, RevokeHook
+from hwfleet.trust.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from hwfleet.store import KeyRecord, Store, Tx
+    from hwfleet.trust.ca import CertificateAuthority
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What one enrollment decided; built inside the transaction, acted on after commit."""
+
+    reply: EnrollReply | None = None
+    refusal: MethodError | None = None
+    events: list[PendingEvent] | None = None
+    charge: bool = False
+
+
+class EnrollmentService(KeyAdmin):
+    """Signs agents' CSRs under the enrollment rules; also the operator's key admin."""
+
+    def __init__(
+        self,
+        store: Store,
+        ca: CertificateAuthority,
+        *,
+        password: str,
+        limiter: RateLimiter | None = None,
+        events: EventSink | None = None,
+        on_revoke: RevokeHook | None = None,
+        manual_approval: bool = False,
+        clock: Clock = utcnow,
+    ) -> None:
+        super().__init__(store, ca, events=events, on_revoke=on_revoke, clock=clock)
+        # An empty password disables password enrollment (tokens still work).
+        self._password = password
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self.manual_approval = manual_approval
+
+    def hello(self) -> dict[str, Any]:
+        """The controller CA, for an agent to verify *before* it sends a secret."""
+        return {"ca": self.ca.ca_pem, "ca_fingerprint": self.ca.fingerprint()}
+
+    def _accepted(self, record: KeyRecord, cert: str) -> EnrollReply:
+        return EnrollReply(
+            state="accepted",
+            key_id=record.id,
+            cert=cert,
+            ca=self.ca.ca_pem,
+            ca_fingerprint=self.ca.fingerprint(),
+        )
+
+    async def enroll(self, params: EnrollParams, *, source_ip: str) -> EnrollReply:
+        """Apply the enrollment rules (module docstring) to one request."""
+        try:
+            uuid = canonical_uuid(params.uuid)
+        except ValueError as exc:
+            raise MethodError(f"enroll: {exc}", ErrorCode.BAD_PARAMS) from None
+        self._refuse_if_limited(source_ip, uuid)
+        try:
+            info = parse_csr(params.csr)
+        except CsrError as exc:
+            self.limiter.failure(source_ip)  # verifying signatures costs CPU: garbage pays too
+            raise MethodError(f"enroll: {exc}", ErrorCode.BAD_PARAMS) from None
+        async with self._lock:
+            # Checked again, and charged, under the lock: concurrent requests from one
+            # source would otherwise all pass the check above before the first failure
+            # is charged, and each would get its secret compared.
+            self._refuse_if_limited(source_ip, uuid)
+            async with self.store.tx() as tx:
+                outcome = await self._decide(tx, uuid, info, params, source_ip)
+            if outcome.charge:
+                self.limiter.failure(source_ip)
+            await self._publish(outcome.events or [])
+        if outcome.refusal is not None:
+            log.warning(
+                "enrollment of device %s (key %s) from %s refused: %s",
+                uuid,
+                fingerprints.key_id(info.fingerprint),
+                source_ip,
+                outcome.refusal.msg,
+            )
+            raise outcome.refusal
+        assert outcome.reply is not None
+        log.info(
+            "enrollment of device %s (key %s) from %s: %s",
+            uuid,
+            outcome.reply.key_id,
+            source_ip,
+            outcome.reply.state,
+        )
+        return outcome.reply
+
+    def _refuse_if_limited(self, source_ip: str, uuid: str) -> None:
+        if self.limiter.limited(source_ip):
+            wait = self.limiter.retry_after(source_ip)
+            log.warning("enrollment from %s refused: rate-limited (device %s)", source_ip, uuid)
+            raise MethodError(
+                f"too many failed enrollment attempts from {source_ip}: retry in {wait:.0f} s",
+                ErrorCode.REFUSED,
+            )
+
+    async def _decide(
+        self, tx: Tx, uuid: str, info: CsrInfo, params: EnrollParams, source_ip: str
+    ) -> _Outcome:
+        now = self._clock()
+        existing = await tx.keys.by_fingerprint(info.fingerprint)
+        if existing is not None:
+            if existing.device_uuid != uuid:
+                return _Outcome(
+                    refusal=MethodError(
+                        "this key is registered to another device", ErrorCode.UNAUTHORIZED
+                    ),
+                    charge=True,
+                )
+            if existing.state == "accepted" and existing.cert_pem:
+                return _Outcome(reply=self._accepted(existing, existing.cert_pem))
+            if existing.state in ("rejected", "denied"):
+                return _Outcome(
+                    refusal=MethodError(
+                        f"this key is {existing.state} (key {existing.id}); an operator must "
+                        "delete it before it can enroll again",
+                        ErrorCode.UNAUTHORIZED,
+                    ),
+                    charge=True,
+                )
+        for other in await tx.keys.for_device(uuid):
+            if other.state == "accepted" and other.fingerprint != info.fingerprint:
+                return await self._deny(tx, uuid, info, existing, other, source_ip, now)
+
+        source = await self._authenticate(tx, params, now)
+        if source is not None:
+            cert = self.ca.sign_csr(info, uuid)
+            record = existing or await self._add(tx, uuid, info, "pending", source, now)
+            accepted = await tx.keys.set_state(
+                record.id, "accepted", reason=f"enrolled with a {source}", cert_pem=cert, at=now
+            )
+            assert accepted is not None
+            event = await self._event(tx, "accepted", accepted, now, source_ip=source_ip)
+            return _Outcome(reply=self._accepted(accepted, cert), events=[event])
+
+        supplied = bool(params.password or params.token)
+        if self.manual_approval:
+            if existing is not None:  # already pending: waiting is not a new failure
+                return _Outcome(reply=EnrollReply(state="pending", key_id=existing.id))
+            record = await self._add(tx, uuid, info, "pending", "request", now)
+            event = await self._event(tx, "pending", record, now, source_ip=source_ip)
+            # Every new pending row costs the source a token, so rows cannot be flooded.
+            return _Outcome(
+                reply=EnrollReply(state="pending", key_id=record.id), events=[event], charge=True
+            )
+        message = (
+            "enrollment refused: wrong enrollment password or invalid, used or expired token"
+            if supplied
+            else "enrollment needs the enrollment password (--enroll-password) or a token "
+            "(hwfleet keys token)"
+        )
+        return _Outcome(refusal=MethodError(message, ErrorCode.UNAUTHORIZED), charge=True)
+
+    async def _authenticate(self, tx: Tx, params: EnrollParams, now: Any) -> str | None:
+        """``"password"`` or ``"token"`` when the request proves it may enroll, else None."""
+        if params.password and secret_equals(params.password, self._password):
+            return "password"
+        if (
+            params.token
+            and len(params.token) <= tokens.MAX_TOKEN_LENGTH
+            and await tx.tokens.consume(tokens.token_hash(params.token), now)
+        ):
+            return "token"
+        return None
+
+    async def _add(
+        self,
+        tx: Tx,
+        uuid: str,
+        info: CsrInfo,
+        state: str,
+        source: str,
+        now: Any,
+        *,
+        reason: str | None = None,
+    ) -> KeyRecord:
+        # The CSR goes in public_key_pem: it holds the public key, and accept() signs it.
+        return await tx.keys.add(
+            device_uuid=uuid,
+            fingerprint=info.fingerprint,
+            public_key_pem=info.pem,
+            state=state,
+            source=source,
+            at=now,
+            key_id=fingerprints.key_id(info.fingerprint),
+            reason=reason,
+        )
+
+    async def _deny(
+        self,
+        tx: Tx,
+        uuid: str,
+        info: CsrInfo,
+        existing: KeyRecord | None,
+        accepted: KeyRecord,
+        source_ip: str,
+        now: Any,
+    ) -> _Outcome:
+        reason = f"device already has accepted key {accepted.id}"
+        if existing is None:
+            denied = await self._add(tx, uuid, info, "denied", "request", now, reason=reason)
+        else:
+            updated = await tx.keys.set_state(existing.id, "denied", reason=reason, at=now)
+            assert updated is not None
+            denied = updated
+        event = await self._event(tx, "denied", denied, now, source_ip=source_ip)
+        return _Outcome(
+            refusal=MethodError(
+                f"device {uuid} already has an accepted key ({accepted.id}); this key is denied. "
+                f"An operator can delete the old key (hwfleet keys delete {accepted.id}) and "
+                "accept this one",
+                ErrorCode.REFUSED,
+            ),
+            events=[event],
+            charge=True,
+        )
