@@ -1,0 +1,29 @@
+"""Jittered exponential backoff with a cap, for reconnect loops."""
+
+from __future__ import annotations
+
+import random
+
+
+class Backoff:
+    """``next()`` gives the delay before the next attempt; ``reset()`` after a success.
+
+    Full jitter (a random delay between 0 and the current ceiling) keeps a
+    fleet that lost its controller at once from reconnecting at once.
+    """
+
+    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
+        if minimum <= 0 or maximum < minimum:
+            raise ValueError("backoff needs 0 < minimum <= maximum")
+        self.minimum = minimum
+        self.maximum = maximum
+        self._ceiling = minimum
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def next(self) -> float:
+        delay = self.minimum / 2 + self._rng.random() * (self._ceiling - self.minimum / 2)
+        self._ceiling = min(self.maximum, self._ceiling * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._ceiling = self.minimum

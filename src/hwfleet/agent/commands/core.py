@@ -1,0 +1,64 @@
+"""ping, status, inventory and scan: the commands every agent answers at once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from hwfleet.protocol import methods
+from hwfleet.protocol.inventory import HwInfo, ScanNic
+
+if TYPE_CHECKING:
+    from hwfleet.agent.runtime import AgentRuntime
+    from hwfleet.protocol.methods import MethodRegistry
+
+
+class ScanParams(msgspec.Struct, forbid_unknown_fields=False):
+    operationid: int
+    action: str = "scan"
+
+
+async def ping(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
+    return params
+
+
+async def status(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "uptime": round(rt.uptime(), 3),
+        "name": rt.info.name,
+        "version": rt.info.version,
+        "st_id": rt.st_id(),
+        "st_prog": rt.tasks.progress(),
+        "tasks": rt.tasks.running(),
+    }
+
+
+async def inventory(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
+    built: dict[str, Any] = msgspec.to_builtins(await rt.inventory())
+    return built
+
+
+async def scan(rt: AgentRuntime, params: ScanParams) -> dict[str, Any]:
+    """Seed 000 step 2: PCI and NIC data for the scan, shaped as an ``HwInfo``."""
+    rt.scanning += 1
+    try:
+        inv = await rt.inventory()
+    finally:
+        rt.scanning -= 1
+    reply = HwInfo(
+        operationid=params.operationid,
+        sn=rt.info.serial,
+        uuid=rt.info.uuid,
+        macinfo=[ScanNic(interface=nic.name, macaddr=nic.mac) for nic in inv.interfaces if nic.mac],
+        pci=inv.pci,
+    )
+    built: dict[str, Any] = msgspec.to_builtins(reply)
+    return built
+
+
+def register(registry: MethodRegistry[AgentRuntime]) -> None:
+    registry.add(methods.PING, ping)
+    registry.add(methods.STATUS, status)
+    registry.add(methods.INVENTORY, inventory)
+    registry.add(methods.SCAN, scan, ScanParams)

@@ -1,0 +1,96 @@
+"""First contact: check the controller, then trade the password (or token) for a certificate.
+
+The agent verifies the controller's CA (``enroll.hello``) before it sends any
+secret, pins it, and stores the signed certificate; from then on it connects
+with mTLS only (:func:`hwfleet.trust.enrolled_context`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from hwfleet.protocol.framing import STREAM_LIMIT
+from hwfleet.protocol.methods import MethodRegistry
+from hwfleet.protocol.session import Session
+from hwfleet.protocol.stream import StreamChannel, pump
+from hwfleet.trust import (
+    ENROLL,
+    ENROLL_HELLO,
+    AgentIdentity,
+    first_contact_context,
+    verify_first_contact,
+)
+
+log = logging.getLogger(__name__)
+
+
+class EnrollmentPending(Exception):
+    """The controller holds the request for an operator (``hwfleet keys accept``)."""
+
+
+async def enroll(
+    identity: AgentIdentity,
+    host: str,
+    port: int,
+    *,
+    password: str = "",
+    token: str = "",
+    expected_fingerprint: str | None = None,
+    local_address: str | None = None,
+    timeout: float = 15.0,
+    transport: str | None = None,
+) -> dict[str, Any]:
+    """Enroll once; raises on refusal (RemoteError), a wrong controller, or pending.
+
+    ``transport="amqp"`` asks for the device's own bus credentials too; the
+    reply (returned) then carries ``bus_username``/``bus_password`` when the
+    controller provisions them.
+    """
+    if not password and not token:
+        log.info("no enrollment password or token: asking for operator approval")
+    context = first_contact_context(expected_fingerprint or identity.pinned_ca_fingerprint)
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(
+            host,
+            port,
+            ssl=context,
+            limit=STREAM_LIMIT,
+            local_addr=(local_address, 0) if local_address else None,
+        )
+    channel = StreamChannel(writer)
+    session: Session[None] = Session(channel.send, MethodRegistry(), None, peer=f"{host}:{port}")
+    reading = asyncio.create_task(pump(reader, session))
+    try:
+        ssl_object = writer.get_extra_info("ssl_object")
+        hello = await session.call(ENROLL_HELLO, {}, timeout)
+        pinned = verify_first_contact(
+            ssl_object, str(hello["ca"]), expected_fingerprint or identity.pinned_ca_fingerprint
+        )
+        params: dict[str, Any] = {"uuid": identity.uuid, "csr": identity.csr_pem()}
+        if password:
+            params["password"] = password
+        if token:
+            params["token"] = token
+        if transport:
+            params["transport"] = transport
+        reply = await session.call(ENROLL, params, timeout)
+        if reply.get("state") == "pending":
+            raise EnrollmentPending(
+                f"enrollment of key {reply.get('key_id')} waits for an operator: "
+                f"hwfleet keys accept {reply.get('key_id')}"
+            )
+        if reply.get("state") != "accepted":
+            raise EnrollmentPending(f"unexpected enrollment answer {reply.get('state')!r}")
+        verify_first_contact(ssl_object, str(reply["ca"]), pinned)
+        identity.save_certificate(str(reply["cert"]), str(reply["ca"]))
+        log.info("enrolled with controller CA %s", pinned)
+        return reply
+    finally:
+        session.close()
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await channel.close()

@@ -1,0 +1,67 @@
+"""The agent's hardware layer: managers with priority dispatch, inventory, erase and QC.
+
+Exports resolve on first use (see hwfleet._lazy): an idle agent does not load the
+simulator, erase or QC code until a command needs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hwfleet._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from hwfleet.agent.hardware.base import (
+        HardwareDispatcher,
+        HardwareManager,
+        HardwareSupport,
+        IncompatibleHardwareMethod,
+    )
+    from hwfleet.agent.hardware.dispatch import default_dispatcher
+    from hwfleet.agent.hardware.erase import EraseError, erase_block_devices
+    from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDevice, inspect_target
+    from hwfleet.agent.hardware.qc import QcCheck, QcReport, QcSpec, run_qc
+    from hwfleet.agent.hardware.simulated import SimulatedHardwareManager, merge_cpus
+    from hwfleet.agent.hardware.sysfs import SysfsHardwareManager
+
+_EXPORTS = {
+    "HardwareDispatcher": "base",
+    "HardwareManager": "base",
+    "HardwareSupport": "base",
+    "IncompatibleHardwareMethod": "base",
+    "default_dispatcher": "dispatch",
+    "EraseError": "erase",
+    "erase_block_devices": "erase",
+    "BlockTarget": "protect",
+    "ProtectedDevice": "protect",
+    "inspect_target": "protect",
+    "QcCheck": "qc",
+    "QcReport": "qc",
+    "QcSpec": "qc",
+    "run_qc": "qc",
+    "SimulatedHardwareManager": "simulated",
+    "merge_cpus": "simulated",
+    "SysfsHardwareManager": "sysfs",
+}
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+__all__ = [
+    "BlockTarget",
+    "EraseError",
+    "HardwareDispatcher",
+    "HardwareManager",
+    "HardwareSupport",
+    "IncompatibleHardwareMethod",
+    "ProtectedDevice",
+    "QcCheck",
+    "QcReport",
+    "QcSpec",
+    "SimulatedHardwareManager",
+    "SysfsHardwareManager",
+    "default_dispatcher",
+    "erase_block_devices",
+    "inspect_target",
+    "merge_cpus",
+    "run_qc",
+]

@@ -1,0 +1,54 @@
+"""The generic manager: everything from sysfs and procfs, no subprocess anywhere."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hwfleet.agent.hardware import cpu, disks, dmi, memory, net, pci
+from hwfleet.agent.hardware._sysfs import read_str, under
+from hwfleet.agent.hardware.base import HardwareManager, HardwareSupport, IncompatibleHardwareMethod
+from hwfleet.protocol.inventory import Cpu, Disk, Dmi, Memory, Nic, PciDevice
+
+
+class SysfsHardwareManager(HardwareManager):
+    """Reads the machine it runs on (or a fake tree under ``root``, for tests)."""
+
+    name = "sysfs"
+
+    def __init__(self, root: Path | str = "/") -> None:
+        self.root = Path(root)
+
+    def evaluate(self) -> HardwareSupport:
+        if os.path.isdir(under(self.root, "/sys")):
+            return HardwareSupport.GENERIC
+        return HardwareSupport.NONE
+
+    def list_pci(self) -> list[PciDevice]:
+        return pci.list_pci(self.root)
+
+    def list_nics(self) -> list[Nic]:
+        # Addresses come from the running kernel, so a fake tree gets none.
+        live = os.fspath(self.root) == "/"
+        return net.list_nics(self.root, net.ipv4_addresses() if live else None)
+
+    def get_cpu(self) -> Cpu:
+        return cpu.get_cpu(self.root)
+
+    def get_memory(self) -> Memory:
+        return memory.get_memory(self.root)
+
+    def list_disks(self) -> list[Disk]:
+        return disks.list_disks(self.root)
+
+    def get_dmi(self) -> Dmi:
+        found = dmi.get_dmi(self.root)
+        if found is None:
+            raise IncompatibleHardwareMethod("no /sys/class/dmi/id on this machine")
+        return found
+
+    def hostname(self) -> str:
+        name = read_str(under(self.root, "/proc/sys/kernel/hostname"))
+        if name is None and os.fspath(self.root) == "/":
+            name = os.uname().nodename
+        return name or ""

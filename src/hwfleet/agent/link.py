@@ -1,0 +1,128 @@
+"""The agent's stream link: connect, identify, heartbeat, and reconnect with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+
+from hwfleet.agent.backoff import Backoff
+from hwfleet.agent.runtime import AgentRuntime
+from hwfleet.protocol import methods
+from hwfleet.protocol.framing import STREAM_LIMIT
+from hwfleet.protocol.session import Session
+from hwfleet.protocol.stream import StreamChannel, pump
+
+log = logging.getLogger(__name__)
+
+#: Gives the TLS context for the next attempt (None: plain TCP, only with --insecure).
+SslProvider = Callable[[], Awaitable[ssl.SSLContext | None]]
+
+
+class StreamLink:
+    """Keeps one session to the controller alive for as long as the agent runs."""
+
+    def __init__(
+        self,
+        runtime: AgentRuntime,
+        host: str,
+        port: int,
+        *,
+        ssl_provider: SslProvider | None = None,
+        local_address: str | None = None,
+        heartbeat: float = 15.0,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        call_timeout: float = 10.0,
+    ) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.port = port
+        self._ssl_provider = ssl_provider
+        self._local = local_address
+        self._heartbeat = heartbeat
+        self._backoff = Backoff(reconnect_min, reconnect_max)
+        self._call_timeout = call_timeout
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self.last_error: str | None = None
+        self._stopping = False
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def run(self) -> None:
+        """Connect forever; returns only after :meth:`stop`."""
+        while not self._stopping:
+            try:
+                await self._session_once()
+            except (OSError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
+                self._note_failure(str(exc) or type(exc).__name__)
+            except Exception as exc:  # a refusal from the controller, a bad reply
+                self._note_failure(f"{type(exc).__name__}: {exc}")
+            if self._stopping:
+                break
+            await asyncio.sleep(self._backoff.next())  # deliberate wait between attempts
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the socket so the reader wakes up with EOF."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def _note_failure(self, reason: str) -> None:
+        if reason != self.last_error:
+            log.warning("controller %s:%d: %s; reconnecting", self.host, self.port, reason)
+        self.last_error = reason
+
+    async def _session_once(self) -> None:
+        local = (self._local, 0) if self._local else None
+        context = await self._ssl_provider() if self._ssl_provider else None
+        async with asyncio.timeout(10.0):
+            reader, writer = await asyncio.open_connection(
+                self.host, self.port, limit=STREAM_LIMIT, ssl=context, local_addr=local
+            )
+        self._writer = writer
+        channel = StreamChannel(writer)
+        session: Session[AgentRuntime] = Session(
+            channel.send,
+            self.runtime.registry,
+            self.runtime,
+            peer=f"{self.host}:{self.port}",
+            default_timeout=self._call_timeout,
+        )
+        reading = asyncio.create_task(pump(reader, session))
+        beating: asyncio.Task[None] | None = None
+        try:
+            await session.call(methods.HANDSHAKE, self.runtime.handshake())
+            self._backoff.reset()
+            self.connects += 1
+            self.last_error = None
+            self.runtime.attach(session)
+            self.connected.set()
+            beating = asyncio.create_task(self._beat(session))
+            await reading
+        finally:
+            self.connected.clear()
+            self.runtime.attach(None)
+            session.close()
+            for task in (beating, reading):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (beating, reading) if t), return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _beat(self, session: Session[AgentRuntime]) -> None:
+        """Heartbeats keep presence; a missed one means the link is dead."""
+        while not session.closed:
+            await asyncio.sleep(self._heartbeat)  # the heartbeat period itself
+            try:
+                await session.call(methods.PING, {}, timeout=self._call_timeout)
+            except Exception as exc:
+                log.warning("heartbeat failed (%s): reconnecting", exc)
+                self._drop()
+                return

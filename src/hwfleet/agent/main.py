@@ -1,0 +1,221 @@
+"""Assemble and run one agent process from its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from hwfleet.agent.identity import describe_machine, load_or_create_uuid
+from hwfleet.agent.runtime import AgentRuntime
+from hwfleet.settings import AgentSettings
+from hwfleet.types import parse_host_port
+
+log = logging.getLogger(__name__)
+
+
+def build_runtime(settings: AgentSettings, device_index: int = 0) -> AgentRuntime:
+    from hwfleet.agent.hardware import default_dispatcher
+
+    if settings.simulate:
+        from hwfleet.sim.fleet import runtime_for
+        from hwfleet.sim.profiles import load_profile
+
+        profile = load_profile(settings.simulate)
+        if not 0 <= device_index < len(profile.devices):
+            raise ValueError(
+                f"{settings.simulate} has {len(profile.devices)} devices; "
+                f"--device-index {device_index} is out of range"
+            )
+        return runtime_for(
+            profile.devices[device_index], device_index, seed=0, data_dir=settings.data_dir
+        )
+    hardware = default_dispatcher()
+    device_uuid = load_or_create_uuid(settings.data_dir)
+    return AgentRuntime(
+        describe_machine(device_uuid, hardware.inventory()), hardware, data_dir=settings.data_dir
+    )
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event, device_index: int = 0) -> None:
+    runtime = build_runtime(settings, device_index)
+    if settings.transport == "stream":
+        await _run_stream(settings, runtime, stop)
+    elif settings.transport == "amqp":
+        await _run_bus(settings, runtime, stop)
+    else:
+        raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
+
+
+async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
+    from hwfleet.agent.link import StreamLink
+
+    host, port = parse_host_port(settings.controller)
+    provider = None
+    if settings.insecure:
+        log.warning("INSECURE: plain TCP to the controller, no authentication (--insecure)")
+    else:
+        from hwfleet.agent.security import AgentTls
+        from hwfleet.trust import AgentIdentity
+
+        identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)
+        provider = AgentTls(
+            identity,
+            host,
+            port,
+            password=settings.enroll_password,
+            token=settings.enroll_token,
+            controller_fingerprint=settings.controller_fingerprint,
+        )
+    link = StreamLink(
+        runtime,
+        host,
+        port,
+        ssl_provider=provider,
+        heartbeat=settings.heartbeat_interval,
+        reconnect_min=settings.reconnect_min,
+        reconnect_max=settings.reconnect_max,
+    )
+    log.info(
+        "agent %s (%s) connecting to %s:%d", runtime.info.uuid, runtime.info.serial, host, port
+    )
+    running = asyncio.create_task(link.run())
+    key_path = None if provider is None else provider.identity.key_path
+    enrolled = (lambda: provider.identity.is_enrolled) if provider else (lambda: False)
+    async with announced(settings, runtime, host, key_path, enrolled, link.connected):
+        try:
+            await stop.wait()
+        finally:
+            link.stop()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
+            await runtime.tasks.close()
+
+
+@contextlib.asynccontextmanager
+async def announced(
+    settings: AgentSettings,
+    runtime: AgentRuntime,
+    controller_host: str,
+    key_path: Path | None,
+    enrolled: Callable[[], bool],
+    connected: asyncio.Event,
+) -> AsyncIterator[None]:
+    """Answer discovery (and DNS-SD when asked) while the agent runs."""
+    if not settings.discovery:
+        yield
+        return
+    from hwfleet.agent.discovery import local_ip_towards, start_responder
+
+    ipaddr = local_ip_towards(controller_host)
+    responder = await start_responder(
+        runtime,
+        ipaddr=ipaddr,
+        port=settings.discovery_port,
+        group=settings.discovery_group,
+        interface=settings.discovery_interface,
+        key_path=key_path if enrolled() else None,
+    )
+
+    async def sign_after_enrollment() -> None:
+        from typing import cast
+
+        from hwfleet.agent.discovery import LazySigningKey
+
+        await connected.wait()
+        if key_path is not None and enrolled() and responder.signing_key is None:
+            responder.signing_key = cast(Any, LazySigningKey(key_path))
+
+    signer = asyncio.create_task(sign_after_enrollment())
+    advertiser = None
+    if settings.dnssd:
+        from hwfleet.agent.discovery import metadata_for
+        from hwfleet.discovery.dnssd import DnsSdAdvertiser
+
+        advertiser = DnsSdAdvertiser(
+            metadata_for(runtime, ipaddr, settings.discovery_port),
+            port=settings.discovery_port,
+            interfaces=[ipaddr],
+        )
+        await advertiser.start()
+    try:
+        yield
+    finally:
+        signer.cancel()
+        if advertiser is not None:
+            await advertiser.close()
+        await responder.close()
+
+
+async def _run_bus(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
+    from hwfleet.agent.bus_link import BusLink
+    from hwfleet.bus import open_bus
+
+    if not settings.bus:
+        raise ValueError("--transport amqp needs --bus amqp://user:password@host/")
+    from hwfleet.agent.bus_credentials import wants_own_credentials
+
+    if not settings.insecure and wants_own_credentials(
+        settings.data_dir, password=settings.enroll_password, token=settings.enroll_token
+    ):
+        await _run_bus_as_device(settings, runtime, stop)
+        return
+    bus = open_bus(settings.bus)
+    await bus.start()
+    link = BusLink(
+        runtime,
+        bus,
+        heartbeat=settings.heartbeat_interval,
+        reconnect_min=settings.reconnect_min,
+        reconnect_max=settings.reconnect_max,
+    )
+    log.info("agent %s (%s) on the bus", runtime.info.uuid, runtime.info.serial)
+    running = asyncio.create_task(link.run())
+    broker = urlsplit(settings.bus).hostname or "127.0.0.1"
+    async with announced(settings, runtime, broker, None, lambda: False, link.connected):
+        try:
+            await stop.wait()
+        finally:
+            link.stop()
+            await asyncio.gather(running, return_exceptions=True)
+            await runtime.tasks.close()
+            await bus.close()
+
+
+async def _run_bus_as_device(
+    settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event
+) -> None:
+    """AMQP with this device's own bus user, got from the controller (enrolling if needed)."""
+    from hwfleet.agent.amqp_link import AmqpAgentLink
+    from hwfleet.trust import AgentIdentity
+
+    identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)
+    link = AmqpAgentLink(
+        runtime,
+        settings.bus,
+        identity=identity,
+        controller=parse_host_port(settings.controller),
+        password=settings.enroll_password,
+        token=settings.enroll_token,
+        controller_fingerprint=settings.controller_fingerprint,
+        heartbeat=settings.heartbeat_interval,
+        reconnect_min=settings.reconnect_min,
+        reconnect_max=settings.reconnect_max,
+    )
+    log.info("agent %s (%s) on the bus, own credentials", runtime.info.uuid, runtime.info.serial)
+    running = asyncio.create_task(link.run())
+    broker = urlsplit(settings.bus).hostname or "127.0.0.1"
+    key_path = identity.key_path
+    async with announced(
+        settings, runtime, broker, key_path, lambda: identity.is_enrolled, link.connected
+    ):
+        try:
+            await stop.wait()
+        finally:
+            link.stop()
+            await asyncio.gather(running, return_exceptions=True)
+            await runtime.tasks.close()

@@ -1,0 +1,108 @@
+"""The agent: identity, hardware managers, command handlers and long tasks, carrier-free.
+
+A link (:mod:`hwfleet.agent.link` for streams, the AMQP carrier for the bus)
+attaches a session; the runtime answers through whichever link is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from hwfleet.agent.identity import DeviceInfo
+from hwfleet.agent.localstate import LocalState
+from hwfleet.agent.tasks import AgentTasks
+from hwfleet.protocol import methods
+from hwfleet.protocol.inventory import Inventory
+from hwfleet.protocol.methods import MethodRegistry
+from hwfleet.protocol.session import Session
+from hwfleet.protocol.status import StatusId
+
+if TYPE_CHECKING:
+    from hwfleet.agent.hardware import HardwareDispatcher
+
+
+class AgentRuntime:
+    """Everything an agent is, independent of how it reaches the controller."""
+
+    def __init__(
+        self,
+        info: DeviceInfo,
+        hardware: HardwareDispatcher,
+        *,
+        simulated: bool = False,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """``data_dir``: where the device keeps its name, trust list and password (None: memory)."""
+        from hwfleet.agent.commands import register_all
+
+        #: The device's own documents (device.* commands); a saved name beats the hardware's.
+        self.local = LocalState(data_dir)
+        self.info = info
+        self.info.name = self.local.saved_name() or info.name
+        self.hardware = hardware
+        self.simulated = simulated
+        self.started = time.monotonic()
+        self.scanning = 0
+        self.maintenance = False
+        self.error_label: str | None = None
+        self.status_changed_at = time.time()
+        self.tasks = AgentTasks(on_change=self._touch_status)
+        self.registry: MethodRegistry[AgentRuntime] = MethodRegistry()
+        self.session: Session[AgentRuntime] | None = None
+        register_all(self.registry)
+
+    def attach(self, session: Session[AgentRuntime] | None) -> None:
+        """The link calls this when a session is identified (or lost: ``None``)."""
+        self.session = session
+        self.tasks.attach(session)
+
+    def handshake(self) -> dict[str, Any]:
+        inv = self._macs()
+        return {
+            "uuid": self.info.uuid,
+            "serial": self.info.serial,
+            "name": self.info.name,
+            "model_id": self.info.model_id,
+            "version": self.info.version,
+            "macs": inv,
+            "st_id": self.st_id(),
+            "tasks": self.tasks.running(),
+        }
+
+    async def inventory(self) -> Inventory:
+        """Simulated hardware answers inline; real sysfs reads go to a thread."""
+        if self.simulated:
+            return self.hardware.inventory()
+        return await asyncio.to_thread(self.hardware.inventory)
+
+    def st_id(self) -> int:
+        """DESIGN §7: scan beats maintenance beats a running task beats idle."""
+        if self.scanning:
+            return StatusId.SCANNING
+        if self.maintenance:
+            return StatusId.MAINTENANCE
+        if self.tasks.running():
+            return StatusId.RUNNING
+        return StatusId.IDLE
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    async def log(self, level: str, msg: str, **fields: Any) -> None:
+        """Send a structured log line to the controller (dropped when offline)."""
+        session = self.session
+        if session is not None and not session.closed:
+            await session.cast(methods.LOG, {"level": level, "msg": msg, "fields": fields})
+
+    def _touch_status(self) -> None:
+        self.status_changed_at = time.time()
+
+    def _macs(self) -> list[str]:
+        try:
+            # Only the NICs: a full inventory (PCI, disks, DMI…) on every reconnect is wasted.
+            return [nic.mac for nic in self.hardware.list_nics() if nic.mac]
+        except Exception:
+            return []
