@@ -1,0 +1,32 @@
+"""The FastAPI application: routers, the operator token, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from hwfleet import __version__
+from hwfleet.api import device_admin, devices, discovery, events, keys, scans, tasks
+
+
+def create_app(ctl: Any, operator_token: str, extra_routers: list[Any] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="hwfleet controller",
+        version=__version__,
+        description="Control plane for fleets of physical machines. Every /api/v1 route needs "
+        "`Authorization: Bearer <operator token>`.",
+    )
+    app.state.ctl = ctl
+    app.state.operator_token = operator_token
+    for module in (devices, device_admin, discovery, events, keys, scans, tasks):
+        app.include_router(module.router)
+    for router in extra_routers or []:
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Unauthenticated liveness: says nothing about the fleet."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,217 @@
+"""The composition root: builds every part of the controller from one settings object."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+from typing import Any
+
+import uvicorn
+
+from hwfleet.api.app import create_app
+from hwfleet.api.auth import load_or_create_token
+from hwfleet.bus import open_bus
+from hwfleet.bus.base import Bus
+from hwfleet.controller import bus_logging
+from hwfleet.controller.admission import Admission
+from hwfleet.controller.agent_methods import AgentMethods
+from hwfleet.controller.bus_gateway import BusGateway
+from hwfleet.controller.bus_senders import SenderCheck
+from hwfleet.controller.config import LiveConfig, default_settings
+from hwfleet.controller.devices import DeviceRegistry
+from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
+from hwfleet.controller.events import EventPublisher
+from hwfleet.controller.gateway import StreamGateway
+from hwfleet.controller.outbox import OutboxWorker
+from hwfleet.controller.scan import ScanService
+from hwfleet.controller.scan_bridge import ScanBridge
+from hwfleet.controller.tasks import TaskService
+from hwfleet.discovery import DiscoveryBrowser
+from hwfleet.integrations.mes import MesClient
+from hwfleet.settings import ServerSettings
+from hwfleet.store import Store, open_store
+from hwfleet.trust import EnrollmentService
+from hwfleet.types import parse_host_port
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """Owns the parts; ``start`` brings them up in dependency order, ``close`` in reverse."""
+
+    def __init__(self, settings: ServerSettings, *, bus: Bus | None = None) -> None:
+        """``bus``: share an already-started bus (tests, the demo); otherwise open one."""
+        self.settings = settings
+        self._shared_bus = bus
+        self.store: Store
+        self.bus: Bus
+        self.events: EventPublisher
+        self.devices: DeviceRegistry
+        self.tasks: TaskService
+        self.config: LiveConfig
+        self.admission: Admission
+        self.keys: EnrollmentService
+        self.bus_gateway: BusGateway
+        self.discovery: DiscoveryBrowser
+        self.discovery_keys: EnrolledKeys
+        self.gateway: StreamGateway
+        self.mes: MesClient
+        self.outbox: OutboxWorker
+        self.scans: ScanService
+        self.operator_token = ""
+        self.api_url = ""
+        self._api_server: uvicorn.Server | None = None
+        self._api_task: asyncio.Task[Any] | None = None
+        self._closers: list[Any] = []
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        self.operator_token = load_or_create_token(s.data_dir)
+        self.store = await open_store(s.db_url())
+        self._closers.append(self.store.close)
+        if self._shared_bus is not None:
+            self.bus = self._shared_bus
+        else:
+            self.bus = open_bus(s.bus)
+            await self.bus.start()
+            self._closers.append(self.bus.close)
+        self.events = EventPublisher(self.store, self.bus)
+
+        self.config = LiveConfig(
+            self.store, self.events, default_settings(s.scan_quiet_timeout, s.log_level)
+        )
+        self.config.on_change("log_level", _apply_log_level)
+        await self.config.load()
+        await self.config.serve(self.bus)
+        self._closers.append(self.config.close)
+
+        self.devices = DeviceRegistry(
+            self.store, self.events, offline_after=s.offline_after, call_timeout=s.call_timeout
+        )
+        await self.devices.start()
+        self._closers.append(self.devices.close)
+        self.tasks = TaskService(self.store, self.devices, self.events)
+        host, port = parse_host_port(s.agent_listen, allow_any_port=True)
+        self.admission = Admission(s, self.store, self.events, self.devices, host)
+        self.keys = self.admission.keys
+        methods = AgentMethods(
+            self.devices, self.tasks, self.bus, identity_check=self.admission.check_handshake
+        )
+        self.admission.install(methods)
+
+        bridge = ScanBridge(self.bus, self.devices, call_timeout=s.call_timeout)
+        await bridge.start()
+        self._closers.append(bridge.close)
+
+        replica = s.replica_id or f"{socket.gethostname()}-{secrets.token_hex(4)}"
+        # One sender check for every consumer of device messages (it warns once per process).
+        senders = SenderCheck.for_controller(s, self.bus)
+        await self._start_scans(replica, senders)
+        bridge.unanswered = self.scans.unanswered
+        log_handler = await bus_logging.attach(self.bus, replica)
+        self._closers.append(lambda: bus_logging.detach(log_handler))
+        self.bus_gateway = BusGateway(
+            self.bus,
+            methods,
+            self.devices,
+            self.store,
+            replica_id=replica,
+            call_timeout=s.call_timeout,
+            senders=senders,
+        )
+        await self.bus_gateway.start()
+        self._closers.append(self.bus_gateway.close)
+
+        self.discovery_keys = EnrolledKeys(self.store)
+        await self.discovery_keys.start(self.bus)
+        self._closers.append(self.discovery_keys.close)
+        self.discovery = build_browser(self.discovery_keys, s.discovery_interface, s.discovery_port)
+        await self.discovery.start()
+        self._closers.append(self.discovery.close)
+        recorder = DiscoveryRecorder(self.discovery, self.store, self.events)
+        await recorder.start()
+        self._closers.append(recorder.close)
+
+        self.gateway = StreamGateway(
+            methods,
+            self.devices,
+            host=host,
+            port=port,
+            call_timeout=s.call_timeout,
+            handshake_timeout=s.handshake_timeout,
+            ssl_context=self.admission.ssl_context,
+            on_connect=self.admission.on_connect,
+        )
+        await self.gateway.start()
+        self._closers.append(self.gateway.close)
+        await self._start_api()
+
+    async def _start_scans(self, replica: str, senders: SenderCheck) -> None:
+        """The MES client, the outbox worker delivering its posts, and the scan service."""
+        s = self.settings
+        self.mes = MesClient.from_settings(s)
+        self._closers.append(self.mes.aclose)
+        if not self.mes.configured:
+            log.warning(
+                "no MES configured (--mes or HWFLEET_MES): a scan will mark every device failed "
+                "because its MES record cannot be looked up"
+            )
+        self.outbox = OutboxWorker(self.store, self.mes, worker_id=f"outbox-{replica}")
+        await self.outbox.start()
+        self._closers.append(self.outbox.close)
+        self.scans = ScanService(
+            self.store,
+            self.bus,
+            self.mes,
+            s,
+            outbox=self.outbox,
+            events=self.events,
+            senders=senders,
+            quiet_default=lambda: float(self.config.get("scan.quiet_timeout")),
+        )
+        await self.scans.serve()
+        self._closers.append(self.scans.close)
+
+    async def _start_api(self) -> None:
+        host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
+        app = create_app(self, self.operator_token)
+        # Bind first, so the address is known (port 0 works) before serving starts.
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        # Listen now: the API URL is announced before uvicorn's task runs, and a bound socket
+        # that is not listening refuses connections; a listening one queues them until then.
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        sock.listen(config.backlog)
+        bound = sock.getsockname()
+        self.api_url = f"http://{host}:{bound[1]}"
+        self._api_server = uvicorn.Server(config)
+        self._api_task = asyncio.create_task(self._api_server.serve(sockets=[sock]))
+        log.info("REST API on %s (OpenAPI at %s/docs)", self.api_url, self.api_url)
+
+    async def close(self) -> None:
+        if self._api_server is not None and self._api_task is not None:
+            self._api_server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._api_task, 5)
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                await closer()
+            except Exception:
+                log.exception("error while closing %s", closer)
+
+
+def _apply_log_level(level: str) -> None:
+    logging.getLogger("hwfleet").setLevel(level.upper())

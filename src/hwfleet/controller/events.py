@@ -1,0 +1,42 @@
+"""Every state change becomes an event row (the record) and a bus message (the notification)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hwfleet.bus.base import Bus
+    from hwfleet.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventPublisher:
+    """Writes the event row first, then announces it on the ``events`` exchange."""
+
+    def __init__(self, store: Store, bus: Bus) -> None:
+        self._store = store
+        self._bus = bus
+
+    async def emit(
+        self, routing_key: str, payload: dict[str, Any], *, device_uuid: str | None = None
+    ) -> None:
+        async with self._store.tx() as tx:
+            record = await tx.events.add(routing_key, payload, device_uuid=device_uuid, at=utcnow())
+        await self.announce(routing_key, payload, event_id=record.id, at=record.at)
+
+    async def announce(
+        self, routing_key: str, payload: dict[str, Any], *, event_id: int | None, at: datetime
+    ) -> None:
+        """Publish an event already recorded (in the caller's own transaction)."""
+        body = {"id": event_id, "at": at.isoformat(), "key": routing_key, "data": payload}
+        try:
+            await self._bus.publish("events", routing_key, body)
+        except Exception:  # the row is the record; a bus hiccup must not fail the change
+            log.exception("could not publish event %s", routing_key)

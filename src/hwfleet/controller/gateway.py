@@ -1,0 +1,141 @@
+"""The stream gateway: agents connect here and speak line-JSON (TLS when configured)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from hwfleet.controller.agent_methods import AgentContext, AgentMethods
+from hwfleet.controller.devices import DeviceRegistry
+from hwfleet.protocol.framing import STREAM_LIMIT
+from hwfleet.protocol.session import Session
+from hwfleet.protocol.stream import StreamChannel, pump
+
+log = logging.getLogger(__name__)
+
+#: An enrolling link gets this many more handshake timeouts before it is closed.
+ENROLLING_GRACE = 4
+
+#: Inspect a fresh TLS connection (client certificate) before any message is read.
+ConnectionHook = Callable[[AgentContext, asyncio.StreamWriter], None]
+
+
+class StreamGateway:
+    """Accepts agent connections and runs one protocol session per connection."""
+
+    def __init__(
+        self,
+        methods: AgentMethods,
+        devices: DeviceRegistry,
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = 15.0,
+        call_timeout: float = 10.0,
+        on_connect: ConnectionHook | None = None,
+    ) -> None:
+        self._methods = methods
+        self._devices = devices
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+        self._handshake_timeout = handshake_timeout
+        self._call_timeout = call_timeout
+        self._on_connect = on_connect
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._server is not None, "gateway not started"
+        sock = self._server.sockets[0].getsockname()
+        return (sock[0], sock[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve,
+            self._host,
+            self._port,
+            limit=STREAM_LIMIT,
+            ssl=self._ssl,
+            backlog=4096,
+            ssl_handshake_timeout=10.0 if self._ssl else None,
+        )
+        log.info(
+            "agent gateway listening on %s:%d (%s)",
+            *self.address,
+            "TLS" if self._ssl else "plain TCP",
+        )
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio (3.11) logs a cancelled connection task as an error; shutdown cancels
+        # them on purpose, so cancellation ends the handler quietly here.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._session(reader, writer)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        channel = StreamChannel(writer)
+        peer = writer.get_extra_info("peername")
+        ipaddr = peer[0] if isinstance(peer, tuple) else str(peer)
+        ctx = AgentContext(ipaddr=ipaddr, transport="stream", drop=writer.close)
+        session: Session[AgentContext] = Session(
+            channel.send,
+            self._methods.registry,
+            ctx,
+            peer=channel.peername(),
+            default_timeout=self._call_timeout,
+        )
+        ctx.session = session
+        watchdog = asyncio.get_running_loop().call_later(
+            self._handshake_timeout, self._expect_handshake, ctx, writer
+        )
+        try:
+            if self._on_connect is not None:
+                self._on_connect(ctx, writer)
+            await pump(reader, session)
+        except Exception:
+            log.exception("connection from %s failed", channel.peername())
+        finally:
+            watchdog.cancel()
+            session.close()
+            if ctx.uuid is not None:
+                await self._devices.detach(ctx.uuid, session, "disconnected")
+            await channel.close()
+            self._handlers.discard(task)
+
+    def _expect_handshake(
+        self, ctx: AgentContext, writer: asyncio.StreamWriter, first: bool = True
+    ) -> None:
+        if ctx.uuid is not None or writer.is_closing():
+            return
+        if ctx.extra.get("enrolling") and first:
+            # Enrolling takes a key exchange and perhaps an operator's decision: more time,
+            # but not forever, or unauthenticated peers could hold connections open at will.
+            asyncio.get_running_loop().call_later(
+                ENROLLING_GRACE * self._handshake_timeout,
+                self._expect_handshake,
+                ctx,
+                writer,
+                False,
+            )
+            return
+        log.warning("%s did not authenticate in time: closing", ctx.ipaddr)
+        writer.close()

@@ -1,0 +1,326 @@
+"""The burn-in scan service (seed 000, DESIGN §5): broadcast, collect, compare, finish.
+
+Flow: :meth:`ScanService.start` allocates the operationid in the store,
+records the devices expected to answer and broadcasts on ``devicescan``.
+Replies arrive on ``hwinfo_queue`` (AMQP agents send them themselves; the
+stream gateway forwards them for its agents), where every controller replica
+is a competing consumer: each reply is validated, looked up in the MES,
+compared and stored. A reply is acknowledged only after its result is
+committed, so a controller killed mid-scan loses nothing: the broker
+redelivers, and ``add_result`` de-duplicates what was stored already.
+
+Results are written in batches (one transaction for every reply that
+arrived while the previous batch was being written): on a 10,000-device
+rack one commit per reply would make the database the bottleneck.
+
+A scan finishes when every expected device has a result, or when it has
+been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan_watch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hwfleet.bus.base import Delivery, Reject, Subscription
+from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
+from hwfleet.controller.bus_senders import SenderCheck
+from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
+from hwfleet.controller.scan_compare import compare, failed_entry
+from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
+from hwfleet.controller.scan_watch import ScanState, ScanWatcher
+from hwfleet.integrations.mes import MesClient, MesError
+from hwfleet.types import JsonObject, Serial
+
+if TYPE_CHECKING:
+    from hwfleet.bus.base import Bus
+    from hwfleet.controller.outbox import OutboxWorker
+    from hwfleet.settings import ServerSettings
+    from hwfleet.store import EventRecord, ScanRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    row: ResultRow
+    done: asyncio.Future[bool]
+
+
+def _device_event_key(operationid: int, sn: Serial | None, device_uuid: str) -> str:
+    try:
+        return EventKey.scan_device(operationid, sn if sn is not None else device_uuid)
+    except ValueError:  # a serial with '.', '*' or '#' would change the routing: spell it safely
+        safe = re.sub(r"[.*#]", "_", str(sn))[:200] or "unknown"
+        return EventKey.scan_device(operationid, safe)
+
+
+class ScanService:
+    """Runs scans; :meth:`serve` starts consuming replies, :meth:`close` stops."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        mes: MesClient,
+        settings: ServerSettings,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        outbox: OutboxWorker | None = None,
+        events: EventPublisher | None = None,
+        prefetch: int = 256,
+        batch_size: int = 500,
+        tick: float = 0.2,
+        senders: SenderCheck | None = None,
+        quiet_default: Callable[[], float] | None = None,
+    ) -> None:
+        """``quiet_default``: the live ``scan.quiet_timeout`` (default: the start-up setting)."""
+        self.store = store
+        self.bus = bus
+        self.mes = mes
+        self.settings = settings
+        self.clock = clock
+        self.outbox = outbox
+        self.events = events or EventPublisher(store, bus)
+        self.prefetch = prefetch
+        self.batch_size = batch_size
+        self.watcher = ScanWatcher(self, tick=tick)
+        #: Who may send a reply for which device (per-device bus credentials).
+        self.senders = senders or SenderCheck.for_controller(settings, bus)
+        self.quiet_default = quiet_default or (lambda: settings.scan_quiet_timeout)
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._announcements: asyncio.Queue[EventRecord] = asyncio.Queue()
+        self._announcer: asyncio.Task[None] | None = None
+        self._consumer: Subscription | None = None
+        #: Replies whose results this replica stored (a figure for operators and benchmarks).
+        self.stored = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Consume ``hwinfo_queue`` and watch running scans (resuming those a restart left)."""
+        if self._writer is not None:
+            return
+        self._writer = asyncio.create_task(self._write_loop(), name="scan result writer")
+        self._announcer = asyncio.create_task(self._announce_loop(), name="scan events")
+        await self.watcher.start()
+        self._consumer = await self.bus.consume(
+            HWINFO_QUEUE, self._on_reply, prefetch=self.prefetch
+        )
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.cancel()
+            self._consumer = None
+        await self.watcher.close()
+        for task in (self._writer, self._announcer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._writer = self._announcer = None
+
+    async def __aenter__(self) -> ScanService:
+        await self.serve()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    # -- starting a scan ----------------------------------------------------------------------
+
+    async def start(
+        self, expected: list[JsonObject] | None = None, *, quiet_timeout: float | None = None
+    ) -> ScanRecord:
+        """Allocate an operationid, record who must answer, broadcast on ``devicescan``.
+
+        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now.
+        """
+        quiet = float(quiet_timeout or self.quiet_default())
+        now = self.clock()
+        async with self.store.tx() as tx:
+            if expected is None:
+                expected = [
+                    {"uuid": d.uuid, "sn": d.serial}
+                    for d in await tx.devices.list()
+                    if d.state == "online"
+                ]
+            scan = await tx.scans.create(expected=expected, quiet_timeout=quiet, at=now)
+            payload = {
+                "operationid": scan.operationid,
+                "expected": len(expected),
+                "quiet_timeout": quiet,
+            }
+            event = await tx.events.add(EventKey.scan_started(scan.operationid), payload, at=now)
+        self.watcher.adopt(scan, [])
+        await self.broadcast(scan.operationid)
+        self._announce(event)
+        log.info("scan %d started: %d devices expected", scan.operationid, len(expected))
+        return scan
+
+    def unanswered(self, device_uuid: str) -> list[int]:
+        """operationids of the running scans still waiting for this device's reply."""
+        return self.watcher.unanswered(device_uuid)
+
+    async def broadcast(self, operationid: int) -> None:
+        await self.bus.publish(DEVICESCAN, "", {"operationid": operationid, "action": "scan"})
+
+    # -- replies ------------------------------------------------------------------------------
+
+    async def _on_reply(self, delivery: Delivery) -> None:
+        parsed = parse_reply(delivery.body)
+        if parsed.operationid is None:
+            raise Reject(
+                f"{parsed.reason if isinstance(parsed, BadReply) else ''} (no operationid)"
+            )
+        state = await self.watcher.state(parsed.operationid)
+        if state is None:
+            raise Reject(f"scan reply for unknown operationid {parsed.operationid}")
+        if not state.running:
+            log.info("late reply for finished scan %d dropped", parsed.operationid)
+            return
+        claimed = self.senders.scan_reply(delivery, parsed.uuid or None)
+        device_uuid, sn = state.identify(claimed, parsed.sn)
+        if device_uuid is None:
+            reason = parsed.reason if isinstance(parsed, BadReply) else "no device identity"
+            raise Reject(f"{reason}; the reply names neither a uuid nor an sn")
+        if device_uuid in state.answered:
+            return  # a redelivery of a stored reply (or a device answering twice)
+        if isinstance(parsed, BadReply):
+            entry = failed_entry(sn, parsed.reason) if sn is not None else None
+            await self._store(state, device_uuid, sn, None, entry, parsed.reason)
+            return
+        state.inflight += 1
+        try:
+            entry = await self._check(parsed)
+            await self._store(state, device_uuid, sn, parsed.hwinfo, entry, entry.get("error"))
+        finally:
+            state.inflight -= 1
+
+    async def _check(self, reply: Reply) -> JsonObject:
+        try:
+            record = await self.mes.get_device(reply.sn)
+        except MesError as exc:
+            log.warning("scan %d: %s", reply.operationid, exc)
+            return failed_entry(reply.sn, f"{INTERNAL}{exc}", reply.macs)
+        return compare(reply.sn, reply.macs, record)
+
+    async def _store(
+        self,
+        state: ScanState,
+        device_uuid: str,
+        sn: Serial | None,
+        hwinfo: JsonObject | None,
+        entry: JsonObject | None,
+        error: str | None,
+    ) -> None:
+        result = entry["result"] if entry is not None else "0"
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        row = ResultRow(state.operationid, device_uuid, sn, hwinfo, entry, result, error)
+        pending = _Pending(row, done)
+        self._queue.put_nowait(pending)
+        await done  # acknowledged only once committed
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                events = await self._write(batch)
+            except Exception as exc:  # the handlers raise, the bus requeues their replies
+                log.exception("storing %d scan results failed", len(batch))
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                continue
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_result(True)
+            for event in events:
+                self._announce(event)
+            for operationid in {item.row.operationid for item in batch}:
+                state = self.watcher.cached(operationid)
+                if state is not None and state.running and state.complete():
+                    await self.finish(operationid, "every expected device answered")
+
+    async def _write(self, batch: list[_Pending]) -> list[EventRecord]:
+        now = self.clock()
+        async with self.store.tx() as tx:
+            new = await add_results(tx, [item.row for item in batch], at=now)
+            items = [
+                (
+                    _device_event_key(row.operationid, row.sn, row.device_uuid),
+                    {
+                        "operationid": row.operationid,
+                        "uuid": row.device_uuid,
+                        "sn": row.sn,
+                        "result": row.result,
+                        "error": row.error,
+                    },
+                    row.device_uuid,
+                )
+                for row in new
+            ]
+            records = await add_events(tx, items, at=now)
+            for operationid in {item.row.operationid for item in batch}:
+                await tx.scans.touch(operationid, now)
+        self.stored += len(new)
+        for row in new:
+            state = self.watcher.cached(row.operationid)
+            if state is not None:
+                state.answered.add(row.device_uuid)
+        return records
+
+    # -- finishing ----------------------------------------------------------------------------
+
+    async def finish(self, operationid: int, reason: str) -> Finished | None:
+        """Finish the scan now (exactly once across replicas); None if someone else did."""
+        async with self.store.tx() as tx:
+            finished = await finish_scan(
+                tx, operationid, urls=self.mes.urls, reason=reason, at=self.clock()
+            )
+        self.watcher.forget(operationid)
+        if finished is None:
+            return None
+        log.info(
+            "scan %d %s (%s): %d of %d devices passed",
+            operationid,
+            finished.state,
+            reason,
+            len(finished.outcome.passed),
+            len(finished.outcome.document["scaninfo"]),
+        )
+        if self.outbox is not None and finished.posts:
+            self.outbox.wake()
+        self._announce(finished.event)
+        return finished
+
+    def _announce(self, event: EventRecord) -> None:
+        """Queue an event (its row is committed) for the bus, off the write path."""
+        self._announcements.put_nowait(event)
+
+    async def _announce_loop(self) -> None:
+        # Publishing one event at a time would cap a big scan at the broker's confirm latency:
+        # publish what has accumulated concurrently, but a scan's "finished" after its devices.
+        while True:
+            chunk = [await self._announcements.get()]
+            while len(chunk) < 1000 and not self._announcements.empty():
+                chunk.append(self._announcements.get_nowait())
+            last = [e for e in chunk if e.routing_key.startswith("scan.finished.")]
+            first = [e for e in chunk if not e.routing_key.startswith("scan.finished.")]
+            await asyncio.gather(*(self._publish(e) for e in first))
+            for event in last:
+                await self._publish(event)
+
+    async def _publish(self, event: EventRecord) -> None:
+        await self.events.announce(event.routing_key, event.payload, event_id=event.id, at=event.at)

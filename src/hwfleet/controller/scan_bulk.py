@@ -1,0 +1,118 @@
+"""Bulk forms of ``tx.scans.add_result`` and ``tx.events.add`` for the scan's result writer.
+
+On a 10,000-device rack the per-row repository calls cost two statements per
+reply (about 1.4 ms on SQLite, more on a busy event loop) on the writer's
+serial path, which made the database the bottleneck of the whole scan. These
+functions keep the repositories' semantics — a result only for a running
+scan, de-duplicated per (operationid, device), an event row per stored
+result — in two multi-row statements per batch. They belong in the store
+(proposed: ``tx.scans.add_results`` / ``tx.events.add_many``); until then they
+use its tables through the transaction's own connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hwfleet.store.events import to_event
+from hwfleet.store.models import events, scan_results, scans
+from hwfleet.types import JsonObject, Serial
+
+if TYPE_CHECKING:
+    from hwfleet.store import EventRecord, Tx
+
+#: Rows per statement (SQLite allows 32,766 bound parameters; a result row binds 8).
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    operationid: int
+    device_uuid: str
+    sn: Serial | None
+    hwinfo: JsonObject | None
+    entry: JsonObject | None
+    result: str
+    error: str | None
+
+
+async def add_results(tx: Tx, rows: Sequence[ResultRow], *, at: datetime) -> list[ResultRow]:
+    """Store the rows of running scans not stored before; returns those that were new."""
+    if not rows:
+        return []
+    conn = tx.conn
+    pg = conn.dialect.name == "postgresql"
+    ops = sorted({row.operationid for row in rows})
+    query = (
+        sa.select(scans.c.operationid)
+        .where(scans.c.operationid.in_(ops), scans.c.state == "running")
+        .order_by(scans.c.operationid)
+    )
+    if pg:
+        # Hold finish() off until these results are committed (its UPDATE needs the row).
+        # Exclusive, not shared: the writer's touch() updates the same row later in this
+        # transaction, and two replicas upgrading shared locks would deadlock.
+        query = query.with_for_update()
+    running = {r[0] for r in (await conn.execute(query)).all()}
+    wanted = [row for row in rows if row.operationid in running]
+    added: set[tuple[int, str]] = set()
+    insert = postgresql.insert if pg else sqlite.insert
+    for start in range(0, len(wanted), CHUNK):
+        chunk = wanted[start : start + CHUNK]
+        stmt = (
+            insert(scan_results)
+            .values(
+                [
+                    {
+                        "operationid": row.operationid,
+                        "device_uuid": row.device_uuid,
+                        "sn": row.sn,
+                        "hwinfo": row.hwinfo,
+                        "entry": row.entry,
+                        "result": row.result,
+                        "error": row.error,
+                        "received_at": at,
+                    }
+                    for row in chunk
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["operationid", "device_uuid"])
+            .returning(scan_results.c.operationid, scan_results.c.device_uuid)
+        )
+        added.update((r[0], r[1]) for r in (await conn.execute(stmt)).all())
+    # One reply per device: a batch holding the same device twice stores it once.
+    seen: set[tuple[int, str]] = set()
+    new: list[ResultRow] = []
+    for row in wanted:
+        key = (row.operationid, row.device_uuid)
+        if key in added and key not in seen:
+            seen.add(key)
+            new.append(row)
+    return new
+
+
+async def add_events(
+    tx: Tx, items: Sequence[tuple[str, dict[str, Any], str | None]], *, at: datetime
+) -> list[EventRecord]:
+    """Insert ``(routing_key, payload, device_uuid)`` events; records in id order."""
+    records: list[EventRecord] = []
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        stmt = (
+            sa.insert(events)
+            .values(
+                [
+                    {"at": at, "routing_key": key, "device_uuid": device, "payload": payload}
+                    for key, payload, device in chunk
+                ]
+            )
+            .returning(*events.c)
+        )
+        records.extend(to_event(row) for row in (await tx.conn.execute(stmt)).all())
+    return sorted(records, key=lambda r: r.id)

@@ -1,0 +1,212 @@
+"""Per-scan state and the watcher that finishes scans (all answered, or quiet for too long).
+
+The store is the truth; :class:`ScanState` is this replica's cache of it: who
+is expected, who has a stored result, how many lookups are in flight here.
+The watcher sweeps ``tx.scans.running()`` every ``tick``:
+
+* a scan whose expected devices all have results finishes now. Each replica
+  knows its own writes at once; another replica's are read from the store
+  once the scan's ``last_activity`` has stopped moving (one re-read per quiet
+  spell, not one per reply).
+* a scan quiet for its ``quiet_timeout`` finishes with the missing devices
+  marked as not replying — unless a lookup is still in flight here (a MES
+  retrying is not silence).
+
+A restarted controller resumes: the scans running when it starts get their
+quiet timer restarted (the replies the broker redelivers must be read before
+anyone is declared silent) and the scan command broadcast again — at once and
+once more half a quiet timeout later, for agents that reconnect slowly. (Stream
+agents are not connected yet when a restarted controller resumes: the scan
+bridge sends each of them its unanswered scans when it attaches.)
+Devices that already have a result are skipped without a MES lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from hwfleet.types import Serial
+
+if TYPE_CHECKING:
+    from hwfleet.controller.scan import ScanService
+    from hwfleet.store import ScanRecord
+
+log = logging.getLogger(__name__)
+
+#: Finished scans remembered (so their late replies are dropped without a query).
+_KEEP_FINISHED = 256
+
+
+@dataclass(slots=True, eq=False)
+class ScanState:
+    operationid: int
+    quiet_timeout: float
+    expected: dict[str, Serial | None] = field(default_factory=dict)
+    by_sn: dict[str, str] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
+    running: bool = True
+    inflight: int = 0
+    seen_activity: datetime | None = None
+    synced_activity: datetime | None = None
+    rebroadcast_at: float | None = None
+
+    def identify(self, uuid: str | None, sn: Serial | None) -> tuple[str | None, Serial | None]:
+        """The device key a result is stored under, and the sn it is reported with."""
+        if uuid:
+            return uuid, sn if sn is not None else self.expected.get(uuid)
+        if sn is not None:
+            return self.by_sn.get(str(sn)) or f"sn:{sn}"[:64], sn
+        return None, None
+
+    def complete(self) -> bool:
+        return bool(self.expected) and self.expected.keys() <= self.answered
+
+
+def state_of(scan: ScanRecord, answered: Iterable[str]) -> ScanState:
+    expected = {str(d["uuid"]): d.get("sn") for d in scan.expected if d.get("uuid")}
+    return ScanState(
+        operationid=scan.operationid,
+        quiet_timeout=scan.quiet_timeout,
+        expected=expected,
+        by_sn={str(sn): uuid for uuid, sn in expected.items() if sn is not None},
+        answered=set(answered),
+        running=scan.state == "running",
+        seen_activity=scan.last_activity,
+        synced_activity=scan.last_activity,
+    )
+
+
+class ScanWatcher:
+    """Caches scan states and finishes scans on time."""
+
+    def __init__(self, service: ScanService, *, tick: float = 0.2) -> None:
+        self._service = service
+        self.tick = tick
+        self._states: dict[int, ScanState] = {}
+        self._loading: dict[int, asyncio.Future[ScanState | None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._serving_since: datetime | None = None
+
+    async def start(self) -> None:
+        self._serving_since = self._service.clock()
+        await self._resume()
+        self._task = asyncio.create_task(self._loop(), name="scan watcher")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def cached(self, operationid: int) -> ScanState | None:
+        return self._states.get(operationid)
+
+    def unanswered(self, uuid: str) -> list[int]:
+        """The running scans (known here) that expect ``uuid`` and have no result from it."""
+        return [
+            op
+            for op, state in self._states.items()
+            if state.running and uuid in state.expected and uuid not in state.answered
+        ]
+
+    def adopt(self, scan: ScanRecord, answered: Iterable[str]) -> ScanState:
+        state = self._states[scan.operationid] = state_of(scan, answered)
+        return state
+
+    def forget(self, operationid: int) -> None:
+        """The scan finished (here or elsewhere): drop its late replies from now on."""
+        state = self._states.get(operationid)
+        if state is not None:
+            state.running = False
+        finished = [op for op, s in self._states.items() if not s.running]
+        for op in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
+            del self._states[op]
+
+    async def state(self, operationid: int) -> ScanState | None:
+        """This replica's state for a scan (loaded once from the store); None if unknown."""
+        state = self._states.get(operationid)
+        if state is not None:
+            return state
+        loading = self._loading.get(operationid)
+        if loading is None:
+            # One load per scan however many replies arrive for it at once.
+            loading = self._loading[operationid] = asyncio.ensure_future(self._load(operationid))
+            loading.add_done_callback(lambda _: self._loading.pop(operationid, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, operationid: int) -> ScanState | None:
+        async with self._service.store.tx(readonly=True) as tx:
+            scan = await tx.scans.get(operationid)
+            if scan is None:
+                return None
+            answered = await tx.scans.answered(operationid)
+        return self.adopt(scan, answered)
+
+    async def _resume(self) -> None:
+        async with self._service.store.tx(readonly=True) as tx:
+            running = await tx.scans.running()
+        loop = asyncio.get_running_loop()
+        for scan in running:
+            state = await self._load(scan.operationid)
+            if state is None or state.complete():
+                continue
+            log.info("resuming scan %d: broadcasting it again", scan.operationid)
+            state.rebroadcast_at = loop.time() + scan.quiet_timeout / 2
+            await self._service.broadcast(scan.operationid)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not stop scans from finishing later
+                log.exception("scan watcher sweep failed")
+            await asyncio.sleep(self.tick)
+
+    async def sweep(self) -> None:
+        """One pass over the running scans."""
+        service = self._service
+        async with service.store.tx(readonly=True) as tx:
+            running = await tx.scans.running_activity()
+        now = service.clock()
+        mono = asyncio.get_running_loop().time()
+        open_ids = {scan.operationid for scan in running}
+        for operationid, known in list(self._states.items()):
+            if known.running and operationid not in open_ids:
+                self.forget(operationid)  # another replica finished it
+        for scan in running:
+            state = await self.state(scan.operationid)  # the cache first, else the store
+            if state is None:
+                continue
+            activity = scan.last_activity
+            if (
+                not state.complete()
+                and activity == state.seen_activity
+                and activity != state.synced_activity
+            ):
+                await self._sync(state, activity)
+            state.seen_activity = activity
+            if state.complete():
+                await service.finish(scan.operationid, "every expected device answered")
+                continue
+            if state.rebroadcast_at is not None and mono >= state.rebroadcast_at:
+                state.rebroadcast_at = None
+                await service.broadcast(scan.operationid)
+            since = max(activity, self._serving_since or activity)
+            if state.inflight == 0 and (now - since).total_seconds() >= scan.quiet_timeout:
+                await service.finish(scan.operationid, "quiet timeout")
+
+    async def _sync(self, state: ScanState, activity: datetime) -> None:
+        """Read other replicas' results for this scan."""
+        async with self._service.store.tx(readonly=True) as tx:
+            answered = await tx.scans.answered(state.operationid)
+        state.answered.update(answered)
+        state.synced_activity = activity

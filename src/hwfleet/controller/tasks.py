@@ -1,0 +1,129 @@
+"""Commands sent to devices: short ones answered at once, long ones tracked as task rows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hwfleet.bus.topology import EventKey
+from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.protocol import envelope, methods
+from hwfleet.protocol.errors import ErrorCode, MethodError
+
+if TYPE_CHECKING:
+    from hwfleet.controller.devices import DeviceRegistry
+    from hwfleet.store import Store
+    from hwfleet.store.records import TaskRecord
+
+log = logging.getLogger(__name__)
+
+#: Seed 001's long commands: they take a task_id, accept at once, report via task_status.
+LONG_METHODS = frozenset(
+    {
+        methods.DECOM_DISK_ERASE,
+        methods.DECOM_FIRMWARE_SECURE,
+        methods.DECOM_QC,
+        methods.STANDBY_CACHE_IMAGES,
+        methods.STANDBY_PREPARE_IMAGE,
+        methods.STANDBY_RUN_IMAGE,
+    }
+)
+TERMINAL = frozenset({"complete", "error", "lost"})
+
+
+def is_long(method: str) -> bool:
+    return methods.canonical(method) in LONG_METHODS
+
+
+class TaskService:
+    """Creates task rows, sends the command, and follows ``task_status`` to the end."""
+
+    def __init__(self, store: Store, devices: DeviceRegistry, events: EventPublisher) -> None:
+        self._store = store
+        self._devices = devices
+        self._events = events
+        self._finished: dict[str, asyncio.Event] = {}
+
+    async def start(self, uuid: str, method: str, params: dict[str, Any]) -> TaskRecord:
+        """Send a long command; the row exists before the command leaves."""
+        method = methods.canonical(method)
+        task_id = str(params.get("task_id") or envelope.new_id())
+        EventKey.task_finished(task_id)  # refuse an id that would not route: '.', '*' or '#'
+        params = {**params, "task_id": task_id}
+        async with self._store.tx() as tx:
+            record = await tx.tasks.create(task_id, uuid, method, params, utcnow())
+        try:
+            await self._devices.call(uuid, method, params)
+        except Exception as exc:
+            await self.update(
+                uuid, methods.TaskStatus(task_id=task_id, state="error", msg=str(exc))
+            )
+            raise
+        async with self._store.tx() as tx:
+            updated = await tx.tasks.update(task_id, state="running", percent=0.0, at=utcnow())
+        return updated or record
+
+    async def update(self, uuid: str, status: methods.TaskStatus) -> TaskRecord:
+        """Apply a ``task_status`` from ``uuid``; refuse reports about other devices' tasks."""
+        async with self._store.tx() as tx:
+            current = await tx.tasks.get(status.task_id)
+            if current is None:
+                raise MethodError(f"unknown task {status.task_id}", ErrorCode.NOT_FOUND)
+            if current.device_uuid != uuid:
+                raise MethodError(f"task {status.task_id} is not yours", ErrorCode.REFUSED)
+            record = await tx.tasks.update(
+                status.task_id,
+                state=status.state,
+                percent=100.0 if status.state == "complete" else status.percent,
+                eta=status.eta,
+                msg=status.msg,
+                result=status.result,
+                at=utcnow(),
+            )
+        if record is None:
+            raise MethodError(f"unknown task {status.task_id}", ErrorCode.NOT_FOUND)
+        if record.state in TERMINAL and current.state not in TERMINAL:
+            await self._events.emit(
+                EventKey.task_finished(record.id),
+                {
+                    "task_id": record.id,
+                    "uuid": uuid,
+                    "method": record.method,
+                    "state": record.state,
+                    "msg": record.msg,
+                    "result": record.result,
+                },
+                device_uuid=uuid,
+            )
+            self._finished.pop(record.id, asyncio.Event()).set()
+        return record
+
+    async def reconcile(self, uuid: str, running: list[str]) -> None:
+        """After a handshake: tasks we think run on ``uuid`` but it no longer knows are lost."""
+        async with self._store.tx() as tx:
+            active = await tx.tasks.list(device_uuid=uuid, active_only=True)
+        for task in active:
+            if task.id not in running and task.state == "running":
+                await self.update(
+                    uuid,
+                    methods.TaskStatus(
+                        task_id=task.id, state="error", msg="the agent restarted and lost this task"
+                    ),
+                )
+
+    async def wait(self, task_id: str, timeout: float) -> TaskRecord | None:
+        """Wait until a task ends (or ``timeout``); returns the latest row."""
+        event = self._finished.setdefault(task_id, asyncio.Event())
+        async with self._store.tx() as tx:
+            record = await tx.tasks.get(task_id)
+        if record is None or record.state in TERMINAL:
+            self._finished.pop(task_id, None)
+            return record
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+        async with self._store.tx() as tx:
+            return await tx.tasks.get(task_id)
