@@ -1,0 +1,1 @@
+"""The ``hwfleet`` command line: one module per command group, registered in main.py."""

@@ -1,0 +1,65 @@
+"""``hwfleet agent``: the agent on a device (or one simulated device with --simulate)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hwfleet.cli.client import CliError
+
+Opt = typer.Option
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("agent")
+    def agent(
+        controller: Annotated[str, Opt(help="controller gateway H:P")],
+        data_dir: Annotated[str | None, Opt(help="agent state (identity, keys)")] = None,
+        simulate: Annotated[
+            str | None, Opt(help="profile file: report what it says instead of this machine")
+        ] = None,
+        device_index: Annotated[int, Opt(help="which device of the profile to be")] = 0,
+        transport: Annotated[str | None, Opt(help="stream | amqp")] = None,
+        bus: Annotated[str | None, Opt(help="bus URL for --transport amqp")] = None,
+        enroll_password: Annotated[
+            str | None, Opt(help="first contact (or HWFLEET_ENROLL_PASSWORD)", show_default=False)
+        ] = None,
+        enroll_token: Annotated[
+            str | None, Opt(help="single-use token from `hwfleet keys token`", show_default=False)
+        ] = None,
+        controller_fingerprint: Annotated[
+            str | None, Opt(help="pin this controller CA (SHA256:…) on first contact")
+        ] = None,
+        insecure: Annotated[bool | None, Opt(help="plain TCP (unsafe)")] = None,
+        discovery: Annotated[
+            bool | None, Opt(help="answer discovery queries (UDP 1901, group 239.255.255.250)")
+        ] = None,
+        discovery_port: Annotated[int | None, Opt(help="discovery UDP port")] = None,
+        discovery_interface: Annotated[str | None, Opt(help="join the group on this NIC")] = None,
+        dnssd: Annotated[bool | None, Opt(help="advertise _hwfleet._tcp over DNS-SD")] = None,
+        log_level: Annotated[str | None, Opt()] = None,
+        config: Annotated[Path | None, Opt(help="TOML file with an [agent] table")] = None,
+    ) -> None:
+        """Run an agent: connect to the controller and answer its commands."""
+        # Every option but these two is a setting: derived, so a new flag cannot be forgotten.
+        flags = {k: v for k, v in locals().items() if k not in ("config", "device_index")}
+        from hwfleet.agent.main import run_agent
+        from hwfleet.cli.common import run, setup_logging, until_signalled
+        from hwfleet.settings import AgentSettings, SettingsError, load
+
+        try:
+            settings = load(AgentSettings, flags=flags, config_file=config)
+        except SettingsError as exc:
+            raise CliError(str(exc)) from None
+        setup_logging(settings.log_level)
+
+        async def main(stop: asyncio.Event) -> None:
+            await run_agent(settings, stop, device_index=device_index)
+
+        try:
+            run(until_signalled(main), fast=False)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None

@@ -1,0 +1,58 @@
+"""The ``hwfleet`` entry point: registers every command group and reports errors as fixes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from hwfleet import __version__
+from hwfleet.cli.client import CliError
+
+#: The modules under hwfleet.cli that each register commands, in help order.
+COMMAND_MODULES = [
+    "server", "agent", "sim", "demo", "fleet", "device", "tasks", "scan", "mes_sim", "keys",
+    "discover",
+]  # fmt: skip
+
+#: Long-running commands build only their own command: an idle agent on a small device should
+#: not hold every operator command (and what they import) in memory.
+STANDALONE = {"agent", "sim", "server"}
+
+
+def _register(app: typer.Typer, name: str) -> None:
+    importlib.import_module(f"hwfleet.cli.{name}").register(app)
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    app = typer.Typer(
+        name="hwfleet",
+        help="Control plane for fleets of physical machines.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback(invoke_without_command=True)
+    def root(
+        version: bool = typer.Option(False, "--version", help="print the version and exit"),
+    ) -> None:
+        if version:
+            typer.echo(__version__)
+            raise typer.Exit()
+
+    if only in STANDALONE:
+        _register(app, only)
+        return app
+    for name in COMMAND_MODULES:
+        _register(app, name)
+    return app
+
+
+def main() -> None:
+    try:
+        build_app(sys.argv[1] if len(sys.argv) > 1 else None)()
+    except CliError as exc:
+        sys.stderr.write(f"hwfleet: {exc}\n")
+        sys.exit(1)

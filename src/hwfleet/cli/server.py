@@ -1,0 +1,83 @@
+"""``hwfleet server``: the controller."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hwfleet.cli.client import CliError
+
+Opt = typer.Option
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("server")
+    def server(
+        data_dir: Annotated[str | None, Opt(help="state: database, keys, token")] = None,
+        agent_listen: Annotated[str | None, Opt(help="agent gateway H:P (0.0.0.0:7800)")] = None,
+        api_listen: Annotated[str | None, Opt(help="REST API H:P (127.0.0.1:8780)")] = None,
+        db: Annotated[
+            str | None, Opt(help="database URL (default: SQLite in the data dir)")
+        ] = None,
+        bus: Annotated[str | None, Opt(help="bus URL: memory:// or amqp://…")] = None,
+        bus_credentials: Annotated[
+            str | None,
+            Opt(
+                help="per-device RabbitMQ users for AMQP agents: rabbitmqctl, or the management "
+                "API URL http(s)://user:pass@host:15672 (user info optional; default: off, "
+                "devices share the bus URL's credentials)",
+                show_default=False,
+            ),
+        ] = None,
+        mes: Annotated[str | None, Opt(help="MES base URL")] = None,
+        mes_notify: Annotated[str | None, Opt(help="notifications URL")] = None,
+        mes_get: Annotated[str | None, Opt(help="device-info URL")] = None,
+        mes_scan: Annotated[str | None, Opt(help="deviceScan URL")] = None,
+        mes_pair: Annotated[str | None, Opt(help="pair URL")] = None,
+        enroll_password: Annotated[
+            str | None,
+            Opt(help="enrollment password (or HWFLEET_ENROLL_PASSWORD)", show_default=False),
+        ] = None,
+        scan_quiet_timeout: Annotated[float | None, Opt(help="seconds (10)")] = None,
+        insecure: Annotated[bool | None, Opt(help="plain TCP on the agent port (unsafe)")] = None,
+        manual_approval: Annotated[
+            bool | None, Opt(help="hold enrollments without a secret for `hwfleet keys accept`")
+        ] = None,
+        discovery_interface: Annotated[
+            str | None, Opt(help="multicast discovery on this interface (default: none)")
+        ] = None,
+        discovery_port: Annotated[
+            int | None, Opt(help="devices' discovery UDP port (1901)")
+        ] = None,
+        log_level: Annotated[str | None, Opt(help="debug|info|warning|error")] = None,
+        config: Annotated[Path | None, Opt(help="TOML file with a [server] table")] = None,
+    ) -> None:
+        """Run the controller: agent gateway, REST API, scans, tasks."""
+        flags = {k: v for k, v in locals().items() if k != "config"}
+        from hwfleet.cli.common import run, setup_logging, until_signalled
+        from hwfleet.controller.app import Controller
+        from hwfleet.settings import ServerSettings, SettingsError, load
+
+        try:
+            settings = load(ServerSettings, flags=flags, config_file=config)
+        except SettingsError as exc:
+            raise CliError(str(exc)) from None
+        setup_logging(settings.log_level)
+
+        async def main(stop: asyncio.Event) -> None:
+            controller = Controller(settings)
+            try:
+                await controller.start()
+                host, port = controller.gateway.address
+                typer.echo(
+                    f"hwfleet controller: agents on {host}:{port}, API {controller.api_url}",
+                    err=True,
+                )
+                await stop.wait()
+            finally:
+                await controller.close()
+
+        run(until_signalled(main))

@@ -1,0 +1,112 @@
+"""``hwfleet tasks`` and ``hwfleet events``: what the fleet is doing and did."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+
+from hwfleet.cli.client import ApiClient, CliError
+from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
+from hwfleet.cli.output import console, print_json
+
+TASK_COLUMNS = ("id", "device", "method", "state", "percent", "eta", "msg")
+
+
+def _task_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} tasks", header_style="bold")
+    for name in TASK_COLUMNS:
+        table.add_column(name)
+    for r in rows:
+        pct = r.get("percent")
+        table.add_row(
+            r["id"][:8],
+            r["device_uuid"][:8],
+            r["method"],
+            r["state"],
+            "" if pct is None else f"{pct:.0f}%",
+            "" if r.get("eta") is None else f"{r['eta']:.0f}s",
+            r.get("msg") or "",
+        )
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tasks")
+    def tasks(
+        watch: Annotated[bool, typer.Option(help="refresh until every task has ended")] = False,
+        device: Annotated[str | None, typer.Option(help="only this device's tasks")] = None,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List tasks (long commands) with progress."""
+        params = {"device": device} if device else {}
+        with ApiClient(api, data_dir) as client:
+            rows = client.get("/api/v1/tasks", params=params)
+            if as_json:
+                print_json(rows)
+                return
+            if not watch:
+                console().print(_task_table(rows))
+                return
+            from rich.live import Live
+
+            with Live(_task_table(rows), console=console(), refresh_per_second=4) as live:
+                while any(r["state"] in ("pending", "running") for r in rows):
+                    time.sleep(0.5)  # refresh period of a live display
+                    rows = client.get("/api/v1/tasks", params=params)
+                    live.update(_task_table(rows))
+
+    @app.command("events")
+    def events(
+        follow: Annotated[bool, typer.Option(help="keep printing new events")] = False,
+        pattern: Annotated[str, typer.Option(help="routing-key pattern (* and #)")] = "#",
+        limit: Annotated[int, typer.Option(help="how many past events")] = 50,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Show events; --follow tails the events exchange (JSON lines with --json)."""
+        with ApiClient(api, data_dir) as client:
+            rows = client.get("/api/v1/events", params={"pattern": pattern, "limit": 5000})
+            rows = rows[-limit:]
+            if as_json and not follow:
+                print_json(rows)
+                return
+            for row in rows:
+                _print_event(row, as_json)
+            if follow:
+                _follow(client, pattern, as_json)
+
+
+def _print_event(row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(row), flush=True)
+        return
+    at = row.get("at", "")
+    key = row.get("routing_key") or row.get("key", "")
+    payload = row.get("payload", row.get("data", {}))
+    console().print(f"[dim]{at}[/dim] [bold]{key}[/bold] {json.dumps(payload)}")
+
+
+def _follow(client: ApiClient, pattern: str, as_json: bool) -> None:
+    import httpx
+
+    try:
+        with client._http.stream(
+            "GET", "/api/v1/events/stream", params={"pattern": pattern}, timeout=None
+        ) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    data = json.loads(line[5:].strip())
+                    if data:
+                        _print_event(data, as_json)
+    except httpx.HTTPError as exc:
+        raise CliError(f"event stream ended: {exc}") from None
+    except KeyboardInterrupt:
+        return

@@ -1,0 +1,248 @@
+"""N simulated agents in one process, each with its own connection, identity and address.
+
+Simulated device ``i`` (0-based) uses its own loopback address,
+``address_base + i`` (default 127.1.0.1 + i): its stream connection comes from
+there and its discovery responder listens there, so the controller and
+``hwfleet discover --probe 127.1.0.0/24`` see distinct peers, as on a LAN
+(DESIGN §8). Over the AMQP carrier the devices share one broker connection,
+each with its own queues and identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from hwfleet import __version__
+from hwfleet.agent.hardware import default_dispatcher
+from hwfleet.agent.identity import DeviceInfo
+from hwfleet.agent.link import StreamLink
+from hwfleet.agent.runtime import AgentRuntime
+from hwfleet.sim.profiles import Profile, ProfileDevice, device_uuid
+
+if TYPE_CHECKING:
+    from hwfleet.agent.security import AgentTls
+    from hwfleet.bus.base import Bus
+    from hwfleet.discovery import DiscoveryResponder
+    from hwfleet.trust import AgentIdentity
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS_BASE = "127.1.0.1"
+
+
+class Link(Protocol):
+    connected: asyncio.Event
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(slots=True)
+class SimulatedDevice:
+    index: int
+    address: str
+    runtime: AgentRuntime
+    link: Link
+    identity: AgentIdentity | None = None
+    responder: DiscoveryResponder | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def address_for(index: int, base: str = DEFAULT_ADDRESS_BASE) -> str:
+    address = ipaddress.IPv4Address(base) + index
+    if not address.is_loopback:
+        raise ValueError(
+            f"simulated device {index} would use {address}, outside 127.0.0.0/8; "
+            "pick a lower --address-base or fewer devices"
+        )
+    return str(address)
+
+
+def runtime_for(
+    profile_device: ProfileDevice, index: int, seed: int, data_dir: str | Path | None = None
+) -> AgentRuntime:
+    """``data_dir``: the device's own directory (its name, trust list, password live there)."""
+    info = DeviceInfo(
+        uuid=profile_device.uuid or device_uuid(profile_device, index, seed),
+        serial=profile_device.sn,
+        name=profile_device.name or f"sim-{index:04d}",
+        model_id=profile_device.model_id or "hwfleet-sim",
+        version=profile_device.version or __version__,
+    )
+    return AgentRuntime(
+        info, default_dispatcher(simulated=profile_device), simulated=True, data_dir=data_dir
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FleetOptions:
+    """How the simulated devices reach the controller and announce themselves."""
+
+    seed: int = 0
+    address_base: str = DEFAULT_ADDRESS_BASE
+    data_dir: str | None = None
+    enroll_password: str = ""
+    controller_fingerprint: str = ""
+    insecure: bool = False
+    heartbeat: float = 15.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    #: UDP port of each device's discovery responder (None: no responders).
+    discovery_port: int | None = None
+    #: AMQP with per-device credentials: each device enrolls at the controller's gateway,
+    #: gets its own RabbitMQ user and opens its own connection to this broker URL.
+    bus_url: str = ""
+
+
+class SimFleet:
+    """Starts every device concurrently; ``wait_connected`` has a deadline."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        host: str = "",
+        port: int = 0,
+        *,
+        bus: Bus | None = None,
+        options: FleetOptions | None = None,
+        **overrides: object,
+    ) -> None:
+        opts = options or FleetOptions(**overrides)  # type: ignore[arg-type]
+        if bus is None and not opts.insecure and opts.data_dir is None:
+            raise ValueError("simulated devices need a data dir for their keys (or --insecure)")
+        self.options = opts
+        self.bus = bus
+        self.devices: list[SimulatedDevice] = []
+        for index, entry in enumerate(profile.devices):
+            # Each device keeps its state beside its keys: <data-dir>/<uuid>.
+            own_dir = None
+            if opts.data_dir is not None:
+                own_dir = Path(opts.data_dir) / (entry.uuid or device_uuid(entry, index, opts.seed))
+            runtime = runtime_for(entry, index, opts.seed, own_dir)
+            address = address_for(index, opts.address_base)
+            identity = None
+            if bus is not None:
+                from hwfleet.agent.bus_link import BusLink
+
+                link: Link = BusLink(
+                    runtime,
+                    bus,
+                    heartbeat=opts.heartbeat,
+                    reconnect_min=opts.reconnect_min,
+                    reconnect_max=opts.reconnect_max,
+                )
+            elif opts.bus_url:
+                identity, link = self._amqp(runtime, host, port, address)
+            else:
+                provider = None
+                if not opts.insecure:
+                    identity, provider = self._tls(runtime, host, port, address)
+                link = StreamLink(
+                    runtime,
+                    host,
+                    port,
+                    local_address=address,
+                    ssl_provider=provider,
+                    heartbeat=opts.heartbeat,
+                    reconnect_min=opts.reconnect_min,
+                    reconnect_max=opts.reconnect_max,
+                )
+            self.devices.append(SimulatedDevice(index, address, runtime, link, identity))
+
+    def _amqp(
+        self, runtime: AgentRuntime, host: str, port: int, address: str
+    ) -> tuple[AgentIdentity, Link]:
+        from hwfleet.agent.amqp_link import AmqpAgentLink
+
+        identity, _ = self._tls(runtime, host, port, address)
+        opts = self.options
+        link = AmqpAgentLink(
+            runtime,
+            opts.bus_url,
+            identity=identity,
+            controller=(host, port),
+            password=opts.enroll_password,
+            controller_fingerprint=opts.controller_fingerprint,
+            local_address=address,
+            heartbeat=opts.heartbeat,
+            reconnect_min=opts.reconnect_min,
+            reconnect_max=opts.reconnect_max,
+        )
+        return identity, link
+
+    def _tls(
+        self, runtime: AgentRuntime, host: str, port: int, address: str
+    ) -> tuple[AgentIdentity, AgentTls]:
+        from hwfleet.agent.security import AgentTls
+        from hwfleet.trust import AgentIdentity
+
+        identity = AgentIdentity.load_or_create(
+            Path(self.options.data_dir or ".") / runtime.info.uuid, runtime.info.uuid
+        )
+        provider = AgentTls(
+            identity,
+            host,
+            port,
+            password=self.options.enroll_password,
+            controller_fingerprint=self.options.controller_fingerprint,
+            local_address=address,
+        )
+        return identity, provider
+
+    async def start(self) -> None:
+        if self.options.discovery_port is not None:
+            await self._start_responders(self.options.discovery_port)
+        for device in self.devices:
+            device.tasks.append(asyncio.create_task(device.link.run(), name=f"sim-{device.index}"))
+            if device.responder is not None and device.identity is not None:
+                device.tasks.append(asyncio.create_task(self._sign_when_enrolled(device)))
+
+    async def _start_responders(self, port: int) -> None:
+        from hwfleet.agent.discovery import metadata_for
+        from hwfleet.discovery import DiscoveryResponder
+
+        for device in self.devices:
+            rt, address = device.runtime, device.address
+            device.responder = DiscoveryResponder(
+                lambda rt=rt, address=address: metadata_for(rt, address, port),  # type: ignore[misc]
+                bind=address,
+                port=port,
+                group=None,
+            )
+            await device.responder.start()
+
+    @staticmethod
+    async def _sign_when_enrolled(device: SimulatedDevice) -> None:
+        """Replies are marked unsigned until the device has an enrolled key."""
+        from hwfleet.agent.discovery import load_signing_key
+
+        await device.link.connected.wait()
+        if device.identity is not None and device.responder is not None:
+            device.responder.signing_key = load_signing_key(device.identity.key_path)
+
+    async def wait_connected(self, timeout: float) -> int:
+        """Wait until every device is connected; returns how many are when time runs out."""
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(d.link.connected.wait() for d in self.devices))
+        except TimeoutError:
+            pass
+        return sum(d.link.connected.is_set() for d in self.devices)
+
+    async def close(self) -> None:
+        for device in self.devices:
+            device.link.stop()
+        tasks = [t for d in self.devices for t in d.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for device in self.devices:
+            if device.responder is not None:
+                await device.responder.close()
+        await asyncio.gather(*(d.runtime.tasks.close() for d in self.devices))
