@@ -1,0 +1,191 @@
+"""The stream gateway against real sockets: devices connect, garbage is refused, others carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+
+from hwfleet.controller.app import Controller
+from hwfleet.protocol.framing import STREAM_LIMIT
+from hwfleet.sim.fleet import SimFleet
+from hwfleet.trust import first_contact_context
+
+
+async def all_answer(controller: Controller, fleet: SimFleet) -> None:
+    uuids = [d.runtime.info.uuid for d in fleet.devices]
+    results = await controller.devices.ping_many(uuids, timeout=5)
+    assert all(r["ok"] for r in results.values()), results
+
+
+async def test_devices_connect_and_are_recorded(controller: Controller, fleet: SimFleet) -> None:
+    async with controller.store.tx() as tx:
+        rows = {r.uuid: r for r in await tx.devices.list()}
+    for device in fleet.devices:
+        row = rows[device.runtime.info.uuid]
+        assert row.state == "online"
+        assert row.serial == device.runtime.info.serial
+        assert row.name == device.runtime.info.name
+        assert row.ipaddr == device.address  # each sim device has its own loopback address
+        assert row.macs == [n.mac for n in device.runtime.hardware.inventory().interfaces]
+    async with controller.store.tx() as tx:
+        keys = [e.routing_key for e in await tx.events.list()]
+    assert sum(k.startswith("device.online.") for k in keys) == 5
+    await all_answer(controller, fleet)
+
+
+async def raw(controller: Controller) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """An anonymous TLS client: what anyone on the network can open."""
+    host, port = controller.gateway.address
+    return await asyncio.open_connection(
+        host, port, limit=STREAM_LIMIT, ssl=first_contact_context(None)
+    )
+
+
+async def read_reply(reader: asyncio.StreamReader) -> dict[str, object]:
+    async with asyncio.timeout(5):
+        line = await reader.readline()
+    assert line, "connection closed without a reply"
+    reply = json.loads(line)
+    assert isinstance(reply, dict)
+    return reply
+
+
+async def expect_closed(reader: asyncio.StreamReader) -> None:
+    """EOF, or a reset when the server closed with our unread bytes still queued."""
+    async with asyncio.timeout(5):
+        with contextlib.suppress(ConnectionResetError):
+            assert await reader.read() == b""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"this is not json\n",
+        b'{"method": "ping", "params": {}}\n',
+        b"[1,2,3]\n",
+        b'{"version": "1", "id": "x", "method": "ping", "params": {"s": "\xff\xfe"}}\n',
+        b"\x00\x01\x02\xff\n",
+    ],
+    ids=["not-json", "no-version-id", "array", "invalid-utf8", "binary"],
+)
+async def test_garbage_gets_fatal_error_and_is_closed(
+    controller: Controller, fleet: SimFleet, line: bytes
+) -> None:
+    reader, writer = await raw(controller)
+    writer.write(line)
+    reply = await read_reply(reader)
+    assert isinstance(reply.get("fatal_error"), str) and reply["fatal_error"]
+    await expect_closed(reader)
+    writer.close()
+    await all_answer(controller, fleet)
+
+
+async def test_two_mebibyte_line_is_refused(controller: Controller, fleet: SimFleet) -> None:
+    reader, writer = await raw(controller)
+    writer.write(
+        b'{"version": "1", "id": "big", "method": "ping", "params": {"x": "'
+        + b"a" * (2 << 20)
+        + b'"}}\n'
+    )
+    with contextlib.suppress(ConnectionError):  # it may close before reading everything
+        await writer.drain()
+    reply = await read_reply(reader)
+    assert "longer than" in str(reply["fatal_error"])
+    await expect_closed(reader)
+    writer.close()
+    await all_answer(controller, fleet)
+
+
+async def test_commands_before_handshake_are_refused(
+    controller: Controller, fleet: SimFleet
+) -> None:
+    reader, writer = await raw(controller)
+    for method in ("ping", "log", "task_status", "status", "inventory", "decom.disk_erase"):
+        writer.write(
+            json.dumps(
+                {
+                    "version": "1",
+                    "id": method,
+                    "method": method,
+                    "params": {"level": "info", "msg": "x"},
+                }
+            ).encode()
+            + b"\n"
+        )
+        reply = await read_reply(reader)
+        assert reply["id"] == method
+        error = reply["error"]
+        assert isinstance(error, dict)
+        assert error["code"] in ("unauthorized", "bad_params", "unknown_method")
+    writer.write(b'{"version": "1", "id": "u", "method": "format_everything", "params": {}}\n')
+    reply = await read_reply(reader)
+    assert reply["error"] == {"msg": "unknown method 'format_everything'", "code": "unknown_method"}
+    writer.write(b'{"version": "1", "id": "h", "method": "handshake", "params": {"uuid": 5}}\n')
+    reply = await read_reply(reader)
+    error = reply["error"]
+    assert isinstance(error, dict) and error["code"] == "bad_params"
+    # A well-formed handshake without a certificate is refused: enroll first.
+    hs = {"uuid": "6c1d2a43-8f8e-4a3c-9a57-0c0e1f1b2d3e", "serial": 1}
+    writer.write(
+        json.dumps({"version": "1", "id": "h2", "method": "handshake", "params": hs}).encode()
+        + b"\n"
+    )
+    reply = await read_reply(reader)
+    error = reply["error"]
+    assert isinstance(error, dict) and error["code"] == "unauthorized"
+    assert controller.devices.get(hs["uuid"]) is None
+    writer.close()
+    await all_answer(controller, fleet)
+
+
+async def test_disconnect_mid_line_leaves_others_connected(
+    controller: Controller, fleet: SimFleet
+) -> None:
+    _reader, writer = await raw(controller)
+    writer.write(b'{"version": "1", "id": "half')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    await all_answer(controller, fleet)
+    assert len(controller.devices.online()) == 5
+
+
+async def test_agent_survives_a_misbehaving_controller() -> None:
+    """An agent whose controller sends garbage says why, drops the link and reconnects."""
+    from hwfleet.agent.link import StreamLink
+    from hwfleet.sim.fleet import runtime_for
+    from hwfleet.sim.profiles import generate
+
+    received: list[bytes] = []
+    connections = 0
+    second = asyncio.Event()
+
+    async def evil(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        received.append(await reader.readline())  # the handshake
+        writer.write(b"}}} garbage {{{\n")
+        await writer.drain()
+        received.append(await reader.readline())  # the agent's fatal_error
+        if connections >= 2:
+            second.set()
+        writer.close()
+
+    server = await asyncio.start_server(evil, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    runtime = runtime_for(generate(1, seed=3).devices[0], 0, seed=3)  # plain TCP: the peer is ours
+    link = StreamLink(runtime, "127.0.0.1", port, reconnect_min=0.01, reconnect_max=0.05)
+    task = asyncio.create_task(link.run())
+    try:
+        async with asyncio.timeout(10):
+            await second.wait()
+    finally:
+        link.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        server.close()
+    assert json.loads(received[0])["method"] == "handshake"
+    assert "fatal_error" in json.loads(received[1])
