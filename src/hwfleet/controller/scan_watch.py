@@ -174,13 +174,16 @@ class ScanWatcher:
     async def sweep(self) -> None:
         """One pass over the running scans."""
         service = self._service
+        # Only a scan known before the query can be judged by its answer: one started or
+        # loaded while the query ran may be missing from its snapshot and still be running.
+        known_before = [op for op, state in self._states.items() if state.running]
         async with service.store.tx(readonly=True) as tx:
             running = await tx.scans.running_activity()
         now = service.clock()
         mono = asyncio.get_running_loop().time()
         open_ids = {scan.operationid for scan in running}
-        for operationid, known in list(self._states.items()):
-            if known.running and operationid not in open_ids:
+        for operationid in known_before:
+            if operationid not in open_ids:
                 self.forget(operationid)  # another replica finished it
         for scan in running:
             state = await self.state(scan.operationid)  # the cache first, else the store
