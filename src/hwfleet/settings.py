@@ -15,7 +15,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -48,6 +48,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mes_scan: str = ""
     mes_pair: str = ""
     mes_notify: str = ""
+    #: Processes doing the MES lookups of a scan, off the controller's event loop (0: in it).
+    mes_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
     enroll_password: str = ""
     scan_quiet_timeout: float = 10.0
     heartbeat_interval: float = 15.0

@@ -27,9 +27,6 @@ from hwfleet.types import JsonObject, Serial
 if TYPE_CHECKING:
     from hwfleet.store import EventRecord, Tx
 
-#: Rows per statement (SQLite allows 32,766 bound parameters; a result row binds 8).
-CHUNK = 500
-
 
 @dataclass(frozen=True, slots=True)
 class ResultRow:
@@ -63,29 +60,28 @@ async def add_results(tx: Tx, rows: Sequence[ResultRow], *, at: datetime) -> lis
     wanted = [row for row in rows if row.operationid in running]
     added: set[tuple[int, str]] = set()
     insert = postgresql.insert if pg else sqlite.insert
-    for start in range(0, len(wanted), CHUNK):
-        chunk = wanted[start : start + CHUNK]
+    if wanted:
+        # One cached statement executed with many parameter sets (SQLAlchemy batches them as
+        # "insertmanyvalues"): a multi-row VALUES clause would be compiled again per batch.
         stmt = (
             insert(scan_results)
-            .values(
-                [
-                    {
-                        "operationid": row.operationid,
-                        "device_uuid": row.device_uuid,
-                        "sn": row.sn,
-                        "hwinfo": row.hwinfo,
-                        "entry": row.entry,
-                        "result": row.result,
-                        "error": row.error,
-                        "received_at": at,
-                    }
-                    for row in chunk
-                ]
-            )
             .on_conflict_do_nothing(index_elements=["operationid", "device_uuid"])
             .returning(scan_results.c.operationid, scan_results.c.device_uuid)
         )
-        added.update((r[0], r[1]) for r in (await conn.execute(stmt)).all())
+        params = [
+            {
+                "operationid": row.operationid,
+                "device_uuid": row.device_uuid,
+                "sn": row.sn,
+                "hwinfo": row.hwinfo,
+                "entry": row.entry,
+                "result": row.result,
+                "error": row.error,
+                "received_at": at,
+            }
+            for row in wanted
+        ]
+        added.update((r[0], r[1]) for r in (await conn.execute(stmt, params)).all())
     # One reply per device: a batch holding the same device twice stores it once.
     seen: set[tuple[int, str]] = set()
     new: list[ResultRow] = []
@@ -101,18 +97,12 @@ async def add_events(
     tx: Tx, items: Sequence[tuple[str, dict[str, Any], str | None]], *, at: datetime
 ) -> list[EventRecord]:
     """Insert ``(routing_key, payload, device_uuid)`` events; records in id order."""
-    records: list[EventRecord] = []
-    for start in range(0, len(items), CHUNK):
-        chunk = items[start : start + CHUNK]
-        stmt = (
-            sa.insert(events)
-            .values(
-                [
-                    {"at": at, "routing_key": key, "device_uuid": device, "payload": payload}
-                    for key, payload, device in chunk
-                ]
-            )
-            .returning(*events.c)
-        )
-        records.extend(to_event(row) for row in (await tx.conn.execute(stmt)).all())
+    if not items:
+        return []
+    stmt = sa.insert(events).returning(*events.c)
+    params = [
+        {"at": at, "routing_key": key, "device_uuid": device, "payload": payload}
+        for key, payload, device in items
+    ]
+    records = [to_event(row) for row in (await tx.conn.execute(stmt, params)).all()]
     return sorted(records, key=lambda r: r.id)
