@@ -8,7 +8,7 @@ For each N (default 1,000 and 10,000) it measures, in the same run:
 * **hwfleet** — the real path: ``ScanService`` on the AMQP bus with the SQLite
   store, a MES lookup per device against ``hwfleet mes-sim`` (its own process)
   through the lookup worker processes ``hwfleet server`` uses
-  (``--mes-workers``, default 2), compare, batched result writes, events,
+  (``--mes-workers``, default 1), compare, batched result writes, events,
   finishing and the outbox rows. "scan" is start → finished (every device
   answered); "posts" adds the delivery of the deviceScan / Pair / notification
   posts.
@@ -304,6 +304,10 @@ async def hwfleet_in_vhost(
 
 def main(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.mes_workers is None:
+        from hwfleet.settings import ServerSettings
+
+        args.mes_workers = ServerSettings().mes_workers
     # hwfleet runs on uvloop as `hwfleet server` does when the `fast` extra is installed;
     # the floor is measured both as a bare aio-pika program runs (asyncio) and on uvloop.
     fast = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -351,7 +355,10 @@ def cli() -> None:
         "--amqp", default=os.environ.get("HWFLEET_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
     )
     parser.add_argument(
-        "--mes-workers", type=int, default=2, help="as hwfleet server --mes-workers (default 2)"
+        "--mes-workers",
+        type=int,
+        default=None,
+        help="as hwfleet server --mes-workers (default: the server's default)",
     )
     parser.add_argument("--child-devices", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)

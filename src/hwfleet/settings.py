@@ -49,7 +49,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mes_pair: str = ""
     mes_notify: str = ""
     #: Processes doing the MES lookups of a scan, off the controller's event loop (0: in it).
-    mes_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
+    mes_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
     enroll_password: str = ""
     scan_quiet_timeout: float = 10.0
     heartbeat_interval: float = 15.0

@@ -159,7 +159,7 @@ class MesLookupPool:
     """``get_device`` like :class:`MesClient`, answered by ``workers`` child processes."""
 
     def __init__(
-        self, urls: Mapping[str, str], workers: int = 2, **client_options: float | int
+        self, urls: Mapping[str, str], workers: int = 1, **client_options: float | int
     ) -> None:
         if workers < 1:
             raise ValueError("a MES lookup pool needs at least one worker")
