@@ -12,6 +12,7 @@ inside its memory budget (pydantic adds ~14 MB of RSS; DESIGN §9 deviation).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -117,6 +118,14 @@ S = TypeVar("S", bound=msgspec.Struct)
 _SECRET_FIELDS = frozenset({"enroll_password", "enroll_token", "bus_credentials"})
 
 
+#: ``scheme://user:password@`` in a URL (bus, database, MES): the password is never echoed.
+_URL_PASSWORD = re.compile(r"(://[^/:@\s'\"]*):[^/@\s'\"]*@")
+
+
+def _without_passwords(text: str) -> str:
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
 def load(
     cls: type[S],
     *,
@@ -160,7 +169,7 @@ def load(
         text = str(exc)
         for key, where in origin.items():
             if f"`$.{key}`" in text:
-                shown = "***" if key in _SECRET_FIELDS else repr(values[key])
+                shown = "***" if key in _SECRET_FIELDS else _without_passwords(repr(values[key]))
                 raise SettingsError(f"setting {key} = {shown} (from {where}): {text}") from None
         raise SettingsError(text) from None
 

@@ -236,7 +236,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         ca,
         password=PASSWORD,
         limiter=RateLimiter(),
-        events=lambda key, payload: events.append((key, payload)),
+        events=lambda key, payload, _row: events.append((key, payload)),
     )
     server = TrustServer(service, server_context(ca, ca.issue_server_cert(["127.0.0.1"])))
     service.on_revoke = server.revoke

@@ -29,7 +29,7 @@ from hwfleet.controller.bus_credentials import (
     build_provisioner,
 )
 from hwfleet.controller.devices import DeviceRegistry
-from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.events import EventPublisher
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.settings import ServerSettings
@@ -47,7 +47,7 @@ from hwfleet.trust import (
 )
 
 if TYPE_CHECKING:
-    from hwfleet.store import Store
+    from hwfleet.store import EventRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class Admission:
     def _event_sink(events: EventPublisher) -> Any:
         """Key changes are recorded by the key service itself; this only announces them."""
 
-        async def sink(routing_key: str, payload: dict[str, Any]) -> None:
-            await events.announce(routing_key, payload, event_id=None, at=utcnow())
+        async def sink(routing_key: str, payload: dict[str, Any], row: EventRecord) -> None:
+            await events.announce(routing_key, payload, event_id=row.id, at=row.at)
 
         return sink

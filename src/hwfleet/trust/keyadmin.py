@@ -23,7 +23,7 @@ from hwfleet.trust import fingerprints, tokens
 from hwfleet.trust.messages import EventSink, IssuedToken, RevokeHook, key_view
 
 if TYPE_CHECKING:
-    from hwfleet.store import KeyRecord, Store, Tx
+    from hwfleet.store import EventRecord, KeyRecord, Store, Tx
     from hwfleet.trust.ca import CertificateAuthority
     from hwfleet.trust.tls import PeerIdentity
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 #: An event to publish once its transaction has committed: (routing_key, payload).
-PendingEvent = tuple[str, dict[str, Any]]
+PendingEvent = tuple[str, dict[str, Any], "EventRecord"]
 
 
 def utcnow() -> dt.datetime:
@@ -182,15 +182,15 @@ class KeyAdmin:
             "reason": record.reason,
             **extra,
         }
-        await tx.events.add(routing_key, payload, device_uuid=record.device_uuid, at=at)
-        return routing_key, payload
+        row = await tx.events.add(routing_key, payload, device_uuid=record.device_uuid, at=at)
+        return routing_key, payload, row
 
     async def _publish(self, events: list[PendingEvent]) -> None:
         if self.events is None:
             return
-        for routing_key, payload in events:
+        for routing_key, payload, row in events:
             try:
-                result = self.events(routing_key, payload)
+                result = self.events(routing_key, payload, row)
                 if inspect.isawaitable(result):
                     await result
             except Exception:

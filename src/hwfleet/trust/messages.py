@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
 from hwfleet.trust.tokens import MAX_TOKEN_LENGTH
+
+if TYPE_CHECKING:
+    from hwfleet.store import EventRecord
 
 #: Method name of the enrollment call on the agent link (and of the CA preview).
 ENROLL = "enroll"
@@ -22,8 +25,9 @@ BUS_CREDENTIALS = "bus.credentials"
 
 MAX_PASSWORD_LENGTH = 1024
 
-#: ``events(routing_key, payload)`` — called after the event row is committed.
-EventSink = Callable[[str, dict[str, Any]], Awaitable[None] | None]
+#: ``events(routing_key, payload, record)`` — called after the event row is committed;
+#: ``record`` is that row (its id and time go into the announcement).
+EventSink = Callable[[str, dict[str, Any], "EventRecord"], Awaitable[None] | None]
 #: ``on_revoke(device_uuid, fingerprint)`` — drop that device's session now.
 RevokeHook = Callable[[str, str], Awaitable[None] | None]
 

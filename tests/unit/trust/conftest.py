@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from hwfleet.store import Store, open_store
+from hwfleet.store import EventRecord, Store, open_store
 from hwfleet.trust import CertificateAuthority, EnrollmentService, RateLimiter
 
 PASSWORD = "correct horse battery staple"
@@ -87,7 +87,8 @@ class Recorder:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.revoked: list[tuple[str, str]] = []
 
-    async def event(self, routing_key: str, payload: dict[str, Any]) -> None:
+    async def event(self, routing_key: str, payload: dict[str, Any], row: EventRecord) -> None:
+        assert row.routing_key == routing_key and row.id > 0  # the committed row comes along
         self.events.append((routing_key, payload))
 
     def revoke(self, device_uuid: str, fingerprint: str) -> None:
