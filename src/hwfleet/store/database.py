@@ -12,6 +12,7 @@ conditional updates in the repositories instead.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
@@ -152,6 +153,13 @@ async def open_store(url: str, *, run_migrations: bool = True) -> Store:
                 f"cannot create the directory {directory} for the SQLite database: "
                 f"{exc.strerror} — set --db or HWFLEET_DB"
             ) from None
+        # Try the file here first: a failed aiosqlite connect leaves its worker thread to
+        # report to the event loop later, which may be closed by then (aiosqlite 0.22 does
+        # not await its own stop() on that path).
+        try:
+            sqlite3.connect(parsed.database or "").close()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(explain_connect_error(parsed, exc)) from exc
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(parsed)
     else:
