@@ -282,12 +282,9 @@ async def hwfleet_scan(
 
 def on_loop(loop: str, main: Coroutine[Any, Any, T]) -> T:
     """Run one measurement in a fresh event loop of the kind named."""
-    if loop == "uvloop":
-        import uvloop
+    from hwfleet.cli.common import run
 
-        result: T = uvloop.run(main)
-        return result
-    return asyncio.run(main)
+    return run(main, fast=loop == "uvloop")
 
 
 async def floor_in_vhost(base_url: str, n: int) -> float:

@@ -97,13 +97,6 @@ class AmqpBus(Bus):
         self._subs: set[AmqpConsumer] = set()
         self._rpc: RpcClient | None = None
 
-    async def __aenter__(self) -> AmqpBus:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from hwfleet.types import JsonObject
 
@@ -85,6 +85,13 @@ class Bus(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     @abc.abstractmethod
     async def publish(

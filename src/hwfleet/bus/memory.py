@@ -86,13 +86,6 @@ class MemoryBus(Bus):
         self._reply_to = f"{DIRECT_REPLY_TO}.memory"
         self._started = False
 
-    async def __aenter__(self) -> MemoryBus:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
     async def start(self) -> None:
         if self._started:
             return

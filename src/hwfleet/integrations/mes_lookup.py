@@ -31,7 +31,7 @@ import msgspec
 
 from hwfleet.controller.scan_compare import MesRecord
 from hwfleet.integrations.mes import MesError
-from hwfleet.integrations.mes_worker import decode_record
+from hwfleet.integrations.mes_worker import Answer, Request, WorkerConfig
 from hwfleet.types import Serial
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class _Worker:
 
     def _send(self, request_id: int, sn: Serial) -> None:
         assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(msgspec.json.encode([request_id, sn]) + b"\n")
+        self.proc.stdin.write(msgspec.json.encode(Request(request_id, sn)) + b"\n")
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -94,16 +94,17 @@ class _Worker:
 
     def _answer(self, line: bytes) -> None:
         try:
-            request_id, ok, value = msgspec.json.decode(line)
-            item = self.pending.pop(request_id, None)
-            if item is None or item[1].done():
-                return
-            if ok:
-                item[1].set_result(decode_record(value))
-            else:
-                item[1].set_exception(MesError(str(value)))
-        except (msgspec.DecodeError, TypeError, ValueError):
-            log.error("MES lookup worker %d sent an unreadable line %r", self.index, line[:80])
+            answer = self.pool.answers.decode(line)
+        except msgspec.DecodeError as exc:
+            log.error("MES lookup worker %d sent an unreadable line %r: %s", self.index, line, exc)
+            return
+        item = self.pending.pop(answer.id, None)
+        if item is None or item[1].done():
+            return
+        if answer.record is not None:
+            item[1].set_result(answer.record)
+        else:
+            item[1].set_exception(MesError(answer.error or "the MES lookup worker gave no reason"))
 
     async def _died(self, code: int | None) -> None:
         now = time.monotonic()
@@ -164,8 +165,8 @@ class MesLookupPool:
         if workers < 1:
             raise ValueError("a MES lookup pool needs at least one worker")
         self.urls = dict(urls)
-        self.config_line = msgspec.json.encode({"urls": self.urls, "options": client_options})
-        self.config_line += b"\n"
+        self.config_line = msgspec.json.encode(WorkerConfig(self.urls, client_options)) + b"\n"
+        self.answers = msgspec.json.Decoder(Answer)
         self.closing = False
         self._workers = [_Worker(self, i) for i in range(workers)]
         self._ids = itertools.count(1)

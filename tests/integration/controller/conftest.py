@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from hwfleet.controller.app import Controller
 from hwfleet.settings import ServerSettings
 from hwfleet.sim.fleet import SimFleet
-from hwfleet.sim.profiles import generate
+from hwfleet.sim.profiles import Profile, generate
 
 PASSWORD = "correct horse battery staple"
 
@@ -33,14 +34,17 @@ async def controller(tmp_path: Path) -> AsyncIterator[Controller]:
         await ctl.close()
 
 
-@pytest.fixture
-async def fleet(controller: Controller, deadline: float, tmp_path: Path) -> AsyncIterator[SimFleet]:
+@asynccontextmanager
+async def connected_fleet(
+    controller: Controller, profile: Profile, seed: int, tmp_path: Path, deadline: float
+) -> AsyncIterator[SimFleet]:
+    """``profile``'s devices enrolled with the password and connected to ``controller``."""
     host, port = controller.gateway.address
     sim = SimFleet(
-        generate(5, seed=11),
+        profile,
         host,
         port,
-        seed=11,
+        seed=seed,
         reconnect_min=0.05,
         reconnect_max=0.5,
         data_dir=str(tmp_path / "sim"),
@@ -48,7 +52,13 @@ async def fleet(controller: Controller, deadline: float, tmp_path: Path) -> Asyn
     )
     await sim.start()
     try:
-        assert await sim.wait_connected(deadline) == 5
+        assert await sim.wait_connected(deadline) == len(profile.devices)
         yield sim
     finally:
         await sim.close()
+
+
+@pytest.fixture
+async def fleet(controller: Controller, deadline: float, tmp_path: Path) -> AsyncIterator[SimFleet]:
+    async with connected_fleet(controller, generate(5, seed=11), 11, tmp_path, deadline) as sim:
+        yield sim

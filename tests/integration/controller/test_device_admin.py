@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from tests.conftest import wait_for
-from tests.integration.controller.conftest import PASSWORD
+from tests.integration.controller.conftest import connected_fleet
 
 from hwfleet.controller.app import Controller
 from hwfleet.sim.fleet import SimFleet
@@ -39,23 +39,8 @@ async def devices(
         WifiNetwork(ssid="floor-2", signal=72, security="WPA2"),
         WifiNetwork(ssid="visitors", signal=35),
     ]
-    host, port = controller.gateway.address
-    sim = SimFleet(
-        profile,
-        host,
-        port,
-        seed=21,
-        reconnect_min=0.05,
-        reconnect_max=0.5,
-        data_dir=str(tmp_path / "sim"),
-        enroll_password=PASSWORD,
-    )
-    await sim.start()
-    try:
-        assert await sim.wait_connected(deadline) == 2
+    async with connected_fleet(controller, profile, 21, tmp_path, deadline) as sim:
         yield sim
-    finally:
-        await sim.close()
 
 
 @pytest.fixture

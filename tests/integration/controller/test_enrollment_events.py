@@ -7,12 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.integration.controller.conftest import connected_fleet
+
 from hwfleet.bus import Delivery
 from hwfleet.controller.app import Controller
-from hwfleet.sim.fleet import SimFleet
 from hwfleet.sim.profiles import generate
-
-from .conftest import PASSWORD
 
 
 async def test_an_enrollment_event_carries_its_row_id(
@@ -24,22 +23,9 @@ async def test_an_enrollment_event_carries_its_row_id(
         announced.put_nowait(json.loads(delivery.body))
 
     await controller.bus.subscribe("events", "enrollment.#", on_event)
-    host, port = controller.gateway.address
-    sim = SimFleet(
-        generate(1, seed=5),
-        host,
-        port,
-        seed=5,
-        data_dir=str(tmp_path / "sim"),
-        enroll_password=PASSWORD,
-    )
-    await sim.start()
-    try:
-        assert await sim.wait_connected(deadline) == 1
+    async with connected_fleet(controller, generate(1, seed=5), 5, tmp_path, deadline) as sim:
         async with asyncio.timeout(10):
             event = await announced.get()
-    finally:
-        await sim.close()
     async with controller.store.tx(readonly=True) as tx:
         rows = [e for e in await tx.events.list() if e.routing_key.startswith("enrollment.")]
     assert [(r.id, r.routing_key) for r in rows] == [(event["id"], event["key"])]
