@@ -33,7 +33,6 @@ from urllib.parse import urlsplit
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import (
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -92,7 +91,6 @@ class AmqpBus(Bus):
         self._user_id = urlsplit(url).username or None
         self._connection: AbstractRobustConnection | None = None
         self._pub: AbstractRobustChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
         self._queue_kwargs: dict[str, dict[str, Any]] = {}
         self._subs: set[AmqpConsumer] = set()
         self._rpc: RpcClient | None = None
@@ -120,11 +118,9 @@ class AmqpBus(Bus):
     async def _declare_topology(self, conn: AbstractRobustConnection) -> None:
         self._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
         if not self._declare:
-            for name, _spec in self.topology.declared():
-                self._exchanges[name] = await self._pub.get_exchange(name, ensure=False)
-            return
+            return  # a device's own user may not declare: the controller has
         for name, spec in self.topology.declared():
-            self._exchanges[name] = await self._pub.declare_exchange(
+            await self._pub.declare_exchange(
                 name, aio_pika.ExchangeType(spec.type.value), durable=spec.durable
             )
         dlq = self.topology.dead_letter_queue
@@ -146,7 +142,6 @@ class AmqpBus(Bus):
             await self._connection.close()
             self._connection = None
         self._pub = None
-        self._exchanges.clear()
         self._queue_kwargs.clear()
 
     def _on_reconnect(self, *_: object) -> None:
@@ -178,9 +173,10 @@ class AmqpBus(Bus):
         )
 
     async def _publish(
-        self, exchange: AbstractExchange, message: aio_pika.Message, key: str, mandatory: bool
+        self, exchange: str, message: aio_pika.Message, key: str, mandatory: bool
     ) -> None:
-        """Publish and wait for the confirm, riding out a reconnect (at-least-once)."""
+        """Publish to the broker exchange named and wait for the confirm, riding out a
+        reconnect (at-least-once)."""
         assert self._pub is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout
@@ -194,7 +190,7 @@ class AmqpBus(Bus):
                     channel = await self._pub.get_underlay_channel()
                     await channel.basic_publish(
                         message.body,
-                        exchange=exchange.name,
+                        exchange=exchange,
                         routing_key=key,
                         properties=message.properties,
                         mandatory=mandatory,
@@ -205,10 +201,10 @@ class AmqpBus(Bus):
             except (*_RETRYABLE, aiormq.exceptions.DeliveryError, TimeoutError) as exc:
                 if loop.time() >= deadline:
                     raise BusUnavailable(
-                        f"could not publish to {exchange.name or 'the default exchange'} {key!r}"
+                        f"could not publish to {exchange or 'the default exchange'} {key!r}"
                         f" within {self._publish_timeout:g} s: {exc}"
                     ) from exc
-                log.info("publish to %s %r interrupted (%s); retrying", exchange.name, key, exc)
+                log.info("publish to %s %r interrupted (%s); retrying", exchange, key, exc)
                 # Wait for the robust connection to come back (bounded), then try again.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._pub.ready(), max(deadline - loop.time(), 0.01))
@@ -224,7 +220,7 @@ class AmqpBus(Bus):
         headers: Mapping[str, Any] | None = None,
     ) -> None:
         self._conn()
-        target = self._exchanges[self.topology.exchange(exchange)]
+        target = self.topology.exchange(exchange)
         await self._publish(target, self._message(body, persistent, headers), routing_key, False)
 
     async def send(
@@ -241,12 +237,12 @@ class AmqpBus(Bus):
         await self._ensure_queue(name)
         message = self._message(body, persistent, headers)
         try:
-            await self._publish(self._pub.default_exchange, message, name, True)
+            await self._publish("", message, name, True)
         except aiormq.exceptions.PublishError:
             # Someone deleted the queue: declare it again rather than lose the message.
             self._queue_kwargs.pop(name, None)
             await self._ensure_queue(name)
-            await self._publish(self._pub.default_exchange, message, name, True)
+            await self._publish("", message, name, True)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, origin: str
@@ -263,7 +259,7 @@ class AmqpBus(Bus):
             correlation_id=message.correlation_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        dlx = self._exchanges[self.topology.dead_letter_exchange]
+        dlx = self.topology.dead_letter_exchange
         await self._publish(dlx, copy, message.routing_key or "", False)
 
     # -- queues and consumers ---------------------------------------------------------------
