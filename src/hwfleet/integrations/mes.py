@@ -1,12 +1,19 @@
 """The MES client (DESIGN §5): look a serial up, deliver a post; every failure is a clear string.
 
-One pooled :class:`httpx.AsyncClient` serves every call. Lookups retry with
-jittered exponential backoff on what a retry can cure — connection errors,
-timeouts, 408/429 and 5xx — for up to ``retry_for`` seconds, so a MES that is
-down for the first seconds of a scan costs a delay, not a failed device.
-Everything else (404, HTML, garbage JSON, a body of the wrong shape) becomes a
-:class:`MesError` whose message names the URL, the serial and what was wrong;
-nothing here lets a bad answer escape as a crash.
+One pooled :class:`aiohttp.ClientSession` serves every call. Lookups retry
+with jittered exponential backoff on what a retry can cure — connection
+errors, timeouts, 408/429 and 5xx — for up to ``retry_for`` seconds, so a MES
+that is down for the first seconds of a scan costs a delay, not a failed
+device. Everything else (404, HTML, garbage JSON, a body of the wrong shape)
+becomes a :class:`MesError` whose message names the URL, the serial and what
+was wrong; nothing here lets a bad answer escape as a crash.
+
+Why aiohttp and not httpx (DESIGN §9 names httpx): a scan makes one lookup per
+device on the event loop that also consumes replies and writes results. On
+this project's reference machine httpx spends about 900 µs of CPU per lookup
+and aiohttp, whose HTTP parser is compiled, about 210 µs (``bench/mes_http.py``
+measures both in one run); on a 10,000-device rack that difference is the
+larger part of a core.
 
 Posts are not retried here: :meth:`MesClient.deliver` makes one attempt and
 says whether a retry makes sense, because retries of posts belong to the
@@ -16,24 +23,25 @@ outbox, whose state survives restarts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 import msgspec
+from yarl import URL
 
 from hwfleet.controller.scan_compare import MesFormatError, MesRecord, parse_mes_record
 from hwfleet.settings import ServerSettings
 from hwfleet.types import JsonObject, Serial
 
-#: Connections per pooled client (see :meth:`MesClient.__init__`).
-SHARD = 2
 #: Statuses worth another try: the server is busy, slow or briefly broken.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: What a failed attempt raises: no connection, a reset, a timeout, a broken response.
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 class MesError(Exception):
@@ -51,6 +59,14 @@ class Delivery:
     retryable: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    reason: str
+    content_type: str
+    body: bytes
+
+
 def jitter(delay: float) -> float:
     """``delay`` scaled into [50 %, 100 %] so that replicas do not retry in lockstep."""
     return delay * (0.5 + random.random() / 2)  # noqa: S311 (spreading retries, not crypto)
@@ -59,6 +75,12 @@ def jitter(delay: float) -> float:
 def snippet(body: bytes, limit: int = 80) -> str:
     text = body[:limit].decode("utf-8", "replace").replace("\n", " ").strip()
     return repr(text + ("…" if len(body) > limit else ""))
+
+
+def failure(exc: BaseException) -> str:
+    """A transport failure in words (a bare TimeoutError has no message of its own)."""
+    detail = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "no detail")
+    return f"{type(exc).__name__}: {detail}"
 
 
 class MesClient:
@@ -74,48 +96,66 @@ class MesClient:
         backoff: float = 0.1,
         backoff_cap: float = 2.0,
         max_connections: int = 16,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.urls = dict(urls)
         self.retry_for = retry_for
         self.backoff = backoff
         self.backoff_cap = backoff_cap
-        # More requests than connections only queue inside httpcore, whose pool rescans its
-        # queue on every change: wait here instead (cheap), one connection per request.
-        # httpcore's pool rescans every connection for every queued request (quadratic in
-        # the pool size), so a single pool of 32 does worse than one of 4. We keep the
-        # pooling but shard it: small clients of SHARD connections, each request taking
-        # the least busy one, and a semaphore so requests wait here instead of in a pool.
-        shards = max(1, -(-max_connections // SHARD))
-        self._slots = asyncio.Semaphore(shards * SHARD)
-        self._clients = [
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(timeout, connect=connect_timeout),
-                limits=httpx.Limits(max_connections=SHARD, max_keepalive_connections=SHARD),
-                headers={"Accept": "application/json", "User-Agent": "hwfleet-controller"},
-                transport=transport,
-            )
-            for _ in range(shards)
-        ]
-        self._busy = [0] * shards
+        self.max_connections = max_connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
+        # A scan asks for hundreds of lookups at once: they wait here for a connection, so
+        # that the wait does not count against a request's timeout as it would in the pool.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str | None, int | None], str | None] = {}
+        # The lookup URL normalised once; each lookup appends an encoded serial to it.
+        get = self.urls.get("get", "")
+        try:
+            self._get_base = str(URL(get))
+        except ValueError:  # reported by the first lookup, which names the URL
+            self._get_base = get
 
-    @contextlib.asynccontextmanager
-    async def _client(self) -> AsyncIterator[httpx.AsyncClient]:
-        async with self._slots:
-            index = min(range(len(self._busy)), key=self._busy.__getitem__)
-            self._busy[index] += 1
-            try:
-                yield self._clients[index]
-            finally:
-                self._busy[index] -= 1
+    def _http(self) -> aiohttp.ClientSession:
+        # Made on first use: a session belongs to the event loop that creates it.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections),
+                timeout=self._timeout,
+                headers={"Accept": "application/json", "User-Agent": "hwfleet-controller"},
+            )
+        return self._session
+
+    def _proxy(self, url: URL) -> str | None:
+        # aiohttp's trust_env reads ~/.netrc on a thread for every request: the proxy an
+        # operator set (HTTP(S)_PROXY, NO_PROXY) is looked up once per MES origin instead.
+        origin = (url.scheme, url.host, url.port)
+        if origin not in self._proxies:
+            proxies = urllib.request.getproxies_environment()
+            bypass = not url.host or bool(urllib.request.proxy_bypass(url.host))
+            self._proxies[origin] = None if bypass else proxies.get(url.scheme)
+        return self._proxies[origin]
+
+    async def _request(
+        self, method: str, url: URL, *, data: bytes | None = None, **headers: str
+    ) -> _Answer:
+        http = self._http()
+        proxy = self._proxy(url)
+        async with (
+            self._slots,
+            http.request(method, url, data=data, headers=headers or None, proxy=proxy) as response,
+        ):
+            body = await response.read()
+            ctype = response.headers.get("Content-Type", "")
+            return _Answer(response.status, response.reason or "", ctype, body)
 
     @classmethod
     def from_settings(cls, settings: ServerSettings, **kwargs: float | int) -> MesClient:
         return cls(settings.mes_urls(), **kwargs)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> MesClient:
         return self
@@ -133,31 +173,34 @@ class MesClient:
         if not url:
             raise MesError("no MES lookup URL is configured (--mes or mes_get)")
         where = f"MES GET {url}?serialno={sn}"
-        # Built once here rather than by httpx's params merging on every try (a measurable
+        # Encoded here once rather than re-parsed by the client on every try (a measurable
         # share of a 10,000-device scan); a configured URL may carry its own query.
-        target = f"{url}{'&' if '?' in url else '?'}serialno={quote(str(sn), safe='')}"
+        query = f"serialno={quote(str(sn), safe='')}"
+        base = self._get_base
         deadline = time.monotonic() + self.retry_for
         attempt = 0
         while True:
             attempt += 1
             try:
-                async with self._client() as http:
-                    response = await http.get(target)
-            except httpx.HTTPError as exc:
-                reason = f"unreachable ({type(exc).__name__}: {exc or 'no detail'})"
+                target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
+                answer = await self._request("GET", target)
+            except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
+                raise MesError(f"{where}: not a usable URL ({exc})") from None
+            except TRANSPORT_ERRORS as exc:
+                reason = f"unreachable ({failure(exc)})"
             else:
-                if response.status_code not in RETRYABLE_STATUSES:
-                    return self._interpret(where, sn, response)
-                reason = f"answered {response.status_code} {response.reason_phrase}"
+                if answer.status not in RETRYABLE_STATUSES:
+                    return self._interpret(where, sn, answer)
+                reason = f"answered {answer.status} {answer.reason}"
             delay = jitter(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
             if time.monotonic() + delay > deadline:
                 raise MesError(f"{where}: {reason} after {attempt} attempts")
             await asyncio.sleep(delay)
 
     @staticmethod
-    def _interpret(where: str, sn: Serial, response: httpx.Response) -> MesRecord:
-        body = response.content
-        ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    def _interpret(where: str, sn: Serial, answer: _Answer) -> MesRecord:
+        body = answer.body
+        ctype = answer.content_type.split(";")[0].strip().lower()
         try:
             document = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -165,9 +208,8 @@ class MesClient:
         # A "not registered" message may arrive with a 404; it is still an answer.
         if isinstance(document, dict) and isinstance(document.get("info"), str):
             return parse_mes_record(sn, document)
-        if response.status_code >= 400:
-            status = f"{response.status_code} {response.reason_phrase}"
-            raise MesError(f"{where}: answered {status}: {snippet(body)}")
+        if answer.status >= 400:
+            raise MesError(f"{where}: answered {answer.status} {answer.reason}: {snippet(body)}")
         if document is msgspec.UNSET:
             kind = "HTML" if "html" in ctype or body.lstrip()[:1] == b"<" else "invalid JSON"
             raise MesError(
@@ -182,22 +224,18 @@ class MesClient:
     async def deliver(self, url: str, body: JsonObject, *, idempotency_key: str) -> Delivery:
         """POST ``body`` once with an ``Idempotency-Key``; never raises for HTTP trouble."""
         try:
-            async with self._client() as http:
-                response = await http.post(
-                    url,
-                    content=msgspec.json.encode(body),
-                    headers={
-                        "Content-Type": "application/json",
-                        "Idempotency-Key": idempotency_key,
-                    },
-                )
-        except httpx.HTTPError as exc:
-            return Delivery(False, None, f"POST {url}: {type(exc).__name__}: {exc or 'no detail'}")
-        if 200 <= response.status_code < 300:
-            return Delivery(True, response.status_code)
-        error = (
-            f"POST {url}: {response.status_code} {response.reason_phrase}: "
-            f"{snippet(response.content)}"
-        )
-        retryable = response.status_code in RETRYABLE_STATUSES or response.status_code >= 500
-        return Delivery(False, response.status_code, error, retryable=retryable)
+            answer = await self._request(
+                "POST",
+                URL(url),
+                data=msgspec.json.encode(body),
+                **{"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
+            )
+        except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
+            return Delivery(False, None, f"POST {url}: not a usable URL ({exc})", retryable=False)
+        except TRANSPORT_ERRORS as exc:
+            return Delivery(False, None, f"POST {url}: {failure(exc)}")
+        if 200 <= answer.status < 300:
+            return Delivery(True, answer.status)
+        error = f"POST {url}: {answer.status} {answer.reason}: {snippet(answer.body)}"
+        retryable = answer.status in RETRYABLE_STATUSES or answer.status >= 500
+        return Delivery(False, answer.status, error, retryable=retryable)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -162,3 +163,61 @@ async def test_received_endpoint_and_fault_validation(sim: tuple[MesSimulator, s
         ]
         bad = await http.post(f"{base}/_faults", json={"fail_rate": 3})
         assert bad.status_code == 400 and "fail_rate" in bad.json()["error"]
+
+
+async def test_an_unusable_url_is_reported_at_once_not_retried() -> None:
+    async with MesClient(urls("http://[::1"), retry_for=60.0) as mes:
+        with pytest.raises(MesError, match="not a usable URL") as error:
+            await mes.get_device(1)
+        assert "attempts" not in str(error.value)  # refused on the first try
+        outcome = await mes.deliver("http://[::1/log/deviceScan", {}, idempotency_key="k")
+        assert not outcome.ok and not outcome.retryable and "not a usable URL" in str(outcome.error)
+
+
+class RecordingProxy:
+    """An HTTP proxy on 127.0.0.1 that answers every request itself with one MES record."""
+
+    RECORD = b'{"info": [{"serialNo": "7", "macInfo": [{"macaddr": "02:00:00:00:00:07"}]}]}'
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                self.request_lines.append(head.split(b"\r\n", 1)[0].decode())
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(self.RECORD), self.RECORD)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed its connection
+        finally:
+            writer.close()
+
+
+async def test_the_proxy_an_operator_set_is_used_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = RecordingProxy()
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    proxy_port = server.sockets[0].getsockname()[1]
+    sock = bind_socket("127.0.0.1", 0)
+    mes_port = sock.getsockname()[1]
+    sock.close()  # no MES listens here: only the proxy can answer
+    mes_urls = urls(f"http://127.0.0.1:{mes_port}")
+    async with server:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with MesClient(mes_urls, retry_for=0.3, backoff=0.05) as mes:
+            record = await mes.get_device(7)
+        assert record.registered and [m.key for m in record.macs] == ["02:00:00:00:00:07"]
+        target = f"http://127.0.0.1:{mes_port}/deviceInfo/getById?serialno=7"
+        assert proxy.request_lines == [f"GET {target} HTTP/1.1"]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        async with MesClient(mes_urls, retry_for=0.3, backoff=0.05) as mes:
+            with pytest.raises(MesError, match="unreachable"):
+                await mes.get_device(7)
+        assert len(proxy.request_lines) == 1

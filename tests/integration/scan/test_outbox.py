@@ -73,7 +73,7 @@ async def test_mes_down_at_first_then_everything_delivered_once(
 
             await kit.eventually(all_failed)
             async with store.tx(readonly=True) as tx:
-                assert "ConnectError" in ((await tx.outbox.list())[0].last_error or "")
+                assert "Cannot connect to host" in ((await tx.outbox.list())[0].last_error or "")
             sim = MesSimulator.from_profile({"devices": []})
             async with serve(sim, "127.0.0.1", port):
                 await until(store, lambda s: set(s.values()) == {"delivered"})
