@@ -6,19 +6,17 @@ For each N (default 1,000 and 10,000) it measures, in the same run:
   N exclusive device queues, N persistent replies on a durable ``hwinfo_queue``,
   consumed with manual ack; no application logic.
 * **hwfleet** — the real path: ``ScanService`` on the AMQP bus with the SQLite
-  store, a MES lookup per device against ``hwfleet mes-sim`` (its own process)
-  through the lookup worker processes ``hwfleet server`` uses
-  (``--mes-workers``, default 1), compare, batched result writes, events,
-  finishing and the outbox rows. "scan" is start → finished (every device
-  answered); "posts" adds the delivery of the deviceScan / Pair / notification
-  posts.
+  store, a MES lookup per device against ``hwfleet mes-sim`` (its own process),
+  compare, batched result writes, events, finishing and the outbox rows. "scan"
+  is start → finished (every device answered); "posts" adds the delivery of the
+  deviceScan / Pair / notification posts.
 
 hwfleet runs on uvloop, as ``hwfleet server`` does when the ``fast`` extra is
 installed. The floor is measured twice, as a bare aio-pika program runs (the
 default asyncio loop) and on uvloop, and the ratio to each is printed: the
 issue's reference floor is the former, the latter is the stricter comparison.
-Every process shares this machine's cores (RabbitMQ, mes-sim, the lookup
-workers, the device simulator), which bounds what any controller can reach.
+Every process shares this machine's cores (RabbitMQ, mes-sim, the device
+simulator), which bounds what any controller can reach.
 
 The simulated devices are the same in both: one child process holding N
 exclusive queues bound to ``devicescan`` that answer with a persistent reply
@@ -219,14 +217,11 @@ async def floor(url: str, n: int) -> float:
     return elapsed
 
 
-async def hwfleet_scan(
-    url: str, n: int, mes_base: str, data: Path, mes_workers: int
-) -> tuple[float, float, int]:
+async def hwfleet_scan(url: str, n: int, mes_base: str, data: Path) -> tuple[float, float, int]:
     from hwfleet.bus import Delivery, open_bus
     from hwfleet.controller.outbox import OutboxWorker
     from hwfleet.controller.scan import ScanService
     from hwfleet.integrations.mes import MesClient
-    from hwfleet.integrations.mes_lookup import MesLookupPool
     from hwfleet.settings import ServerSettings
     from hwfleet.store import open_store
 
@@ -235,16 +230,13 @@ async def hwfleet_scan(
         bus=url,
         data_dir=str(data),
         scan_quiet_timeout=30.0,
-        mes_workers=mes_workers,
     )
     store = await open_store(settings.db_url())
     bus = open_bus(url)
     await bus.start()
     mes = MesClient(settings.mes_urls())
-    # As `hwfleet server` does: the lookups in settings.mes_workers processes.
-    lookups = MesLookupPool(mes.urls, settings.mes_workers) if settings.mes_workers else None
     outbox = OutboxWorker(store, mes)
-    scans = ScanService(store, bus, mes, settings, outbox=outbox, lookups=lookups)
+    scans = ScanService(store, bus, mes, settings, outbox=outbox)
     finished: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def on_finished(delivery: Delivery) -> None:
@@ -273,8 +265,6 @@ async def hwfleet_scan(
         await scans.close()
         await outbox.close()
         await mes.aclose()
-        if lookups is not None:
-            await lookups.aclose()
         await bus.close()
         await store.close()
     return scanned, posted, int(result["passed"])
@@ -293,18 +283,14 @@ async def floor_in_vhost(base_url: str, n: int) -> float:
 
 
 async def hwfleet_in_vhost(
-    base_url: str, n: int, mes_base: str, data: Path, mes_workers: int
+    base_url: str, n: int, mes_base: str, data: Path
 ) -> tuple[float, float, int]:
     async with vhost(base_url) as url:
-        return await hwfleet_scan(url, n, mes_base, data, mes_workers)
+        return await hwfleet_scan(url, n, mes_base, data)
 
 
 def main(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
-    if args.mes_workers is None:
-        from hwfleet.settings import ServerSettings
-
-        args.mes_workers = ServerSettings().mes_workers
     # hwfleet runs on uvloop as `hwfleet server` does when the `fast` extra is installed;
     # the floor is measured both as a bare aio-pika program runs (asyncio) and on uvloop.
     fast = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -318,7 +304,7 @@ def main(args: argparse.Namespace) -> None:
                 bare = {loop: on_loop(loop, floor_in_vhost(args.amqp, n)) for loop in floors}
                 data = Path(tmp) / f"data-{n}"
                 scanned, posted, passed = on_loop(
-                    fast, hwfleet_in_vhost(args.amqp, n, mes_base, data, args.mes_workers)
+                    fast, hwfleet_in_vhost(args.amqp, n, mes_base, data)
                 )
                 if passed != n:
                     raise SystemExit(f"only {passed} of {n} devices passed: the benchmark is wrong")
@@ -350,12 +336,6 @@ def cli() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument(
         "--amqp", default=os.environ.get("HWFLEET_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-    )
-    parser.add_argument(
-        "--mes-workers",
-        type=int,
-        default=None,
-        help="as hwfleet server --mes-workers (default: the server's default)",
     )
     parser.add_argument("--child-devices", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)

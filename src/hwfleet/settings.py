@@ -23,6 +23,8 @@ import msgspec
 from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT
 
 ENV_PREFIX = "HWFLEET_"
+#: A duration in seconds: zero or less would spin a loop or time out at once.
+Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class SettingsError(ValueError):
@@ -49,13 +51,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mes_scan: str = ""
     mes_pair: str = ""
     mes_notify: str = ""
-    #: Processes doing the MES lookups of a scan, off the controller's event loop (0: in it).
-    mes_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
     enroll_password: str = ""
-    scan_quiet_timeout: float = 10.0
-    heartbeat_interval: float = 15.0
-    offline_after: float = 45.0
-    call_timeout: float = 10.0
+    scan_quiet_timeout: Positive = 10.0
+    heartbeat_interval: Positive = 15.0
+    offline_after: Positive = 45.0
+    call_timeout: Positive = 10.0
     #: Seconds a new agent connection has to authenticate (enrolling ones get 5x as long).
     handshake_timeout: float = 15.0
     log_level: str = "info"
@@ -106,9 +106,9 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     discovery_interface: str = ""
     #: Advertise _hwfleet._tcp over DNS-SD (python-zeroconf).
     dnssd: bool = False
-    heartbeat_interval: float = 15.0
-    reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    heartbeat_interval: Positive = 15.0
+    reconnect_min: Positive = 0.5
+    reconnect_max: Positive = 30.0
     log_level: str = "info"
     insecure: bool = False
 

@@ -17,11 +17,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_flags_beat_environment_beat_file_beat_defaults(tmp_path: Path) -> None:
     config = write(tmp_path, '[server]\nscan_quiet_timeout = 3.0\nbus = "amqp://file/"\n')
-    env = {"HWFLEET_BUS": "amqp://env/", "HWFLEET_MES_WORKERS": "3"}
-    s = load(ServerSettings, config_file=config, env=env, flags={"mes_workers": 4, "mes": None})
+    env = {"HWFLEET_BUS": "amqp://env/", "HWFLEET_CALL_TIMEOUT": "3"}
+    s = load(ServerSettings, config_file=config, env=env, flags={"call_timeout": 4.0, "mes": None})
     assert s.scan_quiet_timeout == 3.0  # file over default
     assert s.bus == "amqp://env/"  # environment over file
-    assert s.mes_workers == 4  # flag over environment
+    assert s.call_timeout == 4.0  # flag over environment
     assert s.mes == ""  # a flag left unset (None) changes nothing
     assert s.api_listen == ServerSettings().api_listen
 
@@ -36,8 +36,8 @@ def test_a_bad_value_names_the_setting_and_where_it_came_from() -> None:
         load(ServerSettings, env={"HWFLEET_SCAN_QUIET_TIMEOUT": "soon"})
     text = str(error.value)
     assert "scan_quiet_timeout" in text and "HWFLEET_SCAN_QUIET_TIMEOUT" in text
-    with pytest.raises(SettingsError, match=r"mes_workers .*--mes-workers.*>= 0"):
-        load(ServerSettings, env={}, flags={"mes_workers": -1})
+    with pytest.raises(SettingsError, match=r"scan_quiet_timeout .*--scan-quiet-timeout.*> 0"):
+        load(ServerSettings, env={}, flags={"scan_quiet_timeout": -1.0})
 
 
 def test_unknown_keys_and_missing_files_are_refused(tmp_path: Path) -> None:

@@ -37,9 +37,6 @@ def register(app: typer.Typer) -> None:
         mes_get: Annotated[str | None, Opt(help="device-info URL")] = None,
         mes_scan: Annotated[str | None, Opt(help="deviceScan URL")] = None,
         mes_pair: Annotated[str | None, Opt(help="pair URL")] = None,
-        mes_workers: Annotated[
-            int | None, Opt(help="processes doing a scan's MES lookups; 0: in the controller (1)")
-        ] = None,
         enroll_password: Annotated[
             str | None,
             Opt(help="enrollment password (or HWFLEET_ENROLL_PASSWORD)", show_default=False),

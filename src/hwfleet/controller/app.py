@@ -31,7 +31,6 @@ from hwfleet.controller.scan_bridge import ScanBridge
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient
-from hwfleet.integrations.mes_lookup import MesLookupPool
 from hwfleet.settings import ServerSettings
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
@@ -167,10 +166,6 @@ class Controller:
                 "no MES configured (--mes or HWFLEET_MES): a scan will mark every device failed "
                 "because its MES record cannot be looked up"
             )
-        lookups = None
-        if self.mes.configured and s.mes_workers > 0:
-            lookups = MesLookupPool(self.mes.urls, s.mes_workers)
-            self._closers.append(lookups.aclose)
         self.outbox = OutboxWorker(self.store, self.mes, worker_id=f"outbox-{replica}")
         await self.outbox.start()
         self._closers.append(self.outbox.close)
@@ -183,7 +178,6 @@ class Controller:
             events=self.events,
             senders=senders,
             quiet_default=lambda: float(self.config.get("scan.quiet_timeout")),
-            lookups=lookups,
         )
         await self.scans.serve()
         self._closers.append(self.scans.close)

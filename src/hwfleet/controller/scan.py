@@ -38,7 +38,6 @@ from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
 from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan_watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
-from hwfleet.integrations.mes_lookup import MesLookup
 from hwfleet.types import JsonObject, Serial
 
 if TYPE_CHECKING:
@@ -82,14 +81,11 @@ class ScanService:
         tick: float = 0.2,
         senders: SenderCheck | None = None,
         quiet_default: Callable[[], float] | None = None,
-        lookups: MesLookup | None = None,
     ) -> None:
-        """``quiet_default``: the live ``scan.quiet_timeout`` (default: the start-up setting);
-        ``lookups``: who answers the per-device MES lookups (default: ``mes`` itself)."""
+        """``quiet_default``: the live ``scan.quiet_timeout`` (default: the start-up setting)."""
         self.store = store
         self.bus = bus
         self.mes = mes
-        self.lookups: MesLookup = lookups or mes
         self.settings = settings
         self.clock = clock
         self.outbox = outbox
@@ -212,7 +208,7 @@ class ScanService:
 
     async def _check(self, reply: Reply) -> JsonObject:
         try:
-            record = await self.lookups.get_device(reply.sn)
+            record = await self.mes.get_device(reply.sn)
         except MesError as exc:
             log.warning("scan %d: %s", reply.operationid, exc)
             return failed_entry(reply.sn, f"{INTERNAL}{exc}", reply.macs)
