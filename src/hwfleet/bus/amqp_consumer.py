@@ -4,7 +4,8 @@ Every consumer gets its own channel so that its prefetch is its own (RabbitMQ
 applies ``basic.qos`` per channel) and so that a robust reconnect restores it
 with that prefetch. aio-pika runs each delivery in its own task; a subscriber
 wants its events in order, so ordered consumers take a FIFO lock, which asyncio
-grants in arrival order.
+grants in arrival order. Acks go through an :class:`~hwfleet.bus.amqp_acks.AckBatcher`,
+which folds the acks of handlers that finish together into one frame.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiormq.exceptions
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
 
+from hwfleet.bus.amqp_acks import LOST, AckBatcher
 from hwfleet.bus.base import Delivery, Handler, Subscription
 from hwfleet.bus.codec import STOP_GRACE, Outcome, settle
 
@@ -23,9 +24,6 @@ log = logging.getLogger(__name__)
 
 #: ``(message, reason, origin)`` → publish to the dead-letter exchange (confirmed).
 DeadLetter = Callable[[AbstractIncomingMessage, str, str], Awaitable[None]]
-
-#: Settling can fail only because the channel went away; the broker then redelivers.
-_LOST = (ConnectionError, aiormq.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError)
 
 
 def to_delivery(message: AbstractIncomingMessage) -> Delivery:
@@ -64,11 +62,15 @@ class AmqpConsumer(Subscription):
         self._on_cancel = on_cancel
         self._cancelled = False
         self._close_when_idle = False
+        self._acks = AckBatcher(queue.name)
 
     async def start(self) -> None:
         self._tag = await self.queue.consume(self.on_message)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        # First, before any await: the batcher must see deliveries in the broker's order,
+        # including those never settled here (a multiple ack must not cover them).
+        self._acks.delivered(message.channel, message.delivery_tag)
         if self._cancelled:
             return  # the channel closes shortly and the broker requeues it
         task = asyncio.current_task()
@@ -84,6 +86,7 @@ class AmqpConsumer(Subscription):
             if task is not None:
                 self._running.discard(task)
             if self._cancelled and self._close_when_idle and not self._running:
+                await self._acks.drain()
                 await self._close_channel()
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
@@ -96,14 +99,15 @@ class AmqpConsumer(Subscription):
         outcome, reason = settle(error, delivery.redelivered)
         try:
             if outcome is Outcome.ACK:
-                await message.ack()
+                self._acks.ack(message.channel, message.delivery_tag)
             elif outcome is Outcome.REQUEUE:
                 log.warning("handler on %s failed, requeueing once: %s", self.queue.name, reason)
+                self._acks.forget(message.channel, message.delivery_tag)
                 await message.nack(requeue=True)
             else:
                 await self._dead_letter(message, reason, self.queue.name)
-                await message.ack()
-        except _LOST as exc:
+                self._acks.ack(message.channel, message.delivery_tag)
+        except LOST as exc:
             log.info(
                 "could not settle a message on %s (%s); it will be redelivered",
                 self.queue.name,
@@ -125,7 +129,7 @@ class AmqpConsumer(Subscription):
             if self._tag is not None and not self.channel.is_closed:
                 async with asyncio.timeout(grace):
                     await self.queue.cancel(self._tag)
-        except (*_LOST, TimeoutError) as exc:
+        except (*LOST, TimeoutError) as exc:
             log.debug("cancelling the consumer on %s: %r", self.queue.name, exc)
         current = asyncio.current_task()
         # A handler may cancel its own subscription: never wait for ourselves.
@@ -143,11 +147,12 @@ class AmqpConsumer(Subscription):
             # Closing now would lose this handler's ack; close once it has settled.
             self._close_when_idle = True
         else:
+            await self._acks.drain()
             await self._close_channel()
 
     async def _close_channel(self) -> None:
         try:
             async with asyncio.timeout(STOP_GRACE):
                 await self.channel.close()
-        except (*_LOST, TimeoutError) as exc:
+        except (*LOST, TimeoutError) as exc:
             log.debug("closing the channel of %s: %s", self.queue.name, exc)
