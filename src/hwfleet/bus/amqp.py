@@ -91,6 +91,9 @@ class AmqpBus(Bus):
         self._user_id = urlsplit(url).username or None
         self._connection: AbstractRobustConnection | None = None
         self._pub: AbstractRobustChannel | None = None
+        #: Publishes without confirms (``publish(confirm=False)``); opened on first use.
+        self._notify: AbstractRobustChannel | None = None
+        self._notify_lock = asyncio.Lock()
         self._queue_kwargs: dict[str, dict[str, Any]] = {}
         self._subs: set[AmqpConsumer] = set()
         self._rpc: RpcClient | None = None
@@ -141,7 +144,7 @@ class AmqpBus(Bus):
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
-        self._pub = None
+        self._pub = self._notify = None
         self._queue_kwargs.clear()
 
     def _on_reconnect(self, *_: object) -> None:
@@ -158,22 +161,27 @@ class AmqpBus(Bus):
 
     # -- publishing -------------------------------------------------------------------------
 
-    def _message(
-        self, body: bytes | JsonObject, persistent: bool, headers: Mapping[str, Any] | None
-    ) -> aio_pika.Message:
-        return aio_pika.Message(
-            encode_body(body),
+    def _connection_ready(self) -> bool:
+        return self._connection is not None and self._connection.connected.is_set()
+
+    def _properties(
+        self, persistent: bool, headers: Mapping[str, Any] | None
+    ) -> aiormq.spec.Basic.Properties:
+        # Built directly rather than through aio_pika.Message, whose attribute guards cost
+        # as much as the rest of a publish; the fields are those aio-pika would send.
+        return aiormq.spec.Basic.Properties(
+            delivery_mode=2 if persistent else 1,
             headers=dict(headers) if headers else None,
-            delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT
-                if persistent
-                else aio_pika.DeliveryMode.NOT_PERSISTENT
-            ),
             user_id=self._user_id,
         )
 
     async def _publish(
-        self, exchange: str, message: aio_pika.Message, key: str, mandatory: bool
+        self,
+        exchange: str,
+        body: bytes,
+        properties: aiormq.spec.Basic.Properties,
+        key: str,
+        mandatory: bool,
     ) -> None:
         """Publish to the broker exchange named and wait for the confirm, riding out a
         reconnect (at-least-once)."""
@@ -182,19 +190,24 @@ class AmqpBus(Bus):
         deadline = loop.time() + self._publish_timeout
         while True:
             try:
-                # The robust channel blocks a publish until it has reconnected: bound that too.
-                async with asyncio.timeout(max(deadline - loop.time(), 0.01)):
-                    # Straight to the aiormq channel: aio-pika's Exchange.publish doubles the
-                    # CPU of a publish (measured: 173 vs 88 us), and a scan publishes one
-                    # event per device. Confirms, returns and reconnects work as before.
+                remaining = max(deadline - loop.time(), 0.01)
+                if self._pub.is_closed or not self._connection_ready():
+                    # The robust channel blocks until it has reconnected: bound that too.
+                    async with asyncio.timeout(remaining):
+                        channel = await self._pub.get_underlay_channel()
+                else:
                     channel = await self._pub.get_underlay_channel()
-                    await channel.basic_publish(
-                        message.body,
-                        exchange=exchange,
-                        routing_key=key,
-                        properties=message.properties,
-                        mandatory=mandatory,
-                    )
+                # Straight to the aiormq channel: aio-pika's Exchange.publish doubles the
+                # CPU of a publish (measured: 173 vs 88 us), and a scan publishes one event
+                # per device. aiormq bounds the publish and its confirm by ``timeout``.
+                await channel.basic_publish(
+                    body,
+                    exchange=exchange,
+                    routing_key=key,
+                    properties=properties,
+                    mandatory=mandatory,
+                    timeout=max(deadline - loop.time(), 0.01),
+                )
                 return
             except aiormq.exceptions.PublishError:
                 raise  # unroutable: the caller decides
@@ -218,10 +231,32 @@ class AmqpBus(Bus):
         *,
         persistent: bool = False,
         headers: Mapping[str, Any] | None = None,
+        confirm: bool = True,
     ) -> None:
         self._conn()
         target = self.topology.exchange(exchange)
-        await self._publish(target, self._message(body, persistent, headers), routing_key, False)
+        properties = self._properties(persistent, headers)
+        if not confirm:
+            channel = await self._unconfirmed_channel()
+            await channel.basic_publish(
+                encode_body(body),
+                exchange=target,
+                routing_key=routing_key,
+                properties=properties,
+                timeout=self._publish_timeout,
+            )
+            return
+        await self._publish(target, encode_body(body), properties, routing_key, False)
+
+    async def _unconfirmed_channel(self) -> aiormq.abc.AbstractChannel:
+        # Opened on first use: only a controller announcing events needs it, and every
+        # agent's bus opening one more channel would cost the broker one per device.
+        async with self._notify_lock:
+            if self._notify is None:
+                self._notify = await self._conn().channel(publisher_confirms=False)
+        if self._notify.is_closed or not self._connection_ready():
+            raise BusUnavailable(f"not connected to {self._where()}: the notification is dropped")
+        return await self._notify.get_underlay_channel()
 
     async def send(
         self,
@@ -235,14 +270,14 @@ class AmqpBus(Bus):
         assert self._pub is not None
         name = self.topology.queue(queue)
         await self._ensure_queue(name)
-        message = self._message(body, persistent, headers)
+        data, properties = encode_body(body), self._properties(persistent, headers)
         try:
-            await self._publish("", message, name, True)
+            await self._publish("", data, properties, name, True)
         except aiormq.exceptions.PublishError:
             # Someone deleted the queue: declare it again rather than lose the message.
             self._queue_kwargs.pop(name, None)
             await self._ensure_queue(name)
-            await self._publish("", message, name, True)
+            await self._publish("", data, properties, name, True)
 
     async def _dead_letter(
         self, message: AbstractIncomingMessage, reason: str, origin: str
@@ -252,15 +287,14 @@ class AmqpBus(Bus):
             log.warning("dropped a message from %s: %s", origin, reason)
             return
         log.warning("dead-lettered a message from %s: %s", origin, reason)
-        copy = aio_pika.Message(
-            message.body,
+        properties = aiormq.spec.Basic.Properties(
             headers=dead_letter_headers(message.headers or {}, reason, origin),
             content_type=message.content_type,
             correlation_id=message.correlation_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=2,
         )
         dlx = self.topology.dead_letter_exchange
-        await self._publish(dlx, copy, message.routing_key or "", False)
+        await self._publish(dlx, message.body, properties, message.routing_key or "", False)
 
     # -- queues and consumers ---------------------------------------------------------------
 

@@ -102,8 +102,15 @@ class Bus(abc.ABC):
         *,
         persistent: bool = False,
         headers: Mapping[str, Any] | None = None,
+        confirm: bool = True,
     ) -> None:
-        """Publish to a topic or fanout exchange (a dict body is encoded as JSON)."""
+        """Publish to a topic or fanout exchange (a dict body is encoded as JSON).
+
+        ``confirm=False`` is for notifications whose record lives elsewhere (events):
+        the call returns once the message is written, without the broker's confirm, and
+        raises :class:`BusUnavailable` at once instead of waiting for a reconnect. A
+        connection lost meanwhile may lose the message.
+        """
 
     @abc.abstractmethod
     async def subscribe(

@@ -169,8 +169,9 @@ class MemoryBus(Bus):
         *,
         persistent: bool = False,
         headers: Mapping[str, Any] | None = None,
+        confirm: bool = True,
     ) -> None:
-        self._check()
+        self._check()  # routing here is synchronous: confirmed or not, it has happened
         name = self.topology.exchange(exchange)
         message = Message(name, routing_key, encode_body(body), dict(headers) if headers else {})
         self._route(name, message)

@@ -37,6 +37,8 @@ class EventPublisher:
         """Publish an event already recorded (in the caller's own transaction)."""
         body = {"id": event_id, "at": at.isoformat(), "key": routing_key, "data": payload}
         try:
-            await self._bus.publish("events", routing_key, body)
+            # The row is the record (ids are a cursor to catch up from); the bus copy is a
+            # notification, so it skips the broker's confirm (40% of a publish's CPU).
+            await self._bus.publish("events", routing_key, body, confirm=False)
         except Exception:  # the row is the record; a bus hiccup must not fail the change
             log.exception("could not publish event %s", routing_key)

@@ -182,6 +182,50 @@ async def test_prefetch_bounds_messages_in_flight(bus: Bus, peer: Bus) -> None:
     release.set()
 
 
+async def test_acks_of_handlers_finishing_together_cover_only_what_finished(bus: Bus) -> None:
+    # Handlers 0-4 and 6-9 finish together (AMQP folds 0-4 into one multiple ack); 5 is
+    # still running then and fails afterwards: it must be requeued, not swept into an ack.
+    release, others_done, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    started: list[int] = []
+    handled: list[int] = []
+    failed_once: list[int] = []
+
+    async def handler(d: Delivery) -> None:
+        n = decode_object(d.body)["n"]
+        started.append(n)
+        if len(started) == 10:
+            release.set()
+        if n == 5 and not failed_once:
+            await asyncio.wait_for(others_done.wait(), DEADLINE)
+            failed_once.append(n)
+            raise RuntimeError("fails the first time")
+        if n < 10 and len(started) <= 10:
+            await asyncio.wait_for(release.wait(), DEADLINE)
+        handled.append(n)
+        if len([h for h in handled if h != 5]) == 9:
+            others_done.set()
+        if n == 10:
+            finished.set()
+
+    await bus.consume("acks", handler, prefetch=10)
+    for n in range(10):
+        await bus.send("acks", {"n": n})
+    await asyncio.wait_for(others_done.wait(), DEADLINE)
+    await bus.send("acks", {"n": 10})  # queued behind the requeued 5: a marker for the end
+    await asyncio.wait_for(finished.wait(), DEADLINE)
+    assert failed_once == [5]
+    assert sorted(handled) == list(range(11))  # 5 once after its retry; nothing twice
+
+
+async def test_unconfirmed_publish_reaches_subscribers_in_order(bus: Bus, peer: Bus) -> None:
+    inbox = Inbox()
+    await peer.subscribe("events", "scan.device.#", inbox)
+    for n in range(20):
+        await bus.publish("events", f"scan.device.1.sn{n}", {"n": n}, confirm=False)
+    await inbox.count(20)
+    assert inbox.bodies == [{"n": n} for n in range(20)]
+
+
 async def test_rpc_success(bus: Bus, peer: Bus) -> None:
     settings: JsonObject = {"scan.quiet_timeout": 10.0}
 
