@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from hwfleet.store.events import to_event
 from hwfleet.store.models import events, scan_results, scans
+from hwfleet.store.records import EventRecord
 from hwfleet.types import JsonObject, Serial
 
 if TYPE_CHECKING:
-    from hwfleet.store import EventRecord, Tx
+    from hwfleet.store import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +96,28 @@ async def add_results(tx: Tx, rows: Sequence[ResultRow], *, at: datetime) -> lis
 async def add_events(
     tx: Tx, items: Sequence[tuple[str, dict[str, Any], str | None]], *, at: datetime
 ) -> list[EventRecord]:
-    """Insert ``(routing_key, payload, device_uuid)`` events; records in id order."""
+    """Insert ``(routing_key, payload, device_uuid)`` events; records in id order.
+
+    Each ``(routing_key, device_uuid)`` must be unique in ``items``: the rows come back
+    in no promised order (SQLite cannot promise one without a statement per row), and
+    that pair is how a returned id finds its item. Only the ids are read back.
+    """
     if not items:
         return []
-    stmt = sa.insert(events).returning(*events.c)
+    stmt = sa.insert(events).returning(events.c.id, events.c.routing_key, events.c.device_uuid)
     params = [
         {"at": at, "routing_key": key, "device_uuid": device, "payload": payload}
         for key, payload, device in items
     ]
-    records = [to_event(row) for row in (await tx.conn.execute(stmt, params)).all()]
+    payloads = {(key, device): payload for key, payload, device in items}
+    records = [
+        EventRecord(
+            id=row[0],
+            at=at,
+            routing_key=row[1],
+            device_uuid=row[2],
+            payload=payloads[row[1], row[2]],
+        )
+        for row in (await tx.conn.execute(stmt, params)).all()
+    ]
     return sorted(records, key=lambda r: r.id)

@@ -25,6 +25,7 @@ PASS = "1"  # noqa: S105 (a scan status, not a password)
 FAIL = "0"
 NOT_REGISTERED = "Device is not registered"
 
+_MAC_CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$")
 _MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 _MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
@@ -39,6 +40,8 @@ def normalize_mac(text: object) -> str:
     if not isinstance(text, str):
         raise ValueError(f"MAC address must be a string, not {type(text).__name__}")
     value = text.strip().lower()
+    if _MAC_CANONICAL.fullmatch(value):
+        return value  # how nearly every device and MES spells it: nothing to rebuild
     if _MAC_SEPARATED.match(value):
         digits = value.replace(value[2], "")
     elif _MAC_DOTTED.match(value):
@@ -59,10 +62,12 @@ class MacEntry:
 
     interface: str
     macaddr: str
+    #: The canonical spelling: computed once, since a comparison looks it up several times.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return normalize_mac(self.macaddr)
+    def __post_init__(self) -> None:
+        """ValueError (saying why) unless ``macaddr`` spells a MAC address."""
+        object.__setattr__(self, "key", normalize_mac(self.macaddr))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +83,15 @@ def _serial_text(value: object) -> str:
     return str(value).strip().lower()
 
 
+def _is_object(value: object) -> bool:
+    # Decoded JSON objects are dicts: skip the ABC machinery of Mapping for them (once per
+    # row and per MAC of every device of a scan).
+    return isinstance(value, (dict, Mapping))  # dict first: checked in order
+
+
 def parse_mes_record(sn: Serial, body: Any) -> MesRecord:
     """Interpret a ``GET deviceInfo/getById`` answer for ``sn``; MesFormatError says what is off."""
-    if not isinstance(body, Mapping) or "info" not in body:
+    if not _is_object(body) or "info" not in body:
         raise MesFormatError(f"MES record for sn {sn!r} is not an object with an 'info' field")
     info = body["info"]
     if isinstance(info, str):
@@ -91,16 +102,15 @@ def parse_mes_record(sn: Serial, body: Any) -> MesRecord:
         )
     rows: list[Mapping[str, Any]] = []
     for index, row in enumerate(info):
-        if not isinstance(row, Mapping):
+        if not _is_object(row):
             raise MesFormatError(f"MES record for sn {sn!r}: info[{index}] is not an object")
         rows.append(row)
     if not rows:
         return MesRecord(registered=False, reason=f"MES has no record for sn {sn!r}")
     # Prefer the rows that name this serial (a MES that searches loosely may add others);
     # when none spells it our way, trust the MES's answer to the query as a whole.
-    own = [
-        r for r in rows if "serialNo" not in r or _serial_text(r["serialNo"]) == _serial_text(sn)
-    ]
+    wanted = _serial_text(sn)
+    own = [r for r in rows if "serialNo" not in r or _serial_text(r["serialNo"]) == wanted]
     rows = own or rows
     seen: set[str] = set()
     macs: list[MacEntry] = []
@@ -109,17 +119,19 @@ def parse_mes_record(sn: Serial, body: Any) -> MesRecord:
         if not isinstance(items, list):
             raise MesFormatError(f"MES record for sn {sn!r}: 'macInfo' is not a list")
         for item in items:
-            if not isinstance(item, Mapping):
+            if not _is_object(item):
                 raise MesFormatError(f"MES record for sn {sn!r}: a macInfo item is not an object")
             mac = item.get("macaddr")
             try:
-                key = normalize_mac(mac)
+                if not isinstance(mac, str):
+                    normalize_mac(mac)  # raises, saying what it got: str(mac) would hide it
+                entry = MacEntry(interface=str(item.get("interface") or ""), macaddr=str(mac))
             except ValueError as exc:
                 raise MesFormatError(f"MES record for sn {sn!r}: {exc}") from None
-            if key in seen:
+            if entry.key in seen:
                 continue  # the same MAC in two rows is one MAC
-            seen.add(key)
-            macs.append(MacEntry(interface=str(item.get("interface") or ""), macaddr=str(mac)))
+            seen.add(entry.key)
+            macs.append(entry)
     return MesRecord(registered=True, macs=tuple(macs))
 
 

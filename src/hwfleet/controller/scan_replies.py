@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from hwfleet.controller.scan_compare import MacEntry, normalize_mac
+from hwfleet.controller.scan_compare import MacEntry
 from hwfleet.protocol.inventory import HwInfo
 from hwfleet.types import Serial
 
@@ -88,7 +88,7 @@ def parse_reply(body: bytes, *, max_bytes: int = MAX_REPLY_BYTES) -> Reply | Bad
     macs: list[MacEntry] = []
     for index, nic in enumerate(info.macinfo):
         try:
-            normalize_mac(nic.macaddr)
+            macs.append(MacEntry(interface=nic.interface, macaddr=nic.macaddr.strip()))
         except ValueError as exc:
             return BadReply(
                 f"scan reply macinfo[{index}] ({nic.interface}): {exc}",
@@ -96,6 +96,5 @@ def parse_reply(body: bytes, *, max_bytes: int = MAX_REPLY_BYTES) -> Reply | Bad
                 info.uuid or None,
                 info.sn,
             )
-        macs.append(MacEntry(interface=nic.interface, macaddr=nic.macaddr.strip()))
     hwinfo = msgspec.to_builtins(info)
     return Reply(info.operationid, info.sn, info.uuid, tuple(macs), hwinfo)
