@@ -76,7 +76,7 @@ async def finish_scan(
     scan = await tx.scans.get(operationid)
     if scan is None or scan.state != "running":
         return None
-    outcome = assemble(scan, await tx.scans.results(operationid))
+    outcome = assemble(scan, await tx.scans.results(operationid, hwinfo=False))
     state = "failed" if outcome.internal_errors else "complete"
     error = outcome.notification()["status"] if outcome.internal_errors else None
     if not await tx.scans.finish(

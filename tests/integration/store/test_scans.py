@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from hwfleet.store import Store
@@ -60,6 +61,13 @@ async def test_a_second_result_for_the_same_device_is_refused(store: Store, now:
     assert sns == [1001, "SN-2"] and type(sns[0]) is int  # sn keeps its JSON type
     assert results[0].entry == {"sn": 1001, "result": "1", "macinfo": []}
     assert results[0].received_at == now
+    assert results[0].hwinfo == {"pci": []}
+    async with store.tx() as tx:
+        lean = await tx.scans.results(op, hwinfo=False)
+    assert [r.hwinfo for r in lean] == [None, None]  # everything else as before
+    assert [
+        msgspec.structs.replace(r, hwinfo=h.hwinfo) for r, h in zip(lean, results, strict=True)
+    ] == results
 
 
 async def test_results_for_unknown_or_finished_scans_are_dropped(
