@@ -102,10 +102,12 @@ class MesClient:
         self.backoff = backoff
         self.backoff_cap = backoff_cap
         self.max_connections = max_connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
-        # A scan asks for hundreds of lookups at once: they wait here for a connection, so
-        # that the wait does not count against a request's timeout as it would in the pool.
-        self._slots = asyncio.Semaphore(max_connections)
+        # Per step, as httpx counted them: connecting, then each wait for the answer. Not a
+        # total: a scan asks for hundreds of lookups at once, and the time one spends
+        # queued for a pooled connection must not count against it.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout, sock_read=timeout
+        )
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str | None, int | None], str | None] = {}
         # The lookup URL normalised once; each lookup appends an encoded serial to it.
@@ -140,10 +142,9 @@ class MesClient:
     ) -> _Answer:
         http = self._http()
         proxy = self._proxy(url)
-        async with (
-            self._slots,
-            http.request(method, url, data=data, headers=headers or None, proxy=proxy) as response,
-        ):
+        async with http.request(
+            method, url, data=data, headers=headers or None, proxy=proxy
+        ) as response:
             body = await response.read()
             ctype = response.headers.get("Content-Type", "")
             return _Answer(response.status, response.reason or "", ctype, body)

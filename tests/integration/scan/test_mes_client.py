@@ -221,3 +221,15 @@ async def test_the_proxy_an_operator_set_is_used_unless_no_proxy_names_the_host(
             with pytest.raises(MesError, match="unreachable"):
                 await mes.get_device(7)
         assert len(proxy.request_lines) == 1
+
+
+async def test_a_mes_that_never_answers_times_out_and_is_retried(
+    sim: tuple[MesSimulator, str],
+) -> None:
+    simulator, base = sim
+    await faults(base, latency=60.0)  # every lookup is held: only our timeout ends it
+    async with MesClient(urls(base), timeout=0.2, retry_for=0.6, backoff=0.05) as mes:
+        with pytest.raises(MesError, match=r"unreachable \(.*Timeout.*\) after \d+ attempts"):
+            await mes.get_device("B-7")
+    assert simulator.lookups_received >= 2  # timed out, then tried again
+    await faults(base, latency=0.0)  # release the held requests before the server stops
