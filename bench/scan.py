@@ -32,6 +32,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -300,7 +301,9 @@ def main(args: argparse.Namespace) -> None:
         profile = Path(tmp) / "profile.json"
         profile.write_text(json.dumps({"devices": [device(i) for i in range(max(sizes))]}))
         with mes_sim(profile) as mes_base:
-            for n in sizes:
+            # --repeat interleaves floor and hwfleet rounds: this machine's speed drifts by
+            # tens of percent from minute to minute, and each round compares like with like.
+            for n in [n for n in sizes for _ in range(args.repeat)]:
                 bare = {loop: on_loop(loop, floor_in_vhost(args.amqp, n)) for loop in floors}
                 data = Path(tmp) / f"data-{n}"
                 scanned, posted, passed = on_loop(
@@ -327,6 +330,14 @@ def main(args: argparse.Namespace) -> None:
             f"  N={n}: hwfleet {n / scanned:.0f}/s = {ratios}; "
             f"all posts delivered at {posted:.2f} s"
         )
+    if args.repeat > 1:
+        print(f"\nmedian over {args.repeat} rounds (ratio per round, then the median)")
+        for n in sizes:
+            mine = [r for r in rows if r[0] == n]
+            for loop in floors:
+                ratios = sorted(r[1][loop] / r[2] for r in mine)
+                shown = ", ".join(f"{x:.0%}" for x in ratios)
+                print(f"  N={n}: {statistics.median(ratios):.1%} of the {loop} floor ({shown})")
 
 
 def cli() -> None:
@@ -334,6 +345,9 @@ def cli() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds per size, floor and hwfleet interleaved"
+    )
     parser.add_argument(
         "--amqp", default=os.environ.get("HWFLEET_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
     )
