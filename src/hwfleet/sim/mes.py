@@ -142,7 +142,7 @@ class MesSimulator:
         ]
         return _PlainLookups(self, Starlette(routes=routes))
 
-    def record_body(self, serial: str) -> bytes:
+    def answer_lookup(self, serial: str) -> bytes:
         """The JSON answer to a lookup of ``serial`` (a lookup answered: counted here)."""
         self.lookups += 1
         return msgspec.json.encode({"info": self.records.get(serial.strip(), NOT_REGISTERED)})
@@ -186,7 +186,7 @@ class MesSimulator:
         if serial is None:
             self.lookups += 1
             return JSONResponse({"error": "serialno query parameter is required"}, 400)
-        return Response(self.record_body(serial), media_type="application/json")
+        return Response(self.answer_lookup(serial), media_type="application/json")
 
     async def _post(self, request: Request) -> Response:
         if (fault := await self._injected()) is not None:
@@ -248,7 +248,7 @@ class _PlainLookups:
 
     Benchmarks run mes-sim on the machine whose CPU they measure, one lookup per
     device; Starlette's request, routing and response objects were half of a lookup's
-    cost. The answer is the same either way (:meth:`MesSimulator.record_body`).
+    cost. The answer is the same either way (:meth:`MesSimulator.answer_lookup`).
     """
 
     def __init__(self, sim: MesSimulator, app: ASGIApp) -> None:
@@ -266,7 +266,7 @@ class _PlainLookups:
             serial = parse_qs(scope["query_string"].decode("latin-1")).get("serialno")
             if serial:
                 sim.lookups_received += 1
-                body = sim.record_body(serial[0])
+                body = sim.answer_lookup(serial[0])
                 headers = [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
