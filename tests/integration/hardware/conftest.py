@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import subprocess
@@ -88,23 +87,6 @@ def mounted(device: str, where: Path, *options: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", str(where)], capture_output=True, check=False)
-
-
-def kernel_option(name: str) -> bool | None:
-    """Whether the running kernel was built with ``name`` (``CONFIG_…``), None when unknowable.
-
-    Reads ``/proc/config.gz`` (CONFIG_IKCONFIG_PROC) or ``/boot/config-$(uname -r)``.
-    """
-    sources = [Path("/proc/config.gz"), Path(f"/boot/config-{os.uname().release}")]
-    for source in sources:
-        try:
-            raw = source.read_bytes()
-        except OSError:
-            continue
-        text = (gzip.decompress(raw) if source.suffix == ".gz" else raw).decode("ascii", "replace")
-        lines = text.splitlines()
-        return any(line in (f"{name}=y", f"{name}=m") for line in lines)
-    return None
 
 
 def wait_for_node(path: str, sysfs_entry: Path, timeout: float = 10.0) -> None:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import service_missing
+from tests.kernel import kernel_option
 
 from hwfleet.agent.hardware import EraseError, ProtectedDevice, erase_block_devices
 from hwfleet.agent.hardware import erase as erase_module
 
-from .conftest import MIB, Attach, backing_file, kernel_option, mounted, wait_for_node
+from .conftest import MIB, Attach, backing_file, mounted, wait_for_node
 
 pytestmark = pytest.mark.slow
 
