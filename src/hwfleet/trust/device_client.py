@@ -3,9 +3,10 @@
 :func:`connect_device` opens TLS to the listener, checks the device's key
 against the fingerprint the caller expects (``hwfleet keys list`` at the
 device's own controller shows it; discovery metadata carries it too), then
-logs in (:mod:`hwfleet.trust.deviceauth`): with the key alone once it is on
-the device's trust list, and with the device password the first time, which
-adds the key. The password is sent only after the device's key checked out.
+logs in (:mod:`hwfleet.trust.deviceauth`) as seed 004 does: with the key
+alone first, and only when the device answers that the key is not on its trust
+list, again with the device password, which adds the key. The password is
+therefore sent only to the pinned device, and only the first time.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import asyncio
 import base64
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hwfleet.protocol.errors import ErrorCode, RemoteError
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.protocol.session import Session
@@ -95,13 +98,23 @@ async def connect_device(
             raise FirstContactError("the device names another key than its certificate carries")
         pem = public_key_pem(key)
         _, access_id = load_public_key(pem)
-        message = challenge(base64.b64decode(str(hello["nonce"])), cert_fingerprint, access_id)
-        params: dict[str, Any] = {"public_key": pem, "signature": sign(key, message)}
-        if password:
-            params["password"] = password
-        if label:
-            params["label"] = label
-        reply = await session.call(AUTH_LOGIN, params, timeout)
+
+        async def login(nonce: str, with_password: bool) -> dict[str, Any]:
+            message = challenge(base64.b64decode(nonce), cert_fingerprint, access_id)
+            params: dict[str, Any] = {"public_key": pem, "signature": sign(key, message)}
+            if with_password:
+                params["password"] = password
+            if label:
+                params["label"] = label
+            return await session.call(AUTH_LOGIN, params, timeout)
+
+        try:
+            reply = await login(str(hello["nonce"]), False)
+        except RemoteError as exc:
+            if not password or exc.code != ErrorCode.UNAUTHORIZED or "trust list" not in exc.msg:
+                raise
+            again = await session.call(AUTH_HELLO, {}, timeout)
+            reply = await login(str(again["nonce"]), True)
     except BaseException:
         session.close()
         reading.cancel()
@@ -117,3 +130,26 @@ async def connect_device(
         reading,
         channel,
     )
+
+
+def load_or_create_client_key(path: Path) -> PrivateKeyTypes:
+    """This client's private key (PEM) at ``path``, made (Ed25519, mode 0600) the first time."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from hwfleet.trust.files import write_private
+
+    if not path.exists():
+        fresh = ed25519.Ed25519PrivateKey.generate()
+        pem = fresh.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_private(path, pem)
+        return fresh
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path} is not a readable unencrypted private key: {exc}") from None

@@ -9,6 +9,7 @@ its own Ed25519 key, speaking to the device over real TLS.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests.integration.controller.conftest import connected_fleet
+from tests.integration.controller.test_device_admin import cli
 
 from hwfleet.agent.admin_listener import AdminListener
 from hwfleet.controller.app import Controller
@@ -122,3 +124,44 @@ async def test_password_then_key_then_removed(
     with pytest.raises(RemoteError) as gone:
         await second_controller(listener, key)
     assert gone.value.code == "unauthorized"
+
+
+async def test_cli_reaches_the_device_directly(
+    controller: Controller,
+    device: tuple[SimFleet, AdminListener],
+    api: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    sim, listener = device
+    base = f"/api/v1/devices/{sim.devices[0].runtime.info.uuid}"
+    assert (await api.post(f"{base}/password", json={"new_password": DEVICE_PASSWORD})).is_success
+    standby = str(tmp_path / "standby")
+    direct = (
+        "device",
+        "direct",
+        f"127.0.0.1:{listener.port}",
+        "device.trust.list",
+        "--fingerprint",
+        listener.device_fingerprint,
+        "--json",
+    )
+
+    code, out, err = await cli(controller, *direct, "--data-dir", standby)
+    assert code != 0 and "HWFLEET_DEVICE_PASSWORD" in err  # an untrusted key, no password
+
+    code, out, err = await cli(
+        controller, *direct, "--data-dir", standby, HWFLEET_DEVICE_PASSWORD=DEVICE_PASSWORD
+    )
+    assert code == 0, err
+    first = json.loads(out)
+    assert DEVICE_PASSWORD not in out + err
+    assert oct((Path(standby) / "pki" / "client.key").stat().st_mode & 0o777) == "0o600"
+
+    code, out, err = await cli(controller, *direct, "--data-dir", standby)  # the key alone now
+    assert code == 0, err
+    assert json.loads(out)["current"] == first["current"]
+
+    code, out, err = await cli(
+        controller, *direct[:-3], "--fingerprint", "SHA256:" + "ab" * 32, "--data-dir", standby
+    )
+    assert code != 0 and "not the expected" in err
