@@ -250,3 +250,17 @@ async def test_the_agent_setting_serves_the_listener(tmp_path: Path) -> None:
         await connection.close()
     async with admin_listening(AgentSettings(data_dir=str(tmp_path)), rt) as off:
         assert off is None  # off unless asked for
+
+
+async def test_a_damaged_trust_list_refuses_instead_of_crashing(device: Device) -> None:
+    connection = await login(device, ed25519.Ed25519PrivateKey.generate(), PASSWORD)
+    path = device.runtime.local.path("trusted-controllers.json")
+    assert path is not None
+    path.write_text("{ not json")
+    with pytest.raises(RemoteError) as refused:
+        await connection.call("status")
+    assert refused.value.code == "refused" and "not valid JSON" in refused.value.msg
+    path.unlink()
+    with pytest.raises((RemoteError, SessionClosed)):
+        await connection.call("status")  # fixed by emptying it: the key is gone, so is the session
+    await connection.close()

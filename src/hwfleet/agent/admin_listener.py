@@ -203,7 +203,11 @@ class _Gate(MethodRegistry[AgentRuntime]):
                 f"{cmd.method}: log in first ({AUTH_HELLO}, then {AUTH_LOGIN})",
                 ErrorCode.UNAUTHORIZED,
             )
-        if not TrustList(ctx.local).is_trusted(self.access_id):
+        try:
+            trusted = TrustList(ctx.local).is_trusted(self.access_id)
+        except LocalStateError as exc:  # a damaged list trusts nobody until it is fixed
+            return envelope.error(cmd.id, f"refused: {exc}", ErrorCode.REFUSED)
+        if not trusted:
             # The list changed behind this session's back (a hand edit): it ends here.
             self.close_session()
             return envelope.error(cmd.id, "this key is no longer trusted", ErrorCode.UNAUTHORIZED)

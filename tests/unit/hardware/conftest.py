@@ -106,6 +106,10 @@ def build_server(root: Path) -> Path:
     _nic(root, second / "net/enp5s0", "enp5s0", "02:00:00:00:00:b0", carrier="1")
     write(second / "net/enp5s0/bonding_slave/perm_hwaddr", "A0:36:9F:00:00:02")
     link(second / "net/enp5s0/device", second)
+    # A device-backed link with no link-layer address (CAN): not a NIC to match by MAC.
+    can = root / "sys/devices/platform/can0dev"
+    _nic(root, can / "net/can0", "can0", "", type="280")
+    link(can / "net/can0/device", can)
     virtual = root / "sys/devices/virtual/net"
     _nic(root, virtual / "br0", "br0", "aa:bb:cc:dd:ee:ff", mtu="1500")
     (virtual / "br0/bridge").mkdir()

@@ -64,6 +64,7 @@ def test_left_out_interfaces_are_named_with_the_reason_sysfs_gives(server_root: 
     assert [(e.name, e.reason) for e in report.excluded] == [
         ("bond0", "bond"),
         ("br0", "bridge"),
+        ("can0", "no-mac"),
         ("enp4s0.42", "vlan"),
         ("lo", "loopback"),
         ("tap0", "tap"),
