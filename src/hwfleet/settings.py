@@ -111,6 +111,9 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reconnect_max: Positive = 30.0
     log_level: str = "info"
     insecure: bool = False
+    #: Serve the device admin listener here (H:P; empty: off): seed 004's direct access by
+    #: trusted key, or once by the device password (docs/security.md).
+    admin_listen: str = ""
 
 
 S = TypeVar("S", bound=msgspec.Struct)

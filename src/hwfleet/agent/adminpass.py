@@ -69,6 +69,10 @@ class ScryptHash:
         )
 
 
+#: Compared against when no password is set: no input derives to all-zero bytes.
+_UNSET = ScryptHash(_N, _R, _P, bytes(16), bytes(_DKLEN))
+
+
 def derive(password: str, salt: bytes, n: int = _N, r: int = _R, p: int = _P) -> bytes:
     # maxmem a little above 128*n*r so the default OpenSSL limit (32 MiB) never bites.
     return hashlib.scrypt(
@@ -117,6 +121,21 @@ class AdminPassword:
                 f"the stored admin password is damaged ({exc}); remove {PASSWORD_DOC} "
                 "from the agent's data dir to reset it"
             ) from None
+
+    async def check(self, password: str) -> bool:
+        """Whether ``password`` is the device password (the admin listener's first contact).
+
+        A device without a password admits nobody by password. It still derives
+        once, against a throwaway hash, so the answer takes the same time either
+        way and does not tell a guesser whether a password is set.
+        """
+        if len(password) > MAX_LENGTH:
+            return False
+        stored = self._stored()
+        if stored is None or not password:
+            await asyncio.to_thread(verify, password, _UNSET)
+            return False
+        return await asyncio.to_thread(verify, password, stored)
 
     async def change(self, old: str, new: str) -> None:
         """Replace the password if ``old`` matches (else :class:`WrongPassword`).

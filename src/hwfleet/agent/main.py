@@ -7,13 +7,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from hwfleet.agent.identity import describe_machine, load_or_create_uuid
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.settings import AgentSettings
 from hwfleet.types import parse_host_port
+
+if TYPE_CHECKING:
+    from hwfleet.agent.admin_listener import AdminListener
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +46,35 @@ def build_runtime(settings: AgentSettings, device_index: int = 0) -> AgentRuntim
 
 async def run_agent(settings: AgentSettings, stop: asyncio.Event, device_index: int = 0) -> None:
     runtime = build_runtime(settings, device_index)
-    if settings.transport == "stream":
-        await _run_stream(settings, runtime, stop)
-    elif settings.transport == "amqp":
-        await _run_bus(settings, runtime, stop)
-    else:
+    if settings.transport not in ("stream", "amqp"):
         raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
+    async with admin_listening(settings, runtime):
+        if settings.transport == "stream":
+            await _run_stream(settings, runtime, stop)
+        else:
+            await _run_bus(settings, runtime, stop)
+
+
+@contextlib.asynccontextmanager
+async def admin_listening(
+    settings: AgentSettings, runtime: AgentRuntime
+) -> AsyncIterator[AdminListener | None]:
+    """Serve the device admin listener (``--admin-listen``) while the agent runs."""
+    if not settings.admin_listen:
+        yield None
+        return
+    from hwfleet.agent.admin_listener import AdminListener
+    from hwfleet.trust import AgentIdentity
+
+    host, port = parse_host_port(settings.admin_listen, allow_any_port=True)
+    identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)
+    listener = AdminListener(runtime, identity, host=host, port=port)
+    await listener.start()
+    log.info("device key %s (clients pin it)", identity.fingerprint)
+    try:
+        yield listener
+    finally:
+        await listener.close()
 
 
 async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:

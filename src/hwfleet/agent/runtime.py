@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwfleet.agent.identity import DeviceInfo
 from hwfleet.agent.localstate import LocalState
+from hwfleet.agent.peers import PeerSessions
 from hwfleet.agent.tasks import AgentTasks
 from hwfleet.protocol import methods
 from hwfleet.protocol.inventory import Inventory
@@ -52,6 +53,8 @@ class AgentRuntime:
         self.tasks = AgentTasks(on_change=self._touch_status)
         self.registry: MethodRegistry[AgentRuntime] = MethodRegistry()
         self.session: Session[AgentRuntime] | None = None
+        #: Live sessions of admin-listener peers, closed when their key leaves the trust list.
+        self.peers = PeerSessions()
         register_all(self.registry)
 
     def attach(self, session: Session[AgentRuntime] | None) -> None:

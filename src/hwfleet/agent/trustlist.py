@@ -10,8 +10,15 @@ A certificate PEM is identified by the fingerprint of the certificate (what
 enrollment pins and ``--controller-fingerprint`` takes); a public-key PEM by the
 fingerprint of its SubjectPublicKeyInfo (what ``hwfleet keys`` shows).
 
-Removing the key of the controller sending the command is refused: one typo
-would otherwise lock the operator out of the device for good.
+Who the list admits: the enrolled controller over its own link (its pinned CA,
+always listed and never removable here: that trust is managed by enrollment,
+``hwfleet keys reject`` at the controller), and, on the device's admin listener
+(:mod:`hwfleet.agent.admin_listener`), any client that proves a key listed here
+(by the fingerprint of its public key), or proves a key and gives the device
+password, which adds that key. Removing a key closes its live sessions at once.
+
+Removing the key of the peer sending the command is refused: one typo would
+otherwise lock the operator out of the device for good.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hwfleet.agent.localstate import LocalState
+from hwfleet.agent.peers import CALLER
 from hwfleet.trust import fingerprints
 
 TRUST_DOC = "trusted-controllers.json"
@@ -108,8 +116,11 @@ class TrustList:
         self._state = state
 
     def current(self) -> str | None:
-        """The controller sending commands now (the pinned CA), when it is known."""
-        return self._state.pinned_controller()
+        """The peer sending the command now: a listener client's key, else the pinned CA."""
+        return CALLER.get() or self._state.pinned_controller()
+
+    def is_trusted(self, access_id: str) -> bool:
+        return any(entry.access_id == access_id for entry in self.entries())
 
     def entries(self) -> list[TrustedKey]:
         """The stored keys, with the pinned controller first when it is not stored.
@@ -130,9 +141,9 @@ class TrustList:
                 )
             except (KeyError, TypeError, TrustError):
                 continue  # a hand-edited entry that is not a key trusts nobody
-        current = self.current()
-        if current is not None and all(e.access_id != current for e in found):
-            found.insert(0, TrustedKey(current, CURRENT_LABEL, ""))
+        pinned = self._state.pinned_controller()
+        if pinned is not None and all(e.access_id != pinned for e in found):
+            found.insert(0, TrustedKey(pinned, CURRENT_LABEL, ""))
         return found
 
     def describe(self) -> dict[str, Any]:
@@ -170,6 +181,11 @@ class TrustList:
                 f"refusing to remove {access_id}: it is the key of the controller sending this "
                 "command, and removing it would lock that controller out of this device"
             )
+        if access_id == self._state.pinned_controller():
+            raise TrustRefused(
+                f"refusing to remove {access_id}: it is the controller CA this device enrolled "
+                "with; revoke the device there (hwfleet keys reject) instead"
+            )
         entries = self.entries()
         kept = [e for e in entries if e.access_id != access_id]
         if len(kept) == len(entries):
@@ -177,10 +193,9 @@ class TrustList:
         self._save(kept)
         return next(e for e in entries if e.access_id == access_id)
 
-    def reset(self) -> int:
-        """Keep only the current controller (``reset_acl``); returns how many keys went."""
-        current = self.current()
+    def reset(self) -> list[TrustedKey]:
+        """Keep only the caller and the pinned controller (``reset_acl``); returns the rest."""
+        keep = {self.current(), self._state.pinned_controller()}
         entries = self.entries()
-        kept = [e for e in entries if e.access_id == current]
-        self._save(kept)
-        return len(entries) - len(kept)
+        self._save([e for e in entries if e.access_id in keep])
+        return [e for e in entries if e.access_id not in keep]

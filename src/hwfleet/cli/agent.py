@@ -40,6 +40,10 @@ def register(app: typer.Typer) -> None:
         discovery_port: Annotated[int | None, Opt(help="discovery UDP port")] = None,
         discovery_interface: Annotated[str | None, Opt(help="join the group on this NIC")] = None,
         dnssd: Annotated[bool | None, Opt(help="advertise _hwfleet._tcp over DNS-SD")] = None,
+        admin_listen: Annotated[
+            str | None,
+            Opt(help="serve the device admin listener on H:P (trusted keys, device password)"),
+        ] = None,
         log_level: Annotated[str | None, Opt()] = None,
         config: Annotated[Path | None, Opt(help="TOML file with an [agent] table")] = None,
     ) -> None:

@@ -35,6 +35,20 @@ class Nic(msgspec.Struct, kw_only=True, omit_defaults=True):
     ipv4: list[str] = msgspec.field(default_factory=list)
 
 
+class ExcludedNic(msgspec.Struct, kw_only=True):
+    """An interface left out of the inventory and the scan, and why (``bridge``, ``veth``…)."""
+
+    name: str
+    reason: str
+
+
+class NicReport(msgspec.Struct, kw_only=True):
+    """The physical NICs a manager found and the interfaces it left out."""
+
+    interfaces: list[Nic] = msgspec.field(default_factory=list)
+    excluded: list[ExcludedNic] = msgspec.field(default_factory=list)
+
+
 class Cpu(msgspec.Struct, kw_only=True, omit_defaults=True):
     """The processors as a whole (IPA's shape): model, counts, frequency, flags."""
 
@@ -90,6 +104,8 @@ class Inventory(msgspec.Struct, kw_only=True, omit_defaults=True):
     hostname: str = ""
     pci: list[PciDevice] = msgspec.field(default_factory=list)
     interfaces: list[Nic] = msgspec.field(default_factory=list)
+    #: Interfaces that are not physical NICs, named so an operator sees why they are missing.
+    excluded_interfaces: list[ExcludedNic] = msgspec.field(default_factory=list)
     cpu: Cpu = msgspec.field(default_factory=Cpu)
     memory: Memory = msgspec.field(default_factory=Memory)
     disks: list[Disk] = msgspec.field(default_factory=list)

@@ -27,6 +27,8 @@ from hwfleet.trust.files import pki_dir, read_text, write_private
 AGENT_KEY = "agent.key"
 AGENT_CERT = "agent.crt"
 PINNED_CA = "controller-ca.crt"
+#: Self-signed with ``agent.key``: what the device admin listener serves.
+LISTENER_CERT = "listener.crt"
 META = "agent.json"
 KEY_TYPES = ("ed25519", "p256")
 
@@ -158,6 +160,52 @@ class AgentIdentity:
         """
         self.cert_path.unlink(missing_ok=True)
         self._write_meta()
+
+    def listener_certificate(self) -> Path:
+        """``pki/listener.crt``, made on first use: the agent key, self-signed, serverAuth.
+
+        Clients pin the device by its key fingerprint (``hwfleet keys list``),
+        not by a CA, so self-signed is enough; it is re-made if the key changed.
+        """
+        import datetime as dt
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        from hwfleet.trust.ca import DEVICE_URN_PREFIX
+        from hwfleet.trust.csr import spki_fingerprint
+
+        path = self.directory / LISTENER_CERT
+        pem = read_text(path)
+        if pem:
+            current = x509.load_pem_x509_certificate(pem.encode("ascii"))
+            if spki_fingerprint(current.public_key()) == self.fingerprint:
+                return path
+        key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.uuid)])
+        now = dt.datetime.now(dt.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=3650))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(DEVICE_URN_PREFIX + self.uuid)]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        )
+        algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+        cert = builder.sign(key, algorithm)  # type: ignore[arg-type]
+        write_private(path, cert.public_bytes(serialization.Encoding.PEM))
+        return path
 
     def describe(self) -> dict[str, Any]:
         return {

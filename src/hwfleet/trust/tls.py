@@ -14,6 +14,12 @@ the certificate the server presented was issued by the CA the controller sent
 After enrollment :func:`enrolled_context` does mutual TLS against the pinned CA
 only.
 
+The device's admin listener (:mod:`hwfleet.agent.admin_listener`) is the other
+way round: :func:`listener_context` serves the device's own key, and a client
+checks it with :func:`verify_device` against the device's key fingerprint
+before it signs anything; clients prove their key inside the session
+(:mod:`hwfleet.trust.deviceauth`), not with TLS client certificates.
+
 Only the standard library is imported at module level: an enrolled agent builds
 its context without loading ``cryptography``.
 """
@@ -207,3 +213,41 @@ def check_controller_cert(cert: object) -> None:
         raise FirstContactError("the server's certificate has no serverAuth usage") from None
     if ExtendedKeyUsageOID.SERVER_AUTH not in usage:
         raise FirstContactError("the server's certificate is not a controller certificate")
+
+
+def listener_context(cert_path: str, key_path: str) -> ssl.SSLContext:
+    """The device admin listener's context: its own certificate, no client certificates."""
+    context = _base(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    context.verify_mode = ssl.CERT_NONE  # clients sign a challenge in the session instead
+    return context
+
+
+def device_client_context() -> ssl.SSLContext:
+    """A client's context for a device listener: verified after the handshake by key pin."""
+    context = _base(ssl.Purpose.SERVER_AUTH)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def verify_device(ssl_object: SslObject | None, expected_fingerprint: str) -> str:
+    """Check the listener's certificate carries the expected device key; return its cert hash.
+
+    The certificate's own fingerprint is what the client signs (deviceauth), so a
+    relay that terminates TLS with any other certificate cannot reuse the signature.
+    """
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        raise FirstContactError("the device presented no certificate")
+    from cryptography import x509
+
+    from hwfleet.trust.csr import spki_fingerprint
+
+    actual = spki_fingerprint(x509.load_der_x509_certificate(der).public_key())
+    if not fingerprints.matches(expected_fingerprint, actual):
+        raise FirstContactError(
+            f"the device's key is {actual}, not the expected "
+            f"{fingerprints.parse(expected_fingerprint)}: refusing to log in"
+        )
+    return fingerprints.of_der(der)

@@ -8,17 +8,13 @@ read back with ``ip -n NS -j``. The machine's own interfaces are never touched.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import service_missing
+from tests.netns import namespace, run_json
 
 pytestmark = pytest.mark.netns
 
@@ -32,29 +28,14 @@ def ip(*args: str) -> Any:
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        service_missing("network-namespace tests need root and iproute2")
-    name = f"hwn{secrets.token_hex(4)}"
-    ip("netns", "add", name)
-    try:
+    with namespace("hwn") as name:
         ip("-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
         ip("-n", name, "link", "set", "d1", "up")
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
 
 
 def run_in(ns: str, op: str, doc: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, RUNNER, op, json.dumps(doc)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
+    return run_json(ns, RUNNER, op, json.dumps(doc))
 
 
 def addresses(ns: str) -> list[str]:

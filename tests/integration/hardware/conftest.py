@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -86,3 +87,25 @@ def mounted(device: str, where: Path, *options: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run(["umount", str(where)], capture_output=True, check=False)
+
+
+def wait_for_node(path: str, sysfs_entry: Path, timeout: float = 10.0) -> None:
+    """Wait until the kernel's partition ``sysfs_entry`` has its device node at ``path``.
+
+    The kernel creates the partition synchronously during the rescan; the node in
+    /dev comes from devtmpfs and, where udev runs, is then reworked by udev. So:
+    ``udevadm settle`` when udev is there, then poll the node against a deadline.
+    A node that never comes is a failure, not a skip: the partition exists.
+    """
+    if shutil.which("udevadm") is not None:
+        subprocess.run(
+            ["udevadm", "settle", f"--timeout={int(timeout)}"], capture_output=True, check=False
+        )
+    end = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > end:
+            raise AssertionError(
+                f"the kernel made partition {sysfs_entry.name} ({sysfs_entry}) but its node "
+                f"{path} did not appear within {timeout} s"
+            )
+        time.sleep(0.02)  # polling another actor's (devtmpfs/udev) state, with a deadline

@@ -10,11 +10,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from tests.conftest import service_missing
+from tests.kernel import kernel_option
 
 from hwfleet.agent.hardware import EraseError, ProtectedDevice, erase_block_devices
 from hwfleet.agent.hardware import erase as erase_module
 
-from .conftest import MIB, Attach, backing_file, mounted
+from .conftest import MIB, Attach, backing_file, mounted, wait_for_node
 
 pytestmark = pytest.mark.slow
 
@@ -135,10 +137,19 @@ async def test_device_with_mounted_partition_is_refused(
     ).stdout.strip()
     try:
         partition = partitioned + "p1"
-        if not os.path.exists(partition):
-            # A kernel property, not a missing service: the partition check itself is proven
-            # on every kernel by test_protect_live.py's fake-sysfs partition tests.
-            pytest.skip("this kernel made no partition from an MBR (CONFIG_MSDOS_PARTITION off)")
+        loop = os.path.basename(partitioned)
+        entry = Path(f"/sys/block/{loop}/{loop}p1")
+        if not entry.exists():
+            msdos = kernel_option("CONFIG_MSDOS_PARTITION")
+            if msdos is False:
+                # A kernel property, not a missing service: the partition check itself is
+                # proven on every kernel by test_protect_live.py's fake-sysfs partition tests.
+                pytest.skip("this kernel has no MBR partition support (CONFIG_MSDOS_PARTITION off)")
+            service_missing(
+                f"the kernel made no partition from the MBR on {partitioned} although "
+                f"MBR support is {'built in' if msdos else 'not known to be missing'}"
+            )
+        wait_for_node(partition, entry)
         subprocess.run(["mkfs.ext4", "-q", "-F", partition], check=True, capture_output=True)
         with mounted(partition, tmp_path / "mnt"):
             name = os.path.basename(partition)

@@ -101,8 +101,23 @@ def build_server(root: Path) -> Path:
     link(virtio / "virtio2/driver", root / "sys/bus/virtio/drivers/virtio_net")
     _nic(root, virtio / "virtio2/net/eth0", "eth0", "52:54:00:12:34:56", speed="-1", carrier="0")
     link(virtio / "virtio2/net/eth0/device", virtio / "virtio2")
+    # A SoC port (no PCI) enslaved to bond0: sysfs shows the bond's MAC, bonding its own.
+    second = root / "sys/devices/platform/ff540000.ethernet"
+    _nic(root, second / "net/enp5s0", "enp5s0", "02:00:00:00:00:b0", carrier="1")
+    write(second / "net/enp5s0/bonding_slave/perm_hwaddr", "A0:36:9F:00:00:02")
+    link(second / "net/enp5s0/device", second)
+    # A device-backed link with no link-layer address (CAN): not a NIC to match by MAC.
+    can = root / "sys/devices/platform/can0dev"
+    _nic(root, can / "net/can0", "can0", "", type="280")
+    link(can / "net/can0/device", can)
     virtual = root / "sys/devices/virtual/net"
     _nic(root, virtual / "br0", "br0", "aa:bb:cc:dd:ee:ff", mtu="1500")
+    (virtual / "br0/bridge").mkdir()
+    _nic(root, virtual / "bond0", "bond0", "02:00:00:00:00:b0")
+    (virtual / "bond0/bonding").mkdir()
+    _nic(root, virtual / "enp4s0.42", "enp4s0.42", "a0:36:9f:00:00:01", uevent="DEVTYPE=vlan")
+    _nic(root, virtual / "tap0", "tap0", "0e:00:00:00:00:01", tun_flags="0x1002")
+    _nic(root, virtual / "veth9", "veth9", "0e:00:00:00:00:02")
     _nic(root, virtual / "lo", "lo", "00:00:00:00:00:00", type="772")
     _nic(root, virtual / "wg0", "wg0", "", type="65534")
 

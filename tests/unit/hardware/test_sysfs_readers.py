@@ -6,14 +6,14 @@ import os
 import shutil
 from pathlib import Path
 
-from hwfleet.agent.hardware import SysfsHardwareManager
+from hwfleet.agent.hardware import HardwareDispatcher, SysfsHardwareManager
 from hwfleet.agent.hardware.cpu import get_cpu
 from hwfleet.agent.hardware.disks import list_disks, wwn_from_wwid
 from hwfleet.agent.hardware.dmi import get_dmi
 from hwfleet.agent.hardware.memory import dmi_memory_device_mb, get_memory
-from hwfleet.agent.hardware.net import list_nics
+from hwfleet.agent.hardware.net import list_nics, scan_nics
 from hwfleet.agent.hardware.pci import list_pci
-from hwfleet.protocol.inventory import Disk, Dmi, Nic, PciDevice
+from hwfleet.protocol.inventory import Disk, Dmi, ExcludedNic, Nic, PciDevice
 
 from .conftest import dmi_type17
 
@@ -37,9 +37,9 @@ def test_pci_lists_functions_with_ids_class_driver_and_subsystem(server_root: Pa
     assert found[0].driver is None
 
 
-def test_nics_resolve_pci_through_virtio_and_skip_loopback_and_macless(server_root: Path) -> None:
+def test_only_device_backed_nics_are_kept_with_pci_through_virtio(server_root: Path) -> None:
     nics = {nic.name: nic for nic in list_nics(server_root, {"enp4s0": ["10.0.0.5"]})}
-    assert sorted(nics) == ["br0", "enp4s0", "eth0"]
+    assert sorted(nics) == ["enp4s0", "enp5s0", "eth0"]
     assert nics["enp4s0"] == Nic(
         name="enp4s0",
         mac="a0:36:9f:00:00:01",
@@ -57,7 +57,44 @@ def test_nics_resolve_pci_through_virtio_and_skip_loopback_and_macless(server_ro
         None,
         False,
     )
-    assert nics["br0"].pci is None and nics["br0"].driver is None and nics["br0"].mtu == 1500
+
+
+def test_left_out_interfaces_are_named_with_the_reason_sysfs_gives(server_root: Path) -> None:
+    report = scan_nics(server_root)
+    assert [(e.name, e.reason) for e in report.excluded] == [
+        ("bond0", "bond"),
+        ("br0", "bridge"),
+        ("can0", "no-mac"),
+        ("enp4s0.42", "vlan"),
+        ("lo", "loopback"),
+        ("tap0", "tap"),
+        ("veth9", "virtual"),
+        ("wg0", "virtual"),
+    ]
+    # The kernel's rtnetlink kind, when there is one, names it better than sysfs can.
+    live = scan_nics(server_root, kinds={"veth9": "veth", "wg0": "wireguard", "tap0": "tun"})
+    reasons = {e.name: e.reason for e in live.excluded}
+    assert (reasons["veth9"], reasons["wg0"], reasons["tap0"]) == ("veth", "wireguard", "tap")
+
+
+def test_a_nic_reports_its_permanent_mac_not_the_one_it_took(server_root: Path) -> None:
+    nics = {nic.name: nic.mac for nic in scan_nics(server_root).interfaces}
+    assert nics["enp5s0"] == "a0:36:9f:00:00:02"  # bonding_slave/perm_hwaddr, not the bond's
+    ethtool = {"eth0": "52:54:00:aa:bb:cc", "enp4s0": None, "enp5s0": "00:00:00:00:00:00"}
+    live = {
+        nic.name: nic.mac for nic in scan_nics(server_root, permanent_mac=ethtool.get).interfaces
+    }
+    assert live == {
+        "eth0": "52:54:00:aa:bb:cc",  # ETHTOOL_GPERMADDR beats the current address
+        "enp4s0": "a0:36:9f:00:00:01",  # no permanent address: the current one
+        "enp5s0": "a0:36:9f:00:00:02",  # zeros mean "none": the bonding record
+    }
+
+
+def test_the_inventory_names_what_it_left_out(server_root: Path) -> None:
+    inventory = HardwareDispatcher([SysfsHardwareManager(server_root)]).inventory()
+    assert [nic.name for nic in inventory.interfaces] == ["enp4s0", "enp5s0", "eth0"]
+    assert ExcludedNic(name="br0", reason="bridge") in inventory.excluded_interfaces
 
 
 def test_cpu_counts_logical_cores_and_sockets(server_root: Path) -> None:

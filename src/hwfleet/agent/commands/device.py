@@ -90,7 +90,9 @@ async def set_password(rt: AgentRuntime, params: SetPasswordParams) -> dict[str,
             raise MethodError(str(exc), ErrorCode.BAD_PARAMS) from None
         except (OSError, LocalStateError) as exc:
             raise MethodError(f"admin password store: {exc}") from None
-        removed = TrustList(rt.local).reset() if params.reset_acl else 0
+        dropped = TrustList(rt.local).reset() if params.reset_acl else []
+    rt.peers.revoke(entry.access_id for entry in dropped)
+    removed = len(dropped)
     await rt.log("notice", "admin password changed", reset_acl=params.reset_acl, removed=removed)
     return {"changed": True, "reset_acl": params.reset_acl, "trust_removed": removed}
 
@@ -132,8 +134,10 @@ async def trust_remove(rt: AgentRuntime, params: TrustRemoveParams) -> dict[str,
         raise MethodError(str(exc), ErrorCode.NOT_FOUND) from None
     except (OSError, LocalStateError) as exc:
         raise MethodError(f"cannot save the trust list: {exc}") from None
-    await rt.log("notice", "controller key removed", access_id=entry.access_id)
-    return {**entry.to_doc(), "removed": True}
+    # Its sessions end now, not at their next reconnect: the list decides who is obeyed.
+    dropped = rt.peers.revoke([entry.access_id])
+    await rt.log("notice", "controller key removed", access_id=entry.access_id, sessions=dropped)
+    return {**entry.to_doc(), "removed": True, "sessions_closed": dropped}
 
 
 def register(registry: MethodRegistry[AgentRuntime]) -> None:

@@ -15,7 +15,16 @@ from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import TypeVar
 
-from hwfleet.protocol.inventory import Cpu, Disk, Dmi, Inventory, Memory, Nic, PciDevice
+from hwfleet.protocol.inventory import (
+    Cpu,
+    Disk,
+    Dmi,
+    Inventory,
+    Memory,
+    Nic,
+    NicReport,
+    PciDevice,
+)
 
 T = TypeVar("T")
 
@@ -50,6 +59,10 @@ class HardwareManager(ABC):
 
     def list_nics(self) -> list[Nic]:
         raise self._unsupported("list_nics")
+
+    def nic_report(self) -> NicReport:
+        """The NICs and the interfaces left out (a manager that leaves none out keeps this)."""
+        return NicReport(interfaces=self.list_nics())
 
     def get_cpu(self) -> Cpu:
         raise self._unsupported("get_cpu")
@@ -114,10 +127,12 @@ class HardwareDispatcher:
 
     def inventory(self) -> Inventory:
         """Everything at once. A method no manager implements leaves its field empty."""
+        nics = self._optional("list_nics", lambda m: m.nic_report(), NicReport())
         return Inventory(
             hostname=self._optional("hostname", lambda m: m.hostname(), ""),
             pci=self._optional("list_pci", lambda m: m.list_pci(), []),
-            interfaces=self._optional("list_nics", lambda m: m.list_nics(), []),
+            interfaces=nics.interfaces,
+            excluded_interfaces=nics.excluded,
             cpu=self._optional("get_cpu", lambda m: m.get_cpu(), Cpu()),
             memory=self._optional("get_memory", lambda m: m.get_memory(), Memory()),
             disks=self._optional("list_disks", lambda m: m.list_disks(), []),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hwfleet.agent.hardware import cpu, disks, dmi, memory, net, pci
+from hwfleet.agent.hardware import cpu, disks, dmi, linkinfo, memory, net, pci
 from hwfleet.agent.hardware._sysfs import read_str, under
 from hwfleet.agent.hardware.base import HardwareManager, HardwareSupport, IncompatibleHardwareMethod
-from hwfleet.protocol.inventory import Cpu, Disk, Dmi, Memory, Nic, PciDevice
+from hwfleet.protocol.inventory import Cpu, Disk, Dmi, Memory, Nic, NicReport, PciDevice
 
 
 class SysfsHardwareManager(HardwareManager):
@@ -28,9 +28,18 @@ class SysfsHardwareManager(HardwareManager):
         return pci.list_pci(self.root)
 
     def list_nics(self) -> list[Nic]:
-        # Addresses come from the running kernel, so a fake tree gets none.
-        live = os.fspath(self.root) == "/"
-        return net.list_nics(self.root, net.ipv4_addresses() if live else None)
+        return self.nic_report().interfaces
+
+    def nic_report(self) -> NicReport:
+        # Addresses, kinds and permanent MACs come from the running kernel: a fake tree has none.
+        if os.fspath(self.root) != "/":
+            return net.scan_nics(self.root)
+        return net.scan_nics(
+            self.root,
+            net.ipv4_addresses(),
+            kinds=linkinfo.link_kinds(),
+            permanent_mac=linkinfo.permanent_mac,
+        )
 
     def get_cpu(self) -> Cpu:
         return cpu.get_cpu(self.root)
