@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from tests.conftest import wait_for
-from tests.integration.controller.conftest import connected_fleet
+from tests.integration.controller.conftest import add_offline_device, connected_fleet
 
 from hwfleet.controller.app import Controller
 from hwfleet.sim.fleet import SimFleet
@@ -228,7 +228,11 @@ async def test_password_change_refuses_a_wrong_old_password(
 async def test_offline_device_and_missing_token(
     devices: SimFleet, api: httpx.AsyncClient, controller: Controller
 ) -> None:
-    gone = await api.get("/api/v1/devices/00000000-0000-4000-8000-00000000dead/trust")
+    unknown = await api.get("/api/v1/devices/00000000-0000-4000-8000-00000000dead/trust")
+    assert unknown.status_code == 404 and "no such device" in unknown.json()["detail"]
+    offline = "00000000-0000-4000-8000-0000000000ff"
+    await add_offline_device(controller, offline)
+    gone = await api.get(f"/api/v1/devices/{offline}/trust")
     assert gone.status_code == 409 and "not connected" in gone.json()["detail"]
     async with httpx.AsyncClient(base_url=controller.api_url) as anonymous:
         assert (await anonymous.get(url(devices, "trust"))).status_code == 401
