@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +19,7 @@ from hwfleet.sim.fleet import SimFleet
 from hwfleet.sim.profiles import Profile, generate
 
 PASSWORD = "correct horse battery staple"
+HWFLEET = [sys.executable, "-m", "hwfleet.cli"]
 
 
 def controller_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
@@ -94,3 +98,29 @@ async def add_offline_device(controller: Controller, uuid: str, serial: int = 99
             online=False,
             at=utcnow(),
         )
+
+
+def cli_env(controller: Controller, **env: str) -> dict[str, str]:
+    """The environment an operator command needs to reach ``controller``."""
+    return {
+        **os.environ,
+        "HWFLEET_API": controller.api_url,
+        "HWFLEET_TOKEN": controller.operator_token,
+        **env,
+    }
+
+
+async def cli(controller: Controller, *args: str, **env: str) -> tuple[int, str, str]:
+    """Run ``hwfleet ARGS`` against ``controller``: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        *HWFLEET,
+        *args,
+        env=cli_env(controller, **env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
