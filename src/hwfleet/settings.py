@@ -41,6 +41,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = msgspec.field(default_factory=default_data_dir)
     agent_listen: str = "0.0.0.0:7800"
     api_listen: str = "127.0.0.1:8780"
+    #: The largest REST request body, in bytes (413 above it; each route also has its own cap).
+    api_max_body: Annotated[int, msgspec.Meta(gt=0)] = 2 * 1024 * 1024
     db: str = ""  # empty: SQLite in the data dir
     bus: str = "memory://"
     #: Per-device RabbitMQ users for AMQP agents: "" (off: devices use the bus URL's shared

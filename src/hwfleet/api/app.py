@@ -7,18 +7,41 @@ from typing import Any
 from fastapi import FastAPI
 
 from hwfleet import __version__
-from hwfleet.api import device_admin, devices, discovery, events, keys, scans, tasks
+from hwfleet.api import (
+    device_admin,
+    devices,
+    discovery,
+    docs,
+    errors,
+    events,
+    keys,
+    scans,
+    tasks,
+)
+from hwfleet.api.limits import DEFAULT_MAX_BODY, RequestGuard
 
 
-def create_app(ctl: Any, operator_token: str, extra_routers: list[Any] | None = None) -> FastAPI:
+def create_app(
+    ctl: Any,
+    operator_token: str,
+    extra_routers: list[Any] | None = None,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> FastAPI:
+    """``max_body``: no request body may be larger (the ``api_max_body`` setting)."""
     app = FastAPI(
         title="hwfleet controller",
         version=__version__,
         description="Control plane for fleets of physical machines. Every /api/v1 route needs "
         "`Authorization: Bearer <operator token>`.",
+        docs_url=None,  # served by hwfleet.api.docs from local assets
+        redoc_url=None,  # ReDoc loads from a CDN and has no local copy
     )
     app.state.ctl = ctl
     app.state.operator_token = operator_token
+    app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
+    errors.install(app)
+    docs.install(app)
     for module in (devices, device_admin, discovery, events, keys, scans, tasks):
         app.include_router(module.router)
     for router in extra_routers or []:

@@ -35,17 +35,29 @@ def load_or_create_token(data_dir: str | os.PathLike[str]) -> str:
     return token
 
 
-async def require_token(request: Request) -> None:
-    """FastAPI dependency: 401 unless the bearer token matches."""
-    expected: str = request.app.state.operator_token
-    header = request.headers.get("authorization", "")
+UNAUTHORIZED = (
+    "missing or wrong operator token (Authorization: Bearer <token>; "
+    "see <data-dir>/operator.token or HWFLEET_TOKEN)"
+)
+
+
+def token_matches(header: str, expected: str) -> bool:
+    """Whether an ``Authorization`` header carries the operator token (constant time)."""
     scheme, _, supplied = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
+    return scheme.lower() == "bearer" and hmac.compare_digest(
         supplied.strip().encode(), expected.encode()
+    )
+
+
+async def require_token(request: Request) -> None:
+    """FastAPI dependency: 401 unless the bearer token matches.
+
+    :class:`~hwfleet.api.limits.RequestGuard` already refuses such a request before its
+    body is read; this keeps each router safe on its own (and documents the scheme).
+    """
+    if not token_matches(
+        request.headers.get("authorization", ""), request.app.state.operator_token
     ):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing or wrong operator token (Authorization: Bearer <token>; "
-            "see <data-dir>/operator.token or HWFLEET_TOKEN)",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}
         )

@@ -2,7 +2,7 @@
 
 Each route calls one ``device.*`` method on the connected agent and maps its
 error codes onto HTTP (bad_params 422, unauthorized 403, refused 409,
-not_found 404, not connected 409, no answer 504). Each change is recorded as
+not_found 404, unknown device 404, not connected 409, no answer 504). Each change is recorded as
 an event (``device.renamed.<uuid>``, ``device.password_changed.<uuid>``,
 ``device.network_changed.<uuid>``, ``device.trust_added.<uuid>``,
 ``device.trust_removed.<uuid>``) carrying no secret.
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwfleet.api.auth import require_token
+from hwfleet.api.devices import require_connected
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import CallTimeout, ErrorCode, RemoteError, SessionClosed
 
@@ -109,8 +110,7 @@ async def call(
 ) -> dict[str, Any]:
     """One agent call, its failures turned into HTTP errors that name the cause."""
     ctl = request.app.state.ctl
-    if ctl.devices.get(uuid) is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"device {uuid} is not connected")
+    await require_connected(request, uuid)
     try:
         reply: dict[str, Any] = await ctl.devices.call(uuid, method, params or {}, timeout)
     except RemoteError as exc:

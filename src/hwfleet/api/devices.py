@@ -10,7 +10,9 @@ from hwfleet.api.auth import require_token
 from hwfleet.api.convert import to_json
 from hwfleet.api.schemas import Device, PingRequest, PingResult, RunRequest
 from hwfleet.controller.tasks import is_long
+from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
+from hwfleet.protocol.framing import MAX_LINE
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_token)])
 
@@ -69,29 +71,70 @@ async def get_device(uuid: str, request: Request) -> dict[str, Any]:
     async with request.app.state.ctl.store.tx() as tx:
         record = await tx.devices.get(uuid)
         if record is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {uuid}")
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"{NO_SUCH_DEVICE}: {uuid}")
         inventory = await tx.devices.get_inventory(uuid)
     return {**_device(record), "macs": record.macs, "inventory": inventory}
 
 
+NO_SUCH_DEVICE = "no such device"
+
+
+async def require_connected(request: Request, uuid: str) -> None:
+    """404 for a uuid the controller has never known, 409 for a known device that is offline."""
+    ctl = request.app.state.ctl
+    if ctl.devices.get(uuid) is not None:
+        return
+    async with ctl.store.tx(readonly=True) as tx:
+        known = await tx.devices.get(uuid) is not None
+    if not known:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{NO_SUCH_DEVICE}: {uuid}")
+    raise HTTPException(status.HTTP_409_CONFLICT, f"device {uuid} is not connected")
+
+
+def check_envelope(method: str, params: dict[str, Any]) -> None:
+    """413 for a command whose line would pass the protocol's limit (the agent would end
+    the session over it): measured on the envelope exactly as it would be sent."""
+    if is_long(method):  # the task service adds a task_id of new_id()'s length
+        params = {**params, "task_id": params.get("task_id") or envelope.new_id()}
+    size = len(envelope.encode(envelope.command(method, params))) - 1  # newline excluded
+    if size > MAX_LINE:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"params: the {method} command would be a {size}-byte line, over the protocol's "
+            f"{MAX_LINE}-byte limit: send less",
+        )
+
+
 @router.post("/devices/ping", response_model=dict[str, PingResult])
 async def ping(body: PingRequest, request: Request) -> dict[str, dict[str, Any]]:
-    devices = request.app.state.ctl.devices
+    """Ping devices (each uuid once); an unknown uuid answers ``error: "no such device"``."""
+    ctl = request.app.state.ctl
     if body.all == bool(body.uuids):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "give either 'all': true or a list of 'uuids'"
         )
-    targets = devices.online() if body.all else body.uuids
-    result: dict[str, dict[str, Any]] = await devices.ping_many(targets, body.timeout)
-    return result
+    targets = ctl.devices.online() if body.all else list(dict.fromkeys(body.uuids))
+    offline = [u for u in targets if ctl.devices.get(u) is None]
+    unknown: set[str] = set()
+    if offline:
+        async with ctl.store.tx(readonly=True) as tx:
+            unknown = set(offline) - await tx.devices.existing(offline)
+    reachable = [u for u in targets if u not in unknown]
+    result: dict[str, dict[str, Any]] = await ctl.devices.ping_many(reachable, body.timeout)
+    missing = {"ok": False, "rtt_ms": None, "error": NO_SUCH_DEVICE}
+    return {u: result.get(u, missing) for u in targets}
 
 
 @router.post("/devices/{uuid}/run")
 async def run(uuid: str, body: RunRequest, request: Request) -> dict[str, Any]:
-    """Short methods answer with their result; long ones answer with the task row."""
+    """Short methods answer with their result; long ones answer with the task row.
+
+    404 for an unknown uuid, 409 for a device that is not connected, 413 for params
+    whose command line would pass the protocol's 1 MiB limit.
+    """
     ctl = request.app.state.ctl
-    if ctl.devices.get(uuid) is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"device {uuid} is not connected")
+    check_envelope(body.method, body.params)
+    await require_connected(request, uuid)
     try:
         if is_long(body.method):
             return {"task": to_json(await ctl.tasks.start(uuid, body.method, body.params))}

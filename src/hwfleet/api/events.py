@@ -7,35 +7,72 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from sse_starlette.sse import EventSourceResponse
 
 from hwfleet.api.auth import require_token
 from hwfleet.api.convert import to_json
 from hwfleet.api.schemas import Event
-from hwfleet.bus.routing import topic_matches
 
 router = APIRouter(prefix="/api/v1", tags=["events"], dependencies=[Depends(require_token)])
+
+
+#: The largest page of ``GET /events``.
+MAX_PAGE = 5000
 
 
 @router.get("/events", response_model=list[Event])
 async def list_events(
     request: Request,
-    after: int = Query(0, ge=0),
-    limit: int = Query(200, ge=1, le=5000),
-    pattern: str = "#",
+    after: int | None = Query(None, ge=0, description="oldest first, from after this id"),
+    before: int | None = Query(None, ge=1, description="newest first, from before this id"),
+    limit: int = Query(200, ge=1, le=MAX_PAGE),
+    pattern: str = Query("#", description="routing-key pattern: * one word, # any words"),
     device: str | None = None,
 ) -> list[dict[str, Any]]:
-    async with request.app.state.ctl.store.tx() as tx:
-        rows = await tx.events.list(after_id=after, limit=limit, device_uuid=device)
-    return [to_json(r) for r in rows if topic_matches(pattern, r.routing_key)]
+    """Recorded events whose key matches ``pattern`` (filtered before the page is cut).
+
+    By default (or with ``before``) the newest first: pass the last id of a page as
+    ``before`` for the next, older one. With ``after`` the oldest first, from that
+    cursor on: pass the last id as the next ``after`` to follow the log.
+    """
+    if after is not None and before is not None:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "give either 'after' or 'before', not both"
+        )
+    async with request.app.state.ctl.store.tx(readonly=True) as tx:
+        rows = await tx.events.list(
+            after_id=after or 0,
+            before_id=before,
+            newest_first=after is None,
+            limit=limit,
+            device_uuid=device,
+            pattern=pattern,
+        )
+    return [to_json(r) for r in rows]
+
+
+async def _history(request: Request, pattern: str, after: int) -> AsyncIterator[dict[str, Any]]:
+    """Every recorded event after ``after`` matching ``pattern``, oldest first, page by page."""
+    while True:
+        page = await list_events(request, after=after, before=None, limit=MAX_PAGE, pattern=pattern)
+        for row in page:
+            yield row
+        if len(page) < MAX_PAGE:
+            return
+        after = page[-1]["id"]
 
 
 @router.get("/events/stream")
 async def stream_events(
     request: Request, pattern: str = "#", after: int = Query(0, ge=0)
 ) -> EventSourceResponse:
-    """Live events from the ``events`` exchange as they are published."""
+    """Live events from the ``events`` exchange as they are published.
+
+    With ``after``, first every recorded event after that id (the stream subscribes
+    before it reads them, and skips live copies of events it has already sent), so a
+    client that printed history up to ``after`` misses nothing in between.
+    """
     bus = request.app.state.ctl.bus
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
 
@@ -46,9 +83,11 @@ async def stream_events(
 
     async def generate() -> AsyncIterator[dict[str, str]]:
         subscription = await bus.subscribe("events", pattern, on_event)
+        sent = 0
         try:
             if after:
-                for row in await list_events(request, after=after, limit=5000, pattern=pattern):
+                async for row in _history(request, pattern, after):
+                    sent = row["id"]
                     yield {"event": "event", "data": json.dumps(row)}
             while not await request.is_disconnected():
                 try:
@@ -57,8 +96,20 @@ async def stream_events(
                 except TimeoutError:
                     yield {"event": "keepalive", "data": "{}"}
                     continue
+                event_id = _event_id(body)
+                if event_id is not None and event_id <= sent:
+                    continue  # published while the history was being sent: sent already
                 yield {"event": "event", "data": body.decode()}
         finally:
             await subscription.cancel()
 
     return EventSourceResponse(generate())
+
+
+def _event_id(body: bytes) -> int | None:
+    """The event row's id a bus copy carries (None for one without a row)."""
+    try:
+        event_id = json.loads(body).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return event_id if isinstance(event_id, int) else None

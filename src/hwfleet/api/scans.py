@@ -1,9 +1,11 @@
 """Scans (seed 000): start one, follow it, read its deviceScan document; the MES outbox.
 
-``POST /api/v1/scans`` → ``{"operationid": n}``; ``GET /api/v1/scans/{n}`` →
-the stored scan (``state`` running|complete|failed, counts, ``error``, the
-``document`` once finished, per-device ``results`` unless ``results=false``);
-``GET /api/v1/scans`` lists recent scans; ``GET /api/v1/outbox`` shows the
+``POST /api/v1/scans`` → ``{"operationid": n}``, or 409 naming the scan still
+running (two scans at once would both post to the MES); ``GET /api/v1/scans/{n}``
+→ the stored scan (``state`` running|complete|failed, counts, ``error``, the
+``document`` once finished, per-device ``results`` unless ``results=false``, and
+``mes``: the state of each of its posts to the MES); ``GET /api/v1/scans`` lists
+recent scans, newest first, with their counts; ``GET /api/v1/outbox`` shows the
 posts waiting for, delivered to or refused by the MES.
 """
 
@@ -16,6 +18,8 @@ from pydantic import BaseModel, Field
 
 from hwfleet.api.auth import require_token
 from hwfleet.api.convert import to_json
+from hwfleet.controller.scan import ScanRunning
+from hwfleet.controller.scan_finish import POSTS, idempotency_key
 
 router = APIRouter(prefix="/api/v1", tags=["scans"], dependencies=[Depends(require_token)])
 
@@ -64,7 +68,12 @@ async def start_scan(body: ScanRequest, request: Request) -> dict[str, int]:
                 if device is None:
                     raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {uuid}")
                 expected.append({"uuid": device.uuid, "sn": device.serial})
-    scan = await ctl.scans.start(expected, quiet_timeout=body.quiet_timeout)
+    try:
+        scan = await ctl.scans.start(expected, quiet_timeout=body.quiet_timeout)
+    except ScanRunning as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, str(exc), headers={"X-Running-Scan": str(exc.operationid)}
+        ) from None
     return {"operationid": scan.operationid}
 
 
@@ -72,9 +81,19 @@ async def start_scan(body: ScanRequest, request: Request) -> dict[str, int]:
 async def list_scans(
     request: Request, limit: int = Query(50, ge=1, le=1000)
 ) -> list[dict[str, Any]]:
+    """Recent scans, newest first, with how many devices answered and passed."""
     async with request.app.state.ctl.store.tx(readonly=True) as tx:
         scans = await tx.scans.list(limit=limit)
-    return [{**_summary(scan, None), "document": None} for scan in scans]
+        answered = await tx.scans.answered_counts([s.operationid for s in scans])
+    return [
+        {**_summary(scan, answered.get(scan.operationid, 0)), "document": None} for scan in scans
+    ]
+
+
+def _delivery(row: Any) -> dict[str, Any]:
+    body = to_json(row)
+    fields = ("kind", "url", "state", "attempts", "last_error", "created_at", "delivered_at")
+    return {k: body[k] for k in fields}
 
 
 @router.get("/scans/{operationid}")
@@ -92,7 +111,9 @@ async def get_scan(
         # Polled while a scan runs (`hwfleet scan --wait`): count without decoding payloads.
         rows = await tx.scans.results(operationid) if results else []
         answered = len(rows) if results else len(await tx.scans.answered(operationid))
+        posts = await tx.outbox.by_keys([idempotency_key(scan, kind) for kind in POSTS])
     body = _summary(scan, answered)
+    body["mes"] = [_delivery(row) for row in posts]
     if results:
         body["results"] = [
             {

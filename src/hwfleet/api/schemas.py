@@ -24,9 +24,17 @@ class Device(BaseModel):
     enrolled: bool = True
 
 
+#: The most uuids one ping request may name (``all`` has no such bound).
+MAX_PING_TARGETS = 10_000
+
+
 class PingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    uuids: list[str] = Field(default_factory=list)
+    uuids: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_PING_TARGETS,
+        description="device uuids (duplicates are pinged once)",
+    )
     all: bool = False
     timeout: float = Field(default=5.0, gt=0, le=120)
 

@@ -1,11 +1,17 @@
-"""``hwfleet scan [--wait] [--timeout S] [--json]``: run a burn-in scan through the controller.
+"""Burn-in scans through the controller: ``hwfleet scan``, ``scan show OP`` and ``scans``.
 
-Without ``--wait`` it prints the new operationid. With ``--wait`` a progress
-bar (on stderr) counts devices answered / expected until the scan finishes,
-then a table shows each device: sn, MACs passed and failed, result, reason.
-``--json`` waits too and prints exactly one document on stdout: the seed-000
-deviceScan document. ``--timeout S`` is this scan's quiet timeout: the scan
-ends S seconds after the last reply (default: the controller's setting).
+``hwfleet scan [--wait] [--timeout S] [--json]`` starts a scan. Without ``--wait``
+it prints the new operationid and how to follow it. With ``--wait`` a progress bar
+(on stderr) counts devices answered / expected until the scan finishes, then a
+table shows each device: sn, MACs passed and failed, result, reason. ``--json``
+waits too and prints exactly one document on stdout: the seed-000 deviceScan
+document. ``--timeout S`` is this scan's quiet timeout: the scan ends S seconds
+after the last reply (default: the controller's setting). Only one scan runs at a
+time (two would both post to the MES): while one runs, ``scan`` says which.
+
+``hwfleet scan show OP [--wait] [--json]`` follows a running scan or reviews a past
+one, with the state of its posts to the MES; ``hwfleet scans [--json]`` lists past
+and running scans, newest first, with their counts.
 """
 
 from __future__ import annotations
@@ -82,9 +88,66 @@ def _table(scan: dict[str, Any]) -> Any:
     return table
 
 
+def _deliveries(scan: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"scan {scan['operationid']}: posts to the MES", header_style="bold")
+    for name in ("post", "state", "attempts", "last error", "delivered at"):
+        table.add_column(name)
+    for post in scan.get("mes") or []:
+        table.add_row(
+            post["kind"],
+            post["state"],
+            str(post["attempts"]),
+            post.get("last_error") or "",
+            post.get("delivered_at") or "",
+        )
+    return table
+
+
+def _show(scan: dict[str, Any]) -> None:
+    """A scan for a terminal: its devices once finished, and its MES deliveries."""
+    if scan.get("error"):
+        err_console().print(f"[red]scan {scan['operationid']}: {scan['error']}[/red]")
+    if scan["state"] == "running":
+        console().print(
+            f"scan {scan['operationid']}: running, {scan.get('answered', 0)} devices answered "
+            f"({scan['expected']} expected); follow it with "
+            f"`hwfleet scan show {scan['operationid']} --wait`"
+        )
+        return
+    console().print(_table(scan))
+    if scan.get("mes"):
+        console().print(_deliveries(scan))
+    else:
+        console().print(f"scan {scan['operationid']}: nothing posted to the MES (none configured)")
+
+
+def _list_table(rows: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} scans", header_style="bold")
+    for name in ("scan", "state", "started", "finished", "expected", "answered", "passed"):
+        table.add_column(name)
+    for r in rows:
+        table.add_row(
+            str(r["operationid"]),
+            r["state"],
+            r["started_at"],
+            r.get("finished_at") or "",
+            str(r["expected"]),
+            str(r.get("answered", "")),
+            "" if r.get("passed") is None else str(r["passed"]),
+        )
+    return table
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("scan")
+    group = typer.Typer(help="Scan every online device against the MES (seed 000).")
+
+    @group.callback(invoke_without_command=True)
     def scan(
+        ctx: typer.Context,
         wait: Annotated[bool, typer.Option(help="follow the scan and show the results")] = False,
         timeout: Annotated[
             float | None,
@@ -94,15 +157,17 @@ def register(app: typer.Typer) -> None:
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Scan every online device against the MES (seed 000)."""
+        """Scan every online device against the MES (seed 000); `scan show OP` follows one."""
+        if ctx.invoked_subcommand is not None:
+            return
         body: dict[str, Any] = {} if timeout is None else {"quiet_timeout": timeout}
         with ApiClient(api, data_dir) as client:
             started = client.post("/api/v1/scans", json=body)
             operationid = int(started["operationid"])
             if not wait and not as_json:
                 console().print(
-                    f"scan {operationid} started; follow it with `hwfleet scan --wait` or "
-                    f"GET /api/v1/scans/{operationid}"
+                    f"scan {operationid} started; follow it with "
+                    f"`hwfleet scan show {operationid} --wait`"
                 )
                 return
             result = _wait(client, operationid, timeout, show=wait)
@@ -112,3 +177,38 @@ def register(app: typer.Typer) -> None:
             print_json(result.get("document"))
             return
         console().print(_table(result))
+
+    @group.command("show")
+    def show(
+        operationid: Annotated[int, typer.Argument(help="the scan's operationid", min=1)],
+        wait: Annotated[bool, typer.Option(help="follow a running scan to its end")] = False,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Follow a running scan (progress bar) or review a past one, with its MES posts."""
+        with ApiClient(api, data_dir) as client:
+            if wait:
+                _wait(client, operationid, None, show=not as_json)
+            scan = client.get(f"/api/v1/scans/{operationid}", params={"results": "false"})
+        if as_json:
+            print_json(scan)
+            return
+        _show(scan)
+
+    app.add_typer(group, name="scan")
+
+    @app.command("scans")
+    def scans(
+        limit: Annotated[int, typer.Option(help="how many of the latest scans", min=1)] = 50,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """List past and running scans, newest first, with their counts."""
+        with ApiClient(api, data_dir) as client:
+            rows = client.get("/api/v1/scans", params={"limit": min(limit, 1000)})
+        if as_json:
+            print_json(rows)
+            return
+        console().print(_list_table(rows))

@@ -66,22 +66,49 @@ def register(app: typer.Typer) -> None:
     def events(
         follow: Annotated[bool, typer.Option(help="keep printing new events")] = False,
         pattern: Annotated[str, typer.Option(help="routing-key pattern (* and #)")] = "#",
-        limit: Annotated[int, typer.Option(help="how many past events")] = 50,
+        limit: Annotated[
+            int, typer.Option(min=0, help="how many of the latest matching events (0: none)")
+        ] = 50,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Show events; --follow tails the events exchange (JSON lines with --json)."""
+        """Show the latest events, oldest first; --follow tails the events exchange
+        (JSON lines with --json)."""
         with ApiClient(api, data_dir) as client:
-            rows = client.get("/api/v1/events", params={"pattern": pattern, "limit": 5000})
-            rows = rows[-limit:]
+            rows = latest_events(client, pattern, limit)
             if as_json and not follow:
                 print_json(rows)
                 return
             for row in rows:
                 _print_event(row, as_json)
             if follow:
-                _follow(client, pattern, as_json)
+                cursor = rows[-1]["id"] if rows else _newest_id(client)
+                _follow(client, pattern, cursor, as_json)
+
+
+#: The largest page the API serves.
+PAGE = 5000
+
+
+def latest_events(client: ApiClient, pattern: str, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` events matching ``pattern``, oldest first (paged from the newest)."""
+    rows: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"pattern": pattern}
+    while len(rows) < limit:
+        params["limit"] = min(PAGE, limit - len(rows))
+        page: list[dict[str, Any]] = client.get("/api/v1/events", params=params)
+        rows += page
+        if len(page) < params["limit"]:
+            break
+        params["before"] = page[-1]["id"]
+    rows.reverse()
+    return rows
+
+
+def _newest_id(client: ApiClient) -> int:
+    newest = client.get("/api/v1/events", params={"limit": 1})
+    return int(newest[0]["id"]) if newest else 0
 
 
 def _print_event(row: dict[str, Any], as_json: bool) -> None:
@@ -94,12 +121,14 @@ def _print_event(row: dict[str, Any], as_json: bool) -> None:
     console().print(f"[dim]{at}[/dim] [bold]{key}[/bold] {json.dumps(payload)}")
 
 
-def _follow(client: ApiClient, pattern: str, as_json: bool) -> None:
+def _follow(client: ApiClient, pattern: str, after: int, as_json: bool) -> None:
+    """Print events after id ``after`` as they come (the stream replays any missed since)."""
     import httpx
 
+    params: dict[str, Any] = {"pattern": pattern, "after": after}
     try:
         with client._http.stream(
-            "GET", "/api/v1/events/stream", params={"pattern": pattern}, timeout=None
+            "GET", "/api/v1/events/stream", params=params, timeout=None
         ) as response:
             for line in response.iter_lines():
                 if line.startswith("data:"):

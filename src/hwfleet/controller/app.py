@@ -184,7 +184,7 @@ class Controller:
 
     async def _start_api(self) -> None:
         host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
-        app = create_app(self, self.operator_token)
+        app = create_app(self, self.operator_token, max_body=self.settings.api_max_body)
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -49,6 +49,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class ScanRunning(Exception):
+    """A scan is running already: a second one would post to the MES beside it."""
+
+    def __init__(self, operationid: int) -> None:
+        super().__init__(
+            f"scan {operationid} is still running: follow it with "
+            f"`hwfleet scan show {operationid} --wait`, and start a new one when it ends"
+        )
+        self.operationid = operationid
+
+
 @dataclass(slots=True)
 class _Pending:
     row: ResultRow
@@ -144,10 +155,16 @@ class ScanService:
         """Allocate an operationid, record who must answer, broadcast on ``devicescan``.
 
         ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now.
+        Raises :class:`ScanRunning` while another scan runs (on any replica): two scans
+        at once would both post deviceScan and Pair for the same devices.
         """
         quiet = float(quiet_timeout or self.quiet_default())
         now = self.clock()
         async with self.store.tx() as tx:
+            await tx.scans.lock_starts()
+            running = await tx.scans.running_activity()
+            if running:
+                raise ScanRunning(running[0].operationid)
             if expected is None:
                 expected = [
                     {"uuid": d.uuid, "sn": d.serial}

@@ -153,6 +153,15 @@ class DeviceRepository(Repository):
         row = await self._row(sa.select(devices).where(devices.c.uuid == uuid))
         return None if row is None else to_device(row)
 
+    async def existing(self, uuids: Sequence[str]) -> set[str]:
+        """Which of ``uuids`` name a known device (asked in chunks: databases cap parameters)."""
+        found: set[str] = set()
+        for start in range(0, len(uuids), 500):
+            chunk = list(uuids[start : start + 500])
+            stmt = sa.select(devices.c.uuid).where(devices.c.uuid.in_(chunk))
+            found.update(row[0] for row in await self._rows(stmt))
+        return found
+
     async def list(self) -> builtins.list[DeviceRecord]:
         rows = await self._rows(sa.select(devices).order_by(devices.c.name, devices.c.uuid))
         return [to_device(row) for row in rows]

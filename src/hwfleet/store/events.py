@@ -1,4 +1,11 @@
-"""Events: an append-only log of state changes; the id is the reader's cursor."""
+"""Events: an append-only log of state changes; the id is the reader's cursor.
+
+A reader pages forward (``after_id``, oldest first: following the log) or backward
+(``before_id``/``newest_first``: the latest history first), optionally filtered by an
+AMQP topic pattern. The pattern is applied before the page is cut: the database
+narrows with a ``LIKE`` that every matching key satisfies (:func:`like_for_topic`),
+and the exact topic rules then drop the rest, batch after batch until the page is full.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,33 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hwfleet.bus.routing import topic_matches
 from hwfleet.store.base import AnyRow, Repository, check_limit
 from hwfleet.store.models import events
 from hwfleet.store.records import EventRecord
+
+
+def _like_escape(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def like_for_topic(pattern: str) -> str | None:
+    """A SQL ``LIKE`` pattern (escape ``\\``) matched by every key ``pattern`` matches.
+
+    ``*`` and ``#`` become ``%``, and so do the dots next to a ``#`` (it may match zero
+    words: ``a.#`` matches ``a``). It can match more (``%`` also spans dots, and SQLite's
+    LIKE ignores ASCII case): callers re-check with :func:`topic_matches`. None when
+    no ``LIKE`` narrows it (``#``, ``*``).
+    """
+    words = pattern.split(".")
+    like = ""
+    for index, word in enumerate(words):
+        if index:
+            like += "%" if "#" in (word, words[index - 1]) else "."
+        like += "%" if word in ("*", "#") else _like_escape(word)
+    while "%%" in like:
+        like = like.replace("%%", "%")
+    return None if like == "%" else like
 
 
 def to_event(row: AnyRow) -> EventRecord:
@@ -49,11 +80,44 @@ class EventRepository(Repository):
         return to_event(row)
 
     async def list(
-        self, *, after_id: int = 0, limit: int = 200, device_uuid: str | None = None
+        self,
+        *,
+        after_id: int = 0,
+        before_id: int | None = None,
+        newest_first: bool = False,
+        limit: int = 200,
+        device_uuid: str | None = None,
+        pattern: str = "#",
     ) -> builtins.list[EventRecord]:
-        """Events with id greater than ``after_id``, oldest first: pass the last id to page on."""
-        stmt = sa.select(events).where(events.c.id > after_id)
+        """Up to ``limit`` events whose key matches ``pattern``, with ``after_id < id``
+        (and ``id < before_id``): oldest first, or newest first with ``newest_first``.
+
+        Pass the page's last id as the next ``after_id`` (oldest first) or ``before_id``
+        (newest first) to page on.
+        """
+        check_limit(limit)
+        stmt = sa.select(events)
         if device_uuid is not None:
             stmt = stmt.where(events.c.device_uuid == device_uuid)
-        rows = await self._rows(stmt.order_by(events.c.id).limit(check_limit(limit)))
-        return [to_event(row) for row in rows]
+        like = like_for_topic(pattern)
+        if like is not None:
+            stmt = stmt.where(events.c.routing_key.like(like, escape="\\"))
+        everything = set(pattern.split(".")) == {"#"}
+        order = events.c.id.desc() if newest_first else events.c.id
+        batch = max(limit, 100)
+        low, high = after_id, before_id
+        found: builtins.list[EventRecord] = []
+        while True:
+            page = stmt.where(events.c.id > low)
+            if high is not None:
+                page = page.where(events.c.id < high)
+            rows = await self._rows(page.order_by(order).limit(batch))
+            for row in rows:
+                if everything or topic_matches(pattern, row._mapping["routing_key"]):
+                    found.append(to_event(row))
+                    if len(found) == limit:
+                        return found
+            if len(rows) < batch:
+                return found
+            last = rows[-1]._mapping["id"]
+            low, high = (low, last) if newest_first else (last, high)

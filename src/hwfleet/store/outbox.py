@@ -147,6 +147,11 @@ class OutboxRepository(Repository):
             stmt = stmt.where(outbox.c.state == check_state(state, OUTBOX_STATES, "outbox"))
         return [to_outbox(row) for row in await self._rows(stmt)]
 
+    async def by_keys(self, keys: builtins.list[str]) -> builtins.list[OutboxRecord]:
+        """The rows queued under these idempotency keys, oldest first."""
+        stmt = sa.select(outbox).where(outbox.c.idempotency_key.in_(keys)).order_by(outbox.c.id)
+        return [to_outbox(row) for row in await self._rows(stmt)]
+
     async def pending_count(self) -> int:
         row = await self._row(
             sa.select(sa.func.count()).select_from(outbox).where(outbox.c.state == "pending")

@@ -21,6 +21,8 @@ from hwfleet.store.sqltypes import UTCDateTime, json_type
 from hwfleet.types import Serial
 
 _FINISHED = frozenset({"complete", "failed"})
+#: pg_advisory_xact_lock key that serialises scan starts across replicas ("hwscan").
+PG_SCAN_START_LOCK = int.from_bytes(b"hwscan", "big")
 
 
 def to_scan(row: AnyRow) -> ScanRecord:
@@ -100,6 +102,14 @@ class ScanRepository(Repository):
         assert row is not None
         return to_scan(row)
 
+    async def lock_starts(self) -> None:
+        """Hold starts of other transactions until this one ends: on PostgreSQL an advisory
+        lock (replicas start scans concurrently); SQLite writers are serialised already."""
+        if self._pg:
+            await self._conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_SCAN_START_LOCK}
+            )
+
     async def get(self, operationid: int) -> ScanRecord | None:
         row = await self._row(sa.select(scans).where(scans.c.operationid == operationid))
         return None if row is None else to_scan(row)
@@ -157,6 +167,15 @@ class ScanRepository(Repository):
             .order_by(scan_results.c.received_at, scan_results.c.device_uuid)
         )
         return [to_result(row) for row in await self._rows(stmt)]
+
+    async def answered_counts(self, operationids: builtins.list[int]) -> dict[int, int]:
+        """How many devices have a result, per scan (scans without any are left out)."""
+        stmt = (
+            sa.select(scan_results.c.operationid, sa.func.count())
+            .where(scan_results.c.operationid.in_(operationids))
+            .group_by(scan_results.c.operationid)
+        )
+        return {int(op): int(count) for op, count in await self._rows(stmt)}
 
     async def answered(self, operationid: int) -> builtins.list[str]:
         """The uuids of the devices with a result: what a watcher needs, without the payloads

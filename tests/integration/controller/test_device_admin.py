@@ -7,9 +7,7 @@ over real sockets and every answer comes back from the agent's handler.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from tests.conftest import wait_for
-from tests.integration.controller.conftest import connected_fleet
+from tests.integration.controller.conftest import add_offline_device, cli, connected_fleet
 
 from hwfleet.controller.app import Controller
 from hwfleet.sim.fleet import SimFleet
@@ -228,31 +226,14 @@ async def test_password_change_refuses_a_wrong_old_password(
 async def test_offline_device_and_missing_token(
     devices: SimFleet, api: httpx.AsyncClient, controller: Controller
 ) -> None:
-    gone = await api.get("/api/v1/devices/00000000-0000-4000-8000-00000000dead/trust")
+    unknown = await api.get("/api/v1/devices/00000000-0000-4000-8000-00000000dead/trust")
+    assert unknown.status_code == 404 and "no such device" in unknown.json()["detail"]
+    offline = "00000000-0000-4000-8000-0000000000ff"
+    await add_offline_device(controller, offline)
+    gone = await api.get(f"/api/v1/devices/{offline}/trust")
     assert gone.status_code == 409 and "not connected" in gone.json()["detail"]
     async with httpx.AsyncClient(base_url=controller.api_url) as anonymous:
         assert (await anonymous.get(url(devices, "trust"))).status_code == 401
-
-
-async def cli(controller: Controller, *args: str, **env: str) -> tuple[int, str, str]:
-    full_env = {
-        **os.environ,
-        "HWFLEET_API": controller.api_url,
-        "HWFLEET_TOKEN": controller.operator_token,
-        **env,
-    }
-    proc = await asyncio.create_subprocess_exec(
-        *HWFLEET,
-        *args,
-        env=full_env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_device_commands(controller: Controller, devices: SimFleet) -> None:
