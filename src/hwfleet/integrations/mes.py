@@ -45,7 +45,15 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 class MesError(Exception):
-    """A MES lookup failed; ``str(exc)`` is the operator-readable reason."""
+    """A MES lookup failed; ``str(exc)`` is the operator-readable reason.
+
+    ``summary`` says the same without the serial, so that one outage hitting a
+    thousand lookups reads as one sentence in the scan's notification.
+    """
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +86,21 @@ def snippet(body: bytes, limit: int = 80) -> str:
 
 
 def failure(exc: BaseException) -> str:
-    """A transport failure in words (a bare TimeoutError has no message of its own)."""
-    detail = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "no detail")
+    """A transport failure in a few words: what an operator needs, not the exception's repr."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    cause = getattr(exc, "os_error", None) or exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, ConnectionResetError):
+        return "connection reset"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror.lower()
+    detail = (str(exc) or "no detail").splitlines()[0]
+    if len(detail) > 100:
+        detail = detail[:99] + "…"
     return f"{type(exc).__name__}: {detail}"
 
 
@@ -92,7 +113,7 @@ class MesClient:
         *,
         timeout: float = 10.0,
         connect_timeout: float = 3.0,
-        retry_for: float = 20.0,
+        retry_for: float = 300.0,
         backoff: float = 0.1,
         backoff_cap: float = 2.0,
         max_connections: int = 16,
@@ -116,6 +137,10 @@ class MesClient:
             self._get_base = str(URL(get))
         except ValueError:  # reported by the first lookup, which names the URL
             self._get_base = get
+        try:
+            self._origin = str(URL(get).origin())
+        except ValueError:
+            self._origin = get
 
     def _http(self) -> aiohttp.ClientSession:
         # Made on first use: a session belongs to the event loop that creates it.
@@ -151,6 +176,7 @@ class MesClient:
 
     @classmethod
     def from_settings(cls, settings: ServerSettings, **kwargs: float | int) -> MesClient:
+        kwargs.setdefault("retry_for", settings.mes_retry_for)
         return cls(settings.mes_urls(), **kwargs)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
@@ -174,6 +200,7 @@ class MesClient:
         if not url:
             raise MesError("no MES lookup URL is configured (--mes or mes_get)")
         where = f"MES GET {url}?serialno={sn}"
+        origin = self._origin
         # Encoded here once rather than re-parsed by the client on every try (a measurable
         # share of a 10,000-device scan); a configured URL may carry its own query.
         query = f"serialno={quote(str(sn), safe='')}"
@@ -186,20 +213,27 @@ class MesClient:
                 target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
                 answer = await self._request("GET", target)
             except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
-                raise MesError(f"{where}: not a usable URL ({exc})") from None
+                raise MesError(
+                    f"{where}: not a usable URL ({exc})", f"the MES URL {url} is not usable"
+                ) from None
             except TRANSPORT_ERRORS as exc:
                 reason = f"unreachable ({failure(exc)})"
+                was = f"was unreachable for {self.retry_for:g} s ({failure(exc)})"
             else:
                 if answer.status not in RETRYABLE_STATUSES:
-                    return self._interpret(where, sn, answer)
-                reason = f"answered {answer.status} {answer.reason}"
+                    return self._interpret(where, f"MES GET {url}", sn, answer)
+                reason = f"answered {answer.status} {answer.reason}".strip()
+                was = f"{reason} for {self.retry_for:g} s"
             delay = jitter(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
             if time.monotonic() + delay > deadline:
-                raise MesError(f"{where}: {reason} after {attempt} attempts")
+                # The summary names no serial: a whole rack failing one way is one sentence.
+                raise MesError(
+                    f"{where}: {reason} after {attempt} attempts", f"the MES at {origin} {was}"
+                )
             await asyncio.sleep(delay)
 
     @staticmethod
-    def _interpret(where: str, sn: Serial, answer: _Answer) -> MesRecord:
+    def _interpret(where: str, general: str, sn: Serial, answer: _Answer) -> MesRecord:
         body = answer.body
         ctype = answer.content_type.split(";")[0].strip().lower()
         try:
@@ -210,13 +244,12 @@ class MesClient:
         if isinstance(document, dict) and isinstance(document.get("info"), str):
             return parse_mes_record(sn, document)
         if answer.status >= 400:
-            raise MesError(f"{where}: answered {answer.status} {answer.reason}: {snippet(body)}")
+            said = f"answered {answer.status} {answer.reason}"
+            raise MesError(f"{where}: {said}: {snippet(body)}", f"{general}: {said}")
         if document is msgspec.UNSET:
             kind = "HTML" if "html" in ctype or body.lstrip()[:1] == b"<" else "invalid JSON"
-            raise MesError(
-                f"{where}: answered {kind} ({ctype or 'no content-type'}) instead of a JSON "
-                f"record: {snippet(body)}"
-            )
+            said = f"answered {kind} ({ctype or 'no content-type'}) instead of a JSON record"
+            raise MesError(f"{where}: {said}: {snippet(body)}", f"{general}: {said}")
         try:
             return parse_mes_record(sn, document)
         except MesFormatError as exc:

@@ -229,7 +229,7 @@ async def test_a_mes_that_never_answers_times_out_and_is_retried(
     simulator, base = sim
     await faults(base, latency=60.0)  # every lookup is held: only our timeout ends it
     async with MesClient(urls(base), timeout=0.2, retry_for=0.6, backoff=0.05) as mes:
-        with pytest.raises(MesError, match=r"unreachable \(.*Timeout.*\) after \d+ attempts"):
+        with pytest.raises(MesError, match=r"unreachable \(no answer in time\) after \d+ attempts"):
             await mes.get_device("B-7")
     assert simulator.lookups_received >= 2  # timed out, then tried again
     await faults(base, latency=0.0)  # release the held requests before the server stops
