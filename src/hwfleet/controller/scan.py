@@ -299,9 +299,8 @@ class ScanService:
                         return []
                     self.writes_waiting = True
                     self.outage.failed(exc)
-                    if self.outage.exceeded():
+                    if self.outage.exceeded():  # their rows are dropped on the next pass
                         self._end_by_outage({item.row.operationid for item in todo})
-                        continue
                     attempt += 1
                     await self.outage.pause(attempt)
                     continue

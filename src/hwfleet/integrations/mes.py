@@ -2,11 +2,13 @@
 
 One pooled :class:`aiohttp.ClientSession` serves every call. Lookups retry
 with jittered exponential backoff on what a retry can cure — connection
-errors, timeouts, 408/429 and 5xx — for up to ``retry_for`` seconds, so a MES
-that is down for the first seconds of a scan costs a delay, not a failed
-device. Everything else (404, HTML, garbage JSON, a body of the wrong shape)
-becomes a :class:`MesError` whose message names the URL, the serial and what
-was wrong; nothing here lets a bad answer escape as a crash.
+errors, timeouts, 408/429 and 5xx — for up to ``retry_for`` seconds
+(``mes_retry_for``, minutes by default), so a MES that is down for a while
+costs a delay, not a failed device; while it is down one lookup probes it and
+the others wait (:mod:`hwfleet.integrations.mes_gate`). Everything else (404,
+HTML, garbage JSON, a body of the wrong shape) becomes a :class:`MesError`
+whose message names the URL, the serial and what was wrong; nothing here lets
+a bad answer escape as a crash.
 
 Why aiohttp and not httpx (DESIGN §9 names httpx): a scan makes one lookup per
 device on the event loop that also consumes replies and writes results. On
@@ -35,6 +37,7 @@ import msgspec
 from yarl import URL
 
 from hwfleet.controller.scan_compare import MesFormatError, MesRecord, parse_mes_record
+from hwfleet.integrations.mes_gate import OutageGate
 from hwfleet.settings import ServerSettings
 from hwfleet.types import JsonObject, Serial
 
@@ -130,6 +133,8 @@ class MesClient:
             total=None, sock_connect=connect_timeout, sock_read=timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        #: While the MES fails, one lookup probes it and the rest wait (see mes_gate).
+        self._gate = OutageGate()
         self._proxies: dict[tuple[str, str | None, int | None], str | None] = {}
         # The lookup URL normalised once; each lookup appends an encoded serial to it.
         get = self.urls.get("get", "")
@@ -206,31 +211,44 @@ class MesClient:
         query = f"serialno={quote(str(sn), safe='')}"
         base = self._get_base
         deadline = time.monotonic() + self.retry_for
+        gate, token = self._gate, object()
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
-                answer = await self._request("GET", target)
-            except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
-                raise MesError(
-                    f"{where}: not a usable URL ({exc})", f"the MES URL {url} is not usable"
-                ) from None
-            except TRANSPORT_ERRORS as exc:
-                reason = f"unreachable ({failure(exc)})"
-                was = f"was unreachable for {self.retry_for:g} s ({failure(exc)})"
-            else:
-                if answer.status not in RETRYABLE_STATUSES:
-                    return self._interpret(where, f"MES GET {url}", sn, answer)
-                reason = f"answered {answer.status} {answer.reason}".strip()
-                was = f"{reason} for {self.retry_for:g} s"
-            delay = jitter(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
-            if time.monotonic() + delay > deadline:
-                # The summary names no serial: a whole rack failing one way is one sentence.
-                raise MesError(
-                    f"{where}: {reason} after {attempt} attempts", f"the MES at {origin} {was}"
-                )
-            await asyncio.sleep(delay)
+        try:
+            while True:
+                if not await gate.turn(token, deadline):  # another lookup probed in vain
+                    reason, was = gate.last_failure
+                    raise MesError(
+                        f"{where}: {reason} for {self.retry_for:g} s", f"the MES at {origin} {was}"
+                    )
+                attempt += 1
+                try:
+                    target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
+                    answer = await self._request("GET", target)
+                except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
+                    raise MesError(
+                        f"{where}: not a usable URL ({exc})", f"the MES URL {url} is not usable"
+                    ) from None
+                except TRANSPORT_ERRORS as exc:
+                    reason = f"unreachable ({failure(exc)})"
+                    was = f"was unreachable for {self.retry_for:g} s ({failure(exc)})"
+                else:
+                    if answer.status not in RETRYABLE_STATUSES:
+                        gate.answered(token)
+                        return self._interpret(where, f"MES GET {url}", sn, answer)
+                    reason = f"answered {answer.status} {answer.reason}".strip()
+                    was = f"{reason} for {self.retry_for:g} s"
+                gate.failed(token, reason, was)
+                if not gate.probing(token):
+                    continue  # wait at the gate for the prober's verdict
+                delay = jitter(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
+                if time.monotonic() + delay > deadline:
+                    # The summary names no serial: a whole rack failing one way is one sentence.
+                    raise MesError(
+                        f"{where}: {reason} after {attempt} attempts", f"the MES at {origin} {was}"
+                    )
+                await asyncio.sleep(delay)
+        finally:
+            gate.leave(token)
 
     @staticmethod
     def _interpret(where: str, general: str, sn: Serial, answer: _Answer) -> MesRecord:
