@@ -14,7 +14,10 @@ of one flag test.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+
+log = logging.getLogger(__name__)
 
 
 class OutageGate:
@@ -72,11 +75,14 @@ class OutageGate:
         if not self._up:
             self._up = True
             self._notify()
+            log.info("the MES answers again; waiting lookups go ahead")
 
     def failed(self, token: object, reason: str, summary: str) -> None:
         """A try failed in a way a retry can cure; the first such lookup becomes the prober."""
         self._bind()
         self.last_failure = (reason, summary)
+        if self._up:  # once per outage: each device's own failure is logged if it gives up
+            log.info("MES lookups failing (%s); one probes, the others wait", reason)
         self._up = False
         if self._prober is None:
             self._prober = token
