@@ -55,6 +55,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mes_notify: str = ""
     enroll_password: str = ""
     scan_quiet_timeout: Positive = 10.0
+    #: Seconds a scan's replies wait for an unavailable database before the scan ends in an
+    #: internal error (under RabbitMQ's 30-minute consumer timeout: the replies stay unacked).
+    scan_store_outage: Positive = 300.0
+    #: Seconds a MES lookup keeps retrying an unreachable or failing MES (the device waits).
+    mes_retry_for: Positive = 300.0
     heartbeat_interval: Positive = 15.0
     offline_after: Positive = 45.0
     call_timeout: Positive = 10.0

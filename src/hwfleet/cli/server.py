@@ -42,6 +42,13 @@ def register(app: typer.Typer) -> None:
             Opt(help="enrollment password (or HWFLEET_ENROLL_PASSWORD)", show_default=False),
         ] = None,
         scan_quiet_timeout: Annotated[float | None, Opt(help="seconds (10)")] = None,
+        scan_store_outage: Annotated[
+            float | None,
+            Opt(help="seconds a scan waits out an unavailable database before failing (300)"),
+        ] = None,
+        mes_retry_for: Annotated[
+            float | None, Opt(help="seconds a MES lookup retries an unreachable MES (300)")
+        ] = None,
         insecure: Annotated[bool | None, Opt(help="plain TCP on the agent port (unsafe)")] = None,
         manual_approval: Annotated[
             bool | None, Opt(help="hold enrollments without a secret for `hwfleet keys accept`")

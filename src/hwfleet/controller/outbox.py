@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from hwfleet.controller.events import utcnow
 from hwfleet.integrations.mes import Delivery, jitter
+from hwfleet.store.errors import describe_unavailable, is_unavailable
 from hwfleet.types import JsonObject
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._next_due: datetime | None = None
+        self._store_down = False
         #: Completed passes over the due rows (tests wait on it; operators may graph it).
         self.passes = 0
 
@@ -106,9 +108,21 @@ class OutboxWorker:
                 handled = await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database hiccup: keep the worker alive and try again
-                log.exception("outbox worker %s: pass failed", self.worker_id)
+            except Exception as exc:  # a database hiccup: keep the worker alive and try again
                 handled = 0
+                if not is_unavailable(exc):
+                    log.exception("outbox worker %s: pass failed", self.worker_id)
+                elif not self._store_down:  # once per outage, not once per poll
+                    self._store_down = True
+                    log.warning(
+                        "outbox worker %s: the database is unavailable (%s); posts wait",
+                        self.worker_id,
+                        describe_unavailable(exc),
+                    )
+            else:
+                if self._store_down:
+                    self._store_down = False
+                    log.warning("outbox worker %s: the database is back", self.worker_id)
             self.passes += 1
             if handled >= self.batch:
                 continue  # there may be more due right now
@@ -166,4 +180,4 @@ class OutboxWorker:
             )
         except Exception as exc:  # a poster bug must cost a retry, not the worker
             log.exception("outbox %s: poster raised", row.idempotency_key)
-            return Delivery(False, None, f"{type(exc).__name__}: {exc}")
+            return Delivery(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")

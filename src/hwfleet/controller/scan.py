@@ -15,6 +15,8 @@ rack one commit per reply would make the database the bottleneck.
 
 A scan finishes when every expected device has a result, or when it has
 been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan_watch`).
+A database that is briefly unavailable delays the scan, it does not rewrite
+its results (see :mod:`hwfleet.controller.scan_outage`).
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
 from hwfleet.controller.scan_compare import compare, failed_entry
 from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan_outage import StoreOutage
 from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan_watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
+from hwfleet.store.errors import is_unavailable
 from hwfleet.types import JsonObject, Serial
 
 if TYPE_CHECKING:
@@ -107,6 +111,10 @@ class ScanService:
         #: Who may send a reply for which device (per-device bus credentials).
         self.senders = senders or SenderCheck.for_controller(settings, bus)
         self.quiet_default = quiet_default or (lambda: settings.scan_quiet_timeout)
+        self.outage = StoreOutage(settings.scan_store_outage, clock)
+        #: The writer is retrying a batch the store refused (the watcher must not call the
+        #: outage over on a successful read alone: SQLite with a full disk still reads).
+        self.writes_waiting = False
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._announcements: asyncio.Queue[EventRecord] = asyncio.Queue()
@@ -199,7 +207,7 @@ class ScanService:
             raise Reject(
                 f"{parsed.reason if isinstance(parsed, BadReply) else ''} (no operationid)"
             )
-        state = await self.watcher.state(parsed.operationid)
+        state = await self._state_through_outage(parsed.operationid)
         if state is None:
             raise Reject(f"scan reply for unknown operationid {parsed.operationid}")
         if not state.running:
@@ -212,24 +220,42 @@ class ScanService:
             raise Reject(f"{reason}; the reply names neither a uuid nor an sn")
         if device_uuid in state.answered:
             return  # a redelivery of a stored reply (or a device answering twice)
-        if isinstance(parsed, BadReply):
-            entry = failed_entry(sn, parsed.reason) if sn is not None else None
-            await self._store(state, device_uuid, sn, None, entry, parsed.reason)
-            return
+        # In flight from here until stored: a reply waiting on the MES or on the database
+        # is not silence, and the quiet timeout must not overtake it.
         state.inflight += 1
         try:
-            entry = await self._check(parsed)
-            await self._store(state, device_uuid, sn, parsed.hwinfo, entry, entry.get("error"))
+            if isinstance(parsed, BadReply):
+                entry = failed_entry(sn, parsed.reason) if sn is not None else None
+                await self._store(state, device_uuid, sn, None, entry, parsed.reason)
+                return
+            entry, error = await self._check(parsed)
+            await self._store(state, device_uuid, sn, parsed.hwinfo, entry, error)
         finally:
             state.inflight -= 1
 
-    async def _check(self, reply: Reply) -> JsonObject:
+    async def _state_through_outage(self, operationid: int) -> ScanState | None:
+        """The scan's state, waiting for the store if it is unavailable (never a bad reply)."""
+        attempt = 0
+        while True:
+            try:
+                return await self.watcher.state(operationid)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self.outage.failed(exc)
+            attempt += 1
+            await self.outage.pause(attempt)
+
+    async def _check(self, reply: Reply) -> tuple[JsonObject, str | None]:
+        """The device's entry, and the error stored with it (the MES's, without the serial)."""
         try:
             record = await self.mes.get_device(reply.sn)
         except MesError as exc:
             log.warning("scan %d: %s", reply.operationid, exc)
-            return failed_entry(reply.sn, f"{INTERNAL}{exc}", reply.macs)
-        return compare(reply.sn, reply.macs, record)
+            entry = failed_entry(reply.sn, f"{INTERNAL}{exc}", reply.macs)
+            return entry, f"{INTERNAL}{exc.summary}"
+        entry = compare(reply.sn, reply.macs, record)
+        return entry, entry.get("error")
 
     async def _store(
         self,
@@ -252,14 +278,7 @@ class ScanService:
             batch = [await self._queue.get()]
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                events = await self._write(batch)
-            except Exception as exc:  # the handlers raise, the bus requeues their replies
-                log.exception("storing %d scan results failed", len(batch))
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(exc)
-                continue
+            events = await self._write_through_outage(batch)
             for item in batch:
                 if not item.done.done():
                     item.done.set_result(True)
@@ -268,7 +287,56 @@ class ScanService:
             for operationid in {item.row.operationid for item in batch}:
                 state = self.watcher.cached(operationid)
                 if state is not None and state.running and state.complete():
-                    await self.finish(operationid, "every expected device answered")
+                    try:
+                        await self.finish(operationid, "every expected device answered")
+                    except Exception:  # the watcher finishes it on a later sweep
+                        log.exception("finishing scan %d failed", operationid)
+
+    async def _write_through_outage(self, batch: list[_Pending]) -> list[EventRecord]:
+        """Write ``batch``, retrying while the store is unavailable; the events written.
+
+        Rows of a scan that the outage ended (see :mod:`~hwfleet.controller.scan_outage`)
+        are dropped unwritten. Any other failure fails the batch's handlers: the bus
+        requeues their replies once, as for any handler error.
+        """
+        attempt = 0
+        try:
+            while True:
+                todo = [item for item in batch if not self._ended_by_outage(item.row)]
+                if not todo:
+                    return []
+                try:
+                    events = await self._write(todo)
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        log.exception("storing %d scan results failed", len(todo))
+                        for item in todo:
+                            if not item.done.done():
+                                item.done.set_exception(exc)
+                        return []
+                    self.writes_waiting = True
+                    self.outage.failed(exc)
+                    if self.outage.exceeded():  # their rows are dropped on the next pass
+                        self._end_by_outage({item.row.operationid for item in todo})
+                    attempt += 1
+                    await self.outage.pause(attempt)
+                    continue
+                self.outage.recovered()
+                return events
+        finally:
+            self.writes_waiting = False
+
+    def _ended_by_outage(self, row: ResultRow) -> bool:
+        state = self.watcher.cached(row.operationid)
+        return state is not None and state.store_failure is not None
+
+    def _end_by_outage(self, operationids: set[int]) -> None:
+        verdict = self.outage.give_up()
+        for operationid in operationids:
+            state = self.watcher.cached(operationid)
+            if state is not None and state.store_failure is None:
+                log.error("scan %d ends in an internal error: %s", operationid, verdict)
+                state.store_failure = verdict
 
     async def _write(self, batch: list[_Pending]) -> list[EventRecord]:
         now = self.clock()
@@ -300,11 +368,22 @@ class ScanService:
 
     # -- finishing ----------------------------------------------------------------------------
 
-    async def finish(self, operationid: int, reason: str) -> Finished | None:
-        """Finish the scan now (exactly once across replicas); None if someone else did."""
+    async def finish(
+        self, operationid: int, reason: str, *, unrecorded: str | None = None
+    ) -> Finished | None:
+        """Finish the scan now (exactly once across replicas); None if someone else did.
+
+        ``unrecorded``: the internal error that kept replies from being stored; devices
+        without a result carry it instead of "no reply to the scan".
+        """
         async with self.store.tx() as tx:
             finished = await finish_scan(
-                tx, operationid, urls=self.mes.urls, reason=reason, at=self.clock()
+                tx,
+                operationid,
+                urls=self.mes.urls,
+                reason=reason,
+                at=self.clock(),
+                unrecorded=unrecorded,
             )
         self.watcher.forget(operationid)
         if finished is None:

@@ -183,12 +183,27 @@ class ScanOutcome:
         operationid = self.document["operationid"]
         status = f"{len(self.passed)} devices passed scanning"
         if self.internal_errors:
-            shown = "; ".join(self.internal_errors[:5])
-            more = len(self.internal_errors) - 5
-            if more > 0:
-                shown += f"; and {more} more"
-            status = f"internal error: {shown} ({status})"
+            status = f"internal error: {summarize(self.internal_errors)} ({status})"
         return {"id": str(operationid), "status": status}
+
+
+def summarize(errors: Sequence[str], limit: int = 200) -> str:
+    """One readable sentence for many internal errors: an outage repeats one error per device.
+
+    The first error, how many devices it hit, and how many other distinct errors there
+    were (each device's own words stay in its entry of the document).
+    """
+    counts: dict[str, int] = {}
+    for error in errors:
+        counts[error] = counts.get(error, 0) + 1
+    first, hits = next(iter(counts.items()))
+    text = first if len(first) <= limit else first[: limit - 1] + "…"
+    if hits > 1:
+        text += f", for {hits} devices"
+    others = len(counts) - 1
+    if others:
+        text += f", and {others} other error{'s' if others > 1 else ''}"
+    return text
 
 
 def build_document(

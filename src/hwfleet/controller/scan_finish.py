@@ -50,8 +50,14 @@ def idempotency_key(scan: ScanRecord, kind: str) -> str:
     return f"scan-{scan.operationid}-{kind}-{stamp}"
 
 
-def assemble(scan: ScanRecord, results: list[ScanResultRecord]) -> ScanOutcome:
-    """Replies in arrival order, then a failed entry for each expected device that never replied."""
+def assemble(
+    scan: ScanRecord, results: list[ScanResultRecord], *, unrecorded: str | None = None
+) -> ScanOutcome:
+    """Replies in arrival order, then a failed entry for each expected device without a result.
+
+    ``unrecorded``: why replies could not be stored (a database outage); the devices
+    without a result carry it as an internal error instead of "no reply to the scan".
+    """
     entries: list[JsonObject] = []
     internal: list[str] = []
     answered: set[str] = set()
@@ -62,21 +68,31 @@ def assemble(scan: ScanRecord, results: list[ScanResultRecord]) -> ScanOutcome:
         if result.error and result.error.startswith(INTERNAL):
             internal.append(result.error[len(INTERNAL) :])
     wait = f"{scan.quiet_timeout:g}"
+    reason = f"no reply to the scan (quiet timeout {wait} s)"
+    if unrecorded is not None:
+        reason = f"{INTERNAL}{unrecorded}"
+        internal.append(unrecorded)
     for device in scan.expected:
         if device.get("uuid") not in answered:
-            reason = f"no reply to the scan (quiet timeout {wait} s)"
             entries.append(failed_entry(device.get("sn", ""), reason))
     return build_document(scan.operationid, entries, internal_errors=internal)
 
 
 async def finish_scan(
-    tx: Tx, operationid: int, *, urls: Mapping[str, str], reason: str, at: datetime
+    tx: Tx,
+    operationid: int,
+    *,
+    urls: Mapping[str, str],
+    reason: str,
+    at: datetime,
+    unrecorded: str | None = None,
 ) -> Finished | None:
     """Finish ``operationid`` if it is still running; None when another caller already did."""
     scan = await tx.scans.get(operationid)
     if scan is None or scan.state != "running":
         return None
-    outcome = assemble(scan, await tx.scans.results(operationid, hwinfo=False))
+    results = await tx.scans.results(operationid, hwinfo=False)
+    outcome = assemble(scan, results, unrecorded=unrecorded)
     state = "failed" if outcome.internal_errors else "complete"
     error = outcome.notification()["status"] if outcome.internal_errors else None
     if not await tx.scans.finish(

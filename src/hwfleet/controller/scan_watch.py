@@ -9,8 +9,12 @@ The watcher sweeps ``tx.scans.running()`` every ``tick``:
   once the scan's ``last_activity`` has stopped moving (one re-read per quiet
   spell, not one per reply).
 * a scan quiet for its ``quiet_timeout`` finishes with the missing devices
-  marked as not replying — unless a lookup is still in flight here (a MES
-  retrying is not silence).
+  marked as not replying — unless a lookup or a write is still in flight here
+  (a MES retrying is not silence), or the database is unavailable; the quiet
+  timer restarts when the database is back.
+* a scan whose replies waited on the database for longer than
+  ``scan_store_outage`` finishes in an internal error once the database is back
+  (:mod:`hwfleet.controller.scan_outage`).
 
 A restarted controller resumes: the scans running when it starts get their
 quiet timer restarted (the replies the broker redelivers must be read before
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from hwfleet.store.errors import is_unavailable
 from hwfleet.types import Serial
 
 if TYPE_CHECKING:
@@ -55,6 +60,8 @@ class ScanState:
     seen_activity: datetime | None = None
     synced_activity: datetime | None = None
     rebroadcast_at: float | None = None
+    #: Set when a database outage outlasted its bound: the scan ends in this internal error.
+    store_failure: str | None = None
 
     def identify(self, uuid: str | None, sn: Serial | None) -> tuple[str | None, Serial | None]:
         """The device key a result is stored under, and the sn it is reported with."""
@@ -167,8 +174,14 @@ class ScanWatcher:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a database hiccup must not stop scans from finishing later
-                log.exception("scan watcher sweep failed")
+            except Exception as exc:  # a database hiccup must not stop scans finishing later
+                if is_unavailable(exc):
+                    self._service.outage.failed(exc)  # logged once per outage, not per tick
+                else:
+                    log.exception("scan watcher sweep failed")
+            else:
+                if not self._service.writes_waiting:
+                    self._service.outage.recovered()
             await asyncio.sleep(self.tick)
 
     async def sweep(self) -> None:
@@ -197,14 +210,23 @@ class ScanWatcher:
             ):
                 await self._sync(state, activity)
             state.seen_activity = activity
+            if state.store_failure is not None:
+                await service.finish(
+                    scan.operationid, "database unavailable", unrecorded=state.store_failure
+                )
+                continue
             if state.complete():
                 await service.finish(scan.operationid, "every expected device answered")
                 continue
             if state.rebroadcast_at is not None and mono >= state.rebroadcast_at:
                 state.rebroadcast_at = None
                 await service.broadcast(scan.operationid)
-            since = max(activity, self._serving_since or activity)
-            if state.inflight == 0 and (now - since).total_seconds() >= scan.quiet_timeout:
+            if state.inflight or service.outage.down:
+                continue  # replies are waiting (on the MES or the database): not silence
+            since = max(
+                activity, self._serving_since or activity, service.outage.ended_at or activity
+            )
+            if (now - since).total_seconds() >= scan.quiet_timeout:
                 await service.finish(scan.operationid, "quiet timeout")
 
     async def _sync(self, state: ScanState, activity: datetime) -> None:

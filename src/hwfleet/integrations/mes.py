@@ -2,11 +2,13 @@
 
 One pooled :class:`aiohttp.ClientSession` serves every call. Lookups retry
 with jittered exponential backoff on what a retry can cure — connection
-errors, timeouts, 408/429 and 5xx — for up to ``retry_for`` seconds, so a MES
-that is down for the first seconds of a scan costs a delay, not a failed
-device. Everything else (404, HTML, garbage JSON, a body of the wrong shape)
-becomes a :class:`MesError` whose message names the URL, the serial and what
-was wrong; nothing here lets a bad answer escape as a crash.
+errors, timeouts, 408/429 and 5xx — for up to ``retry_for`` seconds
+(``mes_retry_for``, minutes by default), so a MES that is down for a while
+costs a delay, not a failed device; while it is down one lookup probes it and
+the others wait (:mod:`hwfleet.integrations.mes_gate`). Everything else (404,
+HTML, garbage JSON, a body of the wrong shape) becomes a :class:`MesError`
+whose message names the URL, the serial and what was wrong; nothing here lets
+a bad answer escape as a crash.
 
 Why aiohttp and not httpx (DESIGN §9 names httpx): a scan makes one lookup per
 device on the event loop that also consumes replies and writes results. On
@@ -35,6 +37,7 @@ import msgspec
 from yarl import URL
 
 from hwfleet.controller.scan_compare import MesFormatError, MesRecord, parse_mes_record
+from hwfleet.integrations.mes_gate import OutageGate
 from hwfleet.settings import ServerSettings
 from hwfleet.types import JsonObject, Serial
 
@@ -45,7 +48,15 @@ TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 class MesError(Exception):
-    """A MES lookup failed; ``str(exc)`` is the operator-readable reason."""
+    """A MES lookup failed; ``str(exc)`` is the operator-readable reason.
+
+    ``summary`` says the same without the serial, so that one outage hitting a
+    thousand lookups reads as one sentence in the scan's notification.
+    """
+
+    def __init__(self, message: str, summary: str | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary or message
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +89,21 @@ def snippet(body: bytes, limit: int = 80) -> str:
 
 
 def failure(exc: BaseException) -> str:
-    """A transport failure in words (a bare TimeoutError has no message of its own)."""
-    detail = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "no detail")
+    """A transport failure in a few words: what an operator needs, not the exception's repr."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    cause = getattr(exc, "os_error", None) or exc
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, ConnectionResetError):
+        return "connection reset"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror.lower()
+    detail = (str(exc) or "no detail").splitlines()[0]
+    if len(detail) > 100:
+        detail = detail[:99] + "…"
     return f"{type(exc).__name__}: {detail}"
 
 
@@ -92,7 +116,7 @@ class MesClient:
         *,
         timeout: float = 10.0,
         connect_timeout: float = 3.0,
-        retry_for: float = 20.0,
+        retry_for: float = 300.0,
         backoff: float = 0.1,
         backoff_cap: float = 2.0,
         max_connections: int = 16,
@@ -109,6 +133,8 @@ class MesClient:
             total=None, sock_connect=connect_timeout, sock_read=timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        #: While the MES fails, one lookup probes it and the rest wait (see mes_gate).
+        self._gate = OutageGate()
         self._proxies: dict[tuple[str, str | None, int | None], str | None] = {}
         # The lookup URL normalised once; each lookup appends an encoded serial to it.
         get = self.urls.get("get", "")
@@ -116,6 +142,10 @@ class MesClient:
             self._get_base = str(URL(get))
         except ValueError:  # reported by the first lookup, which names the URL
             self._get_base = get
+        try:
+            self._origin = str(URL(get).origin())
+        except ValueError:
+            self._origin = get
 
     def _http(self) -> aiohttp.ClientSession:
         # Made on first use: a session belongs to the event loop that creates it.
@@ -151,6 +181,7 @@ class MesClient:
 
     @classmethod
     def from_settings(cls, settings: ServerSettings, **kwargs: float | int) -> MesClient:
+        kwargs.setdefault("retry_for", settings.mes_retry_for)
         return cls(settings.mes_urls(), **kwargs)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
@@ -174,32 +205,53 @@ class MesClient:
         if not url:
             raise MesError("no MES lookup URL is configured (--mes or mes_get)")
         where = f"MES GET {url}?serialno={sn}"
+        origin = self._origin
         # Encoded here once rather than re-parsed by the client on every try (a measurable
         # share of a 10,000-device scan); a configured URL may carry its own query.
         query = f"serialno={quote(str(sn), safe='')}"
         base = self._get_base
         deadline = time.monotonic() + self.retry_for
+        gate, token = self._gate, object()
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
-                answer = await self._request("GET", target)
-            except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
-                raise MesError(f"{where}: not a usable URL ({exc})") from None
-            except TRANSPORT_ERRORS as exc:
-                reason = f"unreachable ({failure(exc)})"
-            else:
-                if answer.status not in RETRYABLE_STATUSES:
-                    return self._interpret(where, sn, answer)
-                reason = f"answered {answer.status} {answer.reason}"
-            delay = jitter(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
-            if time.monotonic() + delay > deadline:
-                raise MesError(f"{where}: {reason} after {attempt} attempts")
-            await asyncio.sleep(delay)
+        try:
+            while True:
+                if not await gate.turn(token, deadline):  # another lookup probed in vain
+                    reason, was = gate.last_failure
+                    raise MesError(
+                        f"{where}: {reason} for {self.retry_for:g} s", f"the MES at {origin} {was}"
+                    )
+                attempt += 1
+                try:
+                    target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
+                    answer = await self._request("GET", target)
+                except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
+                    raise MesError(
+                        f"{where}: not a usable URL ({exc})", f"the MES URL {url} is not usable"
+                    ) from None
+                except TRANSPORT_ERRORS as exc:
+                    reason = f"unreachable ({failure(exc)})"
+                    was = f"was unreachable for {self.retry_for:g} s ({failure(exc)})"
+                else:
+                    if answer.status not in RETRYABLE_STATUSES:
+                        gate.answered(token)
+                        return self._interpret(where, f"MES GET {url}", sn, answer)
+                    reason = f"answered {answer.status} {answer.reason}".strip()
+                    was = f"{reason} for {self.retry_for:g} s"
+                gate.failed(token, reason, was)
+                if not gate.probing(token):
+                    continue  # wait at the gate for the prober's verdict
+                delay = jitter(min(self.backoff_cap, self.backoff * 2 ** (attempt - 1)))
+                if time.monotonic() + delay > deadline:
+                    # The summary names no serial: a whole rack failing one way is one sentence.
+                    raise MesError(
+                        f"{where}: {reason} after {attempt} attempts", f"the MES at {origin} {was}"
+                    )
+                await asyncio.sleep(delay)
+        finally:
+            gate.leave(token)
 
     @staticmethod
-    def _interpret(where: str, sn: Serial, answer: _Answer) -> MesRecord:
+    def _interpret(where: str, general: str, sn: Serial, answer: _Answer) -> MesRecord:
         body = answer.body
         ctype = answer.content_type.split(";")[0].strip().lower()
         try:
@@ -210,13 +262,12 @@ class MesClient:
         if isinstance(document, dict) and isinstance(document.get("info"), str):
             return parse_mes_record(sn, document)
         if answer.status >= 400:
-            raise MesError(f"{where}: answered {answer.status} {answer.reason}: {snippet(body)}")
+            said = f"answered {answer.status} {answer.reason}"
+            raise MesError(f"{where}: {said}: {snippet(body)}", f"{general}: {said}")
         if document is msgspec.UNSET:
             kind = "HTML" if "html" in ctype or body.lstrip()[:1] == b"<" else "invalid JSON"
-            raise MesError(
-                f"{where}: answered {kind} ({ctype or 'no content-type'}) instead of a JSON "
-                f"record: {snippet(body)}"
-            )
+            said = f"answered {kind} ({ctype or 'no content-type'}) instead of a JSON record"
+            raise MesError(f"{where}: {said}: {snippet(body)}", f"{general}: {said}")
         try:
             return parse_mes_record(sn, document)
         except MesFormatError as exc:

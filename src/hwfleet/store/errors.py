@@ -64,6 +64,43 @@ def explain_connect_error(url: URL, exc: BaseException) -> str:
     return f"PostgreSQL at {where} could not be opened: {_root(exc)} — {HINT}"
 
 
+#: Exception class names (anywhere in the chain) meaning "the database cannot do it now": no
+#: connection, a dropped one, a full disk, a server shutting down. Retrying later can cure
+#: these; an integrity or programming error it cannot, so those are not listed.
+_UNAVAILABLE = (
+    "OSError",  # ConnectionRefusedError, ConnectionResetError, ENOSPC from the driver
+    "TimeoutError",
+    "OperationalError",  # SQLite: disk full, I/O error, locked too long; PG: connection lost
+    "InterfaceError",
+    "DisconnectionError",
+    "PostgresConnectionError",
+    "CannotConnectNowError",
+    "InsufficientResourcesError",  # PostgreSQL 53xxx: disk full, out of memory
+    "OperatorInterventionError",  # PostgreSQL 57xxx: admin shutdown, crash recovery
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is unreachable or cannot write *now*.
+
+    Such an error says nothing about the data being written: the caller should
+    wait and try again rather than treat the input as bad.
+    """
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    return _find(exc, *_UNAVAILABLE) is not None
+
+
+def describe_unavailable(exc: BaseException) -> str:
+    """A short phrase for an operator: the driver's words, one line, bounded."""
+    if _find(exc, "ConnectionRefusedError"):
+        return "connection refused"
+    if _find(exc, "ConnectionResetError", "ConnectionDoesNotExistError"):
+        return "connection lost"
+    text = _root(exc)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
 def _root(exc: BaseException) -> str:
     """The innermost message: the driver's words, not SQLAlchemy's wrapper with its URL."""
     last = exc

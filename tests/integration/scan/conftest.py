@@ -166,15 +166,23 @@ class Controller:
 
 @asynccontextmanager
 async def controller(
-    db_url: str, bus_url: str, mes_base: str, *, quiet: float = 1.0, bus: Bus | None = None
+    db_url: str,
+    bus_url: str,
+    mes_base: str,
+    *,
+    quiet: float = 1.0,
+    bus: Bus | None = None,
+    **options: Any,
 ) -> AsyncIterator[Controller]:
-    settings = ServerSettings(mes=mes_base, scan_quiet_timeout=quiet)
+    """``options``: further :class:`ServerSettings` (the MES retries 5 s unless set)."""
+    options.setdefault("mes_retry_for", 5.0)
+    settings = ServerSettings(mes=mes_base, scan_quiet_timeout=quiet, **options)
     store = await open_store(db_url)
     own_bus = bus is None
     if bus is None:
         bus = open_bus(bus_url)
         await bus.start()
-    mes = MesClient(settings.mes_urls(), retry_for=5.0, backoff=0.05, backoff_cap=0.5)
+    mes = MesClient.from_settings(settings, backoff=0.05, backoff_cap=0.5)
     outbox = OutboxWorker(store, mes, poll_interval=0.2, backoff=0.05, backoff_cap=0.5, lease=5.0)
     scans = ScanService(store, bus, mes, settings, outbox=outbox, tick=0.05)
     await outbox.start()

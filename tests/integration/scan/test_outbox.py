@@ -73,7 +73,9 @@ async def test_mes_down_at_first_then_everything_delivered_once(
 
             await kit.eventually(all_failed)
             async with store.tx(readonly=True) as tx:
-                assert "Cannot connect to host" in ((await tx.outbox.list())[0].last_error or "")
+                error = (await tx.outbox.list())[0].last_error
+            # One readable line, not the exception's repr (issue 11 §6).
+            assert error == f"POST {base}/notifications/devicescan: connection refused"
             sim = MesSimulator.from_profile({"devices": []})
             async with serve(sim, "127.0.0.1", port):
                 await until(store, lambda s: set(s.values()) == {"delivered"})

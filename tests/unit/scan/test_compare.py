@@ -17,6 +17,7 @@ from hwfleet.controller.scan_compare import (
     failed_entry,
     normalize_mac,
     parse_mes_record,
+    summarize,
 )
 
 
@@ -302,3 +303,12 @@ def test_result_is_one_iff_sets_equal(
     entry = compare(1, mine, parse_mes_record(1, theirs))
     assert (entry["result"] == "1") == (bool(device) and set(device) == set(registered))
     assert len(entry["macinfo"]) == len(set(device) | set(registered))
+
+
+def test_an_outage_hitting_many_devices_reads_as_one_sentence() -> None:
+    down = "the MES at http://mes:8080 was unreachable for 300 s (connection refused)"
+    errors = [down] * 1000 + ["MES GET http://mes:8080/x: answered HTML", "x" * 5000]
+    assert summarize(errors) == f"{down}, for 1000 devices, and 2 other errors"
+    assert summarize(["x" * 5000]) == "x" * 199 + "…"
+    note = build_document(5, [], internal_errors=[down] * 3).notification()
+    assert note["status"] == f"internal error: {down}, for 3 devices (0 devices passed scanning)"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hwfleet.store import StoreUnavailable, open_store
-from hwfleet.store.errors import explain_connect_error
+from hwfleet.store.errors import describe_unavailable, explain_connect_error, is_unavailable
 from hwfleet.store.sqltypes import UTCDateTime
 from hwfleet.store.urls import is_memory, normalize_url
 
@@ -108,3 +108,20 @@ def test_utc_datetime_binds_aware_values_and_refuses_naive_ones() -> None:
         kind.process_bind_param("2025-01-01", lite)  # type: ignore[arg-type]
     back = kind.process_result_value(datetime(2025, 1, 1, 10, 0), lite)
     assert back == datetime(2025, 1, 1, 10, 0, tzinfo=UTC) and back.tzinfo is UTC
+
+
+def test_unavailable_means_the_store_could_not_do_it_now_not_bad_data() -> None:
+    import sqlite3
+
+    from sqlalchemy import exc as sa_exc
+
+    full = sa_exc.OperationalError(
+        "INSERT", {}, sqlite3.OperationalError("database or disk is full")
+    )
+    assert is_unavailable(full) and describe_unavailable(full) == "database or disk is full"
+    refused = ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+    assert is_unavailable(refused) and describe_unavailable(refused) == "connection refused"
+    assert is_unavailable(TimeoutError())
+    duplicate = sa_exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE failed"))
+    assert not is_unavailable(duplicate)
+    assert not is_unavailable(ValueError("bad serial"))
