@@ -95,6 +95,23 @@ class Rig:
                         return scan
                     await asyncio.sleep(0.05)
 
+    async def posted(self, operationid: int, deadline: float) -> dict[str, Any]:
+        """What the MES received for a scan, by kind, once its posts are delivered."""
+        bodies: dict[str, Any] = {}
+
+        async def delivered() -> bool:
+            async with httpx.AsyncClient() as http:
+                got = (await http.get(f"{self.mes}/_received")).json()
+            bodies.clear()
+            for post in got["posts"]:
+                body = post["body"]
+                if body.get("operationid") == operationid or body.get("id") == str(operationid):
+                    bodies[post["path"].rsplit("/", 1)[-1]] = body
+            return len(bodies) == 3
+
+        await wait_for(delivered, timeout=deadline)
+        return bodies
+
     async def devices(self) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=self.ctl.api_url, headers=self._auth()) as http:
             rows: list[dict[str, Any]] = (await http.get("/api/v1/devices")).json()
@@ -189,6 +206,14 @@ async def test_reference_devices_alone_then_with_hwfleet_agents(rig: Rig, deadli
         assert device.errors == [], device.errors  # every declaration was accepted
         assert device.triggered[:1] == [first["operationid"]]
 
+    posted = await rig.posted(first["operationid"], deadline)
+    assert posted["deviceScan"] == first["document"]
+    assert posted["pair"] == {"operationid": first["operationid"], "snArray": ["REF-PASS"]}
+    assert posted["devicescan"] == {
+        "id": str(first["operationid"]),
+        "status": "1 devices passed scanning",
+    }
+
     # They are devices of kind legacy now, known by their serial.
     legacy = {d["uuid"]: d for d in await rig.devices() if d["kind"] == "legacy"}
     assert {legacy_uuid(sn) for sn, _ in REFERENCE} == set(legacy)
@@ -204,6 +229,11 @@ async def test_reference_devices_alone_then_with_hwfleet_agents(rig: Rig, deadli
     _check_reference_entries(entries)
     for key in agents:
         assert entries[key]["result"] == "1", entries[key]
+    posted = await rig.posted(second["operationid"], deadline)
+    assert posted["deviceScan"] == second["document"]
+    assert sorted(map(json.dumps, posted["pair"]["snArray"])) == sorted(
+        agents | {json.dumps("REF-PASS")}
+    )
 
     # hwfleet's declarations are the reference's; the rest is the policy.
     def policy_applied() -> bool:
