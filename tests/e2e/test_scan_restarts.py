@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 
@@ -130,14 +131,19 @@ def test_rabbitmq_restarted_mid_scan(amqp_vhost: str, scan_rig: Callable[..., Sc
 def test_rabbitmq_restarted_as_a_scan_starts(
     amqp_vhost: str, scan_rig: Callable[..., ScanRig]
 ) -> None:
-    """The broker stops right after the trigger went out: triggers still in the devices'
-    queues are lost with them, and so is any reply not yet confirmed. Every device's true
-    result must still arrive (the rig's quiet timeout is far beyond the deadline, so no
-    device can be given up as silent), each posted once."""
+    """The trigger is waiting in the devices' queues when the broker restarts, and is lost
+    with them (the devices are held with SIGSTOP so none has read it yet). Every device's
+    true result must still arrive — the rig's quiet timeout is far beyond the deadline, so
+    none can be given up as silent — and be posted once."""
     rig = scan_rig("amqp", amqp_vhost, seed=408)
     rig.start_mes()
     rig.start_server()
     rig.start_sims()
-    operationid = rig.start_scan()
-    _restart_broker()
+    assert rig.sims is not None
+    rig.sims.send_signal(signal.SIGSTOP)
+    try:
+        operationid = rig.start_scan()
+        _restart_broker()
+    finally:
+        rig.sims.send_signal(signal.SIGCONT)
     _check_outcome(rig, operationid)
