@@ -9,10 +9,10 @@ publishing it there itself, so a broker without the policy loses nothing
 hwfleet handles.)
 
 The controller applies it at start, through whichever tool the broker
-offers: the management API of ``--bus-credentials http(s)://…``, else
-``rabbitmqctl`` when it is on this machine, else the management API on the
-bus host's port 15672 with the bus URL's credentials. The log says which one
-did it, or, when none could, the command for the operator to run.
+offers: the management API of ``--bus-credentials http(s)://…``, else the
+management API on the bus host's port 15672 with the bus URL's credentials,
+else ``rabbitmqctl`` when it is on this machine. The log says which one did
+it, or, when none could, the command for the operator to run.
 """
 
 from __future__ import annotations
@@ -51,13 +51,14 @@ def _tools(bus_credentials: str, bus_url: str, prefix: str) -> list[tuple[str, _
     if urlsplit(bus_credentials).scheme in ("http", "https"):
         api = ManagementApiProvisioner.from_urls(bus_credentials, bus_url, vhost, prefix=prefix)
         return [(f"the management API at {api.base_url}", api)]
-    tools: list[tuple[str, _PolicyTool]] = []
-    if shutil.which("rabbitmqctl") is not None:
-        tools.append(("rabbitmqctl", RabbitmqctlProvisioner(vhost, prefix=prefix)))
+    # One HTTP request is far cheaper than rabbitmqctl's Erlang VM (seconds of CPU): ask the
+    # management API first; a broker without it refuses the connection at once.
     host = urlsplit(bus_url).hostname or "localhost"
     guess = f"http://{f'[{host}]' if ':' in host else host}:15672"
     api = ManagementApiProvisioner.from_urls(guess, bus_url, vhost, prefix=prefix)
-    tools.append((f"the management API at {guess}", api))
+    tools: list[tuple[str, _PolicyTool]] = [(f"the management API at {guess}", api)]
+    if shutil.which("rabbitmqctl") is not None:
+        tools.append(("rabbitmqctl", RabbitmqctlProvisioner(vhost, prefix=prefix)))
     return tools
 
 
