@@ -79,7 +79,7 @@ async def run_devices(url: str, n: int) -> None:
     conn = await aio_pika.connect(url)
     channel = await conn.channel(publisher_confirms=True)
     exchange = await channel.declare_exchange(
-        DEVICESCAN, aio_pika.ExchangeType.FANOUT, durable=True
+        DEVICESCAN, aio_pika.ExchangeType.FANOUT, durable=False
     )
     bodies = []
     for i in range(n):
@@ -192,7 +192,7 @@ async def floor(url: str, n: int) -> float:
     channel = await conn.channel(publisher_confirms=True)
     await channel.set_qos(prefetch_count=256)
     exchange = await channel.declare_exchange(
-        DEVICESCAN, aio_pika.ExchangeType.FANOUT, durable=True
+        DEVICESCAN, aio_pika.ExchangeType.FANOUT, durable=False
     )
     queue = await channel.declare_queue(HWINFO, durable=True)
     done = asyncio.Event()
@@ -209,7 +209,7 @@ async def floor(url: str, n: int) -> float:
     async with devices(url, n):
         started = time.perf_counter()
         await exchange.publish(
-            aio_pika.Message(json.dumps({"operationid": 1, "action": "scan"}).encode()), ""
+            aio_pika.Message(json.dumps({"operationid": 1, "action": 1}).encode()), ""
         )
         async with asyncio.timeout(600):
             await done.wait()

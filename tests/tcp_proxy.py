@@ -3,7 +3,9 @@
 ``cut()`` closes every connection through the proxy and stops listening, so a
 client sees its connection reset and new connections refused (as when a
 database host goes away); ``restore()`` listens again on the same port. The
-server behind it (PostgreSQL, a MES) keeps running for everyone else.
+server behind it (PostgreSQL, RabbitMQ, a MES) keeps running for everyone else.
+To RabbitMQ a cut looks like its clients vanished: their exclusive queues are
+deleted with whatever was waiting in them, as a broker restart does.
 """
 
 from __future__ import annotations
@@ -56,6 +58,14 @@ class TcpProxy:
         """Listen again on the same port."""
         if self._server is None:
             await self.start()
+
+    resume = restore
+
+    def url(self, amqp_url: str) -> str:
+        """``amqp_url`` pointed at this proxy (same credentials and vhost)."""
+        prefix, _, rest = amqp_url.partition("@")
+        _, _, path = rest.partition("/")
+        return f"{prefix}@127.0.0.1:{self.port}/{path}"
 
     async def close(self) -> None:
         await self.cut()

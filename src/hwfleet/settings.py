@@ -60,6 +60,12 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     scan_store_outage: Positive = 300.0
     #: Seconds a MES lookup keeps retrying an unreachable or failing MES (the device waits).
     mes_retry_for: Positive = 300.0
+    #: Accept scan replies from devices that never enrolled (seed-000 reference clients on
+    #: the broker) and record them as devices of kind "legacy"; off refuses them.
+    scan_legacy: bool = True
+    #: Declare ``hwinfo_queue`` as a quorum queue (clustered brokers); reference devices
+    #: cannot declare it then (docs/bus.md).
+    scan_queue_quorum: bool = False
     heartbeat_interval: Positive = 15.0
     offline_after: Positive = 45.0
     call_timeout: Positive = 10.0
@@ -173,6 +179,7 @@ def load(
         values[key] = value
         origin[key] = f"--{key.replace('_', '-')}"
 
+    _switches(cls, values)
     try:
         return msgspec.convert(values, cls, strict=False)
     except msgspec.ValidationError as exc:
@@ -182,6 +189,18 @@ def load(
                 shown = "***" if key in _SECRET_FIELDS else _without_passwords(repr(values[key]))
                 raise SettingsError(f"setting {key} = {shown} (from {where}): {text}") from None
         raise SettingsError(text) from None
+
+
+_SWITCH_WORDS = {"on": True, "yes": True, "off": False, "no": False}
+
+
+def _switches(cls: type[Any], values: dict[str, Any]) -> None:
+    """``on``/``off``/``yes``/``no`` for a yes-or-no setting (``--scan-legacy off``)."""
+    switches = {f.name for f in msgspec.structs.fields(cls) if isinstance(f.default, bool)}
+    for key in switches & values.keys():
+        word = values[key]
+        if isinstance(word, str) and word.strip().lower() in _SWITCH_WORDS:
+            values[key] = _SWITCH_WORDS[word.strip().lower()]
 
 
 def _section_of(cls: type[Any]) -> str:

@@ -1,5 +1,8 @@
 """Issue 4: a scan survives its controller being SIGKILLed, and RabbitMQ restarting, mid-scan.
 
+Issue 21 High 4: RabbitMQ restarting as a scan starts loses the triggers waiting in the
+devices' exclusive queues; the controller sends them again once its bus is back.
+
 Real processes (see ``scan_rig.py``). "Mid-scan" is made deterministic with the
 MES simulator: an injected latency holds every lookup inside the MES, the test
 acts once the MES has received all of them (``lookups_received``) — replies
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 
@@ -75,6 +79,17 @@ def test_controller_killed_mid_scan_postgres(pg_url: str, scan_rig: Callable[...
     _controller_killed_mid_scan(rig)
 
 
+def _restart_broker(while_down: Callable[[], None] = lambda: None) -> None:
+    """Stop RabbitMQ's application and start it again (the broker's queues and exclusive
+    queues go; durable queues and persistent messages stay), whatever happens meanwhile."""
+    try:
+        _ctl("stop_app")
+        while_down()
+    finally:  # never leave the shared broker stopped
+        _ctl("start_app")
+        _ctl("await_startup", "--timeout", "60")
+
+
 def _ctl(*args: str) -> None:
     ctl = shutil.which("rabbitmqctl")
     if ctl is None:
@@ -92,15 +107,13 @@ def test_rabbitmq_restarted_mid_scan(amqp_vhost: str, scan_rig: Callable[..., Sc
     rig.start_sims()
     operationid = _hold_lookups(rig)  # the replies are delivered and not yet acknowledged
 
-    try:
-        _ctl("stop_app")
+    def release_lookups() -> None:
         # The held lookups are answered while the broker is away: the handlers holding those
         # replies cannot acknowledge them, so the broker must redeliver them once it is back.
         rig.faults(latency=0)
         wait_until(lambda: rig.received()["lookups"] >= len(KINDS), DEADLINE)
-    finally:  # never leave the shared broker stopped
-        _ctl("start_app")
-        _ctl("await_startup", "--timeout", "60")
+
+    _restart_broker(release_lookups)
 
     _check_outcome(rig, operationid)
 
@@ -111,3 +124,26 @@ def test_rabbitmq_restarted_mid_scan(amqp_vhost: str, scan_rig: Callable[..., Sc
     assert document["operationid"] == operationid + 1
     check_scan(rig, operationid + 1, rig.wait_finished(operationid + 1))
     assert check_posts(rig.fleet, operationid + 1, rig.received()) == document
+
+
+@pytest.mark.slow
+@pytest.mark.rabbit
+def test_rabbitmq_restarted_as_a_scan_starts(
+    amqp_vhost: str, scan_rig: Callable[..., ScanRig]
+) -> None:
+    """The trigger is waiting in the devices' queues when the broker restarts, and is lost
+    with them (the devices are held with SIGSTOP so none has read it yet). Every device's
+    true result must still arrive — the rig's quiet timeout is far beyond the deadline, so
+    none can be given up as silent — and be posted once."""
+    rig = scan_rig("amqp", amqp_vhost, seed=408)
+    rig.start_mes()
+    rig.start_server()
+    rig.start_sims()
+    assert rig.sims is not None
+    rig.sims.send_signal(signal.SIGSTOP)
+    try:
+        operationid = rig.start_scan()
+        _restart_broker()
+    finally:
+        rig.sims.send_signal(signal.SIGCONT)
+    _check_outcome(rig, operationid)

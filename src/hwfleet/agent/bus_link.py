@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
 
 from hwfleet.agent.backoff import Backoff
-from hwfleet.agent.commands.core import ScanParams, scan
+from hwfleet.agent.commands.core import scan
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.bus.base import Bus, Delivery, Reject
 from hwfleet.protocol import envelope, methods
@@ -40,9 +41,13 @@ from hwfleet.protocol.carrier import (
     uplink_key,
 )
 from hwfleet.protocol.errors import ProtocolError
+from hwfleet.protocol.inventory import ScanParams
 from hwfleet.protocol.session import Session
 
 log = logging.getLogger(__name__)
+
+#: Scans whose operationids a device remembers, to answer a re-sent trigger once.
+RECENT_SCANS = 64
 
 
 class BusLink:
@@ -77,6 +82,8 @@ class BusLink:
             default_timeout=call_timeout,
         )
         self._stopping = asyncio.Event()
+        #: operationids of the scans this device answered lately (oldest first).
+        self._answered: OrderedDict[int, None] = OrderedDict()
 
     async def run(self) -> None:
         """Subscribe, identify, heartbeat; re-identify whenever a heartbeat fails."""
@@ -181,7 +188,12 @@ class BusLink:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("ignoring a devicescan message: %s", exc)
             return
-        if params.action != "scan":
+        if not params.is_scan():
+            return
+        if params.operationid in self._answered:
+            # The controller sends a running scan's trigger again (its broker may have lost
+            # the first with our queue): we answered it, and our reply is the broker's.
+            log.debug("scan %d: answered already", params.operationid)
             return
         reply: dict[str, Any] = await scan(self.runtime, params)
         if self._per_device:
@@ -189,5 +201,10 @@ class BusLink:
             await self.bus.publish(
                 UPLINK_EXCHANGE, key, reply, persistent=True, headers=self._headers
             )
-            return
-        await self.bus.send("hwinfo_queue", reply, persistent=True)
+        else:
+            await self.bus.send("hwinfo_queue", reply, persistent=True)
+        # Only once the broker confirmed the reply: a send that failed leaves the scan to
+        # be answered when the trigger comes again.
+        self._answered[params.operationid] = None
+        while len(self._answered) > RECENT_SCANS:
+            self._answered.popitem(last=False)

@@ -13,6 +13,7 @@ from hwfleet.controller.tasks import is_long
 from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
 from hwfleet.protocol.framing import MAX_LINE
+from hwfleet.store.devices import LEGACY
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_token)])
 
@@ -28,6 +29,7 @@ DEVICE_FIELDS = (
     "last_seen",
     "transport",
     "first_seen",
+    "kind",
 )
 
 
@@ -41,7 +43,7 @@ async def list_devices(request: Request, discovered: bool = True) -> list[dict[s
     """Enrolled devices; then (unless ``discovered=false``) devices that answered discovery
     but never enrolled, with ``state`` ``"discovered"`` and ``enrolled`` false."""
     async with request.app.state.ctl.store.tx() as tx:
-        devices = [_device(r) | {"enrolled": True} for r in await tx.devices.list()]
+        devices = [_device(r) | {"enrolled": r.kind != LEGACY} for r in await tx.devices.list()]
         if discovered:
             known = {d["uuid"] for d in devices}
             devices += [_discovered(r) for r in await tx.discovered.list() if r.uuid not in known]
@@ -63,6 +65,7 @@ def _discovered(record: Any) -> dict[str, Any]:
         "transport": "",
         "first_seen": record.first_seen.isoformat(),
         "enrolled": False,
+        "kind": "agent",
     }
 
 

@@ -22,6 +22,8 @@ class Device(BaseModel):
     transport: str = ""
     first_seen: str | None = None
     enrolled: bool = True
+    #: "agent", or "legacy": a seed-000 reference device that answered a scan (docs/scan.md).
+    kind: str = "agent"
 
 
 #: The most uuids one ping request may name (``all`` has no such bound).

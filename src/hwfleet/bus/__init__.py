@@ -83,13 +83,18 @@ def __getattr__(name: str) -> object:
 
 
 def open_bus(
-    url: str, *, prefix: str = DEFAULT_PREFIX, connect_timeout: float | None = None
+    url: str,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    connect_timeout: float | None = None,
+    hwinfo_quorum: bool = False,
 ) -> Bus:
     """The bus for ``url`` (not started: ``await bus.start()``).
 
     ``memory://`` is the in-process broker; ``amqp://`` / ``amqps://`` is RabbitMQ.
     ``connect_timeout`` bounds how long an AMQP start waits for the broker
-    (``None``: wait until it answers, logging every attempt).
+    (``None``: wait until it answers, logging every attempt). ``hwinfo_quorum``
+    declares ``hwinfo_queue`` as a quorum queue (AMQP only; see docs/bus.md).
     """
     scheme, sep, _ = url.partition("://")
     scheme = scheme.lower()
@@ -104,5 +109,7 @@ def open_bus(
             raise ValueError(
                 f"bus URL {url.split('@')[-1]!r} needs aio-pika: pip install 'hwfleet[amqp]'"
             ) from exc
-        return AmqpBus(url, prefix=prefix, connect_timeout=connect_timeout)
+        return AmqpBus(
+            url, prefix=prefix, connect_timeout=connect_timeout, hwinfo_quorum=hwinfo_quorum
+        )
     raise ValueError(f"bus URL scheme {scheme!r} is not supported (memory:// or amqp(s)://)")

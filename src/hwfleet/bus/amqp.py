@@ -11,6 +11,12 @@
   exchange is ``<prefix>dead-letter``. hwfleet dead-letters explicitly
   (publish with the reason header, confirmed, then ack); the queue argument is
   the safety net for messages the broker itself drops.
+* Seed 000's two names are declared exactly as its reference device client
+  declares them, so those devices and hwfleet can share them: ``devicescan`` a
+  non-durable fanout, ``hwinfo_queue`` a durable queue without arguments
+  (``hwinfo_quorum=True`` makes it a quorum queue, which reference devices
+  cannot declare). Anything else that queue needs comes from a broker policy
+  (:mod:`hwfleet.bus.amqp_legacy` finds and migrates what earlier versions left).
 * Subscriptions get an exclusive auto-delete queue each (a unique client-chosen
   name, or the one the caller gives, so the robust channel can re-declare it
   after a reconnect).
@@ -40,11 +46,12 @@ from aio_pika.abc import (
 
 from hwfleet.bus.amqp_connect import BusUnavailable, broker_address, connect
 from hwfleet.bus.amqp_consumer import AmqpConsumer
+from hwfleet.bus.amqp_legacy import declare_seed_exchange, migrate_seed_queue
 from hwfleet.bus.amqp_rpc import RpcClient, server_handler
 from hwfleet.bus.base import Bus, Handler, RpcHandler, Subscription
 from hwfleet.bus.codec import dead_letter_headers, encode_body
 from hwfleet.bus.rpc import RpcDispatcher
-from hwfleet.bus.topology import DEFAULT_PREFIX, ExchangeType, Topology
+from hwfleet.bus.topology import DEFAULT_PREFIX, DEVICESCAN, HWINFO_QUEUE, ExchangeType, Topology
 from hwfleet.types import JsonObject
 
 log = logging.getLogger(__name__)
@@ -75,6 +82,7 @@ class AmqpBus(Bus):
         publish_timeout: float = 30.0,
         quorum: bool = True,
         declare: bool = True,
+        hwinfo_quorum: bool = False,
     ) -> None:
         self.url = url
         self.topology = Topology(prefix)
@@ -87,6 +95,7 @@ class AmqpBus(Bus):
         self._publish_timeout = publish_timeout
         self._quorum = quorum
         self._declare = declare
+        self._hwinfo_quorum = hwinfo_quorum
         # Stamping user_id lets receivers trust the sender: RabbitMQ refuses a mismatch.
         self._user_id = urlsplit(url).username or None
         self._connection: AbstractRobustConnection | None = None
@@ -123,6 +132,8 @@ class AmqpBus(Bus):
         if not self._declare:
             return  # a device's own user may not declare: the controller has
         for name, spec in self.topology.declared():
+            if name == DEVICESCAN and not await declare_seed_exchange(conn, name):
+                continue  # an older durable one that cannot be replaced now: used as it is
             await self._pub.declare_exchange(
                 name, aio_pika.ExchangeType(spec.type.value), durable=spec.durable
             )
@@ -163,6 +174,11 @@ class AmqpBus(Bus):
 
     def _connection_ready(self) -> bool:
         return self._connection is not None and self._connection.connected.is_set()
+
+    @property
+    def connected(self) -> bool:
+        """The connection to the broker is up now (False while it reconnects)."""
+        return self._connection_ready()
 
     def _properties(
         self, persistent: bool, headers: Mapping[str, Any] | None
@@ -298,18 +314,36 @@ class AmqpBus(Bus):
 
     # -- queues and consumers ---------------------------------------------------------------
 
-    async def _ensure_queue(
-        self, name: str, extra: Mapping[str, Any] | None = None, *, dead_letter: bool = True
+    def _queue_arguments(
+        self, name: str, extra: Mapping[str, Any] | None, dead_letter: bool
     ) -> dict[str, Any]:
-        """Declare a durable work queue once; settle how consumers must declare it."""
-        known = self._queue_kwargs.get(name)
-        if known is not None:
-            return known
+        if name == HWINFO_QUEUE:  # as the reference devices declare it (dead letters: policy)
+            return {"x-queue-type": "quorum"} if self._hwinfo_quorum else {}
         args: dict[str, Any] = dict(extra or {})
         if self._quorum:
             args["x-queue-type"] = "quorum"
         if dead_letter:
             args["x-dead-letter-exchange"] = self.topology.dead_letter_exchange
+        return args
+
+    async def _ensure_queue(
+        self,
+        name: str,
+        extra: Mapping[str, Any] | None = None,
+        *,
+        dead_letter: bool = True,
+        migrate: bool = False,
+    ) -> dict[str, Any]:
+        """Declare a durable work queue once; settle how consumers must declare it.
+
+        ``migrate`` (consumers only): an ``hwinfo_queue`` an earlier version declared
+        with other arguments is replaced when the broker can do so without losing a
+        message; otherwise it is used as it is, and the log says what to do.
+        """
+        known = self._queue_kwargs.get(name)
+        if known is not None:
+            return known
+        args = self._queue_arguments(name, extra, dead_letter)
         conn = self._conn()
         await conn.ready()
         assert conn.transport is not None
@@ -320,8 +354,14 @@ class AmqpBus(Bus):
             await probe.queue_declare(name, durable=True, arguments=args)
             kwargs: dict[str, Any] = {"durable": True, "arguments": args}
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            log.warning("queue %s exists with other arguments; using it as it is (%s)", name, exc)
-            kwargs = {"passive": True}
+            if name == HWINFO_QUEUE and migrate and await migrate_seed_queue(self.url, name, args):
+                kwargs = {"durable": True, "arguments": args}
+            else:
+                if name != HWINFO_QUEUE or not migrate:  # (a consumer's failed migration logs)
+                    log.warning(
+                        "queue %s exists with other arguments; using it as it is (%s)", name, exc
+                    )
+                kwargs = {"passive": True}
         finally:
             if not probe.is_closed:
                 await probe.close()
@@ -380,7 +420,7 @@ class AmqpBus(Bus):
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, not {prefetch}")
         name = self.topology.queue(queue)
-        kwargs = await self._ensure_queue(name)
+        kwargs = await self._ensure_queue(name, migrate=True)
         channel = await conn.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
         declared = await channel.declare_queue(name, **kwargs)

@@ -66,7 +66,11 @@ EXCHANGES: MappingProxyType[str, ExchangeSpec] = MappingProxyType(
     {
         spec.name: spec
         for spec in (
-            ExchangeSpec(DEVICESCAN, ExchangeType.FANOUT, "scan command to every device"),
+            # Non-durable, as seed 000's reference client declares it: an equivalent
+            # declaration is what lets those devices share the exchange with hwfleet.
+            ExchangeSpec(
+                DEVICESCAN, ExchangeType.FANOUT, "scan command to every device", durable=False
+            ),
             ExchangeSpec(
                 "configuration",
                 ExchangeType.TOPIC,
@@ -91,6 +95,7 @@ EXCHANGES: MappingProxyType[str, ExchangeSpec] = MappingProxyType(
                     "enrollment.<requested|approved|rejected|revoked>.<uuid>",
                     "scan.started.<operationid>",
                     "scan.device.<operationid>.<sn>",
+                    "scan.refused.<operationid>",
                     "scan.finished.<operationid>",
                 ),
             ),
@@ -342,6 +347,10 @@ class EventKey:
     @staticmethod
     def scan_device(operation_id: object, serial: object) -> str:
         return f"scan.device.{word(operation_id)}.{word(serial)}"
+
+    @staticmethod
+    def scan_refused(operation_id: object) -> str:
+        return f"scan.refused.{word(operation_id)}"
 
     @staticmethod
     def scan_finished(operation_id: object) -> str:

@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
                 ("model", lambda r: r["model_id"]),
                 ("ipaddr", lambda r: r["ipaddr"]),
                 ("state", lambda r: r["state"]),
+                ("kind", lambda r: r.get("kind", "agent")),
                 ("st_id", lambda r: r["st_id"]),
                 ("last seen", lambda r: r["last_seen"]),
             ],

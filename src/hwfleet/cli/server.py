@@ -49,6 +49,14 @@ def register(app: typer.Typer) -> None:
         mes_retry_for: Annotated[
             float | None, Opt(help="seconds a MES lookup retries an unreachable MES (300)")
         ] = None,
+        scan_legacy: Annotated[
+            str | None,
+            Opt(help="on|off: scan unenrolled seed-000 reference devices as kind legacy (on)"),
+        ] = None,
+        scan_queue_quorum: Annotated[
+            bool | None,
+            Opt(help="declare hwinfo_queue as a quorum queue (reference devices cannot)"),
+        ] = None,
         insecure: Annotated[bool | None, Opt(help="plain TCP on the agent port (unsafe)")] = None,
         manual_approval: Annotated[
             bool | None, Opt(help="hold enrollments without a secret for `hwfleet keys accept`")

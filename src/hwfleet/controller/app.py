@@ -8,6 +8,7 @@ import logging
 import secrets
 import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -19,6 +20,7 @@ from hwfleet.controller import bus_logging
 from hwfleet.controller.admission import Admission
 from hwfleet.controller.agent_methods import AgentMethods
 from hwfleet.controller.bus_gateway import BusGateway
+from hwfleet.controller.bus_policy import apply_hwinfo_policy
 from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.config import LiveConfig, default_settings
 from hwfleet.controller.devices import DeviceRegistry
@@ -82,9 +84,10 @@ class Controller:
         if self._shared_bus is not None:
             self.bus = self._shared_bus
         else:
-            self.bus = open_bus(s.bus)
+            self.bus = open_bus(s.bus, hwinfo_quorum=s.scan_queue_quorum)
             await self.bus.start()
             self._closers.append(self.bus.close)
+            self._apply_bus_policy()
         self.events = EventPublisher(self.store, self.bus)
 
         self.config = LiveConfig(
@@ -118,6 +121,7 @@ class Controller:
         senders = SenderCheck.for_controller(s, self.bus)
         await self._start_scans(replica, senders)
         bridge.unanswered = self.scans.unanswered
+        bridge.answered = self.scans.answered
         log_handler = await bus_logging.attach(self.bus, replica)
         self._closers.append(lambda: bus_logging.detach(log_handler))
         self.bus_gateway = BusGateway(
@@ -155,6 +159,21 @@ class Controller:
         await self.gateway.start()
         self._closers.append(self.gateway.close)
         await self._start_api()
+
+    def _apply_bus_policy(self) -> None:
+        """hwinfo_queue's dead-lettering policy, in the background (rabbitmqctl takes seconds)."""
+        if urlsplit(self.settings.bus).scheme not in ("amqp", "amqps"):
+            return
+        task = asyncio.create_task(
+            apply_hwinfo_policy(self.settings.bus_credentials, self.settings.bus),
+            name="hwinfo_queue policy",
+        )
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self._closers.append(cancel)
 
     async def _start_scans(self, replica: str, senders: SenderCheck) -> None:
         """The MES client, the outbox worker delivering its posts, and the scan service."""

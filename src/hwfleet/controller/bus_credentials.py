@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -198,6 +199,10 @@ class RabbitmqctlProvisioner(Provisioner):
             raise BusCredentialsError(
                 f"rabbitmqctl {args[0]} did not finish in {self._timeout:g} s"
             ) from None
+        except asyncio.CancelledError:  # (the controller closing): leave no process behind
+            proc.kill()
+            await proc.wait()
+            raise
         return proc.returncode or 0, out.decode("utf-8", "replace").strip()
 
     async def _check(self, *args: str, stdin: str | None = None) -> str:
@@ -223,6 +228,16 @@ class RabbitmqctlProvisioner(Provisioner):
                 self._check("set_topic_permissions", *vhost, user, exchange, write, read)
                 for exchange, write, read in grants.topics
             ),
+        )
+
+    async def set_policy(self, name: str, pattern: str, definition: dict[str, object]) -> None:
+        """``rabbitmqctl set_policy`` on this vhost's queues (hwfleet.controller.bus_policy)."""
+        await self._check(
+            "set_policy",
+            *("-p", self.vhost, "--apply-to", "queues", "--priority", "0"),
+            name,
+            pattern,
+            json.dumps(definition),
         )
 
     async def _delete(self, username: str) -> bool:

@@ -101,6 +101,16 @@ class ManagementApiProvisioner(Provisioner):
             ) from None
         return response
 
+    async def set_policy(self, name: str, pattern: str, definition: dict[str, object]) -> None:
+        """``PUT /api/policies/{vhost}/{name}`` on queues (see hwfleet.controller.bus_policy)."""
+        body = {"pattern": pattern, "definition": definition, "priority": 0, "apply-to": "queues"}
+        async with self._client() as client:
+            what = f"setting policy {name}"
+            response = await self._send(
+                client, "PUT", _path("policies", self.vhost, name), body, what
+            )
+            self._raise_for(response, what)
+
     async def _create(self, credentials: Credentials, grants: Grants) -> None:
         user = credentials.username
         async with self._client() as client:

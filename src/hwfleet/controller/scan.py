@@ -37,10 +37,13 @@ from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
 from hwfleet.controller.scan_compare import compare, failed_entry
 from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan_identity import Admitted, Refused, admit
 from hwfleet.controller.scan_outage import StoreOutage
 from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan_watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
+from hwfleet.protocol.carrier import device_of_user
+from hwfleet.store.devices import LEGACY
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import JsonObject, Serial
 
@@ -76,6 +79,10 @@ def _device_event_key(operationid: int, sn: Serial | None, device_uuid: str) -> 
     except ValueError:  # a serial with '.', '*' or '#' would change the routing: spell it safely
         safe = re.sub(r"[.*#]", "_", str(sn))[:200] or "unknown"
         return EventKey.scan_device(operationid, safe)
+
+
+def _macs(entry: JsonObject | None) -> list[str]:
+    return [m["macaddr"] for m in (entry or {}).get("macinfo", [])]
 
 
 class ScanService:
@@ -122,6 +129,8 @@ class ScanService:
         self._consumer: Subscription | None = None
         #: Replies whose results this replica stored (a figure for operators and benchmarks).
         self.stored = 0
+        #: Replies this replica refused by the rules of hwfleet.controller.scan_identity.
+        self.refused = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -162,9 +171,11 @@ class ScanService:
     ) -> ScanRecord:
         """Allocate an operationid, record who must answer, broadcast on ``devicescan``.
 
-        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now.
-        Raises :class:`ScanRunning` while another scan runs (on any replica): two scans
-        at once would both post deviceScan and Pair for the same devices.
+        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now and,
+        unless ``scan_legacy`` is off, every legacy device that answered an earlier scan
+        (they never connect, so they are never online). Raises :class:`ScanRunning` while
+        another scan runs (on any replica): two scans at once would both post deviceScan and
+        Pair for the same devices.
         """
         quiet = float(quiet_timeout or self.quiet_default())
         now = self.clock()
@@ -177,8 +188,9 @@ class ScanService:
                 expected = [
                     {"uuid": d.uuid, "sn": d.serial}
                     for d in await tx.devices.list()
-                    if d.state == "online"
+                    if d.state == "online" or (d.kind == LEGACY and self.settings.scan_legacy)
                 ]
+            agents = await tx.devices.agent_serials()
             scan = await tx.scans.create(expected=expected, quiet_timeout=quiet, at=now)
             payload = {
                 "operationid": scan.operationid,
@@ -186,7 +198,7 @@ class ScanService:
                 "quiet_timeout": quiet,
             }
             event = await tx.events.add(EventKey.scan_started(scan.operationid), payload, at=now)
-        self.watcher.adopt(scan, [])
+        self.watcher.adopt(scan, [], agents)
         await self.broadcast(scan.operationid)
         self._announce(event)
         log.info("scan %d started: %d devices expected", scan.operationid, len(expected))
@@ -196,8 +208,14 @@ class ScanService:
         """operationids of the running scans still waiting for this device's reply."""
         return self.watcher.unanswered(device_uuid)
 
+    def answered(self, device_uuid: str, operationid: int) -> bool:
+        """Whether this replica knows the device has a result in that scan."""
+        state = self.watcher.cached(operationid)
+        return state is not None and device_uuid in state.answered
+
     async def broadcast(self, operationid: int) -> None:
-        await self.bus.publish(DEVICESCAN, "", {"operationid": operationid, "action": "scan"})
+        """The trigger, as seed 000's reference client reads it (``action`` 1)."""
+        await self.bus.publish(DEVICESCAN, "", {"operationid": operationid, "action": 1})
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -210,26 +228,42 @@ class ScanService:
         state = await self._state_through_outage(parsed.operationid)
         if state is None:
             raise Reject(f"scan reply for unknown operationid {parsed.operationid}")
+        enrolled = bool(parsed.uuid) or device_of_user(delivery.user_id) is not None
         if not state.running:
             log.info("late reply for finished scan %d dropped", parsed.operationid)
+            if not enrolled and isinstance(parsed, Reply):
+                await self._remember_legacy(state, parsed)
             return
-        claimed = self.senders.scan_reply(delivery, parsed.uuid or None)
-        device_uuid, sn = state.identify(claimed, parsed.sn)
-        if device_uuid is None:
+        # Without a uuid or a device's own user: a device that never enrolled (seed 000's
+        # reference client), known by its serial only.
+        claimed = self.senders.scan_reply(delivery, parsed.uuid or None) if enrolled else None
+        admitted = admit(
+            state,
+            claimed,
+            parsed.sn,
+            legacy_allowed=self.settings.scan_legacy,
+            agent_serials=state.agent_serials,
+        )
+        if admitted is None:
             reason = parsed.reason if isinstance(parsed, BadReply) else "no device identity"
             raise Reject(f"{reason}; the reply names neither a uuid nor an sn")
+        if isinstance(admitted, Refused):
+            await self._refuse(state, admitted, delivery)
+            return
+        device_uuid, sn = admitted.device_uuid, admitted.sn
         if device_uuid in state.answered:
             return  # a redelivery of a stored reply (or a device answering twice)
+        legacy = admitted.legacy
         # In flight from here until stored: a reply waiting on the MES or on the database
         # is not silence, and the quiet timeout must not overtake it.
         state.inflight += 1
         try:
             if isinstance(parsed, BadReply):
                 entry = failed_entry(sn, parsed.reason) if sn is not None else None
-                await self._store(state, device_uuid, sn, None, entry, parsed.reason)
+                await self._store(state, device_uuid, sn, None, entry, parsed.reason, legacy)
                 return
             entry, error = await self._check(parsed)
-            await self._store(state, device_uuid, sn, parsed.hwinfo, entry, error)
+            await self._store(state, device_uuid, sn, parsed.hwinfo, entry, error, legacy)
         finally:
             state.inflight -= 1
 
@@ -245,6 +279,42 @@ class ScanService:
                 self.outage.failed(exc)
             attempt += 1
             await self.outage.pause(attempt)
+
+    async def _remember_legacy(self, state: ScanState, reply: Reply) -> None:
+        """A legacy device too late for its scan is recorded, so the next scan expects it."""
+        admitted = admit(
+            state,
+            None,
+            reply.sn,
+            legacy_allowed=self.settings.scan_legacy,
+            agent_serials=state.agent_serials,
+        )
+        if isinstance(admitted, Admitted):
+            macs = [m.macaddr for m in reply.macs]
+            async with self.store.tx() as tx:
+                await tx.devices.record_legacy(
+                    [(admitted.device_uuid, reply.sn, macs)], at=self.clock()
+                )
+
+    async def _refuse(self, state: ScanState, refused: Refused, delivery: Delivery) -> None:
+        """Record a refused reply as a ``scan.refused.<op>`` event, log and count it."""
+        self.refused += 1
+        log.warning("scan %d: reply refused: %s", state.operationid, refused.reason)
+        payload = {
+            "operationid": state.operationid,
+            "uuid": refused.device_uuid,
+            "sn": refused.sn,
+            "sender": delivery.user_id,
+            "reason": refused.reason,
+        }
+        async with self.store.tx() as tx:
+            event = await tx.events.add(
+                EventKey.scan_refused(state.operationid),
+                payload,
+                device_uuid=refused.device_uuid,
+                at=self.clock(),
+            )
+        self._announce(event)
 
     async def _check(self, reply: Reply) -> tuple[JsonObject, str | None]:
         """The device's entry, and the error stored with it (the MES's, without the serial)."""
@@ -265,10 +335,11 @@ class ScanService:
         hwinfo: JsonObject | None,
         entry: JsonObject | None,
         error: str | None,
+        legacy: bool = False,
     ) -> None:
         result = entry["result"] if entry is not None else "0"
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        row = ResultRow(state.operationid, device_uuid, sn, hwinfo, entry, result, error)
+        row = ResultRow(state.operationid, device_uuid, sn, hwinfo, entry, result, error, legacy)
         pending = _Pending(row, done)
         self._queue.put_nowait(pending)
         await done  # acknowledged only once committed
@@ -342,6 +413,14 @@ class ScanService:
         now = self.clock()
         async with self.store.tx() as tx:
             new = await add_results(tx, [item.row for item in batch], at=now)
+            await tx.devices.record_legacy(
+                [
+                    (r.device_uuid, r.sn, _macs(r.entry))
+                    for r in new
+                    if r.legacy and r.sn is not None
+                ],
+                at=now,
+            )
             items = [
                 (
                     _device_event_key(row.operationid, row.sn, row.device_uuid),

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from hwfleet.controller.devices import Connection, DeviceRegistry
 from hwfleet.protocol import methods
+from hwfleet.protocol.inventory import ScanParams
 
 if TYPE_CHECKING:
     from hwfleet.bus.base import Bus, Delivery, Subscription
@@ -39,6 +40,10 @@ class ScanBridge:
         self._inflight: set[asyncio.Task[None]] = set()
         #: operationids of the running scans still waiting for a device (the scan service's).
         self.unanswered: Callable[[str], list[int]] = lambda _uuid: []
+        #: Whether this replica knows the device answered the scan (a re-sent trigger skips it).
+        self.answered: Callable[[str, int], bool] = lambda _uuid, _op: False
+        #: (uuid, operationid) forwarded and not yet answered: a re-sent trigger waits for it.
+        self._forwarding: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         self._subscription = await self._bus.subscribe("devicescan", "#", self._on_broadcast)
@@ -53,19 +58,18 @@ class ScanBridge:
 
     async def _on_broadcast(self, delivery: Delivery) -> None:
         try:
-            command = msgspec.json.decode(delivery.body)
-            operationid = command["operationid"]
-        except (msgspec.DecodeError, KeyError, TypeError):
+            params = msgspec.json.decode(delivery.body, type=ScanParams)
+        except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning("ignoring a devicescan message that is not a scan command")
             return
-        if not isinstance(command, dict) or command.get("action", "scan") != "scan":
+        if not params.is_scan():
             return
+        operationid = params.operationid
         count = 0
         for conn in list(self._devices.connections()):
-            if conn.transport != "stream":
+            if conn.transport != "stream" or self.answered(conn.uuid, operationid):
                 continue
-            self._spawn(conn.uuid, command)
-            count += 1
+            count += self._spawn(conn.uuid, operationid)
         log.info("forwarded scan %s to %d stream agents", operationid, count)
 
     def _on_attach(self, conn: Connection) -> None:
@@ -75,19 +79,32 @@ class ScanBridge:
             log.info(
                 "forwarding running scan %s to %s, which (re)connected", operationid, conn.uuid
             )
-            self._spawn(conn.uuid, {"operationid": operationid, "action": "scan"})
+            self._spawn(conn.uuid, operationid)
 
-    def _spawn(self, uuid: str, command: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._forward(uuid, command))
+    def _spawn(self, uuid: str, operationid: int) -> int:
+        """Forward one scan to one agent, unless it is being forwarded already; 1 if sent."""
+        key = (uuid, operationid)
+        if key in self._forwarding:
+            return 0
+        self._forwarding.add(key)
+        task = asyncio.create_task(self._forward(uuid, operationid))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        task.add_done_callback(lambda _: self._forwarding.discard(key))
+        return 1
 
-    async def _forward(self, uuid: str, command: dict[str, Any]) -> None:
+    async def _forward(self, uuid: str, operationid: int) -> None:
+        # hwfleet's own word for the action: stream agents of earlier versions know only it.
+        command = {"operationid": operationid, "action": "scan"}
         try:
             reply = await self._devices.call(uuid, methods.SCAN, command, self._timeout)
         except Exception as exc:
             # The scan's quiet timeout accounts for a device that never answers.
             log.warning("scan of %s failed: %s", uuid, exc)
             return
-        reply.setdefault("uuid", uuid)
+        claimed = reply.get("uuid")
+        if claimed not in (None, "", uuid):
+            # The connection's uuid is the authenticated one: a reply never speaks for another.
+            log.warning("stream agent %s answered scan %s as %r", uuid, operationid, claimed)
+        reply["uuid"] = uuid
         await self._bus.send("hwinfo_queue", reply, persistent=True)

@@ -37,6 +37,8 @@ class ResultRow:
     entry: JsonObject | None
     result: str
     error: str | None
+    #: A device that never enrolled (kind ``legacy``): its device row is recorded too.
+    legacy: bool = False
 
 
 async def add_results(tx: Tx, rows: Sequence[ResultRow], *, at: datetime) -> list[ResultRow]:

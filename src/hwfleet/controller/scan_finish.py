@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from hwfleet.bus.topology import EventKey
 from hwfleet.controller.scan_compare import ScanOutcome, build_document, failed_entry
+from hwfleet.controller.scan_identity import serial_key
 from hwfleet.types import JsonObject
 
 if TYPE_CHECKING:
@@ -75,7 +76,34 @@ def assemble(
     for device in scan.expected:
         if device.get("uuid") not in answered:
             entries.append(failed_entry(device.get("sn", ""), reason))
-    return build_document(scan.operationid, entries, internal_errors=internal)
+    return build_document(scan.operationid, one_per_serial(entries), internal_errors=internal)
+
+
+def one_per_serial(entries: list[JsonObject]) -> list[JsonObject]:
+    """One entry per unit: a serial held by several devices is one failed entry.
+
+    The identity rules admit one result per device and refuse replies that
+    claim another device's serial, so this only happens when two enrolled
+    devices hold one serial: neither can be trusted to be that unit, so it is
+    not paired.
+    """
+    groups: dict[str, list[JsonObject]] = {}
+    for entry in entries:
+        groups.setdefault(serial_key(entry["sn"]), []).append(entry)
+    if len(groups) == len(entries):
+        return entries
+    merged: list[JsonObject] = []
+    for entry in entries:
+        group = groups.get(serial_key(entry["sn"]))
+        if group is None:
+            continue  # its group was merged at its first entry
+        if len(group) == 1:
+            merged.append(entry)
+            continue
+        del groups[serial_key(entry["sn"])]
+        reason = f"serial {entry['sn']!r} was reported by {len(group)} devices; not paired"
+        merged.append(failed_entry(entry["sn"], reason))
+    return merged
 
 
 async def finish_scan(

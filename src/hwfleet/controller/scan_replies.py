@@ -4,6 +4,10 @@ A bad reply must fail only its own device, so even a reply we refuse is
 picked apart far enough to say *which* device sent it (``operationid``,
 ``uuid``, ``sn``). Only when a reply names no scan or no device at all is it
 unattributable, and then the caller dead-letters it.
+
+Two shapes are accepted: hwfleet's (``macinfo`` a list of ``{interface,
+macaddr}``, with ``uuid`` and ``pci``) and that of seed 000's reference device
+client (``macinfo`` an object ``{"<iface>": {"macaddr": …}}``, no uuid).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import msgspec
 
 from hwfleet.controller.scan_compare import MacEntry
-from hwfleet.protocol.inventory import HwInfo
+from hwfleet.protocol.inventory import HwInfo, ScanNic
 from hwfleet.types import Serial
 
 #: Largest reply accepted (the wire protocol's line limit).
@@ -50,6 +54,28 @@ class BadReply:
     sn: Serial | None = None
 
 
+class _ReferenceNic(msgspec.Struct):
+    macaddr: str
+
+
+class _ReferenceReply(msgspec.Struct):
+    """Seed 000's reference client: ``"macinfo": {"<iface>": {"macaddr": ...}}``, no uuid."""
+
+    operationid: int
+    sn: int | str
+    macinfo: dict[str, _ReferenceNic] = msgspec.field(default_factory=dict)
+
+
+def _reference(body: bytes) -> HwInfo | None:
+    """The reply in the reference client's shape as an ``HwInfo``; None if it is not that."""
+    try:
+        ref = msgspec.json.decode(body, type=_ReferenceReply)
+    except msgspec.DecodeError:  # (ValidationError included)
+        return None
+    nics = [ScanNic(interface=name, macaddr=nic.macaddr) for name, nic in ref.macinfo.items()]
+    return HwInfo(operationid=ref.operationid, sn=ref.sn, macinfo=nics)
+
+
 def _identify(body: bytes, reason: str) -> BadReply:
     try:
         ident = msgspec.json.decode(body, type=_Ident)
@@ -76,7 +102,10 @@ def parse_reply(body: bytes, *, max_bytes: int = MAX_REPLY_BYTES) -> Reply | Bad
     try:
         info = msgspec.json.decode(body, type=HwInfo)
     except msgspec.ValidationError as exc:  # (a subclass of DecodeError: test it first)
-        return _identify(body, f"scan reply is malformed: {exc}")
+        reference = _reference(body)
+        if reference is None:
+            return _identify(body, f"scan reply is malformed: {exc}")
+        info = reference
     except msgspec.DecodeError as exc:
         return BadReply(f"scan reply is not JSON: {exc}")
     if not _good_serial(info.sn):

@@ -23,6 +23,18 @@ once more half a quiet timeout later, for agents that reconnect slowly. (Stream
 agents are not connected yet when a restarted controller resumes: the scan
 bridge sends each of them its unanswered scans when it attaches.)
 Devices that already have a result are skipped without a MES lookup.
+
+The trigger is sent again for a running scan that still waits for devices
+(devices answer a repeated operationid once; the stream bridge forwards it only
+to agents without a result):
+
+* after the bus reconnects — a broker restart loses every device's exclusive
+  queue and the trigger waiting in it — at once and then 1, 2, 4 … s later (at
+  most a third of the quiet timeout apart), as the devices reconnect at their own
+  pace; the reconnect also restarts the quiet timer, and no scan is declared
+  quiet while the bus is down: a broker away is not silence;
+* when a scan has been quiet for a third of its quiet timeout, and every third
+  after that, before the missing devices are given up.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from hwfleet.controller.scan_identity import serial_key
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import Serial
 
@@ -53,35 +66,35 @@ class ScanState:
     operationid: int
     quiet_timeout: float
     expected: dict[str, Serial | None] = field(default_factory=dict)
-    by_sn: dict[str, str] = field(default_factory=dict)
+    #: serial_key(serial) → uuid of every enrolled device (scan_identity's rules).
+    agent_serials: dict[str, str] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
     running: bool = True
     inflight: int = 0
     seen_activity: datetime | None = None
     synced_activity: datetime | None = None
-    rebroadcast_at: float | None = None
     #: Set when a database outage outlasted its bound: the scan ends in this internal error.
     store_failure: str | None = None
-
-    def identify(self, uuid: str | None, sn: Serial | None) -> tuple[str | None, Serial | None]:
-        """The device key a result is stored under, and the sn it is reported with."""
-        if uuid:
-            return uuid, sn if sn is not None else self.expected.get(uuid)
-        if sn is not None:
-            return self.by_sn.get(str(sn)) or f"sn:{sn}"[:64], sn
-        return None, None
+    #: When (loop time) to send the trigger again, and the gap to the time after that.
+    resend_at: float | None = None
+    resend_gap: float = 1.0
 
     def complete(self) -> bool:
         return bool(self.expected) and self.expected.keys() <= self.answered
 
+    def resend_cap(self) -> float:
+        return max(1.0, self.quiet_timeout / 3)
 
-def state_of(scan: ScanRecord, answered: Iterable[str]) -> ScanState:
+
+def state_of(
+    scan: ScanRecord, answered: Iterable[str], agent_serials: Iterable[tuple[str, Serial]] = ()
+) -> ScanState:
     expected = {str(d["uuid"]): d.get("sn") for d in scan.expected if d.get("uuid")}
     return ScanState(
         operationid=scan.operationid,
         quiet_timeout=scan.quiet_timeout,
         expected=expected,
-        by_sn={str(sn): uuid for uuid, sn in expected.items() if sn is not None},
+        agent_serials={serial_key(sn): uuid for uuid, sn in agent_serials},
         answered=set(answered),
         running=scan.state == "running",
         seen_activity=scan.last_activity,
@@ -99,9 +112,13 @@ class ScanWatcher:
         self._loading: dict[int, asyncio.Future[ScanState | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._serving_since: datetime | None = None
+        #: The bus's reconnect count last seen, and when it last changed.
+        self._reconnects = 0
+        self._reconnected_at: datetime | None = None
 
     async def start(self) -> None:
         self._serving_since = self._service.clock()
+        self._reconnects = _reconnects(self._service.bus)
         await self._resume()
         self._task = asyncio.create_task(self._loop(), name="scan watcher")
 
@@ -123,8 +140,13 @@ class ScanWatcher:
             if state.running and uuid in state.expected and uuid not in state.answered
         ]
 
-    def adopt(self, scan: ScanRecord, answered: Iterable[str]) -> ScanState:
-        state = self._states[scan.operationid] = state_of(scan, answered)
+    def adopt(
+        self,
+        scan: ScanRecord,
+        answered: Iterable[str],
+        agent_serials: Iterable[tuple[str, Serial]] = (),
+    ) -> ScanState:
+        state = self._states[scan.operationid] = state_of(scan, answered, agent_serials)
         return state
 
     def forget(self, operationid: int) -> None:
@@ -154,7 +176,8 @@ class ScanWatcher:
             if scan is None:
                 return None
             answered = await tx.scans.answered(operationid)
-        return self.adopt(scan, answered)
+            agents = await tx.devices.agent_serials()
+        return self.adopt(scan, answered, agents)
 
     async def _resume(self) -> None:
         async with self._service.store.tx(readonly=True) as tx:
@@ -165,7 +188,8 @@ class ScanWatcher:
             if state is None or state.complete():
                 continue
             log.info("resuming scan %d: broadcasting it again", scan.operationid)
-            state.rebroadcast_at = loop.time() + scan.quiet_timeout / 2
+            state.resend_at = loop.time() + scan.quiet_timeout / 2
+            state.resend_gap = state.resend_cap()
             await self._service.broadcast(scan.operationid)
 
     async def _loop(self) -> None:
@@ -194,6 +218,8 @@ class ScanWatcher:
             running = await tx.scans.running_activity()
         now = service.clock()
         mono = asyncio.get_running_loop().time()
+        connected = getattr(service.bus, "connected", True)
+        reconnected = self._saw_reconnect(now)
         open_ids = {scan.operationid for scan in running}
         for operationid in known_before:
             if operationid not in open_ids:
@@ -218,16 +244,46 @@ class ScanWatcher:
             if state.complete():
                 await service.finish(scan.operationid, "every expected device answered")
                 continue
-            if state.rebroadcast_at is not None and mono >= state.rebroadcast_at:
-                state.rebroadcast_at = None
-                await service.broadcast(scan.operationid)
+            since = max(
+                activity,
+                self._serving_since or activity,
+                self._reconnected_at or activity,
+                service.outage.ended_at or activity,
+            )
+            quiet_for = (now - since).total_seconds()
+            if reconnected:
+                state.resend_at, state.resend_gap = mono, 1.0
+            elif state.resend_at is None and quiet_for >= scan.quiet_timeout / 3:
+                state.resend_at, state.resend_gap = mono, state.resend_cap()
+            if connected and state.resend_at is not None and mono >= state.resend_at:
+                state.resend_at = mono + state.resend_gap
+                state.resend_gap = min(state.resend_gap * 2, state.resend_cap())
+                await self._resend(state)
             if state.inflight or service.outage.down:
                 continue  # replies are waiting (on the MES or the database): not silence
-            since = max(
-                activity, self._serving_since or activity, service.outage.ended_at or activity
-            )
-            if (now - since).total_seconds() >= scan.quiet_timeout:
+            if connected and quiet_for >= scan.quiet_timeout:
                 await service.finish(scan.operationid, "quiet timeout")
+
+    def _saw_reconnect(self, now: datetime) -> bool:
+        count = _reconnects(self._service.bus)
+        if count == self._reconnects:
+            return False
+        self._reconnects = count
+        self._reconnected_at = now
+        return True
+
+    async def _resend(self, state: ScanState) -> None:
+        missing = len(state.expected.keys() - state.answered)
+        log.info(
+            "scan %d: sending the trigger again (%d of %d expected devices have not answered)",
+            state.operationid,
+            missing,
+            len(state.expected),
+        )
+        try:
+            await self._service.broadcast(state.operationid)
+        except Exception as exc:  # the bus went away again: the next reconnect re-sends
+            log.warning("scan %d: could not send the trigger again: %s", state.operationid, exc)
 
     async def _sync(self, state: ScanState, activity: datetime) -> None:
         """Read other replicas' results for this scan."""
@@ -235,3 +291,9 @@ class ScanWatcher:
             answered = await tx.scans.answered(state.operationid)
         state.answered.update(answered)
         state.synced_activity = activity
+
+
+def _reconnects(bus: object) -> int:
+    """How often the bus reconnected (a ``memory://`` bus never does)."""
+    count = getattr(bus, "reconnects", 0)
+    return count if isinstance(count, int) else 0

@@ -119,6 +119,17 @@ class ScanNic(msgspec.Struct):
     macaddr: str
 
 
+class ScanParams(msgspec.Struct, forbid_unknown_fields=False):
+    """The scan trigger: seed 000's ``{"operationid": N, "action": 1}`` (or ``"scan"``)."""
+
+    operationid: int
+    action: int | str = "scan"
+
+    def is_scan(self) -> bool:
+        """Only a start-scan action: 1 as the reference client reads it, or hwfleet's word."""
+        return self.action == 1 or self.action == "scan"
+
+
 class HwInfo(msgspec.Struct, kw_only=True):
     """A device's reply to a scan (seed 000 step 3), published on ``hwinfo_queue``.
 

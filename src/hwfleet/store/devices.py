@@ -29,7 +29,10 @@ _UPDATED_ON_UPSERT = (
     "state",
     "transport",
     "last_seen",
+    "kind",
 )
+#: ``devices.kind`` of a device that never enrolled and is known by its serial only.
+LEGACY = "legacy"
 
 
 def check_serial(serial: object) -> Serial:
@@ -54,6 +57,7 @@ def to_device(row: AnyRow) -> DeviceRecord:
         transport=m["transport"],
         first_seen=m["first_seen"],
         last_seen=m["last_seen"],
+        kind=m["kind"],
     )
 
 
@@ -66,6 +70,17 @@ def _upsert_statement(pg: bool) -> sa.Executable:
         index_elements=[devices.c.uuid],
         set_={col: insert.excluded[col] for col in _UPDATED_ON_UPSERT},
     ).returning(*devices.c)
+
+
+@functools.cache
+def _legacy_statement(pg: bool) -> sa.Executable:
+    # Never turns an agent's row into a legacy one: only legacy rows are refreshed.
+    insert = dialect_insert(pg, devices)
+    return insert.on_conflict_do_update(
+        index_elements=[devices.c.uuid],
+        set_={"macs": insert.excluded.macs, "last_seen": insert.excluded.last_seen},
+        where=devices.c.kind == LEGACY,
+    )
 
 
 @functools.cache
@@ -120,10 +135,40 @@ class DeviceRepository(Repository):
                 "transport": transport,
                 "first_seen": at,
                 "last_seen": at,
+                "kind": "agent",
             },
         )
         assert row is not None  # an upsert always yields its row
         return to_device(row)
+
+    async def record_legacy(
+        self, found: Sequence[tuple[str, Serial, list[str]]], *, at: datetime
+    ) -> None:
+        """Record devices of kind ``legacy`` — ``(uuid, serial, macs)`` — that answered a scan.
+
+        They never connect, so they stay ``offline``; ``last_seen`` says when one answered.
+        """
+        if not found:
+            return
+        params = [
+            {
+                "uuid": uuid,
+                "serial": check_serial(serial),
+                "name": f"legacy {serial}"[:255],
+                "model_id": "seed-000 reference client",
+                "version": "",
+                "ipaddr": "",
+                "macs": list(macs),
+                "st_id": 0,
+                "state": "offline",
+                "transport": "amqp",
+                "first_seen": at,
+                "last_seen": at,
+                "kind": LEGACY,
+            }
+            for uuid, serial, macs in found
+        ]
+        await self._conn.execute(_legacy_statement(self._pg), params)
 
     async def set_online(self, uuid: str, online: bool, at: datetime) -> None:
         """Going online also records ``at`` as last seen; going offline keeps the last contact."""
@@ -165,6 +210,11 @@ class DeviceRepository(Repository):
     async def list(self) -> builtins.list[DeviceRecord]:
         rows = await self._rows(sa.select(devices).order_by(devices.c.name, devices.c.uuid))
         return [to_device(row) for row in rows]
+
+    async def agent_serials(self) -> builtins.list[tuple[str, Serial]]:
+        """``(uuid, serial)`` of every device that is not of kind ``legacy``."""
+        stmt = sa.select(devices.c.uuid, devices.c.serial).where(devices.c.kind != LEGACY)
+        return [(row[0], row[1]) for row in await self._rows(stmt)]
 
     async def set_inventory(self, uuid: str, inventory: dict[str, Any], at: datetime) -> None:
         """Replace a device's inventory; :class:`LookupError` if the device is unknown.

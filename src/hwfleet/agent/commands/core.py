@@ -7,16 +7,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from hwfleet.protocol import methods
-from hwfleet.protocol.inventory import HwInfo, ScanNic
+from hwfleet.protocol.inventory import HwInfo, ScanNic, ScanParams
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
     from hwfleet.protocol.methods import MethodRegistry
-
-
-class ScanParams(msgspec.Struct, forbid_unknown_fields=False):
-    operationid: int
-    action: str = "scan"
 
 
 async def ping(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
