@@ -109,7 +109,7 @@ async def call(
 ) -> dict[str, Any]:
     """One agent call, its failures turned into HTTP errors that name the cause."""
     ctl = request.app.state.ctl
-    if ctl.devices.get(uuid) is None:
+    if not await ctl.devices.reachable(uuid):
         raise HTTPException(status.HTTP_409_CONFLICT, f"device {uuid} is not connected")
     try:
         reply: dict[str, Any] = await ctl.devices.call(uuid, method, params or {}, timeout)

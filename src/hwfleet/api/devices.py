@@ -11,6 +11,7 @@ from hwfleet.api.convert import to_json
 from hwfleet.api.schemas import Device, PingRequest, PingResult, RunRequest
 from hwfleet.controller.tasks import is_long
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
+from hwfleet.store.devices import as_of
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_token)])
 
@@ -38,8 +39,10 @@ def _device(record: Any) -> dict[str, Any]:
 async def list_devices(request: Request, discovered: bool = True) -> list[dict[str, Any]]:
     """Enrolled devices; then (unless ``discovered=false``) devices that answered discovery
     but never enrolled, with ``state`` ``"discovered"`` and ``enrolled`` false."""
-    async with request.app.state.ctl.store.tx() as tx:
-        devices = [_device(r) | {"enrolled": True} for r in await tx.devices.list()]
+    ctl = request.app.state.ctl
+    async with ctl.store.tx() as tx:
+        records = await tx.devices.list(stale_before=ctl.devices.stale_before())
+        devices = [_device(r) | {"enrolled": True} for r in records]
         if discovered:
             known = {d["uuid"] for d in devices}
             devices += [_discovered(r) for r in await tx.discovered.list() if r.uuid not in known]
@@ -66,10 +69,12 @@ def _discovered(record: Any) -> dict[str, Any]:
 
 @router.get("/devices/{uuid}")
 async def get_device(uuid: str, request: Request) -> dict[str, Any]:
-    async with request.app.state.ctl.store.tx() as tx:
+    ctl = request.app.state.ctl
+    async with ctl.store.tx() as tx:
         record = await tx.devices.get(uuid)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {uuid}")
+        record = as_of(record, ctl.devices.stale_before())
         inventory = await tx.devices.get_inventory(uuid)
     return {**_device(record), "macs": record.macs, "inventory": inventory}
 
@@ -81,7 +86,7 @@ async def ping(body: PingRequest, request: Request) -> dict[str, dict[str, Any]]
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "give either 'all': true or a list of 'uuids'"
         )
-    targets = devices.online() if body.all else body.uuids
+    targets = await devices.online_now() if body.all else body.uuids
     result: dict[str, dict[str, Any]] = await devices.ping_many(targets, body.timeout)
     return result
 
@@ -90,7 +95,7 @@ async def ping(body: PingRequest, request: Request) -> dict[str, dict[str, Any]]
 async def run(uuid: str, body: RunRequest, request: Request) -> dict[str, Any]:
     """Short methods answer with their result; long ones answer with the task row."""
     ctl = request.app.state.ctl
-    if ctl.devices.get(uuid) is None:
+    if not await ctl.devices.reachable(uuid):
         raise HTTPException(status.HTTP_409_CONFLICT, f"device {uuid} is not connected")
     try:
         if is_long(body.method):

@@ -32,6 +32,7 @@ from hwfleet.bus.base import Delivery, Reject, Subscription
 from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.presence import LivenessRule
 from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
 from hwfleet.controller.scan_compare import compare, failed_entry
 from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
@@ -96,6 +97,7 @@ class ScanService:
         #: Who may send a reply for which device (per-device bus credentials).
         self.senders = senders or SenderCheck.for_controller(settings, bus)
         self.quiet_default = quiet_default or (lambda: settings.scan_quiet_timeout)
+        self.liveness = LivenessRule(settings.offline_after)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._announcements: asyncio.Queue[EventRecord] = asyncio.Queue()
@@ -143,17 +145,15 @@ class ScanService:
     ) -> ScanRecord:
         """Allocate an operationid, record who must answer, broadcast on ``devicescan``.
 
-        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now.
+        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now, by
+        the liveness rule every replica shares (:mod:`hwfleet.controller.presence`).
         """
         quiet = float(quiet_timeout or self.quiet_default())
         now = self.clock()
         async with self.store.tx() as tx:
             if expected is None:
-                expected = [
-                    {"uuid": d.uuid, "sn": d.serial}
-                    for d in await tx.devices.list()
-                    if d.state == "online"
-                ]
+                online = await tx.devices.online(self.liveness.stale_before(now))
+                expected = [{"uuid": uuid, "sn": sn} for uuid, sn in online]
             scan = await tx.scans.create(expected=expected, quiet_timeout=quiet, at=now)
             payload = {
                 "operationid": scan.operationid,
