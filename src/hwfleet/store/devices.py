@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -87,6 +87,19 @@ def _touch_statement() -> sa.Executable:
     )
 
 
+#: PostgreSQL: a whole batch in one statement, the uuids and times as two arrays
+#: (an executemany costs a round of parsing and planning per row: 10,000 took 1.6 s).
+_PG_TOUCH = sa.text(
+    "UPDATE devices SET last_seen = beats.at "
+    "FROM unnest(CAST(:uuids AS VARCHAR[]), CAST(:ats AS TIMESTAMPTZ[])) AS beats(uuid, at) "
+    "WHERE devices.uuid = beats.uuid AND devices.last_seen < beats.at"
+)
+_PG_REVIVE = sa.text(
+    "UPDATE devices SET state = 'online' "
+    "WHERE uuid = ANY(CAST(:uuids AS VARCHAR[])) AND state = 'offline' RETURNING uuid"
+)
+
+
 @functools.cache
 def _inventory_statement(pg: bool) -> sa.Executable:
     source = sa.select(
@@ -152,7 +165,7 @@ class DeviceRepository(Repository):
         await self._conn.execute(sa.update(devices).where(devices.c.uuid == uuid).values(values))
 
     async def touch(self, beats: Mapping[str, datetime]) -> builtins.list[str]:
-        """Record heartbeats (uuid → when it arrived) for many devices in two round trips.
+        """Record heartbeats (uuid → when it arrived) for many devices in a few statements.
 
         ``last_seen`` only moves forward, so a replica flushing an older heartbeat never
         hides a newer one recorded by another. A device marked offline comes back online;
@@ -161,10 +174,14 @@ class DeviceRepository(Repository):
         if not beats:
             return []
         unique = sorted(beats)  # sorted: concurrent touches lock rows in one order
-        await self._conn.execute(
-            _touch_statement(),
-            [{"p_uuid": uuid, "p_at": beats[uuid]} for uuid in unique],
-        )
+        if self._pg:
+            ats = [beats[uuid].astimezone(UTC) for uuid in unique]
+            await self._conn.execute(_PG_TOUCH, {"uuids": unique, "ats": ats})
+        else:
+            params = [{"p_uuid": uuid, "p_at": beats[uuid]} for uuid in unique]
+            await self._conn.execute(_touch_statement(), params)
+        if self._pg:
+            return [row[0] for row in await self._rows(_PG_REVIVE, {"uuids": unique})]
         revived: builtins.list[str] = []
         for start in range(0, len(unique), TOUCH_CHUNK):
             chunk = unique[start : start + TOUCH_CHUNK]
