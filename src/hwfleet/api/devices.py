@@ -13,7 +13,7 @@ from hwfleet.controller.tasks import is_long
 from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
 from hwfleet.protocol.framing import MAX_LINE
-from hwfleet.store.devices import LEGACY
+from hwfleet.store.devices import LEGACY, as_of
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_token)])
 
@@ -42,8 +42,10 @@ def _device(record: Any) -> dict[str, Any]:
 async def list_devices(request: Request, discovered: bool = True) -> list[dict[str, Any]]:
     """Enrolled devices; then (unless ``discovered=false``) devices that answered discovery
     but never enrolled, with ``state`` ``"discovered"`` and ``enrolled`` false."""
-    async with request.app.state.ctl.store.tx() as tx:
-        devices = [_device(r) | {"enrolled": r.kind != LEGACY} for r in await tx.devices.list()]
+    ctl = request.app.state.ctl
+    async with ctl.store.tx() as tx:
+        records = await tx.devices.list(stale_before=ctl.devices.stale_before())
+        devices = [_device(r) | {"enrolled": r.kind != LEGACY} for r in records]
         if discovered:
             known = {d["uuid"] for d in devices}
             devices += [_discovered(r) for r in await tx.discovered.list() if r.uuid not in known]
@@ -71,10 +73,12 @@ def _discovered(record: Any) -> dict[str, Any]:
 
 @router.get("/devices/{uuid}")
 async def get_device(uuid: str, request: Request) -> dict[str, Any]:
-    async with request.app.state.ctl.store.tx() as tx:
+    ctl = request.app.state.ctl
+    async with ctl.store.tx() as tx:
         record = await tx.devices.get(uuid)
         if record is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"{NO_SUCH_DEVICE}: {uuid}")
+        record = as_of(record, ctl.devices.stale_before())
         inventory = await tx.devices.get_inventory(uuid)
     return {**_device(record), "macs": record.macs, "inventory": inventory}
 
@@ -85,7 +89,7 @@ NO_SUCH_DEVICE = "no such device"
 async def require_connected(request: Request, uuid: str) -> None:
     """404 for a uuid the controller has never known, 409 for a known device that is offline."""
     ctl = request.app.state.ctl
-    if ctl.devices.get(uuid) is not None:
+    if await ctl.devices.reachable(uuid):  # connected here, or an AMQP device via the bus
         return
     async with ctl.store.tx(readonly=True) as tx:
         known = await tx.devices.get(uuid) is not None
@@ -112,18 +116,19 @@ def check_envelope(method: str, params: dict[str, Any]) -> None:
 async def ping(body: PingRequest, request: Request) -> dict[str, dict[str, Any]]:
     """Ping devices (each uuid once); an unknown uuid answers ``error: "no such device"``."""
     ctl = request.app.state.ctl
+    devices = ctl.devices
     if body.all == bool(body.uuids):
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "give either 'all': true or a list of 'uuids'"
         )
-    targets = ctl.devices.online() if body.all else list(dict.fromkeys(body.uuids))
-    offline = [u for u in targets if ctl.devices.get(u) is None]
+    targets = await devices.online_now() if body.all else list(dict.fromkeys(body.uuids))
+    unreachable = [u for u in targets if devices.get(u) is None]
     unknown: set[str] = set()
-    if offline:
+    if unreachable:
         async with ctl.store.tx(readonly=True) as tx:
-            unknown = set(offline) - await tx.devices.existing(offline)
-    reachable = [u for u in targets if u not in unknown]
-    result: dict[str, dict[str, Any]] = await ctl.devices.ping_many(reachable, body.timeout)
+            unknown = set(unreachable) - await tx.devices.existing(unreachable)
+    known = [u for u in targets if u not in unknown]
+    result: dict[str, dict[str, Any]] = await devices.ping_many(known, body.timeout)
     missing = {"ok": False, "rtt_ms": None, "error": NO_SUCH_DEVICE}
     return {u: result.get(u, missing) for u in targets}
 

@@ -4,7 +4,14 @@ Without ``--interface`` or ``--probe`` it queries the multicast group on the loo
 interface only; ``--interface IF`` multicasts on that interface; ``--probe ADDR|CIDR``
 (repeatable, at most a /16 each) sends paced unicast queries, e.g.
 ``--probe 127.1.0.0/24`` for simulated devices. ``--json`` prints one JSON list of
-metadata objects (DESIGN §7 fields plus fingerprint, signed, spoofed, state).
+metadata objects (DESIGN §7 fields plus fingerprint, signed, spoofed, conflict, state).
+
+Which key is genuine comes from the controller when it is reachable (its API with the
+operator token: ``--api``/``HWFLEET_API``, ``HWFLEET_TOKEN`` or ``--data-dir``):
+a packet for an enrolled uuid must be signed by the enrolled key, and anything else is
+flagged as a spoof. Without a controller nothing says which key is genuine, so a uuid
+announced with more than one key is shown as a conflict, listing every key and where
+it came from, rather than trusting whichever packet arrived first.
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ from typing import Any
 
 import typer
 
-from hwfleet.cli.client import CliError
-from hwfleet.cli.output import console, print_json
+from hwfleet.cli.client import ApiClient, CliError
+from hwfleet.cli.fleet import ApiOpt, DataOpt
+from hwfleet.cli.output import console, err_console, print_json
+
+#: Seconds to wait for the controller's key list before discovering without it.
+KEYS_TIMEOUT = 3.0
 
 _COLUMNS = ("uuid", "name", "serial", "model_id", "version", "ipaddr", "st_id", "state", "key")
 
@@ -24,7 +35,12 @@ _COLUMNS = ("uuid", "name", "serial", "model_id", "version", "ipaddr", "st_id", 
 def _row(doc: dict[str, Any]) -> list[str]:
     from hwfleet.protocol.status import describe
 
-    if doc["spoofed"]:
+    if doc.get("conflict"):
+        claims = " | ".join(
+            f"{_short(c['fingerprint'])} from {c['source']}" for c in doc.get("claims", [])
+        )
+        key = f"[red]CONFLICT[/red] {claims}"
+    elif doc["spoofed"]:
         key = "[red]SPOOFED[/red]"
     elif doc["trusted"]:
         key = "[green]enrolled[/green]"
@@ -46,6 +62,27 @@ def _row(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def _short(fp: str | None) -> str:
+    """A fingerprint's first eight bytes (enough to tell keys apart in a table)."""
+    return "unsigned" if fp is None else fp[: len("SHA256:") + 8 * 3 - 1] + "…"
+
+
+def enrolled_fingerprints(api: str | None, data_dir: str | None) -> tuple[dict[str, str], str]:
+    """uuid → fingerprint of its accepted key, from the controller; and what to tell the
+    operator. Empty, with the reason, when no controller is configured or reachable."""
+    try:
+        with ApiClient(api, data_dir, timeout=KEYS_TIMEOUT) as client:
+            keys = client.get("/api/v1/keys")
+            base = client.base
+    except CliError as exc:
+        return {}, (
+            f"not checked against enrolled keys ({exc}); "
+            "a device announced with more than one key is shown as a conflict"
+        )
+    known = {k["device_uuid"]: k["fingerprint"] for k in keys if k["state"] == "accepted"}
+    return known, f"checked against the {len(known)} keys enrolled at {base}"
+
+
 def _table(docs: list[dict[str, Any]], title: str) -> Any:
     from rich.table import Table
 
@@ -58,13 +95,22 @@ def _table(docs: list[dict[str, Any]], title: str) -> Any:
 
 
 async def _discover(
-    seconds: float, interface: str | None, probe: list[str], port: int, as_json: bool
+    seconds: float,
+    interface: str | None,
+    probe: list[str],
+    port: int,
+    as_json: bool,
+    known: dict[str, str],
 ) -> list[dict[str, Any]]:
     from hwfleet.discovery import DiscoveryBrowser
 
     try:
         browser = DiscoveryBrowser(
-            interface=interface, probe=probe, port=port, max_age=max(seconds, 1.0)
+            interface=interface,
+            probe=probe,
+            port=port,
+            max_age=max(seconds, 1.0),
+            known_keys=known.get,
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -118,8 +164,19 @@ def register(app: typer.Typer) -> None:
         ),
         port: int = typer.Option(1901, "--port", min=1, max=65535, help="discovery UDP port"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        no_controller: bool = typer.Option(
+            False, "--no-controller", help="do not ask the controller for enrolled keys"
+        ),
     ) -> None:
         """Find devices on the network and show their status (signed, spoofed, state)."""
-        docs = asyncio.run(_discover(timeout, interface, probe, port, as_json))
+        if no_controller:
+            known: dict[str, str] = {}
+            note = "not checked against enrolled keys (--no-controller)"
+        else:
+            known, note = enrolled_fingerprints(api, data_dir)
+        err_console().print(note, markup=False, highlight=False)
+        docs = asyncio.run(_discover(timeout, interface, probe, port, as_json, known))
         if as_json:
             print_json(docs)

@@ -99,8 +99,20 @@ class Controller:
         self._closers.append(self.config.close)
 
         self.devices = DeviceRegistry(
-            self.store, self.events, offline_after=s.offline_after, call_timeout=s.call_timeout
+            self.store,
+            self.events,
+            offline_after=s.offline_after,
+            call_timeout=s.call_timeout,
+            # Replicas need a shared broker: on an in-process bus this controller is alone.
+            sole=self.bus.url.startswith("memory:"),
         )
+        if s.offline_after < 2 * s.heartbeat_interval:
+            log.warning(
+                "offline_after (%g s) is less than two heartbeat intervals (%g s): one late "
+                "heartbeat will show a healthy device offline",
+                s.offline_after,
+                s.heartbeat_interval,
+            )
         await self.devices.start()
         self._closers.append(self.devices.close)
         self.tasks = TaskService(self.store, self.devices, self.events)
@@ -134,6 +146,7 @@ class Controller:
             senders=senders,
         )
         await self.bus_gateway.start()
+        self.devices.reach_with(self.bus_gateway.reach)
         self._closers.append(self.bus_gateway.close)
 
         self.discovery_keys = EnrolledKeys(self.store)

@@ -161,12 +161,13 @@ class BusGateway:
         except (ProtocolError, envelope.BadEnvelope) as exc:
             raise Reject(f"not a protocol envelope: {exc}") from None
 
-    async def _adopt(self, ctx: AgentContext, device: str) -> None:
-        """Attach a device that identified itself to another replica."""
-        async with self._store.tx() as tx:
+    async def _adopt(self, ctx: AgentContext, device: str, *, only_amqp: bool = False) -> bool:
+        """Reach a device that identified itself to another replica (nothing is recorded:
+        the store already knows it, and its heartbeats here keep it online)."""
+        async with self._store.tx(readonly=True) as tx:
             record = await tx.devices.get(device)
-        if record is None:
-            return  # unknown: its commands are refused until it sends a handshake
+        if record is None or (only_amqp and record.transport != "amqp"):
+            return False  # unknown: its commands are refused until it sends a handshake
         hs = methods.Handshake(
             uuid=record.uuid,
             serial=record.serial,
@@ -179,13 +180,21 @@ class BusGateway:
         )
         ctx.uuid = device
         assert ctx.session is not None
-        await self._devices.attach(
-            Connection(
-                uuid=device,
-                session=ctx.session,
-                transport="amqp",
-                ipaddr=record.ipaddr,
-                handshake=hs,
-                drop=ctx.drop,
-            )
+        conn = Connection(
+            uuid=device,
+            session=ctx.session,
+            transport="amqp",
+            ipaddr=record.ipaddr,
+            handshake=hs,
+            drop=ctx.drop,
         )
+        self._devices.adopt(conn)
+        return True
+
+    async def reach(self, device: str) -> Connection | None:
+        """A session with an AMQP device this replica has not heard from yet (for calls)."""
+        session = self._session(device)
+        if session.ctx.uuid is None and not await self._adopt(session.ctx, device, only_amqp=True):
+            self._forget(device)
+            return None
+        return self._devices.get(device)

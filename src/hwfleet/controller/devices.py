@@ -1,7 +1,8 @@
 """Connected devices: sessions by uuid, presence from heartbeats, calls and ping-all.
 
-The database holds what is known about a device; this registry holds who is
-connected right now and how to reach them, whatever the carrier.
+The database holds what is known about a device, including whether it is
+online (:mod:`hwfleet.controller.presence`); this registry holds the sessions
+this replica can reach devices through, whatever the carrier.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.bus.topology import EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.presence import Heartbeats, LivenessRule
+from hwfleet.controller.scan_bulk import add_events
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
 from hwfleet.protocol.session import Session
 
 if TYPE_CHECKING:
-    from hwfleet.store import Store
+    from hwfleet.store import EventRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +42,46 @@ class Connection:
     last_seen: float = field(default_factory=time.monotonic)
     #: Called to drop the carrier (close the socket / cancel the consumer).
     drop: Callable[[], None] = lambda: None
+    #: The latest ``last_seen`` this replica wrote for the device (None: it wrote none).
+    recorded: datetime | None = None
+
+
+#: Finds a session for a device this replica has no connection to (the AMQP carrier).
+Reacher = Callable[[str], Awaitable["Connection | None"]]
 
 
 class DeviceRegistry:
-    """Who is online, with presence kept from heartbeats and flushed to the store in bulk."""
+    """This replica's sessions; presence by the store's liveness rule, heartbeats flushed in bulk.
+
+    ``sole``: no other controller can hold connections (an in-process bus), so at start
+    every device still marked online is a leftover of this controller's previous run.
+    """
 
     def __init__(
-        self, store: Store, events: EventPublisher, *, offline_after: float, call_timeout: float
+        self,
+        store: Store,
+        events: EventPublisher,
+        *,
+        offline_after: float,
+        call_timeout: float,
+        sole: bool = False,
     ) -> None:
         self._store = store
         self._events = events
-        self._offline_after = offline_after
+        self.rule = LivenessRule(offline_after)
+        self._sole = sole
         self._call_timeout = call_timeout
         self._connections: dict[str, Connection] = {}
-        self._seen: set[str] = set()
+        self._heartbeats = Heartbeats()
         self._sweeper: asyncio.Task[None] | None = None
         self._attach_hooks: list[Callable[[Connection], None]] = []
+        self._reacher: Reacher | None = None
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
-        async with self._store.tx() as tx:
-            await tx.devices.mark_all_offline(utcnow())
+        if self._sole:
+            async with self._store.tx() as tx:
+                await tx.devices.mark_all_offline()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="presence-sweeper")
 
     async def close(self) -> None:
@@ -83,6 +106,8 @@ class DeviceRegistry:
             previous.session.close(SessionClosed("replaced by a newer connection"))
             previous.drop()
         self._connections[conn.uuid] = conn
+        at = utcnow()
+        conn.recorded = at
         async with self._store.tx() as tx:
             await tx.devices.upsert(
                 conn.uuid,
@@ -95,7 +120,7 @@ class DeviceRegistry:
                 st_id=hs.st_id,
                 transport=conn.transport,
                 online=True,
-                at=utcnow(),
+                at=at,
             )
         await self._events.emit(
             EventKey.device_online(conn.uuid),
@@ -108,22 +133,41 @@ class DeviceRegistry:
             },
             device_uuid=conn.uuid,
         )
+        self._run_hooks(conn)
+
+    def adopt(self, conn: Connection) -> None:
+        """Reach a device through this replica without recording anything (it identified
+        itself to another replica; its heartbeats here keep it online)."""
+        previous = self._connections.get(conn.uuid)
+        if previous is not None and not previous.session.closed:
+            return  # already reachable here
+        self._connections[conn.uuid] = conn
+        self._run_hooks(conn)
+
+    def _run_hooks(self, conn: Connection) -> None:
         for hook in self._attach_hooks:
             try:
                 hook(conn)
             except Exception:  # a hook's bug must not refuse the device
                 log.exception("attach hook %r failed for %s", hook, conn.uuid)
 
+    def reach_with(self, reacher: Reacher) -> None:
+        """How :meth:`call` reaches a device this replica has no session with yet."""
+        self._reacher = reacher
+
     async def detach(self, uuid: str, session: Session[Any], reason: str) -> None:
         conn = self._connections.get(uuid)
         if conn is None or conn.session is not session:
             return  # already replaced by a newer connection
         del self._connections[uuid]
+        if conn.recorded is None:
+            return  # adopted: this replica never vouched for it
         async with self._store.tx() as tx:
-            await tx.devices.set_online(uuid, False, utcnow())
-        await self._events.emit(
-            EventKey.device_offline(uuid), {"uuid": uuid, "reason": reason}, device_uuid=uuid
-        )
+            changed = await tx.devices.disconnect(uuid, conn.recorded)
+        if changed:
+            await self._events.emit(
+                EventKey.device_offline(uuid), {"uuid": uuid, "reason": reason}, device_uuid=uuid
+            )
 
     def drop(self, uuid: str, reason: str) -> bool:
         """Disconnect a device now (revoked key, operator action)."""
@@ -138,14 +182,29 @@ class DeviceRegistry:
         conn = self._connections.get(uuid)
         if conn is not None:
             conn.last_seen = time.monotonic()
-            self._seen.add(uuid)
+            self._heartbeats.note(uuid)
 
     # -- queries ---------------------------------------------------------------
     def get(self, uuid: str) -> Connection | None:
         return self._connections.get(uuid)
 
     def online(self) -> list[str]:
+        """The devices this replica holds a session with."""
         return list(self._connections)
+
+    async def online_now(self) -> list[str]:
+        """Every device online by the liveness rule, whichever replica hears it."""
+        async with self._store.tx(readonly=True) as tx:
+            return [uuid for uuid, _ in await tx.devices.online(self.rule.stale_before())]
+
+    async def reachable(self, uuid: str) -> bool:
+        """Whether this replica can call the device (perhaps through the bus)."""
+        if uuid in self._connections:
+            return True
+        return self._reacher is not None and await self._reacher(uuid) is not None
+
+    def stale_before(self) -> datetime:
+        return self.rule.stale_before()
 
     def connections(self) -> Iterable[Connection]:
         return self._connections.values()
@@ -159,8 +218,10 @@ class DeviceRegistry:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         conn = self._connections.get(uuid)
+        if conn is None and self._reacher is not None:
+            conn = await self._reacher(uuid)
         if conn is None:
-            raise SessionClosed(f"device {uuid} is not connected")
+            raise SessionClosed(f"device {uuid} is not connected to this controller")
         return await conn.session.call(method, params, timeout or self._call_timeout)
 
     async def ping(self, uuid: str, timeout: float | None = None) -> dict[str, Any]:
@@ -186,9 +247,8 @@ class DeviceRegistry:
 
     # -- presence --------------------------------------------------------------
     async def _sweep_forever(self) -> None:
-        interval = max(0.5, min(5.0, self._offline_after / 3))
         while True:
-            await asyncio.sleep(interval)  # a periodic job, not synchronisation
+            await asyncio.sleep(self.rule.sweep_interval)  # a periodic job, not synchronisation
             try:
                 await self._flush_seen()
                 await self._expire_silent()
@@ -196,16 +256,48 @@ class DeviceRegistry:
                 log.exception("presence sweep failed; retrying")
 
     async def _flush_seen(self) -> None:
-        if not self._seen:
+        """Record the heartbeats this replica handled; revive devices marked offline."""
+        if not self._heartbeats:
             return
-        batch, self._seen = list(self._seen), set()
+        records: list[EventRecord] = []
+        # Only devices still reachable here: a dropped one's last beat is no proof.
+        beats = {u: at for u, at in self._heartbeats.take().items() if u in self._connections}
         async with self._store.tx() as tx:
-            await tx.devices.touch(batch, utcnow())
+            revived = await tx.devices.touch(beats)
+            for uuid, at in beats.items():
+                conn = self._connections.get(uuid)
+                if conn is not None and (conn.recorded is None or conn.recorded < at):
+                    conn.recorded = at
+            if revived:
+                items = [
+                    (EventKey.device_online(u), {"uuid": u, "reason": "heartbeat"}, u)
+                    for u in set(revived)
+                ]
+                records = await add_events(tx, items, at=utcnow())
+        await self._announce(records)
 
     async def _expire_silent(self) -> None:
-        limit = time.monotonic() - self._offline_after
-        for conn in [c for c in self._connections.values() if c.last_seen < limit]:
-            log.warning("device %s silent for %.0f s: dropping it", conn.uuid, self._offline_after)
+        # Stream devices: only this replica hears them, so its own clock decides.
+        limit = time.monotonic() - self.rule.window
+        for conn in [
+            c for c in self._connections.values() if c.transport == "stream" and c.last_seen < limit
+        ]:
+            log.warning("device %s silent for %.0f s: dropping it", conn.uuid, self.rule.window)
             conn.session.close(SessionClosed("no heartbeat"))
             conn.drop()
             await self.detach(conn.uuid, conn.session, "no heartbeat")
+        # Every device: the store decides; one replica wins each transition and reports it.
+        reason = f"no heartbeat for {self.rule.window:g} s"
+        async with self._store.tx() as tx:
+            expired = await tx.devices.expire(self.rule.stale_before())
+            items = [
+                (EventKey.device_offline(u), {"uuid": u, "reason": reason}, u) for u in expired
+            ]
+            records = await add_events(tx, items, at=utcnow())
+        await self._announce(records)
+
+    async def _announce(self, records: list[EventRecord]) -> None:
+        for record in records:
+            await self._events.announce(
+                record.routing_key, record.payload, event_id=record.id, at=record.at
+            )

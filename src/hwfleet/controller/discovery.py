@@ -146,7 +146,7 @@ class DiscoveryRecorder:
             )
             spoof = {"uuid": uuid, "source": update.spoof_source, "reason": update.spoof_reason}
             await self._events.emit(EventKey.device_spoofed(uuid), spoof, device_uuid=uuid)
-        if update.event not in ("new", "updated", "moved", "spoofed"):
+        if update.event not in ("new", "updated", "moved", "spoofed", "conflict"):
             return  # age changes (online/stale/offline) are derived from last_seen on read
         async with self._store.tx() as tx:
             await tx.discovered.upsert(

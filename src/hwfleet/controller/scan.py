@@ -34,6 +34,7 @@ from hwfleet.bus.base import Delivery, Reject, Subscription
 from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.presence import LivenessRule
 from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
 from hwfleet.controller.scan_compare import compare, failed_entry
 from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
@@ -43,7 +44,6 @@ from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan_watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
-from hwfleet.store.devices import LEGACY
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import JsonObject, Serial
 
@@ -122,6 +122,7 @@ class ScanService:
         #: The writer is retrying a batch the store refused (the watcher must not call the
         #: outage over on a successful read alone: SQLite with a full disk still reads).
         self.writes_waiting = False
+        self.liveness = LivenessRule(settings.offline_after)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._announcements: asyncio.Queue[EventRecord] = asyncio.Queue()
@@ -171,7 +172,8 @@ class ScanService:
     ) -> ScanRecord:
         """Allocate an operationid, record who must answer, broadcast on ``devicescan``.
 
-        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now and,
+        ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now, by
+        the liveness rule every replica shares (:mod:`hwfleet.controller.presence`), and,
         unless ``scan_legacy`` is off, every legacy device that answered an earlier scan
         (they never connect, so they are never online). Raises :class:`ScanRunning` while
         another scan runs (on any replica): two scans at once would both post deviceScan and
@@ -185,11 +187,10 @@ class ScanService:
             if running:
                 raise ScanRunning(running[0].operationid)
             if expected is None:
-                expected = [
-                    {"uuid": d.uuid, "sn": d.serial}
-                    for d in await tx.devices.list()
-                    if d.state == "online" or (d.kind == LEGACY and self.settings.scan_legacy)
-                ]
+                online = await tx.devices.online(self.liveness.stale_before(now))
+                if self.settings.scan_legacy:
+                    online += await tx.devices.legacy()
+                expected = [{"uuid": uuid, "sn": sn} for uuid, sn in online]
             agents = await tx.devices.agent_serials()
             scan = await tx.scans.create(expected=expected, quiet_timeout=quiet, at=now)
             payload = {

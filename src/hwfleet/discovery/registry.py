@@ -1,11 +1,13 @@
 """What a browser knows: one record per device uuid, verified, aged, never overwritten by a spoof.
 
-A packet for an enrolled uuid must carry a valid signature by the enrolled key; a
-packet that does not is flagged ``spoofed`` on the record (with the reason and the
-source it came from) and its contents are discarded. For a uuid not enrolled, the
-first key seen is remembered and a later different key — or an unsigned packet after
-signed ones — is flagged the same way. State follows the age of the last good
-packet: online up to ``max_age`` seconds, stale up to twice that, then offline.
+A packet for an enrolled uuid must carry a valid signature by the enrolled key (known
+as the key itself or as its fingerprint); a packet that does not is flagged
+``spoofed`` on the record (with the reason and the source it came from) and its
+contents are discarded. For a uuid not enrolled nobody knows which key is genuine, so
+the first one seen is not trusted over later ones: when packets for one uuid come
+with different keys (or signed and unsigned), the record is marked ``conflict`` and
+lists every claim with its source, blaming none. State follows the age of the last
+good packet: online up to ``max_age`` seconds, stale up to twice that, then offline.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from hwfleet.discovery.signing import fingerprint, verify
 
 log = logging.getLogger(__name__)
 
-KnownKeys = Callable[[str], bytes | None]
+#: uuid → its enrolled key: raw Ed25519 bytes, or the key's fingerprint (``SHA256:…``)
+#: when only that is known (e.g. from the controller's API); None if not enrolled.
+KnownKeys = Callable[[str], bytes | str | None]
 HISTORY_LIMIT = 16
 
 
@@ -33,6 +37,14 @@ class AddressChange(msgspec.Struct, frozen=True):
 
     ipaddr: str
     first_seen: float
+    last_seen: float
+
+
+class KeyClaim(msgspec.Struct, frozen=True):
+    """One key a uuid was announced with (None: unsigned), and where it came from."""
+
+    fingerprint: str | None
+    source: str
     last_seen: float
 
 
@@ -53,6 +65,9 @@ class Discovered(msgspec.Struct, frozen=True, kw_only=True):
     truncated: bool
     history: tuple[AddressChange, ...]
     event: str
+    #: Not enrolled, and announced with more than one key: ``claims`` lists them all.
+    conflict: bool = False
+    claims: tuple[KeyClaim, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """DESIGN §7 metadata plus fingerprint, signed, spoofed, state and provenance."""
@@ -70,12 +85,16 @@ class Discovered(msgspec.Struct, frozen=True, kw_only=True):
             last_seen=self.last_seen,
             truncated=self.truncated,
             history=msgspec.to_builtins(self.history),
+            conflict=self.conflict,
+            claims=msgspec.to_builtins(list(self.claims)),
         )
         return doc
 
 
 class _Record:
     __slots__ = (
+        "claims",
+        "conflict",
         "enrolled",
         "fingerprint",
         "history",
@@ -107,6 +126,8 @@ class _Record:
         self.truncated = False
         self.history: list[AddressChange] = []
         self.state = "offline"
+        self.conflict = False
+        self.claims: dict[str | None, KeyClaim] = {}
 
 
 def metadata_of(body: AdvertBody, source: str, previous: DeviceMetadata | None) -> DeviceMetadata:
@@ -181,6 +202,8 @@ class Registry:
             truncated=r.truncated,
             history=tuple(r.history),
             event=event,
+            conflict=r.conflict,
+            claims=tuple(r.claims.values()) if r.conflict else (),
         )
 
     def devices(self) -> list[Discovered]:
@@ -209,13 +232,24 @@ class Registry:
         spoof, fp, trusted, enrolled = verdict
         if spoof is not None:
             return self._flag(body, source, record, spoof)
+        now, wall = self._clock(), self._wall()
+        if not enrolled and record is not None and record.claims and fp not in record.claims:
+            return self._conflict(record, fp, source, now)
         event = "updated"
         if record is None:
             record = self._records[body.uuid] = _Record(metadata_of(body, source, None))
             event = "new"
-        else:
+        elif not record.conflict:
             record.metadata = metadata_of(body, source, record.metadata)
-        now, wall = self._clock(), self._wall()
+        if enrolled:
+            record.claims.clear()  # the enrolled key decides; earlier claims are moot
+            record.conflict = False
+        else:
+            record.claims[fp] = KeyClaim(fp, source, now)
+        if record.conflict:
+            # Keep it listed and aged, but take no side: no fingerprint, no trust.
+            record.last_good, record.last_seen_wall = now, wall
+            return self.snapshot(body.uuid, "updated")
         if self._track_address(record, record.metadata.ipaddr, wall) and event != "new":
             event = "moved"
         record.fingerprint = fp
@@ -240,25 +274,42 @@ class Registry:
             self.counters["key_lookup_error"] += 1
             log.exception("known-key lookup failed for %s", body.uuid)
             return None
+        carried = public_key_of(body)
+        if isinstance(known, str):  # only the fingerprint is known: the carried key must match
+            if packet.signature is not None and (carried is None or fingerprint(carried) != known):
+                return "signed with a key other than the enrolled one", None, False, True
+            known = carried if carried is not None else b""
         if known is not None:
             if packet.signature is None:
                 return "unsigned packet for an enrolled device", None, False, True
             if not verify(known, packet.signature, packet.signed_part):
                 return "signature does not verify against the enrolled key", None, False, True
             return None, fingerprint(known), True, True
-        carried = public_key_of(body)
         if packet.signature is not None and (
             carried is None or not verify(carried, packet.signature, packet.signed_part)
         ):
             self.counters["bad_signature"] += 1
             return None
         fp = body.fp if packet.signature is not None else None
-        if record is not None and record.signed and record.last_good is not None:
-            if packet.signature is None:
-                return "unsigned packet for a device seen signed before", None, False, False
-            if fp != record.fingerprint:
-                return f"key changed: {fp} instead of {record.fingerprint}", None, False, False
         return None, fp, False, False
+
+    def _conflict(self, record: _Record, fp: str | None, source: str, now: float) -> Discovered:
+        """A uuid not enrolled, announced with another key: list both, trust neither."""
+        self.counters["conflicts"] += 1
+        log.warning(
+            "conflicting discovery claims for %s: %s from %s, but also %s",
+            record.metadata.uuid,
+            fp or "unsigned",
+            source,
+            ", ".join(
+                f"{c.fingerprint or 'unsigned'} from {c.source}" for c in record.claims.values()
+            ),
+        )
+        record.claims[fp] = KeyClaim(fp, source, now)
+        record.conflict = True
+        record.fingerprint = None
+        record.signed = record.trusted = False
+        return self.snapshot(record.metadata.uuid, "conflict")
 
     def _flag(
         self, body: AdvertBody, source: str, record: _Record | None, reason: str

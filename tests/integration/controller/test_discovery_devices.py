@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tests.conftest import wait_for
+from tests.integration.discovery.cli_runner import Claimant, discover_spoofer_first
 
+from hwfleet.agent.discovery import load_signing_key, metadata_for
 from hwfleet.controller.app import Controller
 from hwfleet.discovery import DeviceMetadata, DiscoveryResponder
 from hwfleet.settings import ServerSettings
@@ -153,3 +156,34 @@ async def test_unenrolled_devices_are_listed_as_discovered_and_spoofs_raise_even
     finally:
         for responder in responders:
             await responder.close()
+
+
+async def test_cli_discover_checks_keys_with_the_controller(
+    site: tuple[Controller, SimFleet, int],
+) -> None:
+    """A faster spoofer of an enrolled uuid is flagged, the real device shown (issue 21)."""
+    ctl, fleet, port = site
+    victim = fleet.devices[0]
+    assert victim.responder is not None and victim.identity is not None
+    await victim.responder.close()  # answered again below, after the spoofer
+    real_key = load_signing_key(victim.identity.key_path)
+    assert real_key is not None
+    spoofer_address = "127.1.3.66"
+    impostor = stranger(spoofer_address, victim.runtime.info.uuid, "impostor")
+    run = await discover_spoofer_first(
+        Claimant(lambda: impostor, spoofer_address, Ed25519PrivateKey.generate()),
+        Claimant(
+            lambda: metadata_for(victim.runtime, victim.address, port), victim.address, real_key
+        ),
+        port,
+        ["--timeout", "3", "--json"],
+        {"HWFLEET_API": ctl.api_url, "HWFLEET_TOKEN": ctl.operator_token},
+    )
+    assert run.returncode == 0, run.err
+    (doc,) = msgspec.json.decode(run.out)
+    assert doc["uuid"] == victim.runtime.info.uuid
+    # The real device is shown and trusted; the spoofer, though first, is the one flagged.
+    assert doc["trusted"] is True and doc["enrolled"] is True and doc["conflict"] is False
+    assert (doc["name"], doc["ipaddr"]) == (victim.runtime.info.name, victim.address)
+    assert doc["spoofed"] is True and doc["spoof_source"] == spoofer_address
+    assert "checked against the 3 keys enrolled at" in run.err

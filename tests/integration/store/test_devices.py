@@ -104,7 +104,7 @@ async def test_presence_status_and_rename(store: Store, now: datetime) -> None:
     await _add(store, "u-3", now)
     beat = now + timedelta(seconds=30)
     async with store.tx() as tx:
-        await tx.devices.touch(["u-1", "u-2", "u-1", "unknown"], beat)
+        await tx.devices.touch(dict.fromkeys(["u-1", "u-2", "u-1", "unknown"], beat))
         await tx.devices.set_status("u-3", -2)
         await tx.devices.rename("u-3", "renamed")
     async with store.tx() as tx:
@@ -116,8 +116,8 @@ async def test_presence_status_and_rename(store: Store, now: datetime) -> None:
     gone = now + timedelta(minutes=1)
     async with store.tx() as tx:
         await tx.devices.set_online("u-1", False, gone)
-        assert await tx.devices.mark_all_offline(gone) == 2  # u-2 and u-3; u-1 already off
-        assert await tx.devices.mark_all_offline(gone) == 0
+        assert await tx.devices.mark_all_offline() == 2  # u-2 and u-3; u-1 already off
+        assert await tx.devices.mark_all_offline() == 0
     async with store.tx() as tx:
         states = {d.uuid: (d.state, d.last_seen) for d in await tx.devices.list()}
     assert states["u-1"] == ("offline", beat)  # going offline keeps the last contact
@@ -151,7 +151,7 @@ async def test_touch_many_devices_in_bulk(
             )
     beat = now + timedelta(seconds=15)
     async with store.tx() as tx:
-        await tx.devices.touch(uuids[1:], beat)
+        await tx.devices.touch(dict.fromkeys(uuids[1:], beat))
     async with store.tx() as tx:
         seen = {d.uuid: d.last_seen for d in await tx.devices.list()}
     assert seen.pop(uuids[0]) == now
@@ -181,3 +181,31 @@ async def test_inventory_of_unknown_device_fails_without_breaking_the_tx(
         await tx.events.add("device.ghost", {}, at=now)
     async with store.tx() as tx:
         assert len(await tx.events.list()) == 1
+
+
+async def test_liveness_rule_in_the_store(store: Store, now: datetime) -> None:
+    """Heartbeats only move last_seen forward; expiry, revival and disconnect each report
+    exactly the devices whose state they changed."""
+    for uuid in ("u-1", "u-2", "u-3"):
+        await _add(store, uuid, now)
+    late = now + timedelta(seconds=10)
+    async with store.tx() as tx:
+        # u-2's beat is older than what is stored (another replica recorded a newer one).
+        assert await tx.devices.touch({"u-1": late, "u-2": now - timedelta(seconds=5)}) == []
+        stale_before = now + timedelta(seconds=5)
+        assert sorted(await tx.devices.expire(stale_before)) == ["u-2", "u-3"]
+        assert await tx.devices.expire(stale_before) == []  # nothing changes twice
+        assert await tx.devices.online(stale_before) == [("u-1", 1001)]
+        # A heartbeat brings a device back, once.
+        assert await tx.devices.touch({"u-2": late}) == ["u-2"]
+        assert await tx.devices.touch({"u-2": late}) == []
+        # Disconnecting loses to a newer record (the device reconnected elsewhere).
+        assert not await tx.devices.disconnect("u-1", now)
+        assert await tx.devices.disconnect("u-1", late)
+        assert not await tx.devices.disconnect("u-1", late)  # already offline
+    async with store.tx() as tx:
+        shown = {d.uuid: d.state for d in await tx.devices.list(stale_before=late)}
+        # u-2 is marked online but silent since before `later`: listed offline.
+        listed_later = await tx.devices.list(stale_before=late + timedelta(seconds=1))
+    assert shown == {"u-1": "offline", "u-2": "online", "u-3": "offline"}
+    assert {d.uuid: d.state for d in listed_later}["u-2"] == "offline"

@@ -212,3 +212,34 @@ async def test_a_token_enrolls_once_across_replicas(
 
     outcomes = await asyncio.gather(consume(a), consume(b), consume(a), consume(b))
     assert sorted(outcomes) == [False, False, False, True]
+
+
+async def test_replicas_expiring_together_report_each_device_once(
+    replicas: tuple[Store, Store], now: datetime
+) -> None:
+    """Every replica sweeps; each offline transition (and so its event) has one owner."""
+    a, b = replicas
+    uuids = [f"u-{i:03d}" for i in range(200)]
+    async with a.tx() as tx:
+        for uuid in uuids:
+            await tx.devices.upsert(
+                uuid,
+                serial=uuid,
+                name=uuid,
+                model_id="m",
+                version="1",
+                macs=[],
+                ipaddr="",
+                st_id=0,
+                transport="amqp",
+                online=True,
+                at=now,
+            )
+
+    async def expire(store: Store) -> list[str]:
+        async with store.tx() as tx:
+            return await tx.devices.expire(now + timedelta(seconds=1))
+
+    results = await asyncio.gather(expire(a), expire(b), expire(a), expire(b))
+    expired = [uuid for got in results for uuid in got]
+    assert sorted(expired) == uuids  # every device once, none twice

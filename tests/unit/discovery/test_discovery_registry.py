@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hwfleet.discovery import Packet, PacketType, Registry, build_advert, parse, public_raw
 from hwfleet.discovery.metadata import DeviceMetadata
 from hwfleet.discovery.responder import advert_from
+from hwfleet.discovery.signing import fingerprint
 
 from .conftest import make_meta
 
@@ -50,20 +51,44 @@ def test_enrolled_device_is_trusted_and_a_forgery_is_flagged_without_overwriting
     assert registry.counters["spoofed"] == 2
 
 
-def test_unenrolled_device_key_change_is_flagged() -> None:
+def test_unenrolled_device_with_two_keys_is_a_conflict_that_blames_neither() -> None:
     registry = Registry()
     key = Ed25519PrivateKey.generate()
     assert registry.observe(packet(make_meta(), key), "127.1.0.1")
     update = registry.get(UUID)
     assert update is not None and update.signed and not update.trusted and not update.enrolled
+    assert not update.conflict and update.to_json()["claims"] == []
     other = registry.observe(
         packet(make_meta(name="x"), Ed25519PrivateKey.generate()),
         "127.1.0.2",
     )
-    assert other is not None and other.spoofed and "key changed" in (other.spoof_reason or "")
+    assert other is not None and other.event == "conflict" and other.conflict
+    assert not other.spoofed and other.fingerprint is None and not other.signed
+    assert {c.source for c in other.claims} == {"127.1.0.1", "127.1.0.2"}
     unsigned = registry.observe(packet(make_meta(), None), "127.1.0.3")
+    assert unsigned is not None and unsigned.conflict and not unsigned.spoofed
+    assert [c.fingerprint for c in unsigned.claims][2] is None
+    assert len(unsigned.to_json()["claims"]) == 3
+    assert registry.counters["conflicts"] == 2 and registry.counters["spoofed"] == 0
+
+
+def test_unsigned_first_then_signed_is_a_conflict() -> None:
+    registry = Registry()
+    assert registry.observe(packet(make_meta(name="spoof"), None), "127.1.0.66")
+    real = registry.observe(packet(make_meta(), Ed25519PrivateKey.generate()), "127.1.0.1")
+    assert real is not None and real.conflict and not real.spoofed
+
+
+def test_known_fingerprint_decides_like_a_known_key() -> None:
+    good, evil = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    registry = Registry(known_keys={UUID: fingerprint(public_raw(good))}.get)
+    spoof = registry.observe(packet(make_meta(name="evil"), evil), "127.1.0.66")
+    assert spoof is not None and spoof.spoofed and spoof.spoof_source == "127.1.0.66"
+    unsigned = registry.observe(packet(make_meta(name="evil"), None), "127.1.0.66")
     assert unsigned is not None and "unsigned" in (unsigned.spoof_reason or "")
-    assert registry.get(UUID).metadata.name == "rack-1"
+    real = registry.observe(packet(make_meta(), good), "127.1.0.1")
+    assert real is not None and real.trusted and real.metadata.name == "rack-1"
+    assert real.fingerprint == fingerprint(public_raw(good)) and not real.conflict
 
 
 def test_unsigned_device_before_enrollment_is_listed_as_unsigned() -> None:
