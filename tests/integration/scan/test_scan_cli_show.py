@@ -57,9 +57,14 @@ async def test_scans_lists_and_scan_show_follows_then_reviews(
         assert code == 0, err
         assert "scan 1: 2 of 3 devices passed" in out
 
-        ghost = await ctl.scans.start(GHOST, quiet_timeout=600)
+        async with ctl.store.tx(readonly=True) as tx:
+            first = await tx.scans.get(1)
+        assert first is not None
+        # The fleet and a ghost that never answers (a device outside a scan's expected set
+        # is refused, so the fleet must be named): the scan stays running.
+        ghost = await ctl.scans.start([*first.expected, *GHOST], quiet_timeout=600)
 
-        async def fleet_answered() -> bool:  # every device answers a broadcast; ghost never
+        async def fleet_answered() -> bool:
             async with ctl.store.tx(readonly=True) as tx:
                 return len(await tx.scans.answered(ghost.operationid)) == 3
 
@@ -71,14 +76,14 @@ async def test_scans_lists_and_scan_show_follows_then_reviews(
             (ghost.operationid, "running"),
             (1, "complete"),
         ]
-        assert (listed[0]["expected"], listed[0]["answered"], listed[0]["passed"]) == (1, 3, None)
+        assert (listed[0]["expected"], listed[0]["answered"], listed[0]["passed"]) == (4, 3, None)
         assert (listed[1]["expected"], listed[1]["answered"], listed[1]["passed"]) == (3, 3, 2)
         code, out, err = await run_cli("scans", "--api", url)
         assert code == 0 and "2 scans" in out and "running" in out
 
         code, out, err = await run_cli("scan", "show", str(ghost.operationid), "--api", url)
         assert code == 0, err
-        assert f"scan {ghost.operationid}: running, 3 devices answered (1 expected)" in out
+        assert f"scan {ghost.operationid}: running, 3 devices answered (4 expected)" in out
 
         # Follow it to its end (finished here, as its quiet timeout would) and review its posts.
         follower = asyncio.create_task(
