@@ -25,6 +25,10 @@ from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT
 ENV_PREFIX = "HWFLEET_"
 #: A duration in seconds: zero or less would spin a loop or time out at once.
 Positive = Annotated[float, msgspec.Meta(gt=0)]
+#: A count that must allow at least one.
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+#: A limit where 0 means none.
+ZeroOff = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class SettingsError(ValueError):
@@ -62,6 +66,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     insecure: bool = False
     #: Hold enrollments without a password or token for ``hwfleet keys accept``.
     manual_approval: bool = False
+    #: Password enrollments one source (IPv4 address, IPv6 /64) may make per window.
+    enroll_password_per_source: AtLeastOne = 20
+    #: The sliding window of ``enroll_password_per_source``, in seconds.
+    enroll_password_window: Positive = 3600.0
+    #: No password enrollment once this many devices hold an accepted key (0: no limit);
+    #: tokens and operator accepts still admit.
+    enroll_password_fleet_limit: ZeroOff = 1000
     #: Run discovery on this interface (multicast); empty: only when asked, on loopback.
     discovery_interface: str = ""
     #: The UDP port devices answer discovery on (the browser queries it).

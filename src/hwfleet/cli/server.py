@@ -46,6 +46,16 @@ def register(app: typer.Typer) -> None:
         manual_approval: Annotated[
             bool | None, Opt(help="hold enrollments without a secret for `hwfleet keys accept`")
         ] = None,
+        enroll_password_per_source: Annotated[
+            int | None, Opt(help="password enrollments per source per window (20)")
+        ] = None,
+        enroll_password_window: Annotated[
+            float | None, Opt(help="that window, seconds (3600)")
+        ] = None,
+        enroll_password_fleet_limit: Annotated[
+            int | None,
+            Opt(help="no password enrollment past this many devices; 0: no limit (1000)"),
+        ] = None,
         discovery_interface: Annotated[
             str | None, Opt(help="multicast discovery on this interface (default: none)")
         ] = None,
