@@ -73,6 +73,16 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: No password enrollment once this many devices hold an accepted key (0: no limit);
     #: tokens and operator accepts still admit.
     enroll_password_fleet_limit: ZeroOff = 1000
+    #: Links without a client certificate (not yet enrolled) open at once, per source ...
+    anonymous_links_per_source: AtLeastOne = 16
+    #: ... and in total.
+    anonymous_links: AtLeastOne = 128
+    #: Longest line (bytes) an unidentified link may send: an enroll request is < 20 KiB.
+    anonymous_line_limit: Annotated[int, msgspec.Meta(ge=4096, le=1 << 20)] = 64 * 1024
+    #: Messages per second each source may send on its unidentified links (sustained) ...
+    anonymous_message_rate: Positive = 5.0
+    #: ... and at once.
+    anonymous_message_burst: AtLeastOne = 40
     #: Run discovery on this interface (multicast); empty: only when asked, on loopback.
     discovery_interface: str = ""
     #: The UDP port devices answer discovery on (the browser queries it).

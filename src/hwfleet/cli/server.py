@@ -56,6 +56,12 @@ def register(app: typer.Typer) -> None:
             int | None,
             Opt(help="no password enrollment past this many devices; 0: no limit (1000)"),
         ] = None,
+        anonymous_links_per_source: Annotated[
+            int | None, Opt(help="open links without a certificate per source (16)")
+        ] = None,
+        anonymous_links: Annotated[
+            int | None, Opt(help="open links without a certificate in all (128)")
+        ] = None,
         discovery_interface: Annotated[
             str | None, Opt(help="multicast discovery on this interface (default: none)")
         ] = None,
