@@ -72,7 +72,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enroll_password_window: Positive = 3600.0
     #: No password enrollment once this many devices hold an accepted key (0: no limit);
     #: tokens and operator accepts still admit.
-    enroll_password_fleet_limit: ZeroOff = 1000
+    enroll_password_fleet_limit: ZeroOff = 10_000
     #: Links without a client certificate (not yet enrolled) open at once, per source ...
     anonymous_links_per_source: AtLeastOne = 16
     #: ... and in total.

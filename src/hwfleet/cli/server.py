@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         enroll_password_fleet_limit: Annotated[
             int | None,
-            Opt(help="no password enrollment past this many devices; 0: no limit (1000)"),
+            Opt(help="no password enrollment past this many devices; 0: no limit (10000)"),
         ] = None,
         anonymous_links_per_source: Annotated[
             int | None, Opt(help="open links without a certificate per source (16)")

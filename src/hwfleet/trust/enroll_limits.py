@@ -29,7 +29,7 @@ class PasswordCaps:
 
     per_source: int = 20
     window: float = 3600.0
-    fleet_limit: int = 1000
+    fleet_limit: int = 10_000
 
     def __post_init__(self) -> None:
         if self.per_source < 1 or self.window <= 0 or self.fleet_limit < 0:
