@@ -99,6 +99,31 @@ async def test_two_mebibyte_line_is_refused(controller: Controller, fleet: SimFl
     await all_answer(controller, fleet)
 
 
+async def test_an_unidentified_link_gets_64_kib_lines_a_device_1_mib(
+    controller: Controller, fleet: SimFleet
+) -> None:
+    """Issue 21 Medium 4: a link without a certificate cannot make the controller hold 1 MiB."""
+    reader, writer = await raw(controller)
+    writer.write(b'{"version": "1", "id": "big", "method": "enroll.hello", "params": {"x": "')
+    writer.write(b"a" * (100 * 1024) + b'"}}\n')
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    reply = await read_reply(reader)
+    assert reply["fatal_error"] == "line longer than 65536 bytes"
+    await expect_closed(reader)
+    writer.close()
+    # An enrolled device (certificate from our CA) still sends lines up to 1 MiB.
+    device = fleet.devices[0]
+
+    async def bulky(runtime: object, params: dict[str, object]) -> dict[str, str]:
+        return {"blob": "b" * (600 * 1024)}
+
+    device.runtime.registry.add("test.bulky", bulky)
+    result = await controller.devices.call(device.runtime.info.uuid, "test.bulky")
+    assert len(result["blob"]) == 600 * 1024
+    await all_answer(controller, fleet)
+
+
 async def test_commands_before_handshake_are_refused(
     controller: Controller, fleet: SimFleet
 ) -> None:
