@@ -202,13 +202,13 @@ class LinkPacing:
         return self._ctx.cert_uuid is not None or self._ctx.uuid is not None
 
     def line_limit(self) -> int:
+        if self.anonymous and self._identified():
+            # A handshake succeeded (``--insecure``): a device link from its next line on.
+            self.close()
+            self._reader.set_limit(STREAM_LIMIT)
         return self._reader.limit - 1  # the reader's limit counts the newline too
 
     async def before_line(self) -> None:
-        if self.anonymous and self._identified():
-            # A handshake succeeded (``--insecure``): this is a device link from now on.
-            self.close()
-            self._reader.set_limit(STREAM_LIMIT)
         if self.anonymous:
             await self._guard.pace(self._source)
 

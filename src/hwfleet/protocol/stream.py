@@ -39,7 +39,7 @@ class Pacing(Protocol):
     """What a server asks of each line a link sends (limits for unidentified peers)."""
 
     def line_limit(self) -> int:
-        """The longest line accepted now (the reader's own limit must match it)."""
+        """The longest next line (the reader's own limit must match); asked before each read."""
         ...
 
     async def before_line(self) -> None:

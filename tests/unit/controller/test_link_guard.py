@@ -62,8 +62,8 @@ async def test_line_limits_small_until_identified_then_the_protocol_limit() -> N
     assert pacing(guard, ctx(cert_uuid="u-1")).line_limit() == MAX_LINE
     # --insecure: the handshake names the device; from the next line on it is one.
     context.uuid = "u-2"
-    await link.before_line()
     assert link.line_limit() == MAX_LINE and not link.anonymous
+    await link.before_line()  # and it is not paced any more
     assert guard.open_links == 1  # only the 10.0.0.9 link is still anonymous
     guard.close()
 
