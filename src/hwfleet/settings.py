@@ -25,6 +25,10 @@ from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT
 ENV_PREFIX = "HWFLEET_"
 #: A duration in seconds: zero or less would spin a loop or time out at once.
 Positive = Annotated[float, msgspec.Meta(gt=0)]
+#: A count that must allow at least one.
+AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+#: A limit where 0 means none.
+ZeroOff = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class SettingsError(ValueError):
@@ -75,6 +79,23 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     insecure: bool = False
     #: Hold enrollments without a password or token for ``hwfleet keys accept``.
     manual_approval: bool = False
+    #: Password enrollments one source (IPv4 address, IPv6 /64) may make per window.
+    enroll_password_per_source: AtLeastOne = 20
+    #: The sliding window of ``enroll_password_per_source``, in seconds.
+    enroll_password_window: Positive = 3600.0
+    #: No password enrollment once this many devices hold an accepted key (0: no limit);
+    #: tokens and operator accepts still admit.
+    enroll_password_fleet_limit: ZeroOff = 10_000
+    #: Links without a client certificate (not yet enrolled) open at once, per source ...
+    anonymous_links_per_source: AtLeastOne = 16
+    #: ... and in total.
+    anonymous_links: AtLeastOne = 128
+    #: Longest line (bytes) an unidentified link may send: an enroll request is < 20 KiB.
+    anonymous_line_limit: Annotated[int, msgspec.Meta(ge=4096, le=1 << 20)] = 64 * 1024
+    #: Messages per second each source may send on its unidentified links (sustained) ...
+    anonymous_message_rate: Positive = 5.0
+    #: ... and at once.
+    anonymous_message_burst: AtLeastOne = 40
     #: Run discovery on this interface (multicast); empty: only when asked, on loopback.
     discovery_interface: str = ""
     #: The UDP port devices answer discovery on (the browser queries it).

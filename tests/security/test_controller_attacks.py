@@ -127,6 +127,12 @@ def controller_settings(data_dir: Path, **overrides: Any) -> ServerSettings:
         "bus": "memory://",
         "enroll_password": PASSWORD,
         "call_timeout": 5.0,
+        # These attacks test the enrollment limiter and the key rules, with up to 1,000
+        # requests and 50 links from one source; the pacing of unidentified links
+        # (tests/security/test_link_flood.py) would otherwise cut them short.
+        "anonymous_links_per_source": 64,
+        "anonymous_message_rate": 10_000.0,
+        "anonymous_message_burst": 10_000,
         **overrides,
     }
     return ServerSettings(**values)

@@ -61,6 +61,22 @@ def register(app: typer.Typer) -> None:
         manual_approval: Annotated[
             bool | None, Opt(help="hold enrollments without a secret for `hwfleet keys accept`")
         ] = None,
+        enroll_password_per_source: Annotated[
+            int | None, Opt(help="password enrollments per source per window (20)")
+        ] = None,
+        enroll_password_window: Annotated[
+            float | None, Opt(help="that window, seconds (3600)")
+        ] = None,
+        enroll_password_fleet_limit: Annotated[
+            int | None,
+            Opt(help="no password enrollment past this many devices; 0: no limit (10000)"),
+        ] = None,
+        anonymous_links_per_source: Annotated[
+            int | None, Opt(help="open links without a certificate per source (16)")
+        ] = None,
+        anonymous_links: Annotated[
+            int | None, Opt(help="open links without a certificate in all (128)")
+        ] = None,
         discovery_interface: Annotated[
             str | None, Opt(help="multicast discovery on this interface (default: none)")
         ] = None,

@@ -45,6 +45,7 @@ from hwfleet.trust import (
     peer_identity,
     server_context,
 )
+from hwfleet.trust.enroll_limits import PasswordCaps
 
 if TYPE_CHECKING:
     from hwfleet.store import EventRecord, Store
@@ -81,6 +82,11 @@ class Admission:
             events=self._event_sink(events),
             on_revoke=self._revoked,
             manual_approval=settings.manual_approval,
+            password_caps=PasswordCaps(
+                per_source=settings.enroll_password_per_source,
+                window=settings.enroll_password_window,
+                fleet_limit=settings.enroll_password_fleet_limit,
+            ),
         )
         self.ssl_context: ssl.SSLContext | None = None
         #: Creates and deletes per-device RabbitMQ users (None: devices share the bus URL's).

@@ -27,6 +27,7 @@ from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
 from hwfleet.controller.events import EventPublisher
 from hwfleet.controller.gateway import StreamGateway
+from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits
 from hwfleet.controller.outbox import OutboxWorker
 from hwfleet.controller.scan import ScanService
 from hwfleet.controller.scan_bridge import ScanBridge
@@ -168,6 +169,7 @@ class Controller:
             handshake_timeout=s.handshake_timeout,
             ssl_context=self.admission.ssl_context,
             on_connect=self.admission.on_connect,
+            guard=AnonymousGuard(AnonymousLimits.from_settings(s)),
         )
         await self.gateway.start()
         self._closers.append(self.gateway.close)

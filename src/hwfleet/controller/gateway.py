@@ -11,7 +11,7 @@ from typing import Any
 
 from hwfleet.controller.agent_methods import AgentContext, AgentMethods
 from hwfleet.controller.devices import DeviceRegistry
-from hwfleet.protocol.framing import STREAM_LIMIT
+from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
 
@@ -38,7 +38,9 @@ class StreamGateway:
         handshake_timeout: float = 15.0,
         call_timeout: float = 10.0,
         on_connect: ConnectionHook | None = None,
+        guard: AnonymousGuard | None = None,
     ) -> None:
+        """``guard``: limits for links that have not identified themselves (defaults if None)."""
         self._methods = methods
         self._devices = devices
         self._host = host
@@ -47,6 +49,7 @@ class StreamGateway:
         self._handshake_timeout = handshake_timeout
         self._call_timeout = call_timeout
         self._on_connect = on_connect
+        self.guard = guard or AnonymousGuard(AnonymousLimits())
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
@@ -57,14 +60,23 @@ class StreamGateway:
         return (sock[0], sock[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve,
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            # asyncio.start_server, but with a reader whose limit can change (LinkReader).
+            reader = LinkReader(limit=self.guard.limits.line_limit + 1)
+            return asyncio.StreamReaderProtocol(reader, self._serve)
+
+        self._server = await loop.create_server(
+            protocol,
             self._host,
             self._port,
-            limit=STREAM_LIMIT,
             ssl=self._ssl,
             backlog=4096,
             ssl_handshake_timeout=10.0 if self._ssl else None,
+            # A closing link waits this long for the peer's close_notify: not asyncio's
+            # 30 s, or links refused in a flood would hold their buffers that long.
+            ssl_shutdown_timeout=5.0 if self._ssl else None,
         )
         log.info(
             "agent gateway listening on %s:%d (%s)",
@@ -78,17 +90,19 @@ class StreamGateway:
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
+        self.guard.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert isinstance(reader, LinkReader)
         # asyncio (3.11) logs a cancelled connection task as an error; shutdown cancels
         # them on purpose, so cancellation ends the handler quietly here.
         with contextlib.suppress(asyncio.CancelledError):
             await self._session(reader, writer)
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(self, reader: LinkReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -107,10 +121,17 @@ class StreamGateway:
         watchdog = asyncio.get_running_loop().call_later(
             self._handshake_timeout, self._expect_handshake, ctx, writer
         )
+        pacing: LinkPacing | None = None
         try:
             if self._on_connect is not None:
                 self._on_connect(ctx, writer)
-            await pump(reader, session)
+            pacing = LinkPacing(self.guard, ctx, reader, ipaddr, writer.transport)
+            if pacing.refusal is not None:
+                if isinstance(writer.transport, asyncio.Transport):
+                    writer.transport.pause_reading()  # what it sends next stays in the kernel
+                await session.fatal(pacing.refusal)
+                return
+            await pump(reader, session, pacing=pacing)
         except Exception:
             log.exception("connection from %s failed", channel.peername())
         finally:
@@ -119,6 +140,8 @@ class StreamGateway:
             if ctx.uuid is not None:
                 await self._devices.detach(ctx.uuid, session, "disconnected")
             await channel.close()
+            if pacing is not None:
+                pacing.ended()
             self._handlers.discard(task)
 
     def _expect_handshake(

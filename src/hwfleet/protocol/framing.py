@@ -16,12 +16,15 @@ class LineTooLong(ProtocolError):
     """The peer sent more than :data:`MAX_LINE` bytes without a newline."""
 
 
-async def read_line(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> bytes | None:
+async def read_line(
+    reader: asyncio.StreamReader, limit: int = MAX_LINE, *, keep_blank: bool = False
+) -> bytes | None:
     """Read one line without its newline; ``None`` at end of stream.
 
     A peer that disconnects mid-line also gives ``None``: the partial line is
     dropped, since nothing can be answered on a closed connection. Blank lines
-    are skipped (keep-alive tolerance).
+    are skipped (keep-alive tolerance), or returned as ``b""`` with
+    ``keep_blank`` so that the caller can pace them like any other line.
     """
     while True:
         try:
@@ -35,5 +38,5 @@ async def read_line(reader: asyncio.StreamReader, limit: int = MAX_LINE) -> byte
         if len(line) - 1 > limit:
             raise LineTooLong(f"line of {len(line) - 1} bytes exceeds {limit}")
         body = line.rstrip(b"\r\n")
-        if body:
+        if body or keep_blank:
             return body

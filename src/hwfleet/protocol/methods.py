@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -10,6 +11,11 @@ import msgspec
 
 from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import ErrorCode, MethodError
+
+log = logging.getLogger(__name__)
+
+#: An unexpected exception's text is cut to this many characters in the error reply.
+MAX_FAILURE_TEXT = 500
 
 # Core protocol (seed 001).
 HANDSHAKE = "handshake"
@@ -116,7 +122,10 @@ class MethodRegistry(Generic[Ctx]):
     A handler receives the session context and its params (converted to the
     registered struct, or the raw dict when none is registered) and returns a
     mapping or struct for ``result``. It raises :class:`MethodError` to answer
-    with an error. Unknown methods and bad params are answered, never ignored.
+    with an error. Unknown methods and bad params are answered, never ignored,
+    and so is any other exception a handler raises (DESIGN §3: always an error
+    reply, never silence): the caller gets ``failed`` at once instead of waiting
+    out its timeout, the link stays up, and the traceback goes to the log.
     """
 
     def __init__(self) -> None:
@@ -158,10 +167,24 @@ class MethodRegistry(Generic[Ctx]):
                     cmd.id, f"bad params for {cmd.method}: {exc}", ErrorCode.BAD_PARAMS
                 )
         try:
-            value = await entry.handler(ctx, params)
+            return envelope.result(cmd.id, to_object(await entry.handler(ctx, params)))
         except MethodError as exc:
             return envelope.error(cmd.id, exc.msg, exc.code)
-        return envelope.result(cmd.id, to_object(value))
+        except Exception as exc:  # cancellation (BaseException) still ends the handler
+            log.exception("%s failed", cmd.method)
+            return envelope.error(cmd.id, failure_text(cmd.method, exc), ErrorCode.FAILED)
+
+
+def failure_text(method: str, exc: Exception) -> str:
+    """``<method> failed: <type>: <text>`` for an exception no handler expected.
+
+    Only the first line of the text goes out, cut short: database errors append the
+    statement and its parameters on later lines, which are for the log, not the peer.
+    """
+    text = str(exc).split("\n", 1)[0]
+    if len(text) > MAX_FAILURE_TEXT:
+        text = text[:MAX_FAILURE_TEXT] + "…"
+    return f"{method} failed: {type(exc).__name__}: {text}"
 
 
 def to_object(value: Any) -> dict[str, Any]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 from hwfleet.protocol.errors import SessionClosed
-from hwfleet.protocol.framing import LineTooLong, read_line
+from hwfleet.protocol.framing import MAX_LINE, LineTooLong, read_line
 from hwfleet.protocol.session import Session
 
 
@@ -35,19 +35,42 @@ class StreamChannel:
             await self._writer.wait_closed()
 
 
-async def pump(reader: asyncio.StreamReader, session: Session[Any]) -> None:
-    """Feed every line from ``reader`` to ``session`` until EOF, a fatal error or close."""
+class Pacing(Protocol):
+    """What a server asks of each line a link sends (limits for unidentified peers)."""
+
+    def line_limit(self) -> int:
+        """The longest next line (the reader's own limit must match); asked before each read."""
+        ...
+
+    async def before_line(self) -> None:
+        """Called for every line, blank ones too, before it is handled; may wait."""
+        ...
+
+
+async def pump(
+    reader: asyncio.StreamReader, session: Session[Any], *, pacing: Pacing | None = None
+) -> None:
+    """Feed every line from ``reader`` to ``session`` until EOF, a fatal error or close.
+
+    After each line the loop yields: a peer with thousands of lines buffered
+    (blank lines, pipelined requests) gets one line per event-loop turn, like
+    everyone else, instead of holding the loop until its buffer is empty.
+    """
     try:
         while not session.closed:
+            limit = MAX_LINE if pacing is None else pacing.line_limit()
             try:
-                line = await read_line(reader)
+                line = await read_line(reader, limit, keep_blank=True)
             except LineTooLong as exc:
                 await session.fatal(str(exc))
                 return
             if line is None:
                 return
-            if not await session.handle(line):
+            if pacing is not None:
+                await pacing.before_line()
+            if line and not await session.handle(line):
                 return
+            await asyncio.sleep(0)
     except (ConnectionError, OSError) as exc:
         session.close(SessionClosed(str(exc)))
     finally:

@@ -124,6 +124,14 @@ class KeyRepository(Repository):
         row = await self._row(stmt)
         return None if row is None else to_key(row)
 
+    async def count_devices(self, state: str) -> int:
+        """How many device uuids have at least one key in ``state``."""
+        check_state(state, KEY_STATES, "key")
+        stmt = sa.select(sa.func.count(sa.distinct(agent_keys.c.device_uuid))).where(
+            agent_keys.c.state == state
+        )
+        return int((await self._conn.execute(stmt)).scalar_one())
+
     async def list(self) -> builtins.list[KeyRecord]:
         stmt = sa.select(agent_keys).order_by(agent_keys.c.created_at, agent_keys.c.id)
         return [to_key(row) for row in await self._rows(stmt)]

@@ -24,6 +24,15 @@ class TokenRepository(Repository):
         )
         await self._conn.execute(stmt.on_conflict_do_nothing(index_elements=["token_hash"]))
 
+    async def valid(self, token_hash: str, now: datetime) -> bool:
+        """True while the token is unused and unexpired; spends nothing."""
+        stmt = sa.select(enrollment_tokens.c.token_hash).where(
+            enrollment_tokens.c.token_hash == token_hash,
+            enrollment_tokens.c.used_at.is_(None),
+            enrollment_tokens.c.expires_at > now,
+        )
+        return await self._row(stmt) is not None
+
     async def consume(self, token_hash: str, now: datetime) -> bool:
         """True exactly once per token, and only before it expires.
 

@@ -8,10 +8,14 @@ Rules, in the order they are applied to an ``enroll`` request:
 3. A key the store already knows: accepted for this uuid → the same
    certificate again (idempotent); rejected or denied → refused; registered to
    another uuid → refused; pending → goes on to the secret check.
-4. A uuid that already has an accepted key and now shows another key → the
-   new key is recorded ``denied``, the event ``enrollment.denied.<uuid>`` is
-   written and published, and the request is refused.
-5. A right password (constant-time compare) or an unexpired, unused token
+4. A uuid that already has an accepted key and now shows another key → without
+   the right password or a valid token the request is refused like a wrong
+   password and nothing is written; with one, the new key is recorded
+   ``denied``, the event ``enrollment.denied.<uuid>`` is written and published,
+   and the request is refused. At most :data:`MAX_DENIED_PER_DEVICE` denied
+   keys are recorded per uuid; later attempts are only logged.
+5. A right password (constant-time compare), within the password caps
+   (:mod:`hwfleet.trust.enroll_limits`), or an unexpired, unused token
    (consumed in the same transaction) → the key is accepted and signed.
 6. Otherwise the failure is charged to the source and the request is refused —
    or, in manual-approval mode, recorded ``pending`` for ``hwfleet keys accept``.
@@ -29,6 +33,12 @@ from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.trust import fingerprints, tokens
 from hwfleet.trust.compare import secret_equals
 from hwfleet.trust.csr import CsrError, CsrInfo, canonical_uuid, parse_csr
+from hwfleet.trust.enroll_limits import (
+    PasswordCaps,
+    WindowCounter,
+    fleet_cap_message,
+    source_cap_message,
+)
 from hwfleet.trust.keyadmin import Clock, KeyAdmin, PendingEvent, utcnow
 from hwfleet.trust.messages import EnrollParams, EnrollReply, EventSink, RevokeHook
 from hwfleet.trust.ratelimit import RateLimiter
@@ -39,6 +49,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Denied keys recorded per device uuid; beyond this a theft attempt is logged, not stored.
+MAX_DENIED_PER_DEVICE = 5
+
 
 @dataclass(slots=True)
 class _Outcome:
@@ -48,6 +61,8 @@ class _Outcome:
     refusal: MethodError | None = None
     events: list[PendingEvent] | None = None
     charge: bool = False
+    #: Accepted with the password: counts against the source's password cap.
+    by_password: bool = False
 
 
 class EnrollmentService(KeyAdmin):
@@ -63,6 +78,7 @@ class EnrollmentService(KeyAdmin):
         events: EventSink | None = None,
         on_revoke: RevokeHook | None = None,
         manual_approval: bool = False,
+        password_caps: PasswordCaps | None = None,
         clock: Clock = utcnow,
     ) -> None:
         super().__init__(store, ca, events=events, on_revoke=on_revoke, clock=clock)
@@ -70,6 +86,11 @@ class EnrollmentService(KeyAdmin):
         self._password = password
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.manual_approval = manual_approval
+        self.password_caps = password_caps or PasswordCaps()
+        #: Password enrollments per source in the sliding window (tests swap in a clock).
+        self.password_counter = WindowCounter(
+            self.password_caps.per_source, self.password_caps.window
+        )
 
     def hello(self) -> dict[str, Any]:
         """The controller CA, for an agent to verify *before* it sends a secret."""
@@ -105,6 +126,8 @@ class EnrollmentService(KeyAdmin):
                 outcome = await self._decide(tx, uuid, info, params, source_ip)
             if outcome.charge:
                 self.limiter.failure(source_ip)
+            if outcome.by_password:
+                self.password_counter.add(source_ip)
             await self._publish(outcome.events or [])
         if outcome.refusal is not None:
             log.warning(
@@ -158,11 +181,20 @@ class EnrollmentService(KeyAdmin):
                     ),
                     charge=True,
                 )
-        for other in await tx.keys.for_device(uuid):
+        keys = await tx.keys.for_device(uuid)
+        for other in keys:
             if other.state == "accepted" and other.fingerprint != info.fingerprint:
-                return await self._deny(tx, uuid, info, existing, other, source_ip, now)
+                # The secret first: without it, asking costs the source and writes nothing.
+                if not await self._proves_secret(tx, params, now):
+                    return _Outcome(refusal=self._no_secret(params), charge=True)
+                denied = sum(1 for key in keys if key.state == "denied")
+                return await self._deny(tx, uuid, info, existing, other, source_ip, now, denied)
 
         source = await self._authenticate(tx, params, now)
+        if source == "password":
+            capped = await self._password_capped(tx, source_ip)
+            if capped is not None:
+                return _Outcome(refusal=capped)  # the right password: not a failure to charge
         if source is not None:
             cert = self.ca.sign_csr(info, uuid)
             record = existing or await self._add(tx, uuid, info, "pending", source, now)
@@ -171,9 +203,12 @@ class EnrollmentService(KeyAdmin):
             )
             assert accepted is not None
             event = await self._event(tx, "accepted", accepted, now, source_ip=source_ip)
-            return _Outcome(reply=self._accepted(accepted, cert), events=[event])
+            return _Outcome(
+                reply=self._accepted(accepted, cert),
+                events=[event],
+                by_password=source == "password",
+            )
 
-        supplied = bool(params.password or params.token)
         if self.manual_approval:
             if existing is not None:  # already pending: waiting is not a new failure
                 return _Outcome(reply=EnrollReply(state="pending", key_id=existing.id))
@@ -183,24 +218,53 @@ class EnrollmentService(KeyAdmin):
             return _Outcome(
                 reply=EnrollReply(state="pending", key_id=record.id), events=[event], charge=True
             )
+        return _Outcome(refusal=self._no_secret(params), charge=True)
+
+    @staticmethod
+    def _no_secret(params: EnrollParams) -> MethodError:
         message = (
             "enrollment refused: wrong enrollment password or invalid, used or expired token"
-            if supplied
+            if params.password or params.token
             else "enrollment needs the enrollment password (--enroll-password) or a token "
             "(hwfleet keys token)"
         )
-        return _Outcome(refusal=MethodError(message, ErrorCode.UNAUTHORIZED), charge=True)
+        return MethodError(message, ErrorCode.UNAUTHORIZED)
+
+    def _password_matches(self, params: EnrollParams) -> bool:
+        return bool(params.password) and secret_equals(params.password or "", self._password)
+
+    def _token_hash(self, params: EnrollParams) -> str | None:
+        if params.token and len(params.token) <= tokens.MAX_TOKEN_LENGTH:
+            return tokens.token_hash(params.token)
+        return None
 
     async def _authenticate(self, tx: Tx, params: EnrollParams, now: Any) -> str | None:
-        """``"password"`` or ``"token"`` when the request proves it may enroll, else None."""
-        if params.password and secret_equals(params.password, self._password):
+        """``"password"`` or ``"token"`` when the request proves it may enroll, else None.
+
+        A request carrying both uses the password; a token is consumed only when used.
+        """
+        if self._password_matches(params):
             return "password"
-        if (
-            params.token
-            and len(params.token) <= tokens.MAX_TOKEN_LENGTH
-            and await tx.tokens.consume(tokens.token_hash(params.token), now)
-        ):
+        token_hash = self._token_hash(params)
+        if token_hash is not None and await tx.tokens.consume(token_hash, now):
             return "token"
+        return None
+
+    async def _proves_secret(self, tx: Tx, params: EnrollParams, now: Any) -> bool:
+        """Like :meth:`_authenticate`, but spends nothing: for requests that will be refused."""
+        if self._password_matches(params):
+            return True
+        token_hash = self._token_hash(params)
+        return token_hash is not None and await tx.tokens.valid(token_hash, now)
+
+    async def _password_capped(self, tx: Tx, source_ip: str) -> MethodError | None:
+        """The refusal when a password enrollment would exceed a cap, else None."""
+        caps = self.password_caps
+        wait = self.password_counter.retry_after(source_ip)
+        if wait > 0:
+            return MethodError(source_cap_message(source_ip, caps, wait), ErrorCode.REFUSED)
+        if caps.fleet_limit and await tx.keys.count_devices("accepted") >= caps.fleet_limit:
+            return MethodError(fleet_cap_message(caps), ErrorCode.REFUSED)
         return None
 
     async def _add(
@@ -235,8 +299,18 @@ class EnrollmentService(KeyAdmin):
         accepted: KeyRecord,
         source_ip: str,
         now: Any,
+        denied_before: int,
     ) -> _Outcome:
         reason = f"device already has accepted key {accepted.id}"
+        refusal = MethodError(
+            f"device {uuid} already has an accepted key ({accepted.id}); this key is denied. "
+            f"An operator can delete the old key (hwfleet keys delete {accepted.id}) and "
+            "accept this one",
+            ErrorCode.REFUSED,
+        )
+        if existing is None and denied_before >= MAX_DENIED_PER_DEVICE:
+            # Enough evidence is on record for this uuid: the log keeps the rest.
+            return _Outcome(refusal=refusal, charge=True)
         if existing is None:
             denied = await self._add(tx, uuid, info, "denied", "request", now, reason=reason)
         else:
@@ -244,13 +318,4 @@ class EnrollmentService(KeyAdmin):
             assert updated is not None
             denied = updated
         event = await self._event(tx, "denied", denied, now, source_ip=source_ip)
-        return _Outcome(
-            refusal=MethodError(
-                f"device {uuid} already has an accepted key ({accepted.id}); this key is denied. "
-                f"An operator can delete the old key (hwfleet keys delete {accepted.id}) and "
-                "accept this one",
-                ErrorCode.REFUSED,
-            ),
-            events=[event],
-            charge=True,
-        )
+        return _Outcome(refusal=refusal, events=[event], charge=True)

@@ -69,15 +69,30 @@ class RateLimiter:
         bucket = self._refill(source_key(source))
         return bucket is not None and bucket.tokens < 1
 
-    def failure(self, source: str) -> None:
-        """Charge one failed attempt to ``source``."""
+    def _charged(self, source: str) -> _Bucket:
+        """The source's bucket (a full new one if none), marked most recently used."""
         key = source_key(source)
         bucket = self._refill(key)
         if bucket is None:
             self._make_room()
             bucket = self._buckets[key] = _Bucket(float(self.burst), self._clock())
         self._buckets.move_to_end(key)
+        return bucket
+
+    def failure(self, source: str) -> None:
+        """Charge one failed attempt to ``source``."""
+        bucket = self._charged(source)
         bucket.tokens = max(0.0, bucket.tokens - 1)
+
+    def reserve(self, source: str) -> float:
+        """Take one token, in advance if need be; return the seconds to wait for it.
+
+        The bucket may go into debt, so concurrent callers queue up one token
+        interval apart instead of all waking together when the bucket refills.
+        """
+        bucket = self._charged(source)
+        bucket.tokens -= 1
+        return 0.0 if bucket.tokens >= 0 else -bucket.tokens / self.rate
 
     def retry_after(self, source: str) -> float:
         """Seconds until ``source`` may try again (0 when it may now)."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
 
 from hwfleet.controller.app import Controller
 from hwfleet.protocol.framing import STREAM_LIMIT
+from hwfleet.settings import ServerSettings
 from hwfleet.sim.fleet import SimFleet
+from hwfleet.sim.profiles import generate
 from hwfleet.trust import first_contact_context
 
 
@@ -96,6 +99,33 @@ async def test_two_mebibyte_line_is_refused(controller: Controller, fleet: SimFl
     assert "longer than" in str(reply["fatal_error"])
     await expect_closed(reader)
     writer.close()
+    await all_answer(controller, fleet)
+
+
+async def bulky(runtime: object, params: dict[str, object]) -> dict[str, str]:
+    """A device method whose reply is a 600 KiB line."""
+    return {"blob": "b" * (600 * 1024)}
+
+
+async def test_an_unidentified_link_gets_64_kib_lines_a_device_1_mib(
+    controller: Controller, fleet: SimFleet
+) -> None:
+    """Issue 21 Medium 4: a link without a certificate cannot make the controller hold 1 MiB."""
+    reader, writer = await raw(controller)
+    writer.write(b'{"version": "1", "id": "big", "method": "enroll.hello", "params": {"x": "')
+    writer.write(b"a" * (100 * 1024) + b'"}}\n')
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    reply = await read_reply(reader)
+    assert reply["fatal_error"] == "line longer than 65536 bytes"
+    await expect_closed(reader)
+    writer.close()
+    # An enrolled device (certificate from our CA) still sends lines up to 1 MiB.
+    device = fleet.devices[0]
+
+    device.runtime.registry.add("test.bulky", bulky)
+    result = await controller.devices.call(device.runtime.info.uuid, "test.bulky")
+    assert len(result["blob"]) == 600 * 1024
     await all_answer(controller, fleet)
 
 
@@ -189,3 +219,40 @@ async def test_agent_survives_a_misbehaving_controller() -> None:
         server.close()
     assert json.loads(received[0])["method"] == "handshake"
     assert "fatal_error" in json.loads(received[1])
+
+
+async def test_insecure_link_gets_the_device_limit_once_its_handshake_succeeds(
+    tmp_path: Path, deadline: float
+) -> None:
+    """Under --insecure a link is unidentified until its handshake: 64 KiB, then 1 MiB."""
+    ctl = Controller(
+        ServerSettings(
+            data_dir=str(tmp_path / "ctl"),
+            agent_listen="127.0.0.1:0",
+            api_listen="127.0.0.1:0",
+            insecure=True,
+        )
+    )
+    await ctl.start()
+    host, port = ctl.gateway.address
+    fleet = SimFleet(generate(1, seed=3), host, port, seed=3, insecure=True)
+    try:
+        await fleet.start()
+        assert await fleet.wait_connected(deadline) == 1
+        device = fleet.devices[0]
+
+        device.runtime.registry.add("test.bulky", bulky)
+        result = await ctl.devices.call(device.runtime.info.uuid, "test.bulky")
+        assert len(result["blob"]) == 600 * 1024
+        assert ctl.gateway.guard.open_links == 0  # the device's link no longer counts
+        # A plain link that has not sent its handshake is still held to 64 KiB.
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b'{"version": "1", "id": "x", "method": "ping", "params": {"x": "')
+        writer.write(b"a" * (100 * 1024) + b'"}}\n')
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        assert (await read_reply(reader))["fatal_error"] == "line longer than 65536 bytes"
+        writer.close()
+    finally:
+        await fleet.close()
+        await ctl.close()

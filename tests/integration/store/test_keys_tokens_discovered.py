@@ -91,10 +91,35 @@ async def test_tokens_are_single_use_and_expire(store: Store, now: datetime) -> 
         await tx.tokens.add("hash-b", expires_at=now + timedelta(minutes=1), at=now)
         await tx.tokens.add("hash-a", expires_at=now + timedelta(days=9), at=now)  # no-op
     async with store.tx() as tx:
+        # Checking spends nothing; expired and unknown tokens are not valid.
+        assert await tx.tokens.valid("hash-a", now + timedelta(minutes=5)) is True
+        assert await tx.tokens.valid("hash-b", now + timedelta(minutes=1)) is False
+        assert await tx.tokens.valid("never-issued", now) is False
         assert await tx.tokens.consume("hash-a", now + timedelta(minutes=5)) is True
+        assert await tx.tokens.valid("hash-a", now + timedelta(minutes=5)) is False
         assert await tx.tokens.consume("hash-a", now + timedelta(minutes=6)) is False
         assert await tx.tokens.consume("hash-b", now + timedelta(minutes=1)) is False  # expired
         assert await tx.tokens.consume("never-issued", now) is False
+
+
+async def test_count_devices_by_key_state(store: Store, now: datetime) -> None:
+    async with store.tx() as tx:
+        for n, (device, state) in enumerate(
+            [("u-1", "accepted"), ("u-1", "denied"), ("u-2", "accepted"), ("u-3", "pending")]
+        ):
+            await tx.keys.add(
+                device_uuid=device,
+                fingerprint=f"fp-{n}",
+                public_key_pem=PEM,
+                state=state,
+                source="csr",
+                at=now,
+            )
+        assert await tx.keys.count_devices("accepted") == 2
+        assert await tx.keys.count_devices("denied") == 1
+        assert await tx.keys.count_devices("rejected") == 0
+        with pytest.raises(ValueError, match="key state must be one of"):
+            await tx.keys.count_devices("trusted")
 
 
 async def test_discovered_upsert_and_list(store: Store, now: datetime) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+import pytest
 
 from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
@@ -71,3 +74,49 @@ async def test_handler_errors_become_error_replies() -> None:
 async def test_seed_spelling_standbye_is_an_alias() -> None:
     reply = await make_registry().dispatch([], envelope.command("standbye.cache_images"))
     assert isinstance(reply, envelope.Result) and reply.result == {"cached": True}
+
+
+async def test_an_unexpected_exception_is_answered_failed_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = make_registry()
+
+    async def explode(ctx: list[str], params: dict[str, Any]) -> None:
+        raise RuntimeError("disk vanished\n[SQL: SELECT secret] [parameters: ('hunter2',)]")
+
+    async def not_an_object(ctx: list[str], params: dict[str, Any]) -> list[int]:
+        return [1, 2]
+
+    registry.add("explode", explode)
+    registry.add("listy", not_an_object)
+    reply = await registry.dispatch([], envelope.command("explode", id="e"))
+    # Only the first line reaches the peer; the traceback reaches the log.
+    assert reply == envelope.error("e", "explode failed: RuntimeError: disk vanished", "failed")
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.getMessage() == "explode failed" and "disk vanished" in caplog.text
+    reply = await registry.dispatch([], envelope.command("listy", id="l"))
+    assert isinstance(reply, envelope.Error) and reply.error.code == "failed"
+    assert reply.error.msg == "listy failed: TypeError: a result must be an object, not list"
+
+
+async def test_a_long_failure_text_is_cut_short() -> None:
+    registry = make_registry()
+
+    async def explode(ctx: list[str], params: dict[str, Any]) -> None:
+        raise ValueError("x" * 10_000)
+
+    registry.add("explode", explode)
+    reply = await registry.dispatch([], envelope.command("explode", id="e"))
+    assert isinstance(reply, envelope.Error)
+    assert len(reply.error.msg) < methods.MAX_FAILURE_TEXT + 100
+
+
+async def test_cancellation_is_not_turned_into_a_reply() -> None:
+    registry = make_registry()
+
+    async def cancelled(ctx: list[str], params: dict[str, Any]) -> None:
+        raise asyncio.CancelledError
+
+    registry.add("cancelled", cancelled)
+    with pytest.raises(asyncio.CancelledError):
+        await registry.dispatch([], envelope.command("cancelled"))

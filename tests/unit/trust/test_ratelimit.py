@@ -58,3 +58,14 @@ def test_source_key_groups_ipv6_by_64_and_unmaps_ipv4() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="rate must be"):
         RateLimiter(rate=0)
+
+
+def test_reserve_queues_callers_one_interval_apart() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=2, clock=lambda: now[0])
+    assert [limiter.reserve("10.0.0.1") for _ in range(2)] == [0.0, 0.0]
+    # In debt: each further caller waits half a second longer than the one before.
+    assert [limiter.reserve("10.0.0.1") for _ in range(3)] == [0.5, 1.0, 1.5]
+    assert limiter.reserve("10.0.0.2") == 0.0
+    now[0] = 10.0  # refilled, but never beyond the burst
+    assert [limiter.reserve("10.0.0.1") for _ in range(3)] == [0.0, 0.0, 0.5]

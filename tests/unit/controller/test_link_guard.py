@@ -1,0 +1,83 @@
+"""Limits on unidentified agent-port links: counting, line limits, pacing, the upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hwfleet.controller.agent_methods import AgentContext
+from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
+from hwfleet.protocol.framing import MAX_LINE, STREAM_LIMIT
+
+
+def ctx(cert_uuid: str | None = None) -> AgentContext:
+    context = AgentContext(ipaddr="10.0.0.1", transport="stream", drop=lambda: None)
+    context.cert_uuid = cert_uuid
+    return context
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_high: int | None = None
+
+    def set_read_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.read_high = high
+
+
+def pacing(guard: AnonymousGuard, context: AgentContext, source: str = "10.0.0.1") -> LinkPacing:
+    reader = LinkReader(limit=STREAM_LIMIT)
+    return LinkPacing(guard, context, reader, source, Transport())
+
+
+async def test_links_are_counted_per_source_and_in_all() -> None:
+    guard = AnonymousGuard(AnonymousLimits(per_source=2, total=3))
+    first, second = pacing(guard, ctx()), pacing(guard, ctx())
+    assert first.anonymous and second.anonymous and guard.open_links == 2
+    third = pacing(guard, ctx())
+    assert not third.anonymous
+    assert third.refusal is not None
+    assert "from 10.0.0.1 (limit 2, anonymous_links_per_source)" in third.refusal
+    other = pacing(guard, ctx(), "10.0.0.2")
+    assert other.anonymous and guard.open_links == 3
+    last = pacing(guard, ctx(), "10.0.0.3")
+    assert last.refusal is not None and "(limit 3, anonymous_links)" in last.refusal
+    # A link with a certificate from our CA is no anonymous link: it is not counted.
+    device = pacing(guard, ctx(cert_uuid="u-1"))
+    assert device.refusal is None and not device.anonymous
+    first.ended()
+    first.ended()  # once only
+    assert guard.open_links == 2
+    assert pacing(guard, ctx()).anonymous
+    guard.close()
+
+
+async def test_line_limits_small_until_identified_then_the_protocol_limit() -> None:
+    guard = AnonymousGuard(AnonymousLimits(line_limit=8192))
+    context = ctx()
+    link = pacing(guard, context)
+    assert link.line_limit() == 8192
+    transport = Transport()
+    LinkPacing(guard, ctx(), LinkReader(limit=STREAM_LIMIT), "10.0.0.9", transport)
+    assert transport.read_high == 8192
+    assert pacing(guard, ctx(cert_uuid="u-1")).line_limit() == MAX_LINE
+    # --insecure: the handshake names the device; from the next line on it is one.
+    context.uuid = "u-2"
+    assert link.line_limit() == MAX_LINE and not link.anonymous
+    await link.before_line()  # and it is not paced any more
+    assert guard.open_links == 1  # only the 10.0.0.9 link is still anonymous
+    guard.close()
+
+
+async def test_lines_are_paced_per_source() -> None:
+    guard = AnonymousGuard(AnonymousLimits(message_rate=20.0, message_burst=3))
+    link, sibling = pacing(guard, ctx()), pacing(guard, ctx())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(3):
+        await link.before_line()  # the burst: no wait
+    assert loop.time() - started < 0.04
+    # Over budget, and the source's other link queues behind: 1/20 s apart.
+    await asyncio.gather(link.before_line(), sibling.before_line())
+    assert loop.time() - started >= 0.09
+    assert guard.messages.reserve("10.0.0.7") == 0  # another source is not held back
+    guard.close()
