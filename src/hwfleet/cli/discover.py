@@ -16,20 +16,22 @@ from typing import Any
 import typer
 
 from hwfleet.cli.client import CliError
-from hwfleet.cli.output import console, print_json
+from hwfleet.cli.output import console, plain, print_json, styled, table
+from hwfleet.cli.params import duration
 
 _COLUMNS = ("uuid", "name", "serial", "model_id", "version", "ipaddr", "st_id", "state", "key")
 
 
-def _row(doc: dict[str, Any]) -> list[str]:
+def _row(doc: dict[str, Any]) -> list[Any]:
     from hwfleet.protocol.status import describe
 
+    # Every other cell is what a device on the network said: printed as plain text.
     if doc["spoofed"]:
-        key = "[red]SPOOFED[/red]"
+        key = styled("SPOOFED", "red")
     elif doc["trusted"]:
-        key = "[green]enrolled[/green]"
+        key = styled("enrolled", "green")
     else:
-        key = "signed" if doc["signed"] else "[yellow]unsigned[/yellow]"
+        key = plain("signed") if doc["signed"] else styled("unsigned", "yellow")
     status = f"{doc['st_id']} {describe(doc['st_id'])}"
     if doc.get("st_prog") is not None:
         status += f" {doc['st_prog']:.0f}%"
@@ -47,14 +49,7 @@ def _row(doc: dict[str, Any]) -> list[str]:
 
 
 def _table(docs: list[dict[str, Any]], title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, header_style="bold")
-    for name in _COLUMNS:
-        table.add_column(name)
-    for doc in docs:
-        table.add_row(*_row(doc))
-    return table
+    return table(title, _COLUMNS, [_row(doc) for doc in docs])
 
 
 async def _discover(
@@ -109,7 +104,13 @@ async def _scan_live(browser: Any, seconds: float) -> list[Any]:
 def register(app: typer.Typer) -> None:
     @app.command("discover")
     def discover(
-        timeout: float = typer.Option(3.0, "--timeout", min=0.1, max=300, help="seconds to listen"),
+        timeout: float = typer.Option(
+            3.0,
+            "--timeout",
+            parser=duration(0.1, 300),
+            metavar="DURATION",
+            help="how long to listen",
+        ),
         interface: str | None = typer.Option(
             None, "--interface", help="multicast on this interface (default: loopback only)"
         ),
