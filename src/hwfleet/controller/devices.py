@@ -119,8 +119,9 @@ class DeviceRegistry:
         if conn is None or conn.session is not session:
             return  # already replaced by a newer connection
         del self._connections[uuid]
-        async with self._store.tx() as tx:
-            await tx.devices.set_online(uuid, False, utcnow())
+        # Through Store.write: a shutdown cancels connection handlers, often right here.
+        now = utcnow()
+        await self._store.write(lambda tx: tx.devices.set_online(uuid, False, now))
         await self._events.emit(
             EventKey.device_offline(uuid), {"uuid": uuid, "reason": reason}, device_uuid=uuid
         )
@@ -199,8 +200,8 @@ class DeviceRegistry:
         if not self._seen:
             return
         batch, self._seen = list(self._seen), set()
-        async with self._store.tx() as tx:
-            await tx.devices.touch(batch, utcnow())
+        now = utcnow()  # through Store.write: close() cancels the sweeper, maybe mid-flush
+        await self._store.write(lambda tx: tx.devices.touch(batch, now))
 
     async def _expire_silent(self) -> None:
         limit = time.monotonic() - self._offline_after
