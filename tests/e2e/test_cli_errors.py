@@ -179,3 +179,16 @@ def test_a_second_simulator_moves_to_the_next_block_and_says_so(tmp_path: Path) 
         finally:
             moved.terminate()
             moved.wait(15)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("sim", "--devices", "1", "--transport", "amqp", "--bus", "foo://x"), "scheme 'foo'"),
+        (("sim", "--devices", "1", "--controller", "127.0.0.1:1", "--log-level", "loud"), "loud"),
+        (("demo", "--api-listen", "bad"), "--api-listen: 'bad' is not HOST:PORT"),
+        (("mes-sim", "--profile", "/nonexistent.json"), "/nonexistent.json: $: cannot read"),
+    ],
+)
+def test_other_commands_report_bad_options_in_one_line(args: tuple[str, ...], problem: str) -> None:
+    assert problem in one_line_error(hwfleet(*args))

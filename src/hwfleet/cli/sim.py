@@ -132,4 +132,7 @@ def register(app: typer.Typer) -> None:
                 if shared_bus is not None:
                     await shared_bus.close()
 
-        run(until_signalled(main))
+        try:
+            run(until_signalled(main))
+        except (ValueError, ConnectionError) as exc:  # the bus URL, or the broker refusing us
+            raise CliError(f"{exc} (--bus or HWFLEET_BUS)") from None
