@@ -194,7 +194,7 @@ def load(
             if f"`$.{key}`" in text:
                 raise refuse(key, text) from None
         raise SettingsError(text) from None
-    for key, check in _CHECKS.items():
+    for key, check in {**_CHECKS, **_OWN_CHECKS.get(cls, {})}.items():
         if key in fields:
             try:
                 check(getattr(settings, key))
@@ -237,6 +237,12 @@ def _check_bus(value: str) -> None:
         raise ValueError("not a bus URL (use memory:// or amqp://USER:PASSWORD@HOST:PORT/VHOST)")
 
 
+def _check_server_bus(value: str) -> None:
+    if not value:
+        raise ValueError("is empty (use memory:// or amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+    _check_bus(value)
+
+
 def _check_db(value: str) -> None:
     if not value:
         return  # SQLite in the data dir
@@ -273,6 +279,12 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "mes_pair": _check_http,
     "mes_notify": _check_http,
     "transport": _check_transport,
+}
+
+
+#: Where one struct needs more than the shared check (the controller always has a bus).
+_OWN_CHECKS: dict[type[Any], dict[str, Callable[[Any], None]]] = {
+    ServerSettings: {"bus": _check_server_bus},
 }
 
 

@@ -84,6 +84,7 @@ def test_durations_take_units_from_every_source(tmp_path: Path) -> None:
             "supported",
         ),
         ({"HWFLEET_BUS": "foo://x"}, "setting bus = 'foo://x' (from HWFLEET_BUS): not a bus URL"),
+        ({"HWFLEET_BUS": ""}, "setting bus = '' (from HWFLEET_BUS): is empty"),
         ({"HWFLEET_LOG_LEVEL": "loud"}, "setting log_level = 'loud' (from HWFLEET_LOG_LEVEL)"),
         ({"HWFLEET_API_LISTEN": "bad"}, "api_listen = 'bad' (from HWFLEET_API_LISTEN): 'bad' is"),
         ({"HWFLEET_AGENT_LISTEN": "h:99999"}, "(from HWFLEET_AGENT_LISTEN): 'h:99999': port"),

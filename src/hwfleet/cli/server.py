@@ -97,3 +97,5 @@ def register(app: typer.Typer) -> None:
             raise CliError(with_source(str(exc), "db", origins)) from None
         except ConnectionError as exc:  # the broker (BusUnavailable) refused or is unreachable
             raise CliError(with_source(str(exc), "bus", origins)) from None
+        except ValueError as exc:  # a value the checks let through, e.g. an empty bus URL
+            raise CliError(str(exc)) from None
