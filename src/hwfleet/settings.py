@@ -2,8 +2,10 @@
 
 Both structs load through :func:`load`: a TOML file (``--config`` or
 ``HWFLEET_CONFIG``; table ``[server]`` or ``[agent]``), then ``HWFLEET_<FIELD>``
-environment variables, then command-line flags. Errors name the setting and
-where its bad value came from.
+environment variables, then command-line flags. Errors name the setting,
+where its bad value came from and how to set it; durations also take ``90s``,
+``15m``, ``1h``, ``2d`` (:mod:`hwfleet.durations`). A key the file does not
+know — at the top level or in either table — is refused, naming it and the file.
 
 We validate with msgspec rather than pydantic-settings so that an agent stays
 inside its memory budget (pydantic adds ~14 MB of RSS; DESIGN §9 deviation).
@@ -14,13 +16,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import msgspec
 
-from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT
+from hwfleet.durations import parse_duration
+from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT, parse_host_port
 
 ENV_PREFIX = "HWFLEET_"
 #: A duration in seconds: zero or less would spin a loop or time out at once.
@@ -32,7 +35,15 @@ ZeroOff = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class SettingsError(ValueError):
-    """A setting is missing or wrong; the message says which and where from."""
+    """A setting is missing or wrong; the message says which and where from.
+
+    ``setting`` names it when the problem showed only later (a port in use), so the
+    command can add where the value came from.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def default_data_dir() -> str:
@@ -74,7 +85,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     offline_after: Positive = 45.0
     call_timeout: Positive = 10.0
     #: Seconds a new agent connection has to authenticate (enrolling ones get 5x as long).
-    handshake_timeout: float = 15.0
+    handshake_timeout: Positive = 15.0
     log_level: str = "info"
     insecure: bool = False
     #: Hold enrollments without a password or token for ``hwfleet keys accept``.
@@ -170,21 +181,22 @@ def load(
     config_file: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     section: str | None = None,
+    origins: dict[str, str] | None = None,
 ) -> S:
-    """Build ``cls`` from defaults, the TOML file, the environment and flags (in that order)."""
+    """Build ``cls`` from defaults, the TOML file, the environment and flags (in that order).
+
+    ``origins``, when given, is filled with where each set value came from (a file path,
+    ``HWFLEET_X`` or ``--x``), for errors found later (a port in use, a database down).
+    """
     env = os.environ if env is None else env
     fields = set(cls.__struct_fields__)
     values: dict[str, Any] = {}
-    origin: dict[str, str] = {}
+    origin: dict[str, str] = {} if origins is None else origins
 
     path = config_file or env.get(f"{ENV_PREFIX}CONFIG")
     if path:
         table = _read_toml(Path(path), section or _section_of(cls))
         for key, value in table.items():
-            if key not in fields:
-                raise SettingsError(
-                    f"{path}: unknown setting {key!r} (known: {', '.join(sorted(fields))})"
-                )
             values[key] = value
             origin[key] = str(path)
     for name in fields:
@@ -201,15 +213,118 @@ def load(
         origin[key] = f"--{key.replace('_', '-')}"
 
     _switches(cls, values)
+
+    def refuse(key: str, reason: str) -> SettingsError:
+        shown = "***" if key in _SECRET_FIELDS else _without_passwords(repr(values.get(key)))
+        where = origin.get(key, "the default")
+        return SettingsError(f"setting {key} = {shown} (from {where}): {reason} — {fix_for(key)}")
+
+    for key in _durations(cls) & values.keys():
+        if isinstance(values[key], str):
+            try:
+                values[key] = parse_duration(values[key])
+            except ValueError as exc:
+                raise refuse(key, str(exc)) from None
     try:
-        return msgspec.convert(values, cls, strict=False)
+        settings = msgspec.convert(values, cls, strict=False)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        for key, where in origin.items():
+        for key in origin:
             if f"`$.{key}`" in text:
-                shown = "***" if key in _SECRET_FIELDS else _without_passwords(repr(values[key]))
-                raise SettingsError(f"setting {key} = {shown} (from {where}): {text}") from None
+                raise refuse(key, text) from None
         raise SettingsError(text) from None
+    for key, check in {**_CHECKS, **_OWN_CHECKS.get(cls, {})}.items():
+        if key in fields:
+            try:
+                check(getattr(settings, key))
+            except ValueError as exc:
+                raise refuse(key, str(exc)) from None
+    return settings
+
+
+def fix_for(key: str) -> str:
+    """How an operator sets ``key``: the flag and the environment variable."""
+    return f"set --{key.replace('_', '-')} or {ENV_PREFIX}{key.upper()}"
+
+
+def _durations(cls: type[Any]) -> set[str]:
+    """The fields that hold a duration: they also accept ``90s``, ``15m``, ``1h``, ``2d``."""
+    hints = get_type_hints(cls, include_extras=True)
+    return {name for name, hint in hints.items() if hint == Positive}
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def check_log_level(value: str) -> None:
+    if value.lower() not in LOG_LEVELS:
+        raise ValueError(f"{value!r} is not a log level (use {', '.join(LOG_LEVELS)})")
+
+
+def _check_listen(value: str) -> None:
+    parse_host_port(value, allow_any_port=True)
+
+
+def _check_controller(value: str) -> None:
+    parse_host_port(value)
+
+
+def _check_bus(value: str) -> None:
+    # Empty only where that means "none" (an agent on the stream transport).
+    scheme, sep, _ = value.partition("://")
+    if value and (not sep or scheme.lower() not in ("memory", "amqp", "amqps")):
+        raise ValueError("not a bus URL (use memory:// or amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+
+
+def _check_server_bus(value: str) -> None:
+    if not value:
+        raise ValueError("is empty (use memory:// or amqp://USER:PASSWORD@HOST:PORT/VHOST)")
+    _check_bus(value)
+
+
+def _check_db(value: str) -> None:
+    if not value:
+        return  # SQLite in the data dir
+    from hwfleet.store.errors import HINT, StoreUnavailable
+    from hwfleet.store.urls import normalize_url
+
+    try:
+        normalize_url(value)
+    except StoreUnavailable as exc:
+        raise ValueError(str(exc).replace(f" — {HINT}", "")) from None
+
+
+def _check_http(value: str) -> None:
+    if value and not value.startswith(("http://", "https://")):
+        raise ValueError("not an http:// or https:// URL")
+
+
+def _check_transport(value: str) -> None:
+    if value not in ("stream", "amqp"):
+        raise ValueError("must be stream or amqp")
+
+
+#: Checks beyond the types, by field name (a field only some structs have is skipped).
+_CHECKS: dict[str, Callable[[Any], None]] = {
+    "log_level": check_log_level,
+    "agent_listen": _check_listen,
+    "api_listen": _check_listen,
+    "controller": _check_controller,
+    "bus": _check_bus,
+    "db": _check_db,
+    "mes": _check_http,
+    "mes_get": _check_http,
+    "mes_scan": _check_http,
+    "mes_pair": _check_http,
+    "mes_notify": _check_http,
+    "transport": _check_transport,
+}
+
+
+#: Where one struct needs more than the shared check (the controller always has a bus).
+_OWN_CHECKS: dict[type[Any], dict[str, Callable[[Any], None]]] = {
+    ServerSettings: {"bus": _check_server_bus},
+}
 
 
 _SWITCH_WORDS = {"on": True, "yes": True, "off": False, "no": False}
@@ -228,14 +343,32 @@ def _section_of(cls: type[Any]) -> str:
     return "server" if cls is ServerSettings else "agent"
 
 
+#: The tables a config file may have, and the settings each may hold.
+_SECTIONS: dict[str, type[msgspec.Struct]] = {"server": ServerSettings, "agent": AgentSettings}
+
+
 def _read_toml(path: Path, section: str) -> dict[str, Any]:
+    """``section``'s table; every key of the file is checked, so no misplaced key is ignored."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SettingsError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+    for name, table in document.items():
+        if name not in _SECTIONS:
+            raise SettingsError(
+                f"{path}: unknown top-level key {name!r} — settings go in a [server] or "
+                "[agent] table"
+            )
+        if not isinstance(table, dict):
+            raise SettingsError(f"{path}: [{name}] must be a table")
+        fields = set(_SECTIONS[name].__struct_fields__)
+        for key in table:
+            if key not in fields:
+                raise SettingsError(
+                    f"{path}: unknown setting {key!r} in [{name}] "
+                    f"(known: {', '.join(sorted(fields))})"
+                )
     table = document.get(section, {})
-    if not isinstance(table, dict):
-        raise SettingsError(f"{path}: [{section}] must be a table")
-    return table
+    return dict(table)

@@ -45,17 +45,20 @@ def register(app: typer.Typer) -> None:
             Opt(help="serve the device admin listener on H:P (trusted keys, device password)"),
         ] = None,
         log_level: Annotated[str | None, Opt()] = None,
-        config: Annotated[Path | None, Opt(help="TOML file with an [agent] table")] = None,
+        config: Annotated[
+            Path | None, Opt(help="TOML file with an \\[agent] table (or HWFLEET_CONFIG)")
+        ] = None,
     ) -> None:
         """Run an agent: connect to the controller and answer its commands."""
         # Every option but these two is a setting: derived, so a new flag cannot be forgotten.
         flags = {k: v for k, v in locals().items() if k not in ("config", "device_index")}
         from hwfleet.agent.main import run_agent
-        from hwfleet.cli.common import run, setup_logging, until_signalled
+        from hwfleet.cli.common import run, setup_logging, until_signalled, with_source
         from hwfleet.settings import AgentSettings, SettingsError, load
 
+        origins: dict[str, str] = {}
         try:
-            settings = load(AgentSettings, flags=flags, config_file=config)
+            settings = load(AgentSettings, flags=flags, config_file=config, origins=origins)
         except SettingsError as exc:
             raise CliError(str(exc)) from None
         setup_logging(settings.log_level)
@@ -67,3 +70,5 @@ def register(app: typer.Typer) -> None:
             run(until_signalled(main), fast=False)
         except ValueError as exc:
             raise CliError(str(exc)) from None
+        except ConnectionError as exc:  # the broker (BusUnavailable) refused or is unreachable
+            raise CliError(with_source(str(exc), "bus", origins)) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from hwfleet.settings import default_data_dir
 
@@ -23,7 +24,22 @@ class CliError(Exception):
 
 
 def resolve_api(api: str | None) -> str:
-    return (api or os.environ.get("HWFLEET_API") or DEFAULT_API).rstrip("/")
+    """The API base URL from ``--api``, else ``HWFLEET_API``, else the default; checked here
+    so that a missing scheme is one line naming where it was set, not an httpx traceback."""
+    env = os.environ.get("HWFLEET_API")
+    value, where = (api, "--api") if api else (env, "HWFLEET_API") if env else (DEFAULT_API, "")
+    assert value is not None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(
+            f"{where} = {value!r} is not an http:// or https:// URL with a host — "
+            f"set --api or HWFLEET_API like {DEFAULT_API}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise CliError(f"{where} = {value!r}: {exc} — set --api or HWFLEET_API") from None
+    return value.strip().rstrip("/")
 
 
 def resolve_token(data_dir: str | None = None) -> str:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -15,6 +15,13 @@ T = TypeVar("T")
 
 def setup_logging(level: str = "info") -> None:
     """Plain, greppable log lines on stderr (rich stays out of the agent's memory budget)."""
+    from hwfleet.cli.client import CliError
+    from hwfleet.settings import check_log_level
+
+    try:
+        check_log_level(level)
+    except ValueError as exc:
+        raise CliError(f"--log-level: {exc}") from None
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -23,6 +30,13 @@ def setup_logging(level: str = "info") -> None:
     logging.getLogger("hwfleet").setLevel(level.upper())
     for noisy in ("aiormq", "aio_pika", "uvicorn.error", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def with_source(message: str, setting: str | None, origins: Mapping[str, str]) -> str:
+    """``message`` plus where the setting it is about came from (flag, variable, file)."""
+    if setting is None:
+        return message
+    return f"{message} ({setting} from {origins.get(setting, 'the default')})"
 
 
 def run(main: Coroutine[Any, Any, T], *, fast: bool = True) -> T:

@@ -19,8 +19,15 @@ def register(app: typer.Typer) -> None:
         api_listen: Annotated[str, Opt(help="REST API H:P")] = "127.0.0.1:8780",
     ) -> None:
         """Controller + MES simulator + simulated devices: connect, ping, scan, summarise."""
+        from hwfleet.cli.client import CliError
         from hwfleet.cli.common import run, setup_logging, until_signalled
         from hwfleet.sim.demo import Demo
+        from hwfleet.types import parse_host_port
+
+        try:
+            parse_host_port(api_listen, allow_any_port=True)
+        except ValueError as exc:
+            raise CliError(f"--api-listen: {exc}") from None
 
         setup_logging("warning")
         runner = Demo(

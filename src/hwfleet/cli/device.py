@@ -20,7 +20,7 @@ import typer
 
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
-from hwfleet.cli.output import console, print_json, print_table
+from hwfleet.cli.output import console, line, plain, print_json, print_table
 
 Opt = typer.Option
 Arg = typer.Argument
@@ -125,7 +125,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(reply)
             return
-        console().print(f"device {uuid}: renamed {reply['old_name']!r} → [bold]{reply['name']}[/]")
+        console().print(
+            line(f"device {uuid}: renamed {reply['old_name']!r} → ", (reply["name"], "bold"))
+        )
 
     @device.command("passwd")
     def passwd(
@@ -159,7 +161,7 @@ def register(app: typer.Typer) -> None:
             print_json(reply)
             return
         dropped = f"; {reply['trust_removed']} other trusted keys removed" if reset_acl else ""
-        console().print(f"device {uuid}: password changed{dropped}")
+        console().print(plain(f"device {uuid}: password changed{dropped}"))
 
     @device.command("network")
     def network(
@@ -209,7 +211,7 @@ def register(app: typer.Typer) -> None:
         simulated = " (simulated: recorded, not applied)" if reply.get("simulated") else ""
         _show_pairs(f"device {uuid} network{simulated}", reply.get("network", {}))
         for warning in reply.get("warnings", []):
-            console().print(f"[yellow]warning:[/] {warning}")
+            console().print(line(("warning:", "yellow"), f" {warning}"))
 
     @device.command("wifi")
     def wifi(
@@ -278,7 +280,7 @@ def register(app: typer.Typer) -> None:
             )
         else:
             verb = "trusted" if action == "add" else "removed"
-            console().print(f"device {uuid}: {verb} {reply['access_id']}")
+            console().print(plain(f"device {uuid}: {verb} {reply['access_id']}"))
 
 
 def trust_body(key: str, label: str) -> dict[str, Any]:

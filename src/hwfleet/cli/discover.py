@@ -24,7 +24,8 @@ import typer
 
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt
-from hwfleet.cli.output import console, err_console, print_json
+from hwfleet.cli.output import console, err_console, line, plain, print_json, styled, table
+from hwfleet.cli.params import duration
 
 #: Seconds to wait for the controller's key list before discovering without it.
 KEYS_TIMEOUT = 3.0
@@ -32,20 +33,21 @@ KEYS_TIMEOUT = 3.0
 _COLUMNS = ("uuid", "name", "serial", "model_id", "version", "ipaddr", "st_id", "state", "key")
 
 
-def _row(doc: dict[str, Any]) -> list[str]:
+def _row(doc: dict[str, Any]) -> list[Any]:
     from hwfleet.protocol.status import describe
 
+    # Every other cell is what a device on the network said: printed as plain text.
     if doc.get("conflict"):
         claims = " | ".join(
             f"{_short(c['fingerprint'])} from {c['source']}" for c in doc.get("claims", [])
         )
-        key = f"[red]CONFLICT[/red] {claims}"
+        key = line(("CONFLICT", "red"), " " + claims)
     elif doc["spoofed"]:
-        key = "[red]SPOOFED[/red]"
+        key = styled("SPOOFED", "red")
     elif doc["trusted"]:
-        key = "[green]enrolled[/green]"
+        key = styled("enrolled", "green")
     else:
-        key = "signed" if doc["signed"] else "[yellow]unsigned[/yellow]"
+        key = plain("signed") if doc["signed"] else styled("unsigned", "yellow")
     status = f"{doc['st_id']} {describe(doc['st_id'])}"
     if doc.get("st_prog") is not None:
         status += f" {doc['st_prog']:.0f}%"
@@ -84,14 +86,7 @@ def enrolled_fingerprints(api: str | None, data_dir: str | None) -> tuple[dict[s
 
 
 def _table(docs: list[dict[str, Any]], title: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=title, header_style="bold")
-    for name in _COLUMNS:
-        table.add_column(name)
-    for doc in docs:
-        table.add_row(*_row(doc))
-    return table
+    return table(title, _COLUMNS, [_row(doc) for doc in docs])
 
 
 async def _discover(
@@ -155,7 +150,13 @@ async def _scan_live(browser: Any, seconds: float) -> list[Any]:
 def register(app: typer.Typer) -> None:
     @app.command("discover")
     def discover(
-        timeout: float = typer.Option(3.0, "--timeout", min=0.1, max=300, help="seconds to listen"),
+        timeout: float = typer.Option(
+            3.0,
+            "--timeout",
+            parser=duration(0.1, 300),
+            metavar="DURATION",
+            help="how long to listen",
+        ),
         interface: str | None = typer.Option(
             None, "--interface", help="multicast on this interface (default: loopback only)"
         ),

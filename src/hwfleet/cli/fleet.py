@@ -9,6 +9,7 @@ import typer
 
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.output import print_json, print_table
+from hwfleet.cli.params import POSITIVE_DURATION
 
 Opt = typer.Option
 ApiOpt = Annotated[str | None, Opt("--api", help="controller API URL (HWFLEET_API)")]
@@ -71,7 +72,14 @@ def register(app: typer.Typer) -> None:
     def ping(
         uuids: Annotated[list[str] | None, typer.Argument(help="device uuids")] = None,
         all_: Annotated[bool, Opt("--all", help="every connected device")] = False,
-        timeout: Annotated[float, Opt(help="seconds per device")] = 5.0,
+        timeout: Annotated[
+            float,
+            Opt(
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="how long to wait for each device",
+            ),
+        ] = 5.0,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
@@ -106,7 +114,9 @@ def register(app: typer.Typer) -> None:
         method: Annotated[str, typer.Argument(help="e.g. status, inventory, decom.qc")],
         param: Annotated[list[str] | None, Opt("--param", help="k=v (JSON values allowed)")] = None,
         wait: Annotated[bool, Opt(help="for long commands: follow the task to its end")] = False,
-        timeout: Annotated[float, Opt(help="seconds to wait")] = 3600.0,
+        timeout: Annotated[
+            float, Opt(parser=POSITIVE_DURATION, metavar="DURATION", help="how long to wait")
+        ] = 3600.0,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,

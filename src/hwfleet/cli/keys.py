@@ -14,7 +14,8 @@ import typer
 
 from hwfleet.cli.client import ApiClient
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
-from hwfleet.cli.output import console, err_console, print_json
+from hwfleet.cli.output import Part, console, err_console, line, plain, print_json, styled
+from hwfleet.cli.params import POSITIVE_DURATION
 
 Opt = typer.Option
 KeyArg = Annotated[str, typer.Argument(help="key id from `hwfleet keys list` (or fingerprint)")]
@@ -26,11 +27,16 @@ def _show(row: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
         print_json(row)
         return
-    state = f"[{STATE_STYLE.get(row['state'], 'white')}]{row['state']}[/]"
-    outcome = f"deleted (was {state})" if verb == "deleted" else state
+    state = (row["state"], STATE_STYLE.get(row["state"], "white"))
+    outcome: list[Part] = ["deleted (was ", state, ")"] if verb == "deleted" else [state]
     console().print(
-        f"key [bold]{row['id']}[/] of device {row['device_uuid']}: {outcome}\n"
-        f"  fingerprint {row['fingerprint']}"
+        line(
+            "key ",
+            (row["id"], "bold"),
+            f" of device {row['device_uuid']}: ",
+            *outcome,
+            f"\n  fingerprint {row['fingerprint']}",
+        )
     )
 
 
@@ -45,13 +51,12 @@ def _table(rows: list[dict[str, Any]]) -> None:
     table.add_column("source", no_wrap=True)
     table.add_column("fingerprint", overflow="fold")
     for row in rows:
-        style = STATE_STYLE.get(row["state"], "white")
         table.add_row(
-            row["id"],
-            row["device_uuid"],
-            f"[{style}]{row['state']}[/]",
-            row["source"],
-            row["fingerprint"],
+            plain(row["id"]),
+            plain(row["device_uuid"]),
+            styled(row["state"], STATE_STYLE.get(row["state"], "white")),
+            plain(row["source"]),
+            plain(row["fingerprint"]),
         )
     console().print(table)
 
@@ -99,7 +104,15 @@ def register(app: typer.Typer) -> None:
 
     @keys.command("token")
     def token(
-        ttl: Annotated[float, Opt("--ttl", help="seconds the token stays valid")] = 3600.0,
+        ttl: Annotated[
+            float,
+            Opt(
+                "--ttl",
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="how long the token stays valid",
+            ),
+        ] = 3600.0,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
@@ -112,4 +125,4 @@ def register(app: typer.Typer) -> None:
             return
         # The token alone on stdout (TOKEN=$(hwfleet keys token) works); the note on stderr.
         typer.echo(reply["token"])
-        err_console().print(f"[dim]single use, valid until {reply['expires_at']}[/]")
+        err_console().print(styled(f"single use, valid until {reply['expires_at']}", "dim"))

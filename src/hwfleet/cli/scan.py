@@ -24,6 +24,7 @@ import typer
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, err_console, print_json
+from hwfleet.cli.params import duration
 
 #: How often a waiting CLI asks for progress (seconds).
 POLL = 0.25
@@ -151,7 +152,11 @@ def register(app: typer.Typer) -> None:
         wait: Annotated[bool, typer.Option(help="follow the scan and show the results")] = False,
         timeout: Annotated[
             float | None,
-            typer.Option(help="quiet timeout for this scan (seconds without a reply)", min=0.1),
+            typer.Option(
+                help="quiet timeout for this scan (time without a reply)",
+                parser=duration(minimum=0.1),
+                metavar="DURATION",
+            ),
         ] = None,
         api: ApiOpt = None,
         data_dir: DataOpt = None,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from hwfleet.cli.client import CliError
+from hwfleet.cli.params import POSITIVE_DURATION
 
 Opt = typer.Option
 
@@ -41,13 +42,25 @@ def register(app: typer.Typer) -> None:
             str | None,
             Opt(help="enrollment password (or HWFLEET_ENROLL_PASSWORD)", show_default=False),
         ] = None,
-        scan_quiet_timeout: Annotated[float | None, Opt(help="seconds (10)")] = None,
+        scan_quiet_timeout: Annotated[
+            float | None,
+            Opt(parser=POSITIVE_DURATION, metavar="DURATION", help="time without a reply (10s)"),
+        ] = None,
         scan_store_outage: Annotated[
             float | None,
-            Opt(help="seconds a scan waits out an unavailable database before failing (300)"),
+            Opt(
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="how long a scan waits out an unavailable database before failing (300s)",
+            ),
         ] = None,
         mes_retry_for: Annotated[
-            float | None, Opt(help="seconds a MES lookup retries an unreachable MES (300)")
+            float | None,
+            Opt(
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="how long a MES lookup retries an unreachable MES (300s)",
+            ),
         ] = None,
         scan_legacy: Annotated[
             str | None,
@@ -84,16 +97,20 @@ def register(app: typer.Typer) -> None:
             int | None, Opt(help="devices' discovery UDP port (1901)")
         ] = None,
         log_level: Annotated[str | None, Opt(help="debug|info|warning|error")] = None,
-        config: Annotated[Path | None, Opt(help="TOML file with a [server] table")] = None,
+        config: Annotated[
+            Path | None, Opt(help="TOML file with a \\[server] table (or HWFLEET_CONFIG)")
+        ] = None,
     ) -> None:
         """Run the controller: agent gateway, REST API, scans, tasks."""
         flags = {k: v for k, v in locals().items() if k != "config"}
-        from hwfleet.cli.common import run, setup_logging, until_signalled
+        from hwfleet.cli.common import run, setup_logging, until_signalled, with_source
         from hwfleet.controller.app import Controller
         from hwfleet.settings import ServerSettings, SettingsError, load
+        from hwfleet.store.errors import StoreUnavailable
 
+        origins: dict[str, str] = {}
         try:
-            settings = load(ServerSettings, flags=flags, config_file=config)
+            settings = load(ServerSettings, flags=flags, config_file=config, origins=origins)
         except SettingsError as exc:
             raise CliError(str(exc)) from None
         setup_logging(settings.log_level)
@@ -111,4 +128,14 @@ def register(app: typer.Typer) -> None:
             finally:
                 await controller.close()
 
-        run(until_signalled(main))
+        # Start-up failures an operator fixes by changing a setting: one line, no traceback.
+        try:
+            run(until_signalled(main))
+        except SettingsError as exc:
+            raise CliError(with_source(str(exc), exc.setting, origins)) from None
+        except StoreUnavailable as exc:
+            raise CliError(with_source(str(exc), "db", origins)) from None
+        except ConnectionError as exc:  # the broker (BusUnavailable) refused or is unreachable
+            raise CliError(with_source(str(exc), "bus", origins)) from None
+        except ValueError as exc:  # a value the checks let through, e.g. an empty bus URL
+            raise CliError(str(exc)) from None

@@ -31,7 +31,14 @@ def register(app: typer.Typer) -> None:
         bus: Annotated[
             str | None, Opt(help="bus URL for --transport amqp", envvar="HWFLEET_BUS")
         ] = None,
-        address_base: Annotated[str, Opt(help="loopback address of device 0")] = "127.1.0.1",
+        address_base: Annotated[
+            str | None,
+            Opt(
+                help="loopback address of device 0 (default 127.1.0.1, or the next free block "
+                "127.2.0.1, 127.3.0.1, … when another simulator holds it)",
+                show_default=False,
+            ),
+        ] = None,
         discovery_port: Annotated[int, Opt(help="UDP port of each device's responder")] = 1901,
         discovery: Annotated[bool, Opt(help="answer discovery on each device's address")] = True,
         enroll_password: Annotated[
@@ -44,6 +51,7 @@ def register(app: typer.Typer) -> None:
         """Run simulated devices that report exactly what their profile says."""
         from hwfleet.cli.common import run, setup_logging, until_signalled
         from hwfleet.settings import default_data_dir
+        from hwfleet.sim.addresses import DEFAULT_ADDRESS_BASE, AddressesTaken, pick_address_base
         from hwfleet.sim.fleet import FleetOptions, SimFleet
         from hwfleet.sim.profiles import ProfileError, generate, load_profile
         from hwfleet.types import parse_host_port
@@ -61,11 +69,27 @@ def register(app: typer.Typer) -> None:
             fleet_profile = load_profile(profile) if profile else generate(devices or 0, seed)
         except (ValueError, ProfileError) as exc:
             raise CliError(str(exc)) from None
+        base = address_base or DEFAULT_ADDRESS_BASE
+        if discovery:
+            try:
+                chosen = pick_address_base(
+                    len(fleet_profile.devices), discovery_port, base, move=address_base is None
+                )
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
+            if chosen != base:
+                typer.echo(
+                    f"hwfleet sim: UDP {base}:{discovery_port} is taken (another hwfleet sim?); "
+                    f"device 0 uses {chosen} instead (probe it with hwfleet discover --probe "
+                    f"{chosen.rpartition('.')[0]}.0/24; or give --address-base)",
+                    err=True,
+                )
+            base = chosen
         # AMQP with a controller to enroll at: every device gets its own bus user.
         own_users = transport == "amqp" and bool(controller) and not insecure
         options = FleetOptions(
             seed=seed,
-            address_base=address_base,
+            address_base=base,
             data_dir=str(Path(data_dir or default_data_dir()) / "sim"),
             enroll_password=enroll_password or "",
             insecure=insecure,
@@ -88,6 +112,9 @@ def register(app: typer.Typer) -> None:
                 raise CliError(str(exc)) from None
             try:
                 await fleet.start()
+            except AddressesTaken as exc:  # another simulator won the race for the block
+                await fleet.close()
+                raise CliError(str(exc)) from None
             except OSError as exc:
                 await fleet.close()
                 raise CliError(f"could not start the simulated devices: {exc}") from None
@@ -105,4 +132,7 @@ def register(app: typer.Typer) -> None:
                 if shared_bus is not None:
                     await shared_bus.close()
 
-        run(until_signalled(main))
+        try:
+            run(until_signalled(main))
+        except (ValueError, ConnectionError) as exc:  # the bus URL, or the broker refusing us
+            raise CliError(f"{exc} (--bus or HWFLEET_BUS)") from None

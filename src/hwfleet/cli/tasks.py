@@ -10,29 +10,27 @@ import typer
 
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
-from hwfleet.cli.output import console, print_json
+from hwfleet.cli.output import console, line, print_json, table
 
 TASK_COLUMNS = ("id", "device", "method", "state", "percent", "eta", "msg")
 
 
 def _task_table(rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} tasks", header_style="bold")
-    for name in TASK_COLUMNS:
-        table.add_column(name)
+    cells = []
     for r in rows:
         pct = r.get("percent")
-        table.add_row(
-            r["id"][:8],
-            r["device_uuid"][:8],
-            r["method"],
-            r["state"],
-            "" if pct is None else f"{pct:.0f}%",
-            "" if r.get("eta") is None else f"{r['eta']:.0f}s",
-            r.get("msg") or "",
+        cells.append(
+            (
+                r["id"][:8],
+                r["device_uuid"][:8],
+                r["method"],
+                r["state"],
+                "" if pct is None else f"{pct:.0f}%",
+                "" if r.get("eta") is None else f"{r['eta']:.0f}s",
+                r.get("msg") or "",
+            )
         )
-    return table
+    return table(f"{len(rows)} tasks", TASK_COLUMNS, cells)
 
 
 def register(app: typer.Typer) -> None:
@@ -118,7 +116,7 @@ def _print_event(row: dict[str, Any], as_json: bool) -> None:
     at = row.get("at", "")
     key = row.get("routing_key") or row.get("key", "")
     payload = row.get("payload", row.get("data", {}))
-    console().print(f"[dim]{at}[/dim] [bold]{key}[/bold] {json.dumps(payload)}")
+    console().print(line((str(at), "dim"), " ", (str(key), "bold"), f" {json.dumps(payload)}"))
 
 
 def _follow(client: ApiClient, pattern: str, after: int, as_json: bool) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import secrets
 import socket
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +36,7 @@ from hwfleet.controller.scan_bridge import ScanBridge
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient
-from hwfleet.settings import ServerSettings
+from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
 from hwfleet.types import parse_host_port
@@ -171,7 +173,8 @@ class Controller:
             on_connect=self.admission.on_connect,
             guard=AnonymousGuard(AnonymousLimits.from_settings(s)),
         )
-        await self.gateway.start()
+        with _listening("agent_listen", host, port, "agent gateway"):
+            await self.gateway.start()
         self._closers.append(self.gateway.close)
         await self._start_api()
 
@@ -223,7 +226,12 @@ class Controller:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
+        with _listening("api_listen", host, port, "REST API"):
+            try:
+                sock.bind((host, port))
+            except BaseException:
+                sock.close()
+                raise
         # Listen now: the API URL is announced before uvicorn's task runs, and a bound socket
         # that is not listening refuses connections; a listening one queues them until then.
         config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
@@ -245,6 +253,25 @@ class Controller:
                 await closer()
             except Exception:
                 log.exception("error while closing %s", closer)
+
+
+@contextlib.contextmanager
+def _listening(setting: str, host: str, port: int, what: str) -> Iterator[None]:
+    """A failed bind as one line naming the address and how to choose another."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            problem = "is already in use (another hwfleet server?)"
+        elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+            problem = "is not an address of this machine"
+        elif exc.errno == errno.EACCES:
+            problem = "needs privileges to listen on (a port below 1024?)"
+        else:
+            problem = f"cannot be listened on ({exc.strerror or exc})"
+        raise SettingsError(
+            f"{what} address {host}:{port} {problem} — {fix_for(setting)}", setting=setting
+        ) from None
 
 
 def _apply_log_level(level: str) -> None:

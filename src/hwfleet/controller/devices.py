@@ -25,6 +25,7 @@ from hwfleet.protocol.session import Session
 
 if TYPE_CHECKING:
     from hwfleet.store import EventRecord, Store
+    from hwfleet.store.tx import Tx
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +163,9 @@ class DeviceRegistry:
         del self._connections[uuid]
         if conn.recorded is None:
             return  # adopted: this replica never vouched for it
-        async with self._store.tx() as tx:
-            changed = await tx.devices.disconnect(uuid, conn.recorded)
+        # Through Store.write: a shutdown cancels connection handlers, often right here.
+        recorded = conn.recorded
+        changed = await self._store.write(lambda tx: tx.devices.disconnect(uuid, recorded))
         if changed:
             await self._events.emit(
                 EventKey.device_offline(uuid), {"uuid": uuid, "reason": reason}, device_uuid=uuid
@@ -259,21 +261,25 @@ class DeviceRegistry:
         """Record the heartbeats this replica handled; revive devices marked offline."""
         if not self._heartbeats:
             return
-        records: list[EventRecord] = []
         # Only devices still reachable here: a dropped one's last beat is no proof.
         beats = {u: at for u, at in self._heartbeats.take().items() if u in self._connections}
-        async with self._store.tx() as tx:
+
+        async def flush(tx: Tx) -> list[EventRecord]:
             revived = await tx.devices.touch(beats)
-            for uuid, at in beats.items():
-                conn = self._connections.get(uuid)
-                if conn is not None and (conn.recorded is None or conn.recorded < at):
-                    conn.recorded = at
-            if revived:
-                items = [
-                    (EventKey.device_online(u), {"uuid": u, "reason": "heartbeat"}, u)
-                    for u in set(revived)
-                ]
-                records = await add_events(tx, items, at=utcnow())
+            if not revived:
+                return []
+            items = [
+                (EventKey.device_online(u), {"uuid": u, "reason": "heartbeat"}, u)
+                for u in set(revived)
+            ]
+            return await add_events(tx, items, at=utcnow())
+
+        # Through Store.write: close() cancels the sweeper, maybe mid-flush.
+        records = await self._store.write(flush)
+        for uuid, at in beats.items():
+            conn = self._connections.get(uuid)
+            if conn is not None and (conn.recorded is None or conn.recorded < at):
+                conn.recorded = at
         await self._announce(records)
 
     async def _expire_silent(self) -> None:

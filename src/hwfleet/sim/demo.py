@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
-from rich.table import Table
 
+from hwfleet.cli.output import table
 from hwfleet.controller.app import Controller
 from hwfleet.settings import ServerSettings
 from hwfleet.sim.fleet import SimFleet
@@ -40,7 +40,7 @@ class Demo:
         self.data_dir = data_dir
         self.api_listen = api_listen
         self.exit_code = 0
-        self.console = Console()
+        self.console = Console(emoji=False)  # device names are printed as they are
         # The demo's devices enroll with a password made for this run (never printed).
         self.password = secrets.token_urlsafe(16)
         self.mes_sim: MesSimulator
@@ -170,20 +170,21 @@ class Demo:
             return list(await tx.devices.list())
 
     def _summary(self, devices: list[Any], pings: dict[str, dict[str, Any]]) -> None:
-        table = Table(title="devices", header_style="bold")
-        for name in ("name", "serial", "model", "ipaddr", "state", "ping"):
-            table.add_column(name)
-        for d in devices:
-            p = pings.get(d.uuid, {})
-            table.add_row(
+        cells = [
+            (
                 d.name,
-                str(d.serial),
+                d.serial,
                 d.model_id,
                 d.ipaddr,
                 d.state,
-                f"{p['rtt_ms']:.2f} ms" if p.get("ok") else "no reply",
+                f"{pings[d.uuid]['rtt_ms']:.2f} ms"
+                if pings.get(d.uuid, {}).get("ok")
+                else "no reply",
             )
-        self.console.print(table)
+            for d in devices
+        ]
+        columns = ("name", "serial", "model", "ipaddr", "state", "ping")
+        self.console.print(table("devices", columns, cells))
 
 
 def mes_records(profile: Profile) -> dict[str, Any]:

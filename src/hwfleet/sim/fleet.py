@@ -11,7 +11,7 @@ each with its own queues and identity.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import errno
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,12 @@ from hwfleet.agent.hardware import default_dispatcher
 from hwfleet.agent.identity import DeviceInfo
 from hwfleet.agent.link import StreamLink
 from hwfleet.agent.runtime import AgentRuntime
+from hwfleet.sim.addresses import (
+    DEFAULT_ADDRESS_BASE,
+    AddressesTaken,
+    address_for,
+    taken_message,
+)
 from hwfleet.sim.profiles import Profile, ProfileDevice, device_uuid
 
 if TYPE_CHECKING:
@@ -31,8 +37,6 @@ if TYPE_CHECKING:
     from hwfleet.trust import AgentIdentity
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ADDRESS_BASE = "127.1.0.1"
 
 
 class Link(Protocol):
@@ -52,16 +56,6 @@ class SimulatedDevice:
     identity: AgentIdentity | None = None
     responder: DiscoveryResponder | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-
-def address_for(index: int, base: str = DEFAULT_ADDRESS_BASE) -> str:
-    address = ipaddress.IPv4Address(base) + index
-    if not address.is_loopback:
-        raise ValueError(
-            f"simulated device {index} would use {address}, outside 127.0.0.0/8; "
-            "pick a lower --address-base or fewer devices"
-        )
-    return str(address)
 
 
 def runtime_for(
@@ -209,13 +203,19 @@ class SimFleet:
 
         for device in self.devices:
             rt, address = device.runtime, device.address
-            device.responder = DiscoveryResponder(
+            responder = DiscoveryResponder(
                 lambda rt=rt, address=address: metadata_for(rt, address, port),  # type: ignore[misc]
                 bind=address,
                 port=port,
                 group=None,
             )
-            await device.responder.start()
+            try:
+                await responder.start()
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressesTaken(taken_message(address, port, device.index)) from None
+                raise
+            device.responder = responder
 
     @staticmethod
     async def _sign_when_enrolled(device: SimulatedDevice) -> None:

@@ -92,14 +92,14 @@ def records_from_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_profile(path: str | Path) -> dict[str, Any]:
+    """The profile as ``hwfleet sim`` validates it (one set of rules: a MAC ``sim`` refuses,
+    ``mes-sim`` refuses too), as plain JSON values; raises :class:`ProfileError`."""
+    from hwfleet.sim import profiles
+
     try:
-        document = msgspec.json.decode(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ProfileError(f"profile {path} does not exist") from None
-    except msgspec.DecodeError as exc:
-        raise ProfileError(f"profile {path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ProfileError(f"profile {path} must be a JSON object")
+        document: dict[str, Any] = msgspec.to_builtins(profiles.load_profile(path))
+    except profiles.ProfileError as exc:
+        raise ProfileError(str(exc)) from None
     return document
 
 

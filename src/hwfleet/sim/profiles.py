@@ -4,17 +4,21 @@ A profile is ``{"devices": [...]}``; each device carries its serial (``sn``,
 an integer or a string, kept as given), identity, NICs, PCI functions,
 memory, CPUs and disks in the same shapes a real inventory uses. Anything
 wrong is reported as ``<file>: <JSON path>: <what is wrong>`` so an operator
-can fix the exact field. Fields this version does not know are ignored, so a
-profile written for a later version still loads.
+can fix the exact field. A field this version does not know is refused, naming
+it and the device: a misspelling (``"interfces"``) must not quietly leave a device
+without its NICs. The optional top-level ``"mes"`` section is what ``hwfleet
+mes-sim`` answers for (:mod:`hwfleet.sim.mes`); ``sim`` and ``mes-sim`` validate a
+profile with this one loader.
 """
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -30,7 +34,24 @@ _MAX_GENERATED = 2_000_000
 _NICS_PER_DEVICE_SLOTS = 8
 
 
-class WifiNetwork(msgspec.Struct, kw_only=True, omit_defaults=True):
+# The wire shapes stay lenient (a newer agent may add fields); a profile is written by hand.
+class ProfileNic(Nic, forbid_unknown_fields=True):
+    """A NIC as a profile gives it (the inventory shape, no unknown fields)."""
+
+
+class ProfilePci(PciDevice, forbid_unknown_fields=True):
+    """A PCI function as a profile gives it."""
+
+
+class ProfileCpu(Cpu, forbid_unknown_fields=True):
+    """A processor package as a profile gives it."""
+
+
+class ProfileDisk(Disk, forbid_unknown_fields=True):
+    """A disk as a profile gives it."""
+
+
+class WifiNetwork(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """A Wi-Fi network the simulated device can see."""
 
     ssid: str
@@ -38,7 +59,7 @@ class WifiNetwork(msgspec.Struct, kw_only=True, omit_defaults=True):
     security: str = ""
 
 
-class ProfileDevice(msgspec.Struct, kw_only=True, omit_defaults=True):
+class ProfileDevice(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     """One simulated device; it reports exactly these facts."""
 
     sn: int | str
@@ -47,17 +68,26 @@ class ProfileDevice(msgspec.Struct, kw_only=True, omit_defaults=True):
     uuid: str | None = None
     version: str | None = None
     hostname: str | None = None
-    interfaces: list[Nic] = msgspec.field(default_factory=list)
-    pci: list[PciDevice] = msgspec.field(default_factory=list)
+    interfaces: list[ProfileNic] = msgspec.field(default_factory=list)
+    pci: list[ProfilePci] = msgspec.field(default_factory=list)
     memory_mb: Annotated[int, msgspec.Meta(ge=0)] = 0
     #: One entry per processor package; a bare string is a model name.
-    cpus: list[Cpu | str] = msgspec.field(default_factory=list)
-    disks: list[Disk] = msgspec.field(default_factory=list)
+    cpus: list[ProfileCpu | str] = msgspec.field(default_factory=list)
+    disks: list[ProfileDisk] = msgspec.field(default_factory=list)
     wifi: list[WifiNetwork] = msgspec.field(default_factory=list)
 
 
-class Profile(msgspec.Struct, kw_only=True):
+class MesSection(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """What ``mes-sim`` answers instead of the devices' own MACs (see :mod:`hwfleet.sim.mes`)."""
+
+    #: serial → the exact ``info`` rows (or a message) answered for it.
+    records: dict[str, list[dict[str, Any]] | str] = msgspec.field(default_factory=dict)
+    unregistered: list[int | str] = msgspec.field(default_factory=list)
+
+
+class Profile(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
     devices: list[ProfileDevice]
+    mes: MesSection | None = None
 
 
 class ProfileError(ValueError):
@@ -100,16 +130,19 @@ def parse_profile(data: bytes | str, source: str = "<profile>") -> Profile:
     raw = data.encode() if isinstance(data, str) else data
     if not raw.strip():
         raise ProfileError(source, "$", 'the file is empty (expected {"devices": [...]})')
+    # Checked here, not left to msgspec: its report differs between versions (0.23 calls it
+    # invalid JSON, older ones let UnicodeDecodeError escape with an offset into the string).
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(source, "$", f"not valid UTF-8 (byte {exc.start})") from None
     try:
         profile = msgspec.json.decode(raw, type=Profile)
     except msgspec.ValidationError as exc:
         field, reason = _split_msgspec_error(str(exc))
-        raise ProfileError(source, field, reason) from exc
+        raise ProfileError(source, field, _explain(raw, field, reason)) from exc
     except msgspec.DecodeError as exc:
         raise ProfileError(source, "$", f"not valid JSON: {_locate(raw, str(exc))}") from exc
-    except UnicodeDecodeError as exc:
-        # msgspec decodes strings lazily and lets this escape with an offset into the string.
-        raise ProfileError(source, "$", f"not valid UTF-8 ({_utf8_error(raw)})") from exc
     validate(profile, source)
     return profile
 
@@ -224,7 +257,42 @@ def _split_msgspec_error(message: str) -> tuple[str, str]:
     missing = re.match(r"Object missing required field `([^`]+)`", reason)
     if missing:
         return f"{field}.{missing.group(1)}", "required field is missing"
+    unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
+    if unknown:
+        return f"{field}.{unknown.group(1)}", "unknown field"
     return field, reason[:1].lower() + reason[1:].replace("`", "")
+
+
+#: The struct each JSON path (with indexes removed) is decoded into, for "did you mean".
+_STRUCT_AT: dict[str, type[msgspec.Struct]] = {
+    "$": Profile,
+    "$.devices": ProfileDevice,
+    "$.devices.interfaces": ProfileNic,
+    "$.devices.pci": ProfilePci,
+    "$.devices.cpus": ProfileCpu,
+    "$.devices.disks": ProfileDisk,
+    "$.devices.wifi": WifiNetwork,
+    "$.mes": MesSection,
+}
+
+
+def _explain(raw: bytes, field: str, reason: str) -> str:
+    """An unknown field: which device it is in, and the known field it is closest to."""
+    if reason != "unknown field":
+        return reason
+    parent, _, name = field.rpartition(".")
+    struct = _STRUCT_AT.get(re.sub(r"\[\d+\]", "", parent))
+    known = [f.encode_name for f in msgspec.structs.fields(struct)] if struct else []
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+    device = re.match(r"\$\.devices\[(\d+)\]", field)
+    if device:
+        try:
+            entry = msgspec.json.decode(raw)["devices"][int(device.group(1))]
+            reason = f"unknown field in device sn {entry['sn']!r}"
+        except (msgspec.DecodeError, LookupError, TypeError):
+            pass
+    return f"{reason} ({hint})"
 
 
 def _locate(raw: bytes, message: str) -> str:
@@ -236,14 +304,6 @@ def _locate(raw: bytes, message: str) -> str:
     line = raw.count(b"\n", 0, offset) + 1
     column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
     return f"{message} at line {line}, column {column}"
-
-
-def _utf8_error(raw: bytes) -> str:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return f"byte {exc.start}"
-    return "unknown position"
 
 
 def encode_profile(profile: Profile) -> bytes:
@@ -307,8 +367,8 @@ def _generate_device(index: int, seed: int) -> ProfileDevice:
     model_id, cpu_model, cores, sockets, mhz, bridge = rng.choice(_MODELS)
     nic_vendor, nic_device, driver, speed = rng.choice(_NICS)
     pci = [
-        PciDevice(address="0000:00:00.0", vendor=bridge[0], device=bridge[1], class_="0x060000"),
-        PciDevice(
+        ProfilePci(address="0000:00:00.0", vendor=bridge[0], device=bridge[1], class_="0x060000"),
+        ProfilePci(
             address="0000:01:00.0",
             vendor="0x144d",
             device="0xa808",
@@ -320,7 +380,7 @@ def _generate_device(index: int, seed: int) -> ProfileDevice:
     for slot in range(rng.randint(1, 4)):
         address = f"0000:{4 + slot:02x}:00.0"
         pci.append(
-            PciDevice(
+            ProfilePci(
                 address=address,
                 vendor=nic_vendor,
                 device=nic_device,
@@ -329,7 +389,7 @@ def _generate_device(index: int, seed: int) -> ProfileDevice:
             )
         )
         interfaces.append(
-            Nic(
+            ProfileNic(
                 name=f"enp{4 + slot}s0",
                 mac=_generated_mac(seed, index, slot),
                 pci=address,
@@ -340,7 +400,7 @@ def _generate_device(index: int, seed: int) -> ProfileDevice:
             )
         )
     disks = [
-        Disk(
+        ProfileDisk(
             name=f"nvme{n}n1",
             size=rng.choice(_DISK_SIZES) * 1_000_000_000,
             rotational=False,
@@ -361,7 +421,7 @@ def _generate_device(index: int, seed: int) -> ProfileDevice:
         pci=pci,
         memory_mb=rng.choice(_MEMORY_MB),
         cpus=[
-            Cpu(
+            ProfileCpu(
                 model=cpu_model,
                 architecture="x86_64",
                 count=cores * sockets * 2,

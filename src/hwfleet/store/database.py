@@ -12,13 +12,14 @@ conditional updates in the repositories instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
@@ -30,6 +31,9 @@ from hwfleet.store.errors import StoreUnavailable, explain_connect_error
 from hwfleet.store.sqltypes import json_dumps, json_loads
 from hwfleet.store.tx import Tx
 from hwfleet.store.urls import is_memory, normalize_url
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Seconds a SQLite connection waits for another process's write lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -47,6 +51,7 @@ class Store:
         self._memory = is_memory(url)
         # SQLite has one write slot per database: queue writers here rather than in busy loops.
         self._write_lock = asyncio.Lock() if self.backend == "sqlite" else None
+        self._unfinished: set[asyncio.Task[Any]] = set()
 
     @property
     def backend(self) -> str:
@@ -77,7 +82,35 @@ class Store:
             async with conn.begin():
                 yield Tx(conn)
 
+    async def write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """One write transaction, ``await work(tx)``, that cancelling the caller does not cut short.
+
+        ``work`` runs in a task of its own; a caller cancelled meanwhile (a shutdown
+        cancelling a connection handler or a periodic flush) gets CancelledError at once
+        and the transaction finishes behind it. Cut short mid-statement instead, SQLAlchemy
+        invalidates the connection and the SQLite connection stays open inside its
+        transaction, holding the database's one write lock: every later writer then
+        fails with "database is locked" after the busy timeout. :meth:`close` waits for
+        these transactions.
+        """
+        task: asyncio.Task[T] = asyncio.ensure_future(self._write(work))
+        self._unfinished.add(task)
+        task.add_done_callback(self._finished)
+        return await asyncio.shield(task)
+
+    async def _write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self.tx() as tx:
+            return await work(tx)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._unfinished.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Its caller may have been cancelled and never see this: say it once here.
+            log.warning("a write transaction failed: %s", error)
+
     async def close(self) -> None:
+        if self._unfinished:
+            await asyncio.gather(*self._unfinished, return_exceptions=True)
         await self.engine.dispose()
 
     async def __aenter__(self) -> Store:

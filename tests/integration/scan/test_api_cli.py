@@ -194,4 +194,4 @@ async def test_mes_sim_command_rejects_a_bad_profile(tmp_path: Path) -> None:
     bad.write_text("{not json")
     code, _, err = await run_cli("mes-sim", "--listen", "127.0.0.1:1", "--profile", str(bad))
     assert code == 1
-    assert "is not valid JSON" in err
+    assert f"{bad}: $: not valid JSON" in err  # the same loader (and words) as `hwfleet sim`

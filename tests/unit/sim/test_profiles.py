@@ -46,7 +46,7 @@ def write(tmp_path: Path, document: Any) -> Path:
 
 
 def test_loads_the_design_example_keeping_serial_types(tmp_path: Path) -> None:
-    path = write(tmp_path, {"devices": [device(), device(sn="SN-2", interfaces=[], extra=1)]})
+    path = write(tmp_path, {"devices": [device(), device(sn="SN-2", interfaces=[])]})
     profile = load_profile(path)
     first, second = profile.devices
     assert first.sn == 1001 and isinstance(first.sn, int)
@@ -87,7 +87,7 @@ GARBAGE: list[tuple[str, Any, str]] = [
     ("not JSON", "{devices: [}", "profile.json: $: not valid JSON"),
     ("truncated", '{"devices": [', "profile.json: $: not valid JSON"),
     ("a list", [device()], "profile.json: $: expected object, got array"),
-    ("no devices key", {"hosts": []}, "profile.json: $.devices: required field is missing"),
+    ("no devices key", {"mes": {}}, "profile.json: $.devices: required field is missing"),
     ("devices not a list", {"devices": {}}, "profile.json: $.devices: expected array"),
     ("no devices", {"devices": []}, "profile.json: $.devices: no devices"),
     ("missing sn", {"devices": [{"name": "x"}]}, "$.devices[0].sn: required field is missing"),
@@ -192,6 +192,35 @@ GARBAGE: list[tuple[str, Any, str]] = [
     ),
     ("cpus wrong type", {"devices": [device(cpus=[3])]}, "$.devices[0].cpus[0]: expected"),
     (
+        "misspelled device field",
+        {"devices": [device(sn=1, interfaces=[]), device(sn=7, interfces=[nic()])]},
+        "$.devices[1].interfces: unknown field in device sn 7 (did you mean 'interfaces'?)",
+    ),
+    (
+        "misspelled NIC field",
+        {
+            "devices": [
+                device(interfaces=[{"name": "eth0", "mac": "02:00:00:00:00:01", "pcie": ""}])
+            ]
+        },
+        "$.devices[0].interfaces[0].pcie: unknown field in device sn 1001 (did you mean 'pci'?)",
+    ),
+    (
+        "unknown PCI, CPU and disk fields",
+        {"devices": [device(disks=[{"name": "sda", "sise": 1}])]},
+        "$.devices[0].disks[0].sise: unknown field in device sn 1001 (did you mean 'size'?)",
+    ),
+    (
+        "unknown top-level key",
+        {"devices": [device()], "hosts": []},
+        "profile.json: $.hosts: unknown field (known: devices, mes)",
+    ),
+    (
+        "unknown mes key",
+        {"devices": [device()], "mes": {"record": {}}},
+        "$.mes.record: unknown field (did you mean 'records'?)",
+    ),
+    (
         "wifi without ssid",
         {"devices": [device(wifi=[{"signal": 3}])]},
         "$.devices[0].wifi[0].ssid: required field is missing",
@@ -216,6 +245,29 @@ def test_invalid_utf8_and_missing_file(tmp_path: Path) -> None:
         load_profile(path)
     with pytest.raises(ProfileError, match=r"absent\.json: \$: cannot read the file"):
         load_profile(tmp_path / "absent.json")
+
+
+def test_invalid_utf8_is_reported_the_same_under_every_msgspec(tmp_path: Path) -> None:
+    # msgspec 0.23 calls this invalid JSON, older versions raise UnicodeDecodeError: the
+    # loader checks UTF-8 itself, so the message (and its offset into the file) is stable.
+    for data, offset in ((b'{"devices": [{"sn": 1, "name": "a\xc3"}]}', 33), (b"\xef{}", 0)):
+        with pytest.raises(
+            ProfileError, match=rf"^p\.json: \$: not valid UTF-8 \(byte {offset}\)$"
+        ):
+            parse_profile(data, "p.json")
+
+
+def test_the_mes_simulator_loads_profiles_with_the_same_rules(tmp_path: Path) -> None:
+    from hwfleet.sim import mes
+
+    bad_mac = write(tmp_path, {"devices": [device(interfaces=[nic(mac="02:00:00:00:00")])]})
+    with pytest.raises(mes.ProfileError, match=r"interfaces\[0\]\.mac: '02:00:00:00:00' is not"):
+        mes.load_profile(bad_mac)
+    typo = write(tmp_path, {"devices": [device()], "mes": {"unregisterd": [1001]}})
+    with pytest.raises(mes.ProfileError, match=r"\$\.mes\.unregisterd: unknown field"):
+        mes.load_profile(typo)
+    good = write(tmp_path, {"devices": [device()], "mes": {"unregistered": [1001]}})
+    assert mes.records_from_profile(mes.load_profile(good)) == {"1001": mes.NOT_REGISTERED}
 
 
 def test_json_error_says_line_and_column() -> None:

@@ -8,6 +8,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -140,6 +141,18 @@ def test_unknown_key_is_a_one_line_error(hwfleet: Callable[..., Any]) -> None:
 
 
 def test_bad_ttl_is_refused_with_the_reason(hwfleet: Callable[..., Any]) -> None:
-    result = hwfleet("token", "--ttl", "0")
+    # Not a duration, or none at all: the CLI refuses it before asking the controller.
+    for ttl, reason in (("0", "must be at least"), ("1 fortnight", "is not a duration")):
+        result = hwfleet("token", "--ttl", ttl)
+        assert result.exit_code == 2 and reason in result.output
+    # A duration the controller does not allow (over 30 days): its reason, one line.
+    result = hwfleet("token", "--ttl", "31d")
     assert isinstance(result.exception, CliError)
     assert "422" in str(result.exception) and "ttl" in str(result.exception)
+
+
+def test_ttl_takes_units(hwfleet: Callable[..., Any]) -> None:
+    before = datetime.now(UTC)
+    reply = json.loads(hwfleet("token", "--ttl", "15m", "--json").stdout)
+    valid_for = (datetime.fromisoformat(reply["expires_at"]) - before).total_seconds()
+    assert 890 <= valid_for <= 910

@@ -6,6 +6,7 @@ the real machine the simulator runs on leaks into a simulated inventory.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -58,7 +59,7 @@ class SimulatedHardwareManager(HardwareManager):
         return self.device.hostname or self.device.name
 
 
-def merge_cpus(cpus: list[Cpu | str]) -> Cpu:
+def merge_cpus(cpus: Sequence[Cpu | str]) -> Cpu:
     """Sum a profile's per-package entries into IPA's one-summary shape.
 
     An entry that gives only ``cores`` (or only a model name) counts as that many
