@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -59,7 +58,7 @@ async def test_a_cancelled_write_leaves_the_database_writable(
         # The next writer waits for the write lock and gets it; before the fix the lock
         # stayed with the abandoned connection and this failed with "database is locked".
         async with asyncio.timeout(30):
-            await store.write(lambda tx: tx.devices.mark_all_offline(datetime.now(UTC)))
+            await store.write(lambda tx: tx.devices.mark_all_offline())
     finally:
         gc.enable()
         await store.close()
