@@ -1,138 +1,26 @@
-"""The pure half of the burn-in scan (seed 000, DESIGN §5): MACs, MES records, compare, documents.
+"""The pure half of the burn-in scan (seed 000, DESIGN §5): compare, entries, documents.
 
 Nothing here does I/O, so every rule of the MES contract is tested exhaustively
-without a server:
+without a server (the MES record itself is parsed in
+:mod:`hwfleet.integrations.mes_records`):
 
-* MACs compare case-insensitively and regardless of separator (``E0-18-7D-…``
-  equals ``e0:18:7d:…``); ``macaddr`` in an entry keeps the spelling the side
-  that reported it used (the device for local MACs, the MES for MES-only ones).
+* ``macaddr`` in an entry keeps the spelling the side that reported it used
+  (the device for local MACs, the MES for MES-only ones).
 * Interfaces are matched by MAC only, so a renamed interface still passes.
-* Several ``info`` rows for one serial are a union (the reference let the last
-  row overwrite the others: a defect DESIGN §1 tells us not to repeat).
 * ``sn`` keeps the JSON type the device reported; ``operationid`` is an int.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from hwfleet.integrations.mes_records import MacEntry, MesRecord
 from hwfleet.types import JsonObject, Serial
 
 PASS = "1"  # noqa: S105 (a scan status, not a password)
 FAIL = "0"
 NOT_REGISTERED = "Device is not registered"
-
-_MAC_CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
-_MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$")
-_MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
-_MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
-
-
-class MesFormatError(ValueError):
-    """The MES answered something that is not the documented record shape."""
-
-
-def normalize_mac(text: object) -> str:
-    """``aa:bb:cc:dd:ee:ff`` for any common spelling of a 48-bit MAC; ValueError otherwise."""
-    if not isinstance(text, str):
-        raise ValueError(f"MAC address must be a string, not {type(text).__name__}")
-    value = text.strip().lower()
-    if _MAC_CANONICAL.fullmatch(value):
-        return value  # how nearly every device and MES spells it: nothing to rebuild
-    if _MAC_SEPARATED.match(value):
-        digits = value.replace(value[2], "")
-    elif _MAC_DOTTED.match(value):
-        digits = value.replace(".", "")
-    elif _MAC_BARE.match(value):
-        digits = value
-    else:
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        raise ValueError(
-            f"{shown!r} is not a MAC address (expected six hex pairs like e0:18:7d:2e:ca:68)"
-        )
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
-
-
-@dataclass(frozen=True, slots=True)
-class MacEntry:
-    """One interface and its MAC, as a side reported it."""
-
-    interface: str
-    macaddr: str
-    #: The canonical spelling: computed once, since a comparison looks it up several times.
-    key: str = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        """ValueError (saying why) unless ``macaddr`` spells a MAC address."""
-        object.__setattr__(self, "key", normalize_mac(self.macaddr))
-
-
-@dataclass(frozen=True, slots=True)
-class MesRecord:
-    """What the MES knows about one serial: registered or not, and its MACs (union of rows)."""
-
-    registered: bool
-    macs: tuple[MacEntry, ...] = ()
-    reason: str = ""
-
-
-def _serial_text(value: object) -> str:
-    return str(value).strip().lower()
-
-
-def _is_object(value: object) -> bool:
-    # Decoded JSON objects are dicts: skip the ABC machinery of Mapping for them (once per
-    # row and per MAC of every device of a scan).
-    return isinstance(value, (dict, Mapping))  # dict first: checked in order
-
-
-def parse_mes_record(sn: Serial, body: Any) -> MesRecord:
-    """Interpret a ``GET deviceInfo/getById`` answer for ``sn``; MesFormatError says what is off."""
-    if not _is_object(body) or "info" not in body:
-        raise MesFormatError(f"MES record for sn {sn!r} is not an object with an 'info' field")
-    info = body["info"]
-    if isinstance(info, str):
-        return MesRecord(registered=False, reason=f"MES: {info}")
-    if not isinstance(info, list):
-        raise MesFormatError(
-            f"MES record for sn {sn!r}: 'info' is {type(info).__name__}, not a list or a message"
-        )
-    rows: list[Mapping[str, Any]] = []
-    for index, row in enumerate(info):
-        if not _is_object(row):
-            raise MesFormatError(f"MES record for sn {sn!r}: info[{index}] is not an object")
-        rows.append(row)
-    if not rows:
-        return MesRecord(registered=False, reason=f"MES has no record for sn {sn!r}")
-    # Prefer the rows that name this serial (a MES that searches loosely may add others);
-    # when none spells it our way, trust the MES's answer to the query as a whole.
-    wanted = _serial_text(sn)
-    own = [r for r in rows if "serialNo" not in r or _serial_text(r["serialNo"]) == wanted]
-    rows = own or rows
-    seen: set[str] = set()
-    macs: list[MacEntry] = []
-    for row in rows:
-        items = row.get("macInfo", row.get("macinfo", []))
-        if not isinstance(items, list):
-            raise MesFormatError(f"MES record for sn {sn!r}: 'macInfo' is not a list")
-        for item in items:
-            if not _is_object(item):
-                raise MesFormatError(f"MES record for sn {sn!r}: a macInfo item is not an object")
-            mac = item.get("macaddr")
-            try:
-                if not isinstance(mac, str):
-                    normalize_mac(mac)  # raises, saying what it got: str(mac) would hide it
-                entry = MacEntry(interface=str(item.get("interface") or ""), macaddr=str(mac))
-            except ValueError as exc:
-                raise MesFormatError(f"MES record for sn {sn!r}: {exc}") from None
-            if entry.key in seen:
-                continue  # the same MAC in two rows is one MAC
-            seen.add(entry.key)
-            macs.append(entry)
-    return MesRecord(registered=True, macs=tuple(macs))
 
 
 def _entry(sn: Serial, macinfo: list[JsonObject], error: str | None) -> JsonObject:
