@@ -31,8 +31,7 @@ from hwfleet.controller.events import EventPublisher
 from hwfleet.controller.gateway import StreamGateway
 from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits
 from hwfleet.controller.outbox import OutboxWorker
-from hwfleet.controller.scan import ScanService
-from hwfleet.controller.scan_bridge import ScanBridge
+from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hwfleet.bus.topology import EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import Heartbeats, LivenessRule
-from hwfleet.controller.scan_bulk import add_events
+from hwfleet.controller.scan.bulk import add_events
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
 from hwfleet.protocol.session import Session

@@ -7,7 +7,7 @@ off. MACs compare case-insensitively and regardless of separator
 (``E0-18-7D-…`` equals ``e0:18:7d:…``); a :class:`MacEntry` keeps the spelling
 of the side that reported it. Several ``info`` rows for one serial are a
 union (the reference let the last row overwrite the others: a defect DESIGN §1
-tells us not to repeat). The scan's compare (:mod:`hwfleet.controller.scan`)
+tells us not to repeat). The scan's compare (:mod:`hwfleet.controller.scan.compare`)
 scores a device's MACs against such a record.
 """
 

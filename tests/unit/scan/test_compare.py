@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwfleet.controller.scan_compare import build_document, compare, failed_entry, summarize
+from hwfleet.controller.scan.compare import build_document, compare, failed_entry, summarize
 from hwfleet.integrations.mes_records import (
     MacEntry,
     MesFormatError,

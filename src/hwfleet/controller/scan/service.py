@@ -14,9 +14,9 @@ arrived while the previous batch was being written): on a 10,000-device
 rack one commit per reply would make the database the bottleneck.
 
 A scan finishes when every expected device has a result, or when it has
-been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan_watch`).
+been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan.watch`).
 A database that is briefly unavailable delays the scan, it does not rewrite
-its results (see :mod:`hwfleet.controller.scan_outage`).
+its results (see :mod:`hwfleet.controller.scan.outage`).
 """
 
 from __future__ import annotations
@@ -35,13 +35,13 @@ from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import LivenessRule
-from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
-from hwfleet.controller.scan_compare import compare, failed_entry
-from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
-from hwfleet.controller.scan_identity import Admitted, Refused, admit
-from hwfleet.controller.scan_outage import StoreOutage
-from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
-from hwfleet.controller.scan_watch import ScanState, ScanWatcher
+from hwfleet.controller.scan.bulk import ResultRow, add_events, add_results
+from hwfleet.controller.scan.compare import compare, failed_entry
+from hwfleet.controller.scan.finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan.identity import Admitted, Refused, admit
+from hwfleet.controller.scan.outage import StoreOutage
+from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
+from hwfleet.controller.scan.watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
 from hwfleet.store.errors import is_unavailable
@@ -130,7 +130,7 @@ class ScanService:
         self._consumer: Subscription | None = None
         #: Replies whose results this replica stored (a figure for operators and benchmarks).
         self.stored = 0
-        #: Replies this replica refused by the rules of hwfleet.controller.scan_identity.
+        #: Replies this replica refused by the rules of hwfleet.controller.scan.identity.
         self.refused = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -367,7 +367,7 @@ class ScanService:
     async def _write_through_outage(self, batch: list[_Pending]) -> list[EventRecord]:
         """Write ``batch``, retrying while the store is unavailable; the events written.
 
-        Rows of a scan that the outage ended (see :mod:`~hwfleet.controller.scan_outage`)
+        Rows of a scan that the outage ended (see :mod:`~hwfleet.controller.scan.outage`)
         are dropped unwritten. Any other failure fails the batch's handlers: the bus
         requeues their replies once, as for any handler error.
         """

@@ -14,7 +14,7 @@ The watcher sweeps ``tx.scans.running()`` every ``tick``:
   timer restarts when the database is back.
 * a scan whose replies waited on the database for longer than
   ``scan_store_outage`` finishes in an internal error once the database is back
-  (:mod:`hwfleet.controller.scan_outage`).
+  (:mod:`hwfleet.controller.scan.outage`).
 
 A restarted controller resumes: the scans running when it starts get their
 quiet timer restarted (the replies the broker redelivers must be read before
@@ -47,12 +47,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hwfleet.controller.scan_identity import serial_key
+from hwfleet.controller.scan.identity import serial_key
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import Serial
 
 if TYPE_CHECKING:
-    from hwfleet.controller.scan import ScanService
+    from hwfleet.controller.scan.service import ScanService
     from hwfleet.store import ScanRecord
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class ScanState:
     operationid: int
     quiet_timeout: float
     expected: dict[str, Serial | None] = field(default_factory=dict)
-    #: serial_key(serial) → uuid of every enrolled device (scan_identity's rules).
+    #: serial_key(serial) → uuid of every enrolled device (identity.py's rules).
     agent_serials: dict[str, str] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
     running: bool = True
