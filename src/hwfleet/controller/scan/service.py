@@ -7,7 +7,7 @@ stream gateway forwards them for its agents), where every controller replica
 is a competing consumer: each reply is validated, looked up in the MES,
 compared and stored. A reply is acknowledged only after its result is
 committed, so a controller killed mid-scan loses nothing: the broker
-redelivers, and ``add_result`` de-duplicates what was stored already.
+redelivers, and ``tx.scans.add_results`` de-duplicates what was stored already.
 
 Results are written in batches (one transaction for every reply that
 arrived while the previous batch was being written): on a 10,000-device
@@ -35,7 +35,6 @@ from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import LivenessRule
-from hwfleet.controller.scan.bulk import ResultRow, add_events, add_results
 from hwfleet.controller.scan.compare import compare, failed_entry
 from hwfleet.controller.scan.finish import INTERNAL, Finished, finish_scan
 from hwfleet.controller.scan.identity import Admitted, Refused, admit
@@ -44,6 +43,7 @@ from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan.watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
+from hwfleet.store import ScanResultRow
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import JsonObject, Serial
 
@@ -69,7 +69,7 @@ class ScanRunning(Exception):
 
 @dataclass(slots=True)
 class _Pending:
-    row: ResultRow
+    row: ScanResultRow
     done: asyncio.Future[bool]
 
 
@@ -340,7 +340,9 @@ class ScanService:
     ) -> None:
         result = entry["result"] if entry is not None else "0"
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        row = ResultRow(state.operationid, device_uuid, sn, hwinfo, entry, result, error, legacy)
+        row = ScanResultRow(
+            state.operationid, device_uuid, sn, hwinfo, entry, result, error, legacy
+        )
         pending = _Pending(row, done)
         self._queue.put_nowait(pending)
         await done  # acknowledged only once committed
@@ -398,7 +400,7 @@ class ScanService:
         finally:
             self.writes_waiting = False
 
-    def _ended_by_outage(self, row: ResultRow) -> bool:
+    def _ended_by_outage(self, row: ScanResultRow) -> bool:
         state = self.watcher.cached(row.operationid)
         return state is not None and state.store_failure is not None
 
@@ -413,7 +415,7 @@ class ScanService:
     async def _write(self, batch: list[_Pending]) -> list[EventRecord]:
         now = self.clock()
         async with self.store.tx() as tx:
-            new = await add_results(tx, [item.row for item in batch], at=now)
+            new = await tx.scans.add_results([item.row for item in batch], at=now)
             await tx.devices.record_legacy(
                 [
                     (r.device_uuid, r.sn, _macs(r.entry))
@@ -436,7 +438,7 @@ class ScanService:
                 )
                 for row in new
             ]
-            records = await add_events(tx, items, at=now)
+            records = await tx.events.add_many(items, at=now)
             for operationid in {item.row.operationid for item in batch}:
                 await tx.scans.touch(operationid, now)
         self.stored += len(new)
