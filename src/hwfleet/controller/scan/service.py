@@ -114,7 +114,6 @@ class ScanService:
         self.events = events or EventPublisher(store, bus)
         self.prefetch = prefetch
         self.batch_size = batch_size
-        self.watcher = ScanWatcher(self, tick=tick)
         #: Who may send a reply for which device (per-device bus credentials).
         self.senders = senders or SenderCheck.for_controller(settings, bus)
         self.quiet_default = quiet_default or (lambda: settings.scan_quiet_timeout)
@@ -122,6 +121,9 @@ class ScanService:
         #: The writer is retrying a batch the store refused (the watcher must not call the
         #: outage over on a successful read alone: SQLite with a full disk still reads).
         self.writes_waiting = False
+        self.watcher = ScanWatcher(
+            store=store, bus=bus, clock=clock, outage=self.outage, driver=self, tick=tick
+        )
         self.liveness = LivenessRule(settings.offline_after)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
