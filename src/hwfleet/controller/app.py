@@ -19,17 +19,20 @@ from hwfleet.api.auth import load_or_create_token
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
 from hwfleet.controller import bus_logging
-from hwfleet.controller.admission import Admission
-from hwfleet.controller.agent_methods import AgentMethods
-from hwfleet.controller.bus_gateway import BusGateway
 from hwfleet.controller.bus_policy import apply_hwinfo_policy
-from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.config import LiveConfig, default_settings
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
 from hwfleet.controller.events import EventPublisher
-from hwfleet.controller.gateway import StreamGateway
-from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits
+from hwfleet.controller.links import (
+    Admission,
+    AgentMethods,
+    AnonymousGuard,
+    AnonymousLimits,
+    BusGateway,
+    SenderCheck,
+    StreamGateway,
+)
 from hwfleet.controller.outbox import OutboxWorker
 from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService

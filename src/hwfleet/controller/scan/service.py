@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from hwfleet.bus.base import Delivery, Reject, Subscription
 from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
-from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.links import SenderCheck
 from hwfleet.controller.presence import LivenessRule
 from hwfleet.controller.scan.compare import compare, failed_entry
 from hwfleet.controller.scan.finish import INTERNAL, Finished, finish_scan

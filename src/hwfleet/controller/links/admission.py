@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.controller.agent_methods import AgentContext, AgentMethods
 from hwfleet.controller.bus_credentials import (
     BusCredentialsError,
     Credentials,
@@ -30,6 +29,7 @@ from hwfleet.controller.bus_credentials import (
 )
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.events import EventPublisher
+from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.settings import ServerSettings
