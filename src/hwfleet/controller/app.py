@@ -19,7 +19,6 @@ from hwfleet.api.auth import load_or_create_token
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
 from hwfleet.controller import bus_logging
-from hwfleet.controller.bus_policy import apply_hwinfo_policy
 from hwfleet.controller.config import LiveConfig, default_settings
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
@@ -38,6 +37,7 @@ from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient
+from hwfleet.integrations.rabbitmq_policy import apply_hwinfo_policy
 from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
