@@ -18,8 +18,6 @@ from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
-from hwfleet.controller import bus_logging
-from hwfleet.controller.config import LiveConfig, default_settings
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
 from hwfleet.controller.events import EventPublisher
@@ -32,6 +30,7 @@ from hwfleet.controller.links import (
     SenderCheck,
     StreamGateway,
 )
+from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
 from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService
@@ -139,8 +138,8 @@ class Controller:
         await self._start_scans(replica, senders)
         bridge.unanswered = self.scans.unanswered
         bridge.answered = self.scans.answered
-        log_handler = await bus_logging.attach(self.bus, replica)
-        self._closers.append(lambda: bus_logging.detach(log_handler))
+        log_handler = await log_shipping.attach(self.bus, replica)
+        self._closers.append(lambda: log_shipping.detach(log_handler))
         self.bus_gateway = BusGateway(
             self.bus,
             methods,
