@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 
 from hwfleet.api.auth import require_token
 from hwfleet.api.convert import to_json
-from hwfleet.controller.scan import ScanRunning
-from hwfleet.controller.scan_finish import POSTS, idempotency_key
+from hwfleet.controller.scan import POSTS, ScanRunning, idempotency_key
 
 router = APIRouter(prefix="/api/v1", tags=["scans"], dependencies=[Depends(require_token)])
 

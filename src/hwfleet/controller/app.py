@@ -18,24 +18,25 @@ from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
-from hwfleet.controller import bus_logging
-from hwfleet.controller.admission import Admission
-from hwfleet.controller.agent_methods import AgentMethods
-from hwfleet.controller.bus_gateway import BusGateway
-from hwfleet.controller.bus_policy import apply_hwinfo_policy
-from hwfleet.controller.bus_senders import SenderCheck
-from hwfleet.controller.config import LiveConfig, default_settings
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
 from hwfleet.controller.events import EventPublisher
-from hwfleet.controller.gateway import StreamGateway
-from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits
+from hwfleet.controller.links import (
+    Admission,
+    AgentMethods,
+    AnonymousGuard,
+    AnonymousLimits,
+    BusGateway,
+    SenderCheck,
+    StreamGateway,
+)
+from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
-from hwfleet.controller.scan import ScanService
-from hwfleet.controller.scan_bridge import ScanBridge
+from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient
+from hwfleet.integrations.rabbitmq_policy import apply_hwinfo_policy
 from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
@@ -137,8 +138,8 @@ class Controller:
         await self._start_scans(replica, senders)
         bridge.unanswered = self.scans.unanswered
         bridge.answered = self.scans.answered
-        log_handler = await bus_logging.attach(self.bus, replica)
-        self._closers.append(lambda: bus_logging.detach(log_handler))
+        log_handler = await log_shipping.attach(self.bus, replica)
+        self._closers.append(lambda: log_shipping.detach(log_handler))
         self.bus_gateway = BusGateway(
             self.bus,
             methods,

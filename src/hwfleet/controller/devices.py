@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from hwfleet.bus.topology import EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import Heartbeats, LivenessRule
-from hwfleet.controller.scan_bulk import add_events
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
 from hwfleet.protocol.session import Session
@@ -272,7 +271,7 @@ class DeviceRegistry:
                 (EventKey.device_online(u), {"uuid": u, "reason": "heartbeat"}, u)
                 for u in set(revived)
             ]
-            return await add_events(tx, items, at=utcnow())
+            return await tx.events.add_many(items, at=utcnow())
 
         # Through Store.write: close() cancels the sweeper, maybe mid-flush.
         records = await self._store.write(flush)
@@ -299,7 +298,7 @@ class DeviceRegistry:
             items = [
                 (EventKey.device_offline(u), {"uuid": u, "reason": reason}, u) for u in expired
             ]
-            records = await add_events(tx, items, at=utcnow())
+            records = await tx.events.add_many(items, at=utcnow())
         await self._announce(records)
 
     async def _announce(self, records: list[EventRecord]) -> None:

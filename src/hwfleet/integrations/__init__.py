@@ -1,4 +1,11 @@
-"""Clients for systems outside the fleet: the MES (and later Redfish, Kea, webhooks)."""
+"""Clients for systems outside the fleet, each in its own module.
+
+The MES (``mes``: lookups and posts; ``mes_records``: its record of a serial,
+parsed; ``mes_gate``: one probe while it is down) and RabbitMQ's administration
+(``rabbitmq_users``: a user per AMQP device, through ``rabbitmqctl`` or the
+management API in ``rabbitmq_users_http``; ``rabbitmq_policy``: the
+``hwinfo_queue`` dead-letter policy). Later Redfish, Kea and webhooks.
+"""
 
 from hwfleet.integrations.mes import Delivery, MesClient, MesError
 

@@ -36,8 +36,8 @@ import aiohttp
 import msgspec
 from yarl import URL
 
-from hwfleet.controller.scan_compare import MesFormatError, MesRecord, parse_mes_record
 from hwfleet.integrations.mes_gate import OutageGate
+from hwfleet.integrations.mes_records import MesFormatError, MesRecord, parse_mes_record
 from hwfleet.settings import ServerSettings
 from hwfleet.types import JsonObject, Serial
 

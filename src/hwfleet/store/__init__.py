@@ -20,6 +20,7 @@ from hwfleet.store.records import (
     ScanResultRecord,
     TaskRecord,
 )
+from hwfleet.store.scans import ScanResultRow
 from hwfleet.store.tx import Tx
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RunningScan",
     "ScanRecord",
     "ScanResultRecord",
+    "ScanResultRow",
     "Store",
     "StoreError",
     "StoreUnavailable",

@@ -10,6 +10,7 @@ and the exact topic rules then drop the rest, batch after batch until the page i
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,35 @@ class EventRepository(Repository):
         row = await self._row(stmt)
         assert row is not None
         return to_event(row)
+
+    async def add_many(
+        self, items: Sequence[tuple[str, dict[str, Any], str | None]], *, at: datetime
+    ) -> builtins.list[EventRecord]:
+        """Insert ``(routing_key, payload, device_uuid)`` events, one statement; records by id.
+
+        Each ``(routing_key, device_uuid)`` must be unique in ``items``: the rows come back
+        in no promised order (SQLite cannot promise one without a statement per row), and
+        that pair is how a returned id finds its item. Only the ids are read back.
+        """
+        if not items:
+            return []
+        stmt = sa.insert(events).returning(events.c.id, events.c.routing_key, events.c.device_uuid)
+        params = [
+            {"at": at, "routing_key": key, "device_uuid": device, "payload": payload}
+            for key, payload, device in items
+        ]
+        payloads = {(key, device): payload for key, payload, device in items}
+        records = [
+            EventRecord(
+                id=row[0],
+                at=at,
+                routing_key=row[1],
+                device_uuid=row[2],
+                payload=payloads[row[1], row[2]],
+            )
+            for row in await self._rows(stmt, params)
+        ]
+        return sorted(records, key=lambda r: r.id)
 
     async def list(
         self,

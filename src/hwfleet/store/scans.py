@@ -1,24 +1,24 @@
 """Burn-in scans (seed 000): the scan row, one result per replying device, exactly-once finish.
 
 Replicas share this table: a reply may be consumed by any controller, so
-``add_result`` de-duplicates in the database (primary key on operationid +
+``add_results`` de-duplicates in the database (primary key on operationid +
 device) and ``finish`` is a conditional UPDATE that only one caller can win.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from hwfleet.store.base import AnyRow, Repository, check_limit, check_state, dialect_insert
+from hwfleet.store.base import AnyRow, Repository, check_limit, check_state
 from hwfleet.store.models import scan_results, scans
 from hwfleet.store.records import RunningScan, ScanRecord, ScanResultRecord
-from hwfleet.store.sqltypes import UTCDateTime, json_type
-from hwfleet.types import Serial
+from hwfleet.types import JsonObject, Serial
 
 _FINISHED = frozenset({"complete", "failed"})
 #: pg_advisory_xact_lock key that serialises scan starts across replicas ("hwscan").
@@ -54,26 +54,19 @@ def to_result(row: AnyRow) -> ScanResultRecord:
     )
 
 
-@functools.cache
-def _add_result_statement(pg: bool) -> sa.Executable:
-    """INSERT … SELECT from the running scan, ON CONFLICT DO NOTHING: one statement per reply."""
-    source = sa.select(
-        scans.c.operationid,
-        sa.bindparam("p_device_uuid", type_=sa.String()),
-        sa.bindparam("p_sn", type_=json_type(nullable=True)),
-        sa.bindparam("p_hwinfo", type_=json_type(nullable=True)),
-        sa.bindparam("p_entry", type_=json_type(nullable=True)),
-        sa.bindparam("p_result", type_=sa.String()),
-        sa.bindparam("p_error", type_=sa.Text()),
-        sa.bindparam("p_at", type_=UTCDateTime()),
-    ).where(scans.c.operationid == sa.bindparam("p_operationid"), scans.c.state == "running")
-    columns = ["operationid", "device_uuid", "sn", "hwinfo", "entry", "result", "error"]
-    return (
-        dialect_insert(pg, scan_results)
-        .from_select([*columns, "received_at"], source)
-        .on_conflict_do_nothing(index_elements=["operationid", "device_uuid"])
-        .returning(scan_results.c.device_uuid)
-    )
+@dataclass(frozen=True, slots=True)
+class ScanResultRow:
+    """One device's reply to a scan, as the scan's result writer stores it."""
+
+    operationid: int
+    device_uuid: str
+    sn: Serial | None
+    hwinfo: JsonObject | None
+    entry: JsonObject | None
+    result: str
+    error: str | None
+    #: A device that never enrolled (kind ``legacy``): its device row is recorded too.
+    legacy: bool = False
 
 
 class ScanRepository(Repository):
@@ -119,36 +112,63 @@ class ScanRepository(Repository):
         stmt = sa.select(scans).order_by(scans.c.operationid.desc()).limit(check_limit(limit))
         return [to_scan(row) for row in await self._rows(stmt)]
 
-    async def add_result(
-        self,
-        operationid: int,
-        *,
-        device_uuid: str,
-        sn: Serial | None,
-        hwinfo: dict[str, Any] | None,
-        entry: dict[str, Any] | None,
-        result: str,
-        error: str | None,
-        at: datetime,
-    ) -> bool:
-        """Record one device's reply; True only the first time for this scan and device.
+    async def add_results(
+        self, rows: Sequence[ScanResultRow], *, at: datetime
+    ) -> builtins.list[ScanResultRow]:
+        """Store the rows of running scans not stored before; returns those that were new.
 
-        False as well when the scan is unknown or no longer running: a late or
-        stray reply is dropped without aborting the caller's transaction.
+        Two statements per batch, whatever its size: on a 10,000-device rack one
+        statement per reply (about 1.4 ms on SQLite) on the writer's serial path made
+        the database the bottleneck of the whole scan. A late or stray reply (scan
+        unknown or no longer running) is dropped without aborting the transaction.
         """
-        if result not in ("0", "1"):
-            raise ValueError(f'a scan result is "0" or "1", not {result!r}')
-        params = {
-            "p_operationid": operationid,
-            "p_device_uuid": device_uuid,
-            "p_sn": sn,
-            "p_hwinfo": hwinfo,
-            "p_entry": entry,
-            "p_result": result,
-            "p_error": error,
-            "p_at": at,
-        }
-        return await self._row(_add_result_statement(self._pg), params) is not None
+        if not rows:
+            return []
+        ops = sorted({row.operationid for row in rows})
+        query = (
+            sa.select(scans.c.operationid)
+            .where(scans.c.operationid.in_(ops), scans.c.state == "running")
+            .order_by(scans.c.operationid)
+        )
+        if self._pg:
+            # Hold finish() off until these results are committed (its UPDATE needs the row).
+            # Exclusive, not shared: the writer's touch() updates the same row later in this
+            # transaction, and two replicas upgrading shared locks would deadlock.
+            query = query.with_for_update()
+        running = {r[0] for r in await self._rows(query)}
+        wanted = [row for row in rows if row.operationid in running]
+        added: set[tuple[int, str]] = set()
+        if wanted:
+            # One cached statement executed with many parameter sets (SQLAlchemy batches them
+            # as "insertmanyvalues"): a multi-row VALUES clause would be compiled again per batch.
+            stmt = (
+                self._insert(scan_results)
+                .on_conflict_do_nothing(index_elements=["operationid", "device_uuid"])
+                .returning(scan_results.c.operationid, scan_results.c.device_uuid)
+            )
+            params = [
+                {
+                    "operationid": row.operationid,
+                    "device_uuid": row.device_uuid,
+                    "sn": row.sn,
+                    "hwinfo": row.hwinfo,
+                    "entry": row.entry,
+                    "result": row.result,
+                    "error": row.error,
+                    "received_at": at,
+                }
+                for row in wanted
+            ]
+            added.update((r[0], r[1]) for r in await self._rows(stmt, params))
+        # One reply per device: a batch holding the same device twice stores it once.
+        seen: set[tuple[int, str]] = set()
+        new: builtins.list[ScanResultRow] = []
+        for row in wanted:
+            key = (row.operationid, row.device_uuid)
+            if key in added and key not in seen:
+                seen.add(key)
+                new.append(row)
+        return new
 
     async def results(
         self, operationid: int, *, hwinfo: bool = True

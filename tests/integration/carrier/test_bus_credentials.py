@@ -39,7 +39,7 @@ from hwfleet.agent.enroll import enroll
 from hwfleet.bus.amqp import AmqpBus
 from hwfleet.bus.amqp_connect import BusUnavailable
 from hwfleet.controller.app import Controller
-from hwfleet.controller.bus_credentials import grants, vhost_of
+from hwfleet.integrations.rabbitmq_users import grants, vhost_of
 from hwfleet.protocol import envelope
 from hwfleet.protocol.carrier import DEVICE_HEADER, INBOUND_QUEUE, device_user
 from hwfleet.settings import ServerSettings

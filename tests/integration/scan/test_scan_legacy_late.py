@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 from tests.conftest import wait_for
 
-from hwfleet.controller.scan_identity import legacy_uuid
+from hwfleet.controller.scan import legacy_uuid
 
 
 async def test_a_late_legacy_reply_is_recorded_for_the_next_scan(

@@ -28,9 +28,9 @@ from hwfleet.agent.bus_link import BusLink
 from hwfleet.bus import Delivery
 from hwfleet.bus.amqp import AmqpBus
 from hwfleet.controller.app import Controller
-from hwfleet.controller.bus_credentials import vhost_of
-from hwfleet.controller.bus_policy import POLICY_NAME
-from hwfleet.controller.scan_identity import legacy_uuid
+from hwfleet.controller.scan import legacy_uuid
+from hwfleet.integrations.rabbitmq_policy import POLICY_NAME
+from hwfleet.integrations.rabbitmq_users import vhost_of
 from hwfleet.settings import ServerSettings
 from hwfleet.sim.fleet import runtime_for
 from hwfleet.sim.mes import MesSimulator, serve

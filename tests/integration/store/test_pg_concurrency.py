@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from hwfleet.store import Store, open_store
+from hwfleet.store import ScanResultRow, Store, open_store
 
 pytestmark = pytest.mark.postgres
 
@@ -157,17 +157,9 @@ async def test_the_same_reply_recorded_by_two_replicas_counts_once(
         op = (await tx.scans.create(expected=[], quiet_timeout=1, at=now)).operationid
 
     async def record(store: Store, device: str, result: str) -> bool:
+        row = ScanResultRow(op, device, 1001, {}, {}, result, None)
         async with store.tx() as tx:
-            return await tx.scans.add_result(
-                op,
-                device_uuid=device,
-                sn=1001,
-                hwinfo={},
-                entry={},
-                result=result,
-                error=None,
-                at=now,
-            )
+            return await tx.scans.add_results([row], at=now) == [row]
 
     for i in range(10):
         device = f"u-{i}"

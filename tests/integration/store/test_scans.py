@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from hwfleet.store import Store
+from hwfleet.store import ScanResultRow, Store
 
 EXPECTED: list[dict[str, Any]] = [{"uuid": "u-1", "sn": 1001}, {"uuid": "u-2", "sn": "SN-2"}]
 
@@ -16,17 +16,11 @@ EXPECTED: list[dict[str, Any]] = [{"uuid": "u-1", "sn": 1001}, {"uuid": "u-2", "
 async def _result(
     store: Store, op: int, device: str, at: datetime, *, sn: Any = 1001, result: str = "1"
 ) -> bool:
+    row = ScanResultRow(
+        op, device, sn, {"pci": []}, {"sn": sn, "result": result, "macinfo": []}, result, None
+    )
     async with store.tx() as tx:
-        return await tx.scans.add_result(
-            op,
-            device_uuid=device,
-            sn=sn,
-            hwinfo={"pci": []},
-            entry={"sn": sn, "result": result, "macinfo": []},
-            result=result,
-            error=None,
-            at=at,
-        )
+        return await tx.scans.add_results([row], at=at) == [row]
 
 
 async def test_operationids_are_integers_from_one(store: Store, now: datetime) -> None:
@@ -85,16 +79,8 @@ async def test_results_for_unknown_or_finished_scans_are_dropped(
 async def test_result_with_null_fields(store: Store, now: datetime) -> None:
     async with store.tx() as tx:
         op = (await tx.scans.create(expected=EXPECTED, quiet_timeout=10, at=now)).operationid
-        assert await tx.scans.add_result(
-            op,
-            device_uuid="u-9",
-            sn=None,
-            hwinfo=None,
-            entry=None,
-            result="0",
-            error="Device is not registered",
-            at=now,
-        )
+        row = ScanResultRow(op, "u-9", None, None, None, "0", "Device is not registered")
+        assert await tx.scans.add_results([row], at=now) == [row]
         (got,) = await tx.scans.results(op)
     assert (got.sn, got.hwinfo, got.entry) == (None, None, None)
     assert got.error == "Device is not registered"

@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from hwfleet.bus.topology import EventKey
-from hwfleet.controller.scan_compare import ScanOutcome, build_document, failed_entry
-from hwfleet.controller.scan_identity import serial_key
+from hwfleet.controller.scan.compare import ScanOutcome, build_document, failed_entry
+from hwfleet.controller.scan.identity import serial_key
 from hwfleet.types import JsonObject
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ replica.
 Devices with per-device credentials send through the ``uplink`` exchange; the
 gateway binds ``agent.inbound`` and ``hwinfo_queue`` to it and takes its
 replica's replies from it, and checks every message's broker-validated sender
-(:mod:`hwfleet.controller.bus_senders`).
+(:mod:`hwfleet.controller.links.senders`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 
 from hwfleet.bus.base import Bus, Delivery, Reject, Subscription
 from hwfleet.bus.topology import HWINFO_QUEUE
-from hwfleet.controller.agent_methods import AgentContext, AgentMethods
-from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.devices import Connection, DeviceRegistry
+from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
+from hwfleet.controller.links.senders import SenderCheck
 from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.carrier import (
     AGENTS_EXCHANGE,

@@ -1,4 +1,4 @@
-"""The rules that keep one device from answering a scan for another (scan_identity), the
+"""The rules that keep one device from answering a scan for another (scan/identity.py), the
 reference client's reply shape and trigger, and one entry per unit in a document."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hwfleet.controller.scan_finish import one_per_serial
-from hwfleet.controller.scan_identity import Admitted, Refused, admit, legacy_uuid
-from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
-from hwfleet.controller.scan_watch import ScanState
+from hwfleet.controller.scan.finish import one_per_serial
+from hwfleet.controller.scan.identity import Admitted, Refused, admit, legacy_uuid
+from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
+from hwfleet.controller.scan.watch import ScanState
 from hwfleet.protocol.inventory import ScanParams
 from hwfleet.settings import ServerSettings, SettingsError, load
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
+from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
 
 
 def body(**fields: object) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hwfleet.controller.agent_methods import AgentContext
-from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
+from hwfleet.controller.links.agent_methods import AgentContext
+from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
 from hwfleet.protocol.framing import MAX_LINE, STREAM_LIMIT
 
 

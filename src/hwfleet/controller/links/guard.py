@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hwfleet.controller.agent_methods import AgentContext
+from hwfleet.controller.links.agent_methods import AgentContext
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.settings import ServerSettings
 from hwfleet.trust.ratelimit import RateLimiter, source_key

@@ -24,7 +24,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from hwfleet.bus.topology import DEFAULT_PREFIX, HWINFO_QUEUE, Topology
-from hwfleet.controller.bus_credentials import (
+from hwfleet.integrations.rabbitmq_users import (
     BusCredentialsError,
     RabbitmqctlProvisioner,
     vhost_of,
@@ -45,7 +45,7 @@ def definition(prefix: str = DEFAULT_PREFIX) -> dict[str, object]:
 
 
 def _tools(bus_credentials: str, bus_url: str, prefix: str) -> list[tuple[str, _PolicyTool]]:
-    from hwfleet.controller.bus_credentials_http import ManagementApiProvisioner
+    from hwfleet.integrations.rabbitmq_users_http import ManagementApiProvisioner
 
     vhost = vhost_of(bus_url)
     if urlsplit(bus_credentials).scheme in ("http", "https"):

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from hwfleet.controller.scan_compare import MacEntry
+from hwfleet.integrations.mes_records import MacEntry
 from hwfleet.protocol.inventory import HwInfo, ScanNic
 from hwfleet.types import Serial
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from hwfleet.types import Serial
 
 if TYPE_CHECKING:
-    from hwfleet.controller.scan_watch import ScanState
+    from hwfleet.controller.scan.watch import ScanState
 
 #: The namespace of legacy devices' uuids (uuid5 of their serial): fixed for ever.
 LEGACY_NAMESPACE = uuidlib.UUID("5c0e9d8e-27a4-4b43-9a59-7d3c1b0e5a11")

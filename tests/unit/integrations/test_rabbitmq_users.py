@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from hwfleet.controller.bus_credentials import (
+from hwfleet.integrations.rabbitmq_users import (
     BusCredentialsError,
     Credentials,
     build_provisioner,
     grants,
     vhost_of,
 )
-from hwfleet.controller.bus_credentials_http import ManagementApiProvisioner
+from hwfleet.integrations.rabbitmq_users_http import ManagementApiProvisioner
 from hwfleet.protocol.carrier import device_of_user, device_user
 
 DEVICE = "3f2a0000-0000-4000-8000-000000000001"

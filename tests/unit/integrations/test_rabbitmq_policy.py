@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 
-from hwfleet.controller import bus_policy
-from hwfleet.controller.bus_credentials_http import ManagementApiProvisioner
+from hwfleet.integrations import rabbitmq_policy
+from hwfleet.integrations.rabbitmq_users_http import ManagementApiProvisioner
 
 
 async def test_the_management_api_gets_the_policy_for_the_queue_only() -> None:
@@ -22,8 +22,8 @@ async def test_the_management_api_gets_the_policy_for_the_queue_only() -> None:
     tool = ManagementApiProvisioner(
         "http://mq.test:15672", "fleet/a", auth=("admin", "pw"), transport=httpx.MockTransport(api)
     )
-    definition = bus_policy.definition("site.")
-    await tool.set_policy(bus_policy.POLICY_NAME, bus_policy.PATTERN, definition)
+    definition = rabbitmq_policy.definition("site.")
+    await tool.set_policy(rabbitmq_policy.POLICY_NAME, rabbitmq_policy.PATTERN, definition)
     assert seen == [
         (
             "PUT",
@@ -41,10 +41,10 @@ async def test_the_management_api_gets_the_policy_for_the_queue_only() -> None:
 async def test_without_any_tool_the_log_gives_the_command(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(bus_policy.shutil, "which", lambda _name: None)  # no rabbitmqctl
+    monkeypatch.setattr(rabbitmq_policy.shutil, "which", lambda _name: None)  # no rabbitmqctl
     # No management API either (none here; one elsewhere would not know this vhost).
     bus = "amqp://guest:guest@127.0.0.1:5672/hwfleet-no-such-vhost"
-    assert await bus_policy.apply_hwinfo_policy("", bus) is None
+    assert await rabbitmq_policy.apply_hwinfo_policy("", bus) is None
     assert "could not apply the RabbitMQ policy" in caplog.text
     assert (
         "rabbitmqctl set_policy -p hwfleet-no-such-vhost --apply-to queues hwfleet-hwinfo-queue "

@@ -14,7 +14,7 @@ The watcher sweeps ``tx.scans.running()`` every ``tick``:
   timer restarts when the database is back.
 * a scan whose replies waited on the database for longer than
   ``scan_store_outage`` finishes in an internal error once the database is back
-  (:mod:`hwfleet.controller.scan_outage`).
+  (:mod:`hwfleet.controller.scan.outage`).
 
 A restarted controller resumes: the scans running when it starts get their
 quiet timer restarted (the replies the broker redelivers must be read before
@@ -42,18 +42,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from hwfleet.controller.scan_identity import serial_key
+from hwfleet.controller.scan.identity import serial_key
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import Serial
 
 if TYPE_CHECKING:
-    from hwfleet.controller.scan import ScanService
-    from hwfleet.store import ScanRecord
+    from hwfleet.bus.base import Bus
+    from hwfleet.controller.scan.outage import StoreOutage
+    from hwfleet.store import ScanRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class ScanState:
     operationid: int
     quiet_timeout: float
     expected: dict[str, Serial | None] = field(default_factory=dict)
-    #: serial_key(serial) → uuid of every enrolled device (scan_identity's rules).
+    #: serial_key(serial) → uuid of every enrolled device (identity.py's rules).
     agent_serials: dict[str, str] = field(default_factory=dict)
     answered: set[str] = field(default_factory=set)
     running: bool = True
@@ -102,11 +103,42 @@ def state_of(
     )
 
 
-class ScanWatcher:
-    """Caches scan states and finishes scans on time."""
+class ScanDriver(Protocol):
+    """What the watcher asks of the scan service: resend a trigger, finish a scan."""
 
-    def __init__(self, service: ScanService, *, tick: float = 0.2) -> None:
-        self._service = service
+    #: The result writer is retrying a batch the store refused.
+    writes_waiting: bool
+
+    async def broadcast(self, operationid: int) -> None: ...
+
+    async def finish(
+        self, operationid: int, reason: str, *, unrecorded: str | None = None
+    ) -> object: ...
+
+
+class ScanWatcher:
+    """Caches scan states and finishes scans on time.
+
+    Its collaborators are given, not reached through the service: the store it
+    reads, the bus whose reconnects it watches, the clock, the database outage it
+    reports to, and the ``driver`` that broadcasts and finishes.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: Bus,
+        clock: Callable[[], datetime],
+        outage: StoreOutage,
+        driver: ScanDriver,
+        tick: float = 0.2,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self._outage = outage
+        self._driver = driver
         self.tick = tick
         self._states: dict[int, ScanState] = {}
         self._loading: dict[int, asyncio.Future[ScanState | None]] = {}
@@ -117,8 +149,8 @@ class ScanWatcher:
         self._reconnected_at: datetime | None = None
 
     async def start(self) -> None:
-        self._serving_since = self._service.clock()
-        self._reconnects = _reconnects(self._service.bus)
+        self._serving_since = self._clock()
+        self._reconnects = _reconnects(self._bus)
         await self._resume()
         self._task = asyncio.create_task(self._loop(), name="scan watcher")
 
@@ -171,7 +203,7 @@ class ScanWatcher:
         return await asyncio.shield(loading)
 
     async def _load(self, operationid: int) -> ScanState | None:
-        async with self._service.store.tx(readonly=True) as tx:
+        async with self._store.tx(readonly=True) as tx:
             scan = await tx.scans.get(operationid)
             if scan is None:
                 return None
@@ -180,7 +212,7 @@ class ScanWatcher:
         return self.adopt(scan, answered, agents)
 
     async def _resume(self) -> None:
-        async with self._service.store.tx(readonly=True) as tx:
+        async with self._store.tx(readonly=True) as tx:
             running = await tx.scans.running()
         loop = asyncio.get_running_loop()
         for scan in running:
@@ -190,7 +222,7 @@ class ScanWatcher:
             log.info("resuming scan %d: broadcasting it again", scan.operationid)
             state.resend_at = loop.time() + scan.quiet_timeout / 2
             state.resend_gap = state.resend_cap()
-            await self._service.broadcast(scan.operationid)
+            await self._driver.broadcast(scan.operationid)
 
     async def _loop(self) -> None:
         while True:
@@ -200,25 +232,24 @@ class ScanWatcher:
                 raise
             except Exception as exc:  # a database hiccup must not stop scans finishing later
                 if is_unavailable(exc):
-                    self._service.outage.failed(exc)  # logged once per outage, not per tick
+                    self._outage.failed(exc)  # logged once per outage, not per tick
                 else:
                     log.exception("scan watcher sweep failed")
             else:
-                if not self._service.writes_waiting:
-                    self._service.outage.recovered()
+                if not self._driver.writes_waiting:
+                    self._outage.recovered()
             await asyncio.sleep(self.tick)
 
     async def sweep(self) -> None:
         """One pass over the running scans."""
-        service = self._service
         # Only a scan known before the query can be judged by its answer: one started or
         # loaded while the query ran may be missing from its snapshot and still be running.
         known_before = [op for op, state in self._states.items() if state.running]
-        async with service.store.tx(readonly=True) as tx:
+        async with self._store.tx(readonly=True) as tx:
             running = await tx.scans.running_activity()
-        now = service.clock()
+        now = self._clock()
         mono = asyncio.get_running_loop().time()
-        connected = getattr(service.bus, "connected", True)
+        connected = getattr(self._bus, "connected", True)
         reconnected = self._saw_reconnect(now)
         open_ids = {scan.operationid for scan in running}
         for operationid in known_before:
@@ -237,18 +268,18 @@ class ScanWatcher:
                 await self._sync(state, activity)
             state.seen_activity = activity
             if state.store_failure is not None:
-                await service.finish(
+                await self._driver.finish(
                     scan.operationid, "database unavailable", unrecorded=state.store_failure
                 )
                 continue
             if state.complete():
-                await service.finish(scan.operationid, "every expected device answered")
+                await self._driver.finish(scan.operationid, "every expected device answered")
                 continue
             since = max(
                 activity,
                 self._serving_since or activity,
                 self._reconnected_at or activity,
-                service.outage.ended_at or activity,
+                self._outage.ended_at or activity,
             )
             quiet_for = (now - since).total_seconds()
             if reconnected:
@@ -259,13 +290,13 @@ class ScanWatcher:
                 state.resend_at = mono + state.resend_gap
                 state.resend_gap = min(state.resend_gap * 2, state.resend_cap())
                 await self._resend(state)
-            if state.inflight or service.outage.down:
+            if state.inflight or self._outage.down:
                 continue  # replies are waiting (on the MES or the database): not silence
             if connected and quiet_for >= scan.quiet_timeout:
-                await service.finish(scan.operationid, "quiet timeout")
+                await self._driver.finish(scan.operationid, "quiet timeout")
 
     def _saw_reconnect(self, now: datetime) -> bool:
-        count = _reconnects(self._service.bus)
+        count = _reconnects(self._bus)
         if count == self._reconnects:
             return False
         self._reconnects = count
@@ -281,13 +312,13 @@ class ScanWatcher:
             len(state.expected),
         )
         try:
-            await self._service.broadcast(state.operationid)
+            await self._driver.broadcast(state.operationid)
         except Exception as exc:  # the bus went away again: the next reconnect re-sends
             log.warning("scan %d: could not send the trigger again: %s", state.operationid, exc)
 
     async def _sync(self, state: ScanState, activity: datetime) -> None:
         """Read other replicas' results for this scan."""
-        async with self._service.store.tx(readonly=True) as tx:
+        async with self._store.tx(readonly=True) as tx:
             answered = await tx.scans.answered(state.operationid)
         state.answered.update(answered)
         state.synced_activity = activity

@@ -9,9 +9,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from hwfleet.controller.agent_methods import AgentContext, AgentMethods
 from hwfleet.controller.devices import DeviceRegistry
-from hwfleet.controller.link_guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
+from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
+from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
 

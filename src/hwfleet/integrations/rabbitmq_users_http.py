@@ -21,7 +21,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import httpx
 
 from hwfleet.bus.topology import DEFAULT_PREFIX
-from hwfleet.controller.bus_credentials import (
+from hwfleet.integrations.rabbitmq_users import (
     BusCredentialsError,
     Credentials,
     Grants,
@@ -102,7 +102,7 @@ class ManagementApiProvisioner(Provisioner):
         return response
 
     async def set_policy(self, name: str, pattern: str, definition: dict[str, object]) -> None:
-        """``PUT /api/policies/{vhost}/{name}`` on queues (see hwfleet.controller.bus_policy)."""
+        """``PUT /api/policies/{vhost}/{name}`` on queues (see rabbitmq_policy)."""
         body = {"pattern": pattern, "definition": definition, "priority": 0, "apply-to": "queues"}
         async with self._client() as client:
             what = f"setting policy {name}"

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from hwfleet.bus.base import Delivery, Reject
-from hwfleet.controller.bus_senders import SenderCheck, bus_user
+from hwfleet.controller.links.senders import SenderCheck, bus_user
 from hwfleet.protocol.carrier import device_user
 
 DEVICE = "3f2a0000-0000-4000-8000-000000000001"

@@ -9,15 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwfleet.controller.scan_compare import (
+from hwfleet.controller.scan.compare import build_document, compare, failed_entry, summarize
+from hwfleet.integrations.mes_records import (
     MacEntry,
     MesFormatError,
-    build_document,
-    compare,
-    failed_entry,
     normalize_mac,
     parse_mes_record,
-    summarize,
 )
 
 

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.controller.agent_methods import AgentContext, AgentMethods
-from hwfleet.controller.bus_credentials import (
+from hwfleet.controller.devices import DeviceRegistry
+from hwfleet.controller.events import EventPublisher
+from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
+from hwfleet.integrations.rabbitmq_users import (
     BusCredentialsError,
     Credentials,
     Provisioner,
     build_provisioner,
 )
-from hwfleet.controller.devices import DeviceRegistry
-from hwfleet.controller.events import EventPublisher
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.settings import ServerSettings

@@ -14,7 +14,7 @@ Two ways to manage users (``--bus-credentials``):
   ``rabbitmqctl add_user`` / ``change_password`` on standard input, never on a
   command line another user could read in ``ps``;
 * ``http(s)://[user:password@]host:15672`` — the management HTTP API
-  (:mod:`hwfleet.controller.bus_credentials_http`); without user info in the
+  (:mod:`hwfleet.integrations.rabbitmq_users_http`); without user info in the
   URL it logs in with the bus URL's credentials.
 
 The controller keeps no password: provisioning again sets a new one.
@@ -231,7 +231,7 @@ class RabbitmqctlProvisioner(Provisioner):
         )
 
     async def set_policy(self, name: str, pattern: str, definition: dict[str, object]) -> None:
-        """``rabbitmqctl set_policy`` on this vhost's queues (hwfleet.controller.bus_policy)."""
+        """``rabbitmqctl set_policy`` on this vhost's queues (see rabbitmq_policy)."""
         await self._check(
             "set_policy",
             *("-p", self.vhost, "--apply-to", "queues", "--priority", "0"),
@@ -261,7 +261,7 @@ def build_provisioner(
     if setting == "rabbitmqctl":
         return RabbitmqctlProvisioner(vhost, prefix=prefix)
     if urlsplit(setting).scheme in ("http", "https"):
-        from hwfleet.controller.bus_credentials_http import ManagementApiProvisioner
+        from hwfleet.integrations.rabbitmq_users_http import ManagementApiProvisioner
 
         return ManagementApiProvisioner.from_urls(setting, bus_url, vhost, prefix=prefix)
     raise ValueError(

@@ -7,16 +7,16 @@ stream gateway forwards them for its agents), where every controller replica
 is a competing consumer: each reply is validated, looked up in the MES,
 compared and stored. A reply is acknowledged only after its result is
 committed, so a controller killed mid-scan loses nothing: the broker
-redelivers, and ``add_result`` de-duplicates what was stored already.
+redelivers, and ``tx.scans.add_results`` de-duplicates what was stored already.
 
 Results are written in batches (one transaction for every reply that
 arrived while the previous batch was being written): on a 10,000-device
 rack one commit per reply would make the database the bottleneck.
 
 A scan finishes when every expected device has a result, or when it has
-been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan_watch`).
+been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan.watch`).
 A database that is briefly unavailable delays the scan, it does not rewrite
-its results (see :mod:`hwfleet.controller.scan_outage`).
+its results (see :mod:`hwfleet.controller.scan.outage`).
 """
 
 from __future__ import annotations
@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING
 
 from hwfleet.bus.base import Delivery, Reject, Subscription
 from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
-from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.controller.links import SenderCheck
 from hwfleet.controller.presence import LivenessRule
-from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
-from hwfleet.controller.scan_compare import compare, failed_entry
-from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
-from hwfleet.controller.scan_identity import Admitted, Refused, admit
-from hwfleet.controller.scan_outage import StoreOutage
-from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
-from hwfleet.controller.scan_watch import ScanState, ScanWatcher
+from hwfleet.controller.scan.compare import compare, failed_entry
+from hwfleet.controller.scan.finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan.identity import Admitted, Refused, admit
+from hwfleet.controller.scan.outage import StoreOutage
+from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
+from hwfleet.controller.scan.watch import ScanState, ScanWatcher
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
+from hwfleet.store import ScanResultRow
 from hwfleet.store.errors import is_unavailable
 from hwfleet.types import JsonObject, Serial
 
@@ -69,7 +69,7 @@ class ScanRunning(Exception):
 
 @dataclass(slots=True)
 class _Pending:
-    row: ResultRow
+    row: ScanResultRow
     done: asyncio.Future[bool]
 
 
@@ -114,7 +114,6 @@ class ScanService:
         self.events = events or EventPublisher(store, bus)
         self.prefetch = prefetch
         self.batch_size = batch_size
-        self.watcher = ScanWatcher(self, tick=tick)
         #: Who may send a reply for which device (per-device bus credentials).
         self.senders = senders or SenderCheck.for_controller(settings, bus)
         self.quiet_default = quiet_default or (lambda: settings.scan_quiet_timeout)
@@ -122,6 +121,9 @@ class ScanService:
         #: The writer is retrying a batch the store refused (the watcher must not call the
         #: outage over on a successful read alone: SQLite with a full disk still reads).
         self.writes_waiting = False
+        self.watcher = ScanWatcher(
+            store=store, bus=bus, clock=clock, outage=self.outage, driver=self, tick=tick
+        )
         self.liveness = LivenessRule(settings.offline_after)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -130,7 +132,7 @@ class ScanService:
         self._consumer: Subscription | None = None
         #: Replies whose results this replica stored (a figure for operators and benchmarks).
         self.stored = 0
-        #: Replies this replica refused by the rules of hwfleet.controller.scan_identity.
+        #: Replies this replica refused by the rules of hwfleet.controller.scan.identity.
         self.refused = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -340,7 +342,9 @@ class ScanService:
     ) -> None:
         result = entry["result"] if entry is not None else "0"
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        row = ResultRow(state.operationid, device_uuid, sn, hwinfo, entry, result, error, legacy)
+        row = ScanResultRow(
+            state.operationid, device_uuid, sn, hwinfo, entry, result, error, legacy
+        )
         pending = _Pending(row, done)
         self._queue.put_nowait(pending)
         await done  # acknowledged only once committed
@@ -367,7 +371,7 @@ class ScanService:
     async def _write_through_outage(self, batch: list[_Pending]) -> list[EventRecord]:
         """Write ``batch``, retrying while the store is unavailable; the events written.
 
-        Rows of a scan that the outage ended (see :mod:`~hwfleet.controller.scan_outage`)
+        Rows of a scan that the outage ended (see :mod:`~hwfleet.controller.scan.outage`)
         are dropped unwritten. Any other failure fails the batch's handlers: the bus
         requeues their replies once, as for any handler error.
         """
@@ -398,7 +402,7 @@ class ScanService:
         finally:
             self.writes_waiting = False
 
-    def _ended_by_outage(self, row: ResultRow) -> bool:
+    def _ended_by_outage(self, row: ScanResultRow) -> bool:
         state = self.watcher.cached(row.operationid)
         return state is not None and state.store_failure is not None
 
@@ -413,7 +417,7 @@ class ScanService:
     async def _write(self, batch: list[_Pending]) -> list[EventRecord]:
         now = self.clock()
         async with self.store.tx() as tx:
-            new = await add_results(tx, [item.row for item in batch], at=now)
+            new = await tx.scans.add_results([item.row for item in batch], at=now)
             await tx.devices.record_legacy(
                 [
                     (r.device_uuid, r.sn, _macs(r.entry))
@@ -436,7 +440,7 @@ class ScanService:
                 )
                 for row in new
             ]
-            records = await add_events(tx, items, at=now)
+            records = await tx.events.add_many(items, at=now)
             for operationid in {item.row.operationid for item in batch}:
                 await tx.scans.touch(operationid, now)
         self.stored += len(new)
