@@ -78,14 +78,14 @@ async def admin_listening(
 
 
 async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
-    from hwfleet.agent.link import StreamLink
+    from hwfleet.agent.links.stream import StreamLink
 
     host, port = parse_host_port(settings.controller)
     provider = None
     if settings.insecure:
         log.warning("INSECURE: plain TCP to the controller, no authentication (--insecure)")
     else:
-        from hwfleet.agent.security import AgentTls
+        from hwfleet.agent.links.tls import AgentTls
         from hwfleet.trust import AgentIdentity
 
         identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)
@@ -178,7 +178,7 @@ async def announced(
 
 
 async def _run_bus(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
-    from hwfleet.agent.bus_link import BusLink
+    from hwfleet.agent.links.bus import BusLink
     from hwfleet.bus import open_bus
 
     if not settings.bus:
@@ -216,7 +216,7 @@ async def _run_bus_as_device(
     settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event
 ) -> None:
     """AMQP with this device's own bus user, got from the controller (enrolling if needed)."""
-    from hwfleet.agent.amqp_link import AmqpAgentLink
+    from hwfleet.agent.links.amqp import AmqpAgentLink
     from hwfleet.trust import AgentIdentity
 
     identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)

@@ -1,6 +1,6 @@
 """The agent: identity, hardware managers, command handlers and long tasks, carrier-free.
 
-A link (:mod:`hwfleet.agent.link` for streams, the AMQP carrier for the bus)
+A link (:mod:`hwfleet.agent.links.stream` for streams, the AMQP carrier for the bus)
 attaches a session; the runtime answers through whichever link is current.
 """
 

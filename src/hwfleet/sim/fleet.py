@@ -15,12 +15,13 @@ import errno
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from hwfleet import __version__
 from hwfleet.agent.hardware import default_dispatcher
 from hwfleet.agent.identity import DeviceInfo
-from hwfleet.agent.link import StreamLink
+from hwfleet.agent.links import Link
+from hwfleet.agent.links.stream import StreamLink
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.sim.addresses import (
     DEFAULT_ADDRESS_BASE,
@@ -31,20 +32,12 @@ from hwfleet.sim.addresses import (
 from hwfleet.sim.profiles import Profile, ProfileDevice, device_uuid
 
 if TYPE_CHECKING:
-    from hwfleet.agent.security import AgentTls
+    from hwfleet.agent.links.tls import AgentTls
     from hwfleet.bus.base import Bus
     from hwfleet.discovery import DiscoveryResponder
     from hwfleet.trust import AgentIdentity
 
 log = logging.getLogger(__name__)
-
-
-class Link(Protocol):
-    connected: asyncio.Event
-
-    async def run(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -122,7 +115,7 @@ class SimFleet:
             address = address_for(index, opts.address_base)
             identity = None
             if bus is not None:
-                from hwfleet.agent.bus_link import BusLink
+                from hwfleet.agent.links.bus import BusLink
 
                 link: Link = BusLink(
                     runtime,
@@ -152,7 +145,7 @@ class SimFleet:
     def _amqp(
         self, runtime: AgentRuntime, host: str, port: int, address: str
     ) -> tuple[AgentIdentity, Link]:
-        from hwfleet.agent.amqp_link import AmqpAgentLink
+        from hwfleet.agent.links.amqp import AmqpAgentLink
 
         identity, _ = self._tls(runtime, host, port, address)
         opts = self.options
@@ -173,7 +166,7 @@ class SimFleet:
     def _tls(
         self, runtime: AgentRuntime, host: str, port: int, address: str
     ) -> tuple[AgentIdentity, AgentTls]:
-        from hwfleet.agent.security import AgentTls
+        from hwfleet.agent.links.tls import AgentTls
         from hwfleet.trust import AgentIdentity
 
         identity = AgentIdentity.load_or_create(

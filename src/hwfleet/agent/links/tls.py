@@ -9,7 +9,7 @@ from hwfleet.trust import AgentIdentity, enrolled_context
 
 
 class AgentTls:
-    """An :data:`~hwfleet.agent.link.SslProvider`: one call per connection attempt."""
+    """An :data:`~hwfleet.agent.links.stream.SslProvider`: one call per connection attempt."""
 
     def __init__(
         self,
