@@ -23,6 +23,7 @@ from hwfleet.protocol.status import StatusId
 
 if TYPE_CHECKING:
     from hwfleet.agent.hardware import HardwareDispatcher
+    from hwfleet.agent.netconfig.backend import NetworkBackend
 
 
 class AgentRuntime:
@@ -35,9 +36,14 @@ class AgentRuntime:
         *,
         simulated: bool = False,
         data_dir: str | os.PathLike[str] | None = None,
+        network: NetworkBackend | None = None,
     ) -> None:
-        """``data_dir``: where the device keeps its name, trust list and password (None: memory)."""
+        """``data_dir``: where the device keeps its name, trust list and password (None: memory).
+
+        ``network``: where network settings go (default: the machine's own, live).
+        """
         from hwfleet.agent.commands import register_all
+        from hwfleet.agent.netconfig.backend import LiveNetwork
 
         #: The device's own documents (device.* commands); a saved name beats the hardware's.
         self.local = LocalState(data_dir)
@@ -45,6 +51,7 @@ class AgentRuntime:
         self.info.name = self.local.saved_name() or info.name
         self.hardware = hardware
         self.simulated = simulated
+        self.network: NetworkBackend = network if network is not None else LiveNetwork()
         self.started = time.monotonic()
         self.scanning = 0
         self.maintenance = False

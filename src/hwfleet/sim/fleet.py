@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwfleet import __version__
-from hwfleet.agent.hardware import default_dispatcher
 from hwfleet.agent.identity import DeviceInfo
 from hwfleet.agent.links import Link
 from hwfleet.agent.links.stream import StreamLink
@@ -29,6 +28,8 @@ from hwfleet.sim.addresses import (
     address_for,
     taken_message,
 )
+from hwfleet.sim.hardware import simulated_dispatcher
+from hwfleet.sim.network import SimulatedNetwork
 from hwfleet.sim.profiles import Profile, ProfileDevice, device_uuid
 
 if TYPE_CHECKING:
@@ -63,7 +64,11 @@ def runtime_for(
         version=profile_device.version or __version__,
     )
     return AgentRuntime(
-        info, default_dispatcher(simulated=profile_device), simulated=True, data_dir=data_dir
+        info,
+        simulated_dispatcher(profile_device),
+        simulated=True,
+        data_dir=data_dir,
+        network=SimulatedNetwork(profile_device),
     )
 
 

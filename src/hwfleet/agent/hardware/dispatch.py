@@ -1,19 +1,11 @@
-"""The dispatcher the agent uses: the real machine, or exactly one simulated device."""
+"""The dispatcher a real agent uses (a simulated one gets its own from :mod:`hwfleet.sim`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hwfleet.agent.hardware.base import HardwareDispatcher
-from hwfleet.agent.hardware.simulated import SimulatedHardwareManager
 from hwfleet.agent.hardware.sysfs import SysfsHardwareManager
 
-if TYPE_CHECKING:
-    from hwfleet.sim.profiles import ProfileDevice  # a real agent never loads the simulator
 
-
-def default_dispatcher(simulated: ProfileDevice | None = None) -> HardwareDispatcher:
-    """Sysfs for a real agent; for a simulated one only the profile, so no real fact leaks in."""
-    if simulated is not None:
-        return HardwareDispatcher([SimulatedHardwareManager(simulated)])
+def default_dispatcher() -> HardwareDispatcher:
+    """The machine's own hardware, read from sysfs."""
     return HardwareDispatcher([SysfsHardwareManager()])
