@@ -52,6 +52,21 @@ class SimulatedDevice:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
+def simulated_runtime(
+    profile_path: str, device_index: int, data_dir: str | Path | None = None
+) -> AgentRuntime:
+    """``hwfleet agent --simulate PROFILE``: be device ``device_index`` of that profile."""
+    from hwfleet.sim.profiles import load_profile
+
+    profile = load_profile(profile_path)
+    if not 0 <= device_index < len(profile.devices):
+        raise ValueError(
+            f"{profile_path} has {len(profile.devices)} devices; "
+            f"--device-index {device_index} is out of range"
+        )
+    return runtime_for(profile.devices[device_index], device_index, seed=0, data_dir=data_dir)
+
+
 def runtime_for(
     profile_device: ProfileDevice, index: int, seed: int, data_dir: str | Path | None = None
 ) -> AgentRuntime:
