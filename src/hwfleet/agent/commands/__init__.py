@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hwfleet.agent.commands import core, decom, device, device_network
+from hwfleet.agent.commands import core, decom, device, device_network, maintenance
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
@@ -16,6 +16,7 @@ def register_all(registry: MethodRegistry[AgentRuntime]) -> None:
     decom.register(registry)
     device.register(registry)
     device_network.register(registry)
+    maintenance.register(registry)
 
 
 __all__ = ["register_all"]
