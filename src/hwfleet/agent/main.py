@@ -176,7 +176,7 @@ async def _run_bus(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio
 
     if not settings.bus:
         raise ValueError("--transport amqp needs --bus amqp://user:password@host/")
-    from hwfleet.agent.bus_credentials import wants_own_credentials
+    from hwfleet.agent.links.bus_credentials import wants_own_credentials
 
     if not settings.insecure and wants_own_credentials(
         settings.data_dir, password=settings.enroll_password, token=settings.enroll_token

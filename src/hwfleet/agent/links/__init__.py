@@ -2,9 +2,12 @@
 
 One envelope, two carriers (DESIGN §2): :mod:`.stream` is the TLS line-JSON
 stream to the controller's gateway, :mod:`.bus` the AMQP carrier on a shared
-bus, :mod:`.amqp` the same with this device's own RabbitMQ user. :mod:`.tls`
-enrolls (when needed) and builds the mutual-TLS context each connection uses.
-The runtime (:mod:`hwfleet.agent.runtime`) never knows which link carries it.
+bus, :mod:`.amqp` the same with this device's own RabbitMQ user
+(:mod:`.bus_credentials` gets it from the controller). Before connecting each
+link calls :func:`.enroll.ensure_enrolled` (first contact: the password or
+token traded for a certificate); :mod:`.tls` then builds the mutual-TLS
+context. The runtime (:mod:`hwfleet.agent.runtime`) never knows which link
+carries it.
 """
 
 from __future__ import annotations

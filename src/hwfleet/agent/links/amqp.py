@@ -2,7 +2,7 @@
 
 With an identity (the agent can enroll, or already has) the link first
 obtains its per-device credentials from the controller's TLS gateway
-(:mod:`hwfleet.agent.bus_credentials`), then opens its own connection to
+(:mod:`hwfleet.agent.links.bus_credentials`), then opens its own connection to
 RabbitMQ as ``hwfleet-device-<uuid>`` — a device bus that declares nothing
 but its own queues — and runs a :class:`~hwfleet.agent.links.bus.BusLink`
 that sends through the ``uplink`` exchange. Without an identity, or when the
@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from hwfleet.agent import bus_credentials
+from hwfleet.agent.links import bus_credentials
 from hwfleet.agent.links.backoff import Backoff
 from hwfleet.agent.links.bus import BusLink
 from hwfleet.agent.runtime import AgentRuntime

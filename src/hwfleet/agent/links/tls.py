@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from hwfleet.agent.enroll import ensure_enrolled
+from hwfleet.agent.links.enroll import ensure_enrolled
 from hwfleet.trust import AgentIdentity, enrolled_context
 
 

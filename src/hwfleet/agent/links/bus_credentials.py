@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from hwfleet.agent.enroll import ensure_enrolled
+from hwfleet.agent.links.enroll import ensure_enrolled
 from hwfleet.protocol.errors import ErrorCode, RemoteError
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.protocol.methods import MethodRegistry
