@@ -5,6 +5,6 @@
 own (a profile's inventory; settings recorded, never applied); :mod:`.fleet`
 builds simulated runtimes (``hwfleet agent --simulate``) and runs N of them
 (``hwfleet sim``) on their own loopback addresses (:mod:`.addresses`);
-:mod:`.mes` is the MES simulator (``hwfleet mes-sim``); :mod:`.demo` the
-one-command demo.
+:mod:`.mes` is the MES simulator (``hwfleet mes-sim``). The one-command
+demo, which also runs a controller, is :mod:`hwfleet.cli.demo_session`.
 """
