@@ -34,9 +34,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.conftest import wait_for
 
-from hwfleet.agent.enroll import enroll
-from hwfleet.agent.link import StreamLink
-from hwfleet.agent.security import AgentTls
+from hwfleet.agent.links.enroll import enroll
+from hwfleet.agent.links.stream import StreamLink
+from hwfleet.agent.links.tls import AgentTls
 from hwfleet.bus.base import Bus, Delivery, Subscription
 from hwfleet.controller.app import Controller
 from hwfleet.protocol import methods

@@ -29,7 +29,7 @@ from tests.security.test_controller_attacks import (
     controller_settings,
 )
 
-from hwfleet.agent.enroll import enroll
+from hwfleet.agent.links.enroll import enroll
 from hwfleet.controller.app import Controller
 from hwfleet.protocol.errors import RemoteError
 from hwfleet.store import EventRecord, KeyRecord

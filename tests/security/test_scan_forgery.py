@@ -26,7 +26,7 @@ import msgspec
 import pytest
 from tests.conftest import wait_for
 
-from hwfleet.agent.bus_link import BusLink
+from hwfleet.agent.links.bus import BusLink
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.bus import Delivery
 from hwfleet.bus.amqp import AmqpBus

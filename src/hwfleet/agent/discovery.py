@@ -20,18 +20,16 @@ if TYPE_CHECKING:
 def metadata_for(runtime: AgentRuntime, ipaddr: str, port: int) -> DeviceMetadata:
     """What a discovery reply says about this device right now."""
     info = runtime.info
-    return DeviceMetadata(
-        uuid=info.uuid,
-        name=info.name,
-        serial=info.serial,  # keeps its JSON type, as everywhere else (1001 stays 1001)
-        model_id=info.model_id,
-        version=info.version,
-        ipaddr=ipaddr,
-        endpoint=(ipaddr, port),
-        st_id=runtime.st_id(),
-        st_ts=runtime.status_changed_at,
-        st_prog=runtime.tasks.progress(),
-        error_label=runtime.error_label,
+    return runtime.status.apply(
+        DeviceMetadata(
+            uuid=info.uuid,
+            name=info.name,
+            serial=info.serial,  # keeps its JSON type, as everywhere else (1001 stays 1001)
+            model_id=info.model_id,
+            version=info.version,
+            ipaddr=ipaddr,
+            endpoint=(ipaddr, port),
+        )
     )
 
 

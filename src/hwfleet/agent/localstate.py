@@ -99,3 +99,12 @@ class LocalState:
         doc = self.read(DEVICE_DOC) or {}
         doc["name"] = name
         self.write(DEVICE_DOC, doc)
+
+    # -- maintenance (kept across restarts: the operator said so, not the process) --------
+    def saved_maintenance(self) -> bool:
+        return (self.read(DEVICE_DOC) or {}).get("maintenance") is True
+
+    def save_maintenance(self, on: bool) -> None:
+        doc = self.read(DEVICE_DOC) or {}
+        doc["maintenance"] = on
+        self.write(DEVICE_DOC, doc)

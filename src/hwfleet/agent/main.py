@@ -1,4 +1,9 @@
-"""Assemble and run one agent process from its settings."""
+"""Run one agent process from its settings and a runtime its caller built.
+
+The caller (``hwfleet agent``) builds the runtime: :func:`build_runtime` for
+this machine, or :func:`hwfleet.sim.fleet.simulated_runtime` for ``--simulate``,
+so the agent never loads the simulator.
+"""
 
 from __future__ import annotations
 
@@ -21,22 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_runtime(settings: AgentSettings, device_index: int = 0) -> AgentRuntime:
+def build_runtime(settings: AgentSettings) -> AgentRuntime:
+    """The runtime of this machine: its own hardware, its saved uuid, its live network."""
     from hwfleet.agent.hardware import default_dispatcher
 
-    if settings.simulate:
-        from hwfleet.sim.fleet import runtime_for
-        from hwfleet.sim.profiles import load_profile
-
-        profile = load_profile(settings.simulate)
-        if not 0 <= device_index < len(profile.devices):
-            raise ValueError(
-                f"{settings.simulate} has {len(profile.devices)} devices; "
-                f"--device-index {device_index} is out of range"
-            )
-        return runtime_for(
-            profile.devices[device_index], device_index, seed=0, data_dir=settings.data_dir
-        )
     hardware = default_dispatcher()
     device_uuid = load_or_create_uuid(settings.data_dir)
     return AgentRuntime(
@@ -44,8 +37,8 @@ def build_runtime(settings: AgentSettings, device_index: int = 0) -> AgentRuntim
     )
 
 
-async def run_agent(settings: AgentSettings, stop: asyncio.Event, device_index: int = 0) -> None:
-    runtime = build_runtime(settings, device_index)
+async def run_agent(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
+    """Serve the controller (and the admin listener, discovery) until ``stop`` is set."""
     if settings.transport not in ("stream", "amqp"):
         raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
     async with admin_listening(settings, runtime):
@@ -78,14 +71,14 @@ async def admin_listening(
 
 
 async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
-    from hwfleet.agent.link import StreamLink
+    from hwfleet.agent.links.stream import StreamLink
 
     host, port = parse_host_port(settings.controller)
     provider = None
     if settings.insecure:
         log.warning("INSECURE: plain TCP to the controller, no authentication (--insecure)")
     else:
-        from hwfleet.agent.security import AgentTls
+        from hwfleet.agent.links.tls import AgentTls
         from hwfleet.trust import AgentIdentity
 
         identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)
@@ -178,12 +171,12 @@ async def announced(
 
 
 async def _run_bus(settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event) -> None:
-    from hwfleet.agent.bus_link import BusLink
+    from hwfleet.agent.links.bus import BusLink
     from hwfleet.bus import open_bus
 
     if not settings.bus:
         raise ValueError("--transport amqp needs --bus amqp://user:password@host/")
-    from hwfleet.agent.bus_credentials import wants_own_credentials
+    from hwfleet.agent.links.bus_credentials import wants_own_credentials
 
     if not settings.insecure and wants_own_credentials(
         settings.data_dir, password=settings.enroll_password, token=settings.enroll_token
@@ -216,7 +209,7 @@ async def _run_bus_as_device(
     settings: AgentSettings, runtime: AgentRuntime, stop: asyncio.Event
 ) -> None:
     """AMQP with this device's own bus user, got from the controller (enrolling if needed)."""
-    from hwfleet.agent.amqp_link import AmqpAgentLink
+    from hwfleet.agent.links.amqp import AmqpAgentLink
     from hwfleet.trust import AgentIdentity
 
     identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)

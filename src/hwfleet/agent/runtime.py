@@ -1,28 +1,31 @@
 """The agent: identity, hardware managers, command handlers and long tasks, carrier-free.
 
-A link (:mod:`hwfleet.agent.link` for streams, the AMQP carrier for the bus)
+A link (:mod:`hwfleet.agent.links.stream` for streams, the AMQP carrier for the bus)
 attaches a session; the runtime answers through whichever link is current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.agent.identity import DeviceInfo
 from hwfleet.agent.localstate import LocalState
 from hwfleet.agent.peers import PeerSessions
+from hwfleet.agent.status import StatusTracker
 from hwfleet.agent.tasks import AgentTasks
 from hwfleet.protocol import methods
 from hwfleet.protocol.inventory import Inventory
 from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.protocol.session import Session
-from hwfleet.protocol.status import StatusId
 
 if TYPE_CHECKING:
     from hwfleet.agent.hardware import HardwareDispatcher
+    from hwfleet.agent.netconfig.backend import NetworkBackend
 
 
 class AgentRuntime:
@@ -35,9 +38,14 @@ class AgentRuntime:
         *,
         simulated: bool = False,
         data_dir: str | os.PathLike[str] | None = None,
+        network: NetworkBackend | None = None,
     ) -> None:
-        """``data_dir``: where the device keeps its name, trust list and password (None: memory)."""
+        """``data_dir``: where the device keeps its name, trust list and password (None: memory).
+
+        ``network``: where network settings go (default: the machine's own, live).
+        """
         from hwfleet.agent.commands import register_all
+        from hwfleet.agent.netconfig.backend import LiveNetwork
 
         #: The device's own documents (device.* commands); a saved name beats the hardware's.
         self.local = LocalState(data_dir)
@@ -45,12 +53,13 @@ class AgentRuntime:
         self.info.name = self.local.saved_name() or info.name
         self.hardware = hardware
         self.simulated = simulated
+        self.network: NetworkBackend = network if network is not None else LiveNetwork()
         self.started = time.monotonic()
-        self.scanning = 0
-        self.maintenance = False
-        self.error_label: str | None = None
-        self.status_changed_at = time.time()
-        self.tasks = AgentTasks(on_change=self._touch_status)
+        #: The one status rule (st_id, st_ts, st_prog, error_label): see hwfleet.agent.status.
+        self.status = StatusTracker()
+        self.status.set_maintenance(self.local.saved_maintenance())
+        self._scans = 0
+        self.tasks = AgentTasks(self.status)
         self.registry: MethodRegistry[AgentRuntime] = MethodRegistry()
         self.session: Session[AgentRuntime] | None = None
         #: Live sessions of admin-listener peers, closed when their key leaves the trust list.
@@ -82,14 +91,18 @@ class AgentRuntime:
         return await asyncio.to_thread(self.hardware.inventory)
 
     def st_id(self) -> int:
-        """DESIGN §7: scan beats maintenance beats a running task beats idle."""
-        if self.scanning:
-            return StatusId.SCANNING
-        if self.maintenance:
-            return StatusId.MAINTENANCE
-        if self.tasks.running():
-            return StatusId.RUNNING
-        return StatusId.IDLE
+        return self.status.status.st_id
+
+    @contextlib.contextmanager
+    def scanning(self) -> Iterator[None]:
+        """Reports -2 while at least one scan is being answered."""
+        self._scans += 1
+        self.status.set_scanning(True)
+        try:
+            yield
+        finally:
+            self._scans -= 1
+            self.status.set_scanning(self._scans > 0)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
@@ -99,9 +112,6 @@ class AgentRuntime:
         session = self.session
         if session is not None and not session.closed:
             await session.cast(methods.LOG, {"level": level, "msg": msg, "fields": fields})
-
-    def _touch_status(self) -> None:
-        self.status_changed_at = time.time()
 
     def _macs(self) -> list[str]:
         try:

@@ -11,11 +11,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.protocol.session import Session
+
+if TYPE_CHECKING:
+    from hwfleet.agent.status import StatusTracker
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +38,16 @@ class TaskFailed(Exception):
 class AgentTasks:
     """Runs at most one long task at a time (they touch disks and firmware)."""
 
-    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, status: StatusTracker) -> None:
+        """``status``: told when a task starts, progresses and ends (st_id 16, 64, 128)."""
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._progress: dict[str, float] = {}
         self._unacked: dict[str, methods.TaskStatus] = {}
         self._session: Session[Any] | None = None
         self._flushing = asyncio.Lock()
-        self._on_change = on_change or (lambda: None)
+        self._status = status
 
     def running(self) -> list[str]:
         return list(self._running)
-
-    def progress(self) -> float | None:
-        """Percent of the running task, if one runs."""
-        return next(iter(self._progress.values()), None) if self._running else None
 
     def attach(self, session: Session[Any] | None) -> None:
         self._session = session
@@ -56,6 +55,7 @@ class AgentTasks:
             asyncio.get_running_loop().create_task(self._flush())
 
     def start(self, task_id: str, method: str, work: Work) -> dict[str, Any]:
+        self._status.refuse_in_maintenance(method)
         if task_id in self._running:
             raise MethodError(f"task {task_id} is already running", ErrorCode.BUSY)
         if self._running:
@@ -64,8 +64,7 @@ class AgentTasks:
         self._running[task_id] = asyncio.get_running_loop().create_task(
             self._run(task_id, method, work), name=f"task-{task_id}"
         )
-        self._progress[task_id] = 0.0
-        self._on_change()
+        self._status.set_task_progress(0.0)
         return {"task_id": task_id, "accepted": True}
 
     async def close(self) -> None:
@@ -79,16 +78,15 @@ class AgentTasks:
         async def report(percent: float, eta: float | None) -> None:
             nonlocal last
             percent = max(0.0, min(100.0, percent))
-            self._progress[task_id] = percent
             now = time.monotonic()
             if now - last >= 0.25 or percent >= 100.0:
                 last = now
+                self._status.set_task_progress(percent)
                 await self._send(
                     methods.TaskStatus(task_id=task_id, state="running", percent=percent, eta=eta)
                 )
-                self._on_change()
 
-        final: methods.TaskStatus
+        final = methods.TaskStatus(task_id=task_id, state="error", msg=f"{method} was stopped")
         try:
             await self._send(methods.TaskStatus(task_id=task_id, state="running", percent=0.0))
             result = await work(report)
@@ -107,8 +105,10 @@ class AgentTasks:
             )
         finally:
             self._running.pop(task_id, None)
-            self._progress.pop(task_id, None)
-            self._on_change()
+            if final.state == "complete":
+                self._status.task_completed()
+            else:
+                self._status.set_error(final.msg or f"{method} failed")
         await self._send(final)
 
     async def _send(self, status: methods.TaskStatus) -> None:

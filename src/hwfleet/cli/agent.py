@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         """Run an agent: connect to the controller and answer its commands."""
         # Every option but these two is a setting: derived, so a new flag cannot be forgotten.
         flags = {k: v for k, v in locals().items() if k not in ("config", "device_index")}
-        from hwfleet.agent.main import run_agent
+        from hwfleet.agent.main import build_runtime, run_agent
         from hwfleet.cli.common import run, setup_logging, until_signalled, with_source
         from hwfleet.settings import AgentSettings, SettingsError, load
 
@@ -64,7 +64,13 @@ def register(app: typer.Typer) -> None:
         setup_logging(settings.log_level)
 
         async def main(stop: asyncio.Event) -> None:
-            await run_agent(settings, stop, device_index=device_index)
+            if settings.simulate:
+                from hwfleet.sim.fleet import simulated_runtime
+
+                runtime = simulated_runtime(settings.simulate, device_index, settings.data_dir)
+            else:
+                runtime = build_runtime(settings)
+            await run_agent(settings, runtime, stop)
 
         try:
             run(until_signalled(main), fast=False)

@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         """Controller + MES simulator + simulated devices: connect, ping, scan, summarise."""
         from hwfleet.cli.client import CliError
         from hwfleet.cli.common import run, setup_logging, until_signalled
-        from hwfleet.sim.demo import Demo
+        from hwfleet.cli.demo_session import Demo
         from hwfleet.types import parse_host_port
 
         try:

@@ -12,7 +12,7 @@ from hwfleet._lazy import lazy_exports
 if TYPE_CHECKING:
     from hwfleet.discovery.browser import DiscoveryBrowser
     from hwfleet.discovery.guards import RateLimiter, ReplayGuard
-    from hwfleet.discovery.metadata import DeviceMetadata, Status, StatusTracker
+    from hwfleet.discovery.metadata import DeviceMetadata
     from hwfleet.discovery.packets import (
         MAX_PACKET,
         QUERY_SIZE,
@@ -37,8 +37,6 @@ _EXPORTS = {
     "RateLimiter": "guards",
     "ReplayGuard": "guards",
     "DeviceMetadata": "metadata",
-    "Status": "metadata",
-    "StatusTracker": "metadata",
     "MAX_PACKET": "packets",
     "QUERY_SIZE": "packets",
     "AdvertBody": "packets",
@@ -86,8 +84,6 @@ __all__ = [
     "RateLimiter",
     "Registry",
     "ReplayGuard",
-    "Status",
-    "StatusTracker",
     "build_advert",
     "build_query",
     "fingerprint",

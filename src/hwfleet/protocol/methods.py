@@ -42,6 +42,7 @@ DEVICE_TRUST_REMOVE = "device.trust.remove"
 DEVICE_NETWORK_GET = "device.network.get"
 DEVICE_NETWORK_SET = "device.network.set"
 DEVICE_WIFI_LIST = "device.wifi.list"
+DEVICE_MAINTENANCE = "device.maintenance"
 
 #: Seed 001 spells the group ``standbye.``; both spellings reach the same handler.
 _ALIASES = {"standbye.": "standby."}

@@ -15,12 +15,12 @@ import errno
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from hwfleet import __version__
-from hwfleet.agent.hardware import default_dispatcher
 from hwfleet.agent.identity import DeviceInfo
-from hwfleet.agent.link import StreamLink
+from hwfleet.agent.links import Link
+from hwfleet.agent.links.stream import StreamLink
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.sim.addresses import (
     DEFAULT_ADDRESS_BASE,
@@ -28,23 +28,17 @@ from hwfleet.sim.addresses import (
     address_for,
     taken_message,
 )
+from hwfleet.sim.hardware import simulated_dispatcher
+from hwfleet.sim.network import SimulatedNetwork
 from hwfleet.sim.profiles import Profile, ProfileDevice, device_uuid
 
 if TYPE_CHECKING:
-    from hwfleet.agent.security import AgentTls
+    from hwfleet.agent.links.tls import AgentTls
     from hwfleet.bus.base import Bus
     from hwfleet.discovery import DiscoveryResponder
     from hwfleet.trust import AgentIdentity
 
 log = logging.getLogger(__name__)
-
-
-class Link(Protocol):
-    connected: asyncio.Event
-
-    async def run(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -56,6 +50,21 @@ class SimulatedDevice:
     identity: AgentIdentity | None = None
     responder: DiscoveryResponder | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def simulated_runtime(
+    profile_path: str, device_index: int, data_dir: str | Path | None = None
+) -> AgentRuntime:
+    """``hwfleet agent --simulate PROFILE``: be device ``device_index`` of that profile."""
+    from hwfleet.sim.profiles import load_profile
+
+    profile = load_profile(profile_path)
+    if not 0 <= device_index < len(profile.devices):
+        raise ValueError(
+            f"{profile_path} has {len(profile.devices)} devices; "
+            f"--device-index {device_index} is out of range"
+        )
+    return runtime_for(profile.devices[device_index], device_index, seed=0, data_dir=data_dir)
 
 
 def runtime_for(
@@ -70,7 +79,11 @@ def runtime_for(
         version=profile_device.version or __version__,
     )
     return AgentRuntime(
-        info, default_dispatcher(simulated=profile_device), simulated=True, data_dir=data_dir
+        info,
+        simulated_dispatcher(profile_device),
+        simulated=True,
+        data_dir=data_dir,
+        network=SimulatedNetwork(profile_device),
     )
 
 
@@ -122,7 +135,7 @@ class SimFleet:
             address = address_for(index, opts.address_base)
             identity = None
             if bus is not None:
-                from hwfleet.agent.bus_link import BusLink
+                from hwfleet.agent.links.bus import BusLink
 
                 link: Link = BusLink(
                     runtime,
@@ -152,7 +165,7 @@ class SimFleet:
     def _amqp(
         self, runtime: AgentRuntime, host: str, port: int, address: str
     ) -> tuple[AgentIdentity, Link]:
-        from hwfleet.agent.amqp_link import AmqpAgentLink
+        from hwfleet.agent.links.amqp import AmqpAgentLink
 
         identity, _ = self._tls(runtime, host, port, address)
         opts = self.options
@@ -173,7 +186,7 @@ class SimFleet:
     def _tls(
         self, runtime: AgentRuntime, host: str, port: int, address: str
     ) -> tuple[AgentIdentity, AgentTls]:
-        from hwfleet.agent.security import AgentTls
+        from hwfleet.agent.links.tls import AgentTls
         from hwfleet.trust import AgentIdentity
 
         identity = AgentIdentity.load_or_create(

@@ -27,15 +27,15 @@ import aiormq.exceptions
 import pytest
 from tests.conftest import service_missing, wait_for
 
-from hwfleet.agent.amqp_link import AmqpAgentLink
-from hwfleet.agent.bus_credentials import (
+from hwfleet.agent.links.amqp import AmqpAgentLink
+from hwfleet.agent.links.bus_credentials import (
     CREDENTIALS_FILE,
     BusCredentials,
     obtain,
     with_credentials,
 )
-from hwfleet.agent.bus_credentials import load as load_credentials
-from hwfleet.agent.enroll import enroll
+from hwfleet.agent.links.bus_credentials import load as load_credentials
+from hwfleet.agent.links.enroll import enroll
 from hwfleet.bus.amqp import AmqpBus
 from hwfleet.bus.amqp_connect import BusUnavailable
 from hwfleet.controller.app import Controller

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import wait_for
 
-from hwfleet.agent.bus_link import BusLink
+from hwfleet.agent.links.bus import BusLink
 from hwfleet.bus import MemoryBus
 from hwfleet.controller.app import Controller
 from hwfleet.protocol import envelope

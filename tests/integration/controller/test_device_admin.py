@@ -236,6 +236,20 @@ async def test_offline_device_and_missing_token(
         assert (await anonymous.get(url(devices, "trust"))).status_code == 401
 
 
+async def test_cli_maintenance_on_and_off(controller: Controller, devices: SimFleet) -> None:
+    uuid = devices.devices[0].runtime.info.uuid
+    code, out, err = await cli(controller, "device", "maintenance", "on", uuid, "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"maintenance": True, "st_id": -1}
+    assert devices.devices[0].runtime.st_id() == -1
+    assert devices.devices[1].runtime.st_id() == 0, "only the named device"
+    code, out, err = await cli(controller, "device", "maintenance", "off", uuid)
+    assert code == 0, err
+    assert f"device {uuid}: maintenance off (st_id 0)" in out
+    code, out, err = await cli(controller, "device", "maintenance", "maybe", uuid)
+    assert code != 0 and "'maybe' is not on or off" in err
+
+
 async def test_cli_device_commands(controller: Controller, devices: SimFleet) -> None:
     uuid = devices.devices[0].runtime.info.uuid
     code, out, err = await cli(controller, "device", "rename", uuid, "via-cli", "--json")

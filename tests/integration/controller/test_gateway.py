@@ -185,7 +185,7 @@ async def test_disconnect_mid_line_leaves_others_connected(
 
 async def test_agent_survives_a_misbehaving_controller() -> None:
     """An agent whose controller sends garbage says why, drops the link and reconnects."""
-    from hwfleet.agent.link import StreamLink
+    from hwfleet.agent.links.stream import StreamLink
     from hwfleet.sim.fleet import runtime_for
     from hwfleet.sim.profiles import generate
 

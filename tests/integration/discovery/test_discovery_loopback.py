@@ -12,13 +12,13 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hwfleet.agent.status import StatusTracker
 from hwfleet.discovery import (
     QUERY_SIZE,
     AdvertBody,
     DiscoveryBrowser,
     DiscoveryResponder,
     PacketType,
-    StatusTracker,
     build_advert,
     build_query,
     parse,

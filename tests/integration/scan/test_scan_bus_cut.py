@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.tcp_proxy import TcpProxy
 
-from hwfleet.agent.bus_link import BusLink
+from hwfleet.agent.links.bus import BusLink
 from hwfleet.bus import Delivery, MemoryBus
 from hwfleet.bus.amqp import AmqpBus
 from hwfleet.controller.app import Controller

@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import service_missing, wait_for
 from tests.reference_client import ReferenceDevice
 
-from hwfleet.agent.bus_link import BusLink
+from hwfleet.agent.links.bus import BusLink
 from hwfleet.bus import Delivery
 from hwfleet.bus.amqp import AmqpBus
 from hwfleet.controller.app import Controller

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from hwfleet.agent.bus_credentials import (
+from hwfleet.agent.links.bus_credentials import (
     CREDENTIALS_FILE,
     BusCredentials,
     forget,

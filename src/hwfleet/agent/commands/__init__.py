@@ -1,10 +1,13 @@
-"""The commands an agent answers, one module per group (seed 001 and hwfleet's own)."""
+"""The commands an agent answers, one module per group (seed 001 and hwfleet's own).
+
+Each module's ``register`` is declared in the ``hwfleet.agent_commands``
+entry-point group (pyproject.toml), where third-party commands join them
+(:mod:`hwfleet.agent.plugins`).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from hwfleet.agent.commands import core, decom, device, device_network
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
@@ -12,10 +15,14 @@ if TYPE_CHECKING:
 
 
 def register_all(registry: MethodRegistry[AgentRuntime]) -> None:
-    core.register(registry)
-    decom.register(registry)
-    device.register(registry)
-    device_network.register(registry)
+    from hwfleet.agent.plugins import register_commands
+
+    register_commands(registry)
+    if "ping" not in registry.names():
+        raise RuntimeError(
+            "hwfleet's own agent commands are not installed (no hwfleet.agent_commands "
+            "entry points): reinstall hwfleet (pip install -e .)"
+        )
 
 
 __all__ = ["register_all"]

@@ -24,7 +24,8 @@ async def status(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
         "name": rt.info.name,
         "version": rt.info.version,
         "st_id": rt.st_id(),
-        "st_prog": rt.tasks.progress(),
+        "st_prog": rt.status.status.st_prog,
+        "error_label": rt.status.status.error_label,
         "tasks": rt.tasks.running(),
     }
 
@@ -36,11 +37,9 @@ async def inventory(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
 
 async def scan(rt: AgentRuntime, params: ScanParams) -> dict[str, Any]:
     """Seed 000 step 2: PCI and NIC data for the scan, shaped as an ``HwInfo``."""
-    rt.scanning += 1
-    try:
+    rt.status.refuse_in_maintenance("scan")
+    with rt.scanning():
         inv = await rt.inventory()
-    finally:
-        rt.scanning -= 1
     reply = HwInfo(
         operationid=params.operationid,
         sn=rt.info.serial,

@@ -1,12 +1,11 @@
 """Seed 004 ``modify_network`` and ``get_wifi_list``: ``device.network.*``, ``device.wifi.list``.
 
-A simulated device (its hardware manager is a simulation profile's) records the
-settings in its data dir and reports them back; it never touches the machine's
-network, and its Wi-Fi list is its profile's ``wifi``. A real device applies
-settings with NetworkManager or iproute2 (:mod:`hwfleet.agent.netconfig.apply`)
-and only to the interface the operator names. Either way the reply, the
-record on disk and the log line carry the redacted view: a Wi-Fi secret is
-shown as ``"***"`` and never stored by hwfleet.
+The runtime's network backend (:mod:`hwfleet.agent.netconfig.backend`) does the
+work: a real device applies settings with NetworkManager or iproute2 and only
+to the interface the operator names; a simulated one (its backend handed in by
+:mod:`hwfleet.sim`) only records them and reports its profile's Wi-Fi list.
+Either way the reply, the record on disk and the log line carry the redacted
+view: a Wi-Fi secret is shown as ``"***"`` and never stored by hwfleet.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.agent.hardware.simulated import SimulatedHardwareManager
 from hwfleet.agent.localstate import LocalStateError
 from hwfleet.agent.netconfig import (
     NetConfigError,
@@ -27,6 +25,7 @@ from hwfleet.agent.netconfig import (
     redacted,
     validate,
 )
+from hwfleet.agent.netconfig.apply import ApplyError
 from hwfleet.agent.netconfig.model import check_interface
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
@@ -36,20 +35,10 @@ if TYPE_CHECKING:
     from hwfleet.protocol.methods import MethodRegistry
 
 NETWORK_DOC = "network.json"
-#: The interface a simulated device without NICs in its profile pretends to have.
-SIM_DEFAULT_INTERFACE = "sim0"
 
 
 class InterfaceParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     interface: str | None = None
-
-
-def simulated_manager(rt: AgentRuntime) -> SimulatedHardwareManager | None:
-    """The profile manager answering for this device, if it is a simulated one."""
-    for manager in rt.hardware.managers:
-        if isinstance(manager, SimulatedHardwareManager):
-            return manager
-    return None
 
 
 def _bad(exc: NetConfigError) -> MethodError:
@@ -65,8 +54,8 @@ def _records(rt: AgentRuntime) -> dict[str, dict[str, Any]]:
     return interfaces if isinstance(interfaces, dict) else {}
 
 
-def _sim_interface(sim: SimulatedHardwareManager, requested: str | None) -> str:
-    names = [nic.name for nic in sim.device.interfaces] or [SIM_DEFAULT_INTERFACE]
+def _listed_interface(names: list[str], requested: str | None) -> str:
+    """A backend with a fixed set of interfaces: the one named, or its first."""
     if requested is None:
         return names[0]
     if requested not in names:
@@ -92,21 +81,22 @@ async def network_get(rt: AgentRuntime, params: InterfaceParams) -> dict[str, An
         requested = check_interface(params.interface) if params.interface else None
     except NetConfigError as exc:
         raise _bad(exc) from None
-    sim = simulated_manager(rt)
-    if sim is not None:
-        interface = _sim_interface(sim, requested)
-        shown = _records(rt).get(interface) or {"interface": interface, "method": "dhcp"}
-        return {"network": shown, "simulated": True}
-    from hwfleet.agent.netconfig.apply import ApplyError, read_live
-
-    interface = _real_interface(rt, requested)
+    backend = rt.network
+    names = backend.interface_names()
+    if names is not None:
+        interface = _listed_interface(names, requested)
+    else:
+        interface = _real_interface(rt, requested)
     try:
-        live = await read_live(interface)
+        live = await backend.read_live(interface)
     except NetConfigError as exc:
         raise _bad(exc) from None
     except ApplyError as exc:
         raise MethodError(str(exc)) from None
-    reply: dict[str, Any] = {"network": live, "simulated": False}
+    if live is None:
+        shown = _records(rt).get(interface) or {"interface": interface, "method": "dhcp"}
+        return {"network": shown, "simulated": backend.simulated}
+    reply: dict[str, Any] = {"network": live, "simulated": backend.simulated}
     kept = _records(rt).get(interface)
     if kept is not None:
         reply["recorded"] = kept  # what hwfleet last set, Wi-Fi included (secrets masked)
@@ -114,14 +104,15 @@ async def network_get(rt: AgentRuntime, params: InterfaceParams) -> dict[str, An
 
 
 async def network_set(rt: AgentRuntime, params: NetworkParams) -> dict[str, Any]:
-    sim = simulated_manager(rt)
+    backend = rt.network
+    names = backend.interface_names()
     async with rt.local.lock:
         records = _records(rt)
         try:
             if params.interface is not None:
                 check_interface(params.interface)
-            if sim is not None:
-                interface = _sim_interface(sim, params.interface)
+            if names is not None:
+                interface = _listed_interface(names, params.interface)
             elif params.interface is None:
                 raise NetConfigError("interface", "is required on a real device (name it)")
             else:
@@ -131,9 +122,8 @@ async def network_set(rt: AgentRuntime, params: NetworkParams) -> dict[str, Any]
         except NetConfigError as exc:
             raise _bad(exc) from None
         settings = dataclasses.replace(settings, interface=interface)
-        reply: dict[str, Any] = {"network": redacted(settings), "simulated": sim is not None}
-        if sim is None:
-            reply.update(await _apply(settings))
+        reply: dict[str, Any] = {"network": redacted(settings), "simulated": backend.simulated}
+        reply.update(await _apply(rt, settings))
         records[interface] = record(settings)
         try:
             rt.local.write(NETWORK_DOC, {"version": 1, "interfaces": records})
@@ -143,32 +133,20 @@ async def network_set(rt: AgentRuntime, params: NetworkParams) -> dict[str, Any]
     return reply
 
 
-async def _apply(settings: NetworkSettings) -> dict[str, Any]:
-    from hwfleet.agent.netconfig.apply import ApplyError, apply
-
+async def _apply(rt: AgentRuntime, settings: NetworkSettings) -> dict[str, Any]:
     try:
-        outcome = await apply(settings)
+        return await rt.network.apply(settings)
     except NetConfigError as exc:
         raise _bad(exc) from None
     except ApplyError as exc:
         raise MethodError(f"applying the settings failed: {exc}") from None
-    return {"applied": True, **outcome}
 
 
 async def wifi_list(rt: AgentRuntime, params: InterfaceParams) -> dict[str, Any]:
-    sim = simulated_manager(rt)
-    if sim is not None:
-        # Exactly what the profile says, every key present even when the profile left it out.
-        networks = [
-            {"ssid": net.ssid, "signal": net.signal, "security": net.security}
-            for net in sim.device.wifi
-        ]
-        return {"wifi": networks, "simulated": True}
-    from hwfleet.agent.netconfig.apply import ApplyError, scan_wifi
-
+    backend = rt.network
     try:
         interface = check_interface(params.interface) if params.interface else None
-        return {"wifi": await scan_wifi(interface), "simulated": False}
+        return {"wifi": await backend.scan_wifi(interface), "simulated": backend.simulated}
     except NetConfigError as exc:
         raise _bad(exc) from None
     except ApplyError as exc:

@@ -1,7 +1,8 @@
 """The agent's hardware layer: managers with priority dispatch, inventory, erase and QC.
 
 Exports resolve on first use (see hwfleet._lazy): an idle agent does not load the
-simulator, erase or QC code until a command needs it.
+erase or QC code until a command needs it. Simulated hardware lives in
+:mod:`hwfleet.sim.hardware`, handed to the runtime by whoever builds it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from hwfleet.agent.hardware.erase import EraseError, erase_block_devices
     from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDevice, inspect_target
     from hwfleet.agent.hardware.qc import QcCheck, QcReport, QcSpec, run_qc
-    from hwfleet.agent.hardware.simulated import SimulatedHardwareManager, merge_cpus
     from hwfleet.agent.hardware.sysfs import SysfsHardwareManager
 
 _EXPORTS = {
@@ -39,8 +39,6 @@ _EXPORTS = {
     "QcReport": "qc",
     "QcSpec": "qc",
     "run_qc": "qc",
-    "SimulatedHardwareManager": "simulated",
-    "merge_cpus": "simulated",
     "SysfsHardwareManager": "sysfs",
 }
 
@@ -57,11 +55,9 @@ __all__ = [
     "QcCheck",
     "QcReport",
     "QcSpec",
-    "SimulatedHardwareManager",
     "SysfsHardwareManager",
     "default_dispatcher",
     "erase_block_devices",
     "inspect_target",
-    "merge_cpus",
     "run_qc",
 ]

@@ -1,19 +1,23 @@
-"""The dispatcher the agent uses: the real machine, or exactly one simulated device."""
+"""The dispatcher a real agent uses: every installed hardware manager, best first.
+
+Managers come from the ``hwfleet.hardware_managers`` entry-point group
+(:mod:`hwfleet.agent.plugins`), hwfleet's sysfs manager among them; a simulated
+agent gets its own dispatcher from :mod:`hwfleet.sim`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from hwfleet.agent.hardware.base import HardwareDispatcher
-from hwfleet.agent.hardware.simulated import SimulatedHardwareManager
-from hwfleet.agent.hardware.sysfs import SysfsHardwareManager
-
-if TYPE_CHECKING:
-    from hwfleet.sim.profiles import ProfileDevice  # a real agent never loads the simulator
 
 
-def default_dispatcher(simulated: ProfileDevice | None = None) -> HardwareDispatcher:
-    """Sysfs for a real agent; for a simulated one only the profile, so no real fact leaks in."""
-    if simulated is not None:
-        return HardwareDispatcher([SimulatedHardwareManager(simulated)])
-    return HardwareDispatcher([SysfsHardwareManager()])
+def default_dispatcher() -> HardwareDispatcher:
+    """The machine's own hardware, asked of every installed manager in priority order."""
+    from hwfleet.agent.plugins import hardware_managers
+
+    managers = hardware_managers()
+    if not managers:
+        raise RuntimeError(
+            "no hardware manager is installed (no hwfleet.hardware_managers entry points): "
+            "reinstall hwfleet (pip install -e .)"
+        )
+    return HardwareDispatcher(managers)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from hwfleet.agent.enroll import enroll
+from hwfleet.agent.links.enroll import ensure_enrolled
 from hwfleet.protocol.errors import ErrorCode, RemoteError
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.protocol.methods import MethodRegistry
@@ -139,19 +139,18 @@ async def obtain(
     None: the controller does not provision per-device users. Raises what
     enrollment raises (refusal, pending, a wrong controller) and OSError.
     """
-    if not identity.is_enrolled:
-        reply = await enroll(
-            identity,
-            host,
-            port,
-            password=password,
-            token=token,
-            expected_fingerprint=expected_fingerprint,
-            local_address=local_address,
-            timeout=timeout,
-            transport="amqp",
-        )
-    else:
+    reply = await ensure_enrolled(
+        identity,
+        host,
+        port,
+        password=password,
+        token=token,
+        expected_fingerprint=expected_fingerprint,
+        local_address=local_address,
+        timeout=timeout,
+        transport="amqp",
+    )
+    if reply is None:
         try:
             reply = await _ask_enrolled(identity, host, port, local_address, timeout)
         except RemoteError as exc:

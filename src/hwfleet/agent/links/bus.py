@@ -22,8 +22,8 @@ from typing import Any
 
 import msgspec
 
-from hwfleet.agent.backoff import Backoff
 from hwfleet.agent.commands.core import scan
+from hwfleet.agent.links.backoff import Backoff
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.bus.base import Bus, Delivery, Reject
 from hwfleet.protocol import envelope, methods

@@ -1,4 +1,8 @@
-"""The embedded demo: a real controller, real sockets, simulated devices on loopback."""
+"""The embedded demo's session: a real controller, real sockets, simulated devices on loopback.
+
+It composes the controller, the simulator and mes-sim, so it lives at the top
+(cli), not in sim: sim imports nothing from cli or controller.
+"""
 
 from __future__ import annotations
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ssl
 
-from hwfleet.agent.enroll import enroll
+from hwfleet.agent.links.enroll import ensure_enrolled
 from hwfleet.trust import AgentIdentity, enrolled_context
 
 
 class AgentTls:
-    """An :data:`~hwfleet.agent.link.SslProvider`: one call per connection attempt."""
+    """An :data:`~hwfleet.agent.links.stream.SslProvider`: one call per connection attempt."""
 
     def __init__(
         self,
@@ -32,16 +32,16 @@ class AgentTls:
         self._context: ssl.SSLContext | None = None
 
     async def __call__(self) -> ssl.SSLContext:
-        if not self.identity.is_enrolled:
-            await enroll(
-                self.identity,
-                self._host,
-                self._port,
-                password=self._password,
-                token=self._token,
-                expected_fingerprint=self._fingerprint,
-                local_address=self._local,
-            )
+        enrolled_now = await ensure_enrolled(
+            self.identity,
+            self._host,
+            self._port,
+            password=self._password,
+            token=self._token,
+            expected_fingerprint=self._fingerprint,
+            local_address=self._local,
+        )
+        if enrolled_now is not None:
             self._token = ""  # single use: never sent twice
             self._context = None
         if self._context is None:

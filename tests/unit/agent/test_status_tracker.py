@@ -1,13 +1,12 @@
-"""StatusTracker: st_id / st_ts / st_prog follow the device's state (DESIGN §7)."""
+"""The agent's one status rule: st_id / st_ts / st_prog follow the device's state (DESIGN §7)."""
 
 from __future__ import annotations
 
 import pytest
 
-from hwfleet.discovery import StatusTracker
+from hwfleet.agent.status import StatusTracker
+from hwfleet.discovery import DeviceMetadata
 from hwfleet.protocol.status import StatusId
-
-from .conftest import make_meta
 
 
 class Clock:
@@ -44,9 +43,7 @@ def test_status_follows_task_scan_maintenance_and_errors() -> None:
     tracker.task_completed()
     assert (tracker.status.st_id, tracker.status.st_prog) == (64, 100.0)
     assert tracker.status.head_module is None, "head_module appears only while running"
-    tracker.clear_task()
-    assert tracker.status.st_id == 0
-    assert changes == [16, -2, -1, -2, 16, 64, 0]
+    assert changes == [16, -2, -1, -2, 16, 64]
 
 
 def test_error_aborts_the_task_and_is_labelled() -> None:
@@ -72,6 +69,16 @@ def test_progress_is_clamped_and_must_be_a_number() -> None:
 def test_apply_copies_status_into_metadata() -> None:
     tracker = StatusTracker(clock=lambda: 4242.0)
     tracker.set_task_progress(33)
-    meta = tracker.apply(make_meta())
+    meta = tracker.apply(
+        DeviceMetadata(
+            uuid="00000000-0000-0000-0000-000000000001",
+            name="rack-1",
+            serial=1001,
+            model_id="x86-burnin",
+            version="0.1.0",
+            ipaddr="127.1.0.1",
+            endpoint=("127.1.0.1", 12345),
+        )
+    )
     assert (meta.st_id, meta.st_ts, meta.st_prog) == (16, 4242.0, 33.0)
     assert meta.name == "rack-1"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from hwfleet.agent.hardware import HardwareSupport, SimulatedHardwareManager, default_dispatcher
-from hwfleet.agent.hardware.simulated import merge_cpus
+from hwfleet.agent.hardware import HardwareSupport
 from hwfleet.protocol.inventory import Cpu
+from hwfleet.sim.hardware import SimulatedHardwareManager, merge_cpus, simulated_dispatcher
 from hwfleet.sim.profiles import generate, parse_profile
 
 PROFILE = b"""{"devices": [{
@@ -21,7 +21,7 @@ PROFILE = b"""{"devices": [{
 
 def test_reports_exactly_the_profile() -> None:
     device = parse_profile(PROFILE).devices[0]
-    inventory = default_dispatcher(device).inventory()
+    inventory = simulated_dispatcher(device).inventory()
     assert inventory.hostname == "bench-7"
     assert [(n.name, n.mac, n.pci) for n in inventory.interfaces] == [
         ("enp4s0", "E0-18-7D-2E-CA-68", "0000:04:00.0")
@@ -39,7 +39,7 @@ def test_reports_exactly_the_profile() -> None:
 
 def test_empty_profile_fields_stay_empty_instead_of_leaking_real_hardware() -> None:
     device = parse_profile(b'{"devices": [{"sn": "A1"}]}').devices[0]
-    dispatcher = default_dispatcher(device)
+    dispatcher = simulated_dispatcher(device)
     assert [m.name for m in dispatcher.managers] == ["simulated"]
     inventory = dispatcher.inventory()
     assert (inventory.pci, inventory.interfaces, inventory.disks) == ([], [], [])

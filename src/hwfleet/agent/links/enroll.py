@@ -2,7 +2,9 @@
 
 The agent verifies the controller's CA (``enroll.hello``) before it sends any
 secret, pins it, and stores the signed certificate; from then on it connects
-with mTLS only (:func:`hwfleet.trust.enrolled_context`).
+with mTLS only (:func:`hwfleet.trust.enrolled_context`). Every link calls
+:func:`ensure_enrolled` before it connects: a no-op once the device has its
+certificate.
 """
 
 from __future__ import annotations
@@ -29,6 +31,34 @@ log = logging.getLogger(__name__)
 
 class EnrollmentPending(Exception):
     """The controller holds the request for an operator (``hwfleet keys accept``)."""
+
+
+async def ensure_enrolled(
+    identity: AgentIdentity,
+    host: str,
+    port: int,
+    *,
+    password: str = "",
+    token: str = "",
+    expected_fingerprint: str | None = None,
+    local_address: str | None = None,
+    timeout: float = 15.0,
+    transport: str | None = None,
+) -> dict[str, Any] | None:
+    """Enroll unless ``identity`` already holds a certificate: the reply, or None if it did."""
+    if identity.is_enrolled:
+        return None
+    return await enroll(
+        identity,
+        host,
+        port,
+        password=password,
+        token=token,
+        expected_fingerprint=expected_fingerprint,
+        local_address=local_address,
+        timeout=timeout,
+        transport=transport,
+    )
 
 
 async def enroll(

@@ -1,4 +1,4 @@
-"""A manager that reports exactly what a simulation profile device says (DESIGN §8).
+"""A hardware manager that reports exactly what a simulation profile device says (DESIGN §8).
 
 It rates itself SERVICE_PROVIDER and answers every method, so nothing about
 the real machine the simulator runs on leaks into a simulated inventory.
@@ -7,15 +7,12 @@ the real machine the simulator runs on leaks into a simulated inventory.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
-from hwfleet.agent.hardware.base import HardwareManager, HardwareSupport
+from hwfleet.agent.hardware.base import HardwareDispatcher, HardwareManager, HardwareSupport
 from hwfleet.protocol.inventory import Cpu, Disk, Dmi, Memory, Nic, PciDevice
-
-if TYPE_CHECKING:
-    from hwfleet.sim.profiles import ProfileDevice  # a real agent never loads the simulator
+from hwfleet.sim.profiles import ProfileDevice
 
 _MIB = 1024 * 1024
 
@@ -57,6 +54,11 @@ class SimulatedHardwareManager(HardwareManager):
 
     def hostname(self) -> str:
         return self.device.hostname or self.device.name
+
+
+def simulated_dispatcher(device: ProfileDevice) -> HardwareDispatcher:
+    """Only the profile answers, so no fact of the machine running the simulator leaks in."""
+    return HardwareDispatcher([SimulatedHardwareManager(device)])
 
 
 def merge_cpus(cpus: Sequence[Cpu | str]) -> Cpu:

@@ -8,7 +8,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 
-from hwfleet.agent.backoff import Backoff
+from hwfleet.agent.links.backoff import Backoff
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.protocol import methods
 from hwfleet.protocol.framing import STREAM_LIMIT

@@ -2,9 +2,9 @@
 
 With an identity (the agent can enroll, or already has) the link first
 obtains its per-device credentials from the controller's TLS gateway
-(:mod:`hwfleet.agent.bus_credentials`), then opens its own connection to
+(:mod:`hwfleet.agent.links.bus_credentials`), then opens its own connection to
 RabbitMQ as ``hwfleet-device-<uuid>`` — a device bus that declares nothing
-but its own queues — and runs a :class:`~hwfleet.agent.bus_link.BusLink`
+but its own queues — and runs a :class:`~hwfleet.agent.links.bus.BusLink`
 that sends through the ``uplink`` exchange. Without an identity, or when the
 controller does not provision users, it connects with the ``--bus`` URL's
 credentials as before.
@@ -22,9 +22,9 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from hwfleet.agent import bus_credentials
-from hwfleet.agent.backoff import Backoff
-from hwfleet.agent.bus_link import BusLink
+from hwfleet.agent.links import bus_credentials
+from hwfleet.agent.links.backoff import Backoff
+from hwfleet.agent.links.bus import BusLink
 from hwfleet.agent.runtime import AgentRuntime
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class _Stopped(Exception):
 
 
 class AmqpAgentLink:
-    """A :class:`~hwfleet.sim.fleet.Link` over RabbitMQ with this device's own credentials."""
+    """A :class:`~hwfleet.agent.links.Link` over RabbitMQ with this device's own credentials."""
 
     def __init__(
         self,
