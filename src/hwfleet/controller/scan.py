@@ -37,11 +37,12 @@ from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import LivenessRule
 from hwfleet.controller.scan_bulk import ResultRow, add_events, add_results
 from hwfleet.controller.scan_compare import compare, failed_entry
-from hwfleet.controller.scan_finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan_finish import INTERNAL, POSTS, Finished, finish_scan, idempotency_key
 from hwfleet.controller.scan_identity import Admitted, Refused, admit
 from hwfleet.controller.scan_outage import StoreOutage
 from hwfleet.controller.scan_replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan_watch import ScanState, ScanWatcher
+from hwfleet.errors import ScanRunningError
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
 from hwfleet.store.errors import is_unavailable
@@ -54,17 +55,6 @@ if TYPE_CHECKING:
     from hwfleet.store import EventRecord, ScanRecord, Store
 
 log = logging.getLogger(__name__)
-
-
-class ScanRunning(Exception):
-    """A scan is running already: a second one would post to the MES beside it."""
-
-    def __init__(self, operationid: int) -> None:
-        super().__init__(
-            f"scan {operationid} is still running: follow it with "
-            f"`hwfleet scan show {operationid} --wait`, and start a new one when it ends"
-        )
-        self.operationid = operationid
 
 
 @dataclass(slots=True)
@@ -175,7 +165,7 @@ class ScanService:
         ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now, by
         the liveness rule every replica shares (:mod:`hwfleet.controller.presence`), and,
         unless ``scan_legacy`` is off, every legacy device that answered an earlier scan
-        (they never connect, so they are never online). Raises :class:`ScanRunning` while
+        (they never connect, so they are never online). Raises :class:`ScanRunningError` while
         another scan runs (on any replica): two scans at once would both post deviceScan and
         Pair for the same devices.
         """
@@ -185,7 +175,7 @@ class ScanService:
             await tx.scans.lock_starts()
             running = await tx.scans.running_activity()
             if running:
-                raise ScanRunning(running[0].operationid)
+                raise ScanRunningError(running[0].operationid)
             if expected is None:
                 online = await tx.devices.online(self.liveness.stale_before(now))
                 if self.settings.scan_legacy:
@@ -213,6 +203,10 @@ class ScanService:
         """Whether this replica knows the device has a result in that scan."""
         state = self.watcher.cached(operationid)
         return state is not None and device_uuid in state.answered
+
+    def mes_post_keys(self, scan: ScanRecord) -> list[str]:
+        """The idempotency keys of every MES post this scan makes (its outbox rows)."""
+        return [idempotency_key(scan, kind) for kind in POSTS]
 
     async def broadcast(self, operationid: int) -> None:
         """The trigger, as seed 000's reference client reads it (``action`` 1)."""
