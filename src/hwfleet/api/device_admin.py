@@ -24,7 +24,7 @@ from hwfleet.api.deps import DevicesDep, EventsDep
 from hwfleet.api.services.devices import DevicesService
 from hwfleet.api.services.events import EventsService
 from hwfleet.protocol import methods
-from hwfleet.protocol.errors import CallTimeout, ErrorCode, RemoteError, SessionClosed
+from hwfleet.protocol.errors import CallTimeoutError, ErrorCode, RemoteError, SessionClosedError
 
 router = APIRouter(
     prefix="/api/v1/devices/{uuid}", tags=["device admin"], dependencies=[Depends(require_token)]
@@ -120,7 +120,7 @@ async def call(
     except RemoteError as exc:
         code = _HTTP_FOR_CODE.get(exc.code, status.HTTP_502_BAD_GATEWAY)
         raise HTTPException(code, f"{method}: {exc.msg}") from None
-    except (CallTimeout, SessionClosed) as exc:
+    except (CallTimeoutError, SessionClosedError) as exc:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from None
     return scrub(reply)
 

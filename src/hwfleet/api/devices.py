@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from hwfleet.api.auth import require_token
 from hwfleet.api.deps import DevicesDep
 from hwfleet.api.schemas import Device, PingRequest, PingResult, RunRequest
-from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
+from hwfleet.protocol.errors import CallTimeoutError, RemoteError, SessionClosedError
 
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_token)])
 
@@ -49,7 +49,7 @@ async def run(uuid: str, body: RunRequest, devices: DevicesDep) -> dict[str, Any
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"{exc.method}: {exc.msg} ({exc.code})"
         ) from None
-    except (CallTimeout, SessionClosed) as exc:
+    except (CallTimeoutError, SessionClosedError) as exc:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from None
     except ValueError as exc:  # e.g. a task_id that cannot name its task.finished event
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

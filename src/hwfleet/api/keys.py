@@ -17,7 +17,7 @@ from hwfleet.api.auth import require_token
 from hwfleet.api.deps import KeysDep
 from hwfleet.trust import tokens
 from hwfleet.trust.csr import CsrError
-from hwfleet.trust.keyadmin import KeyConflict, KeyNotFound
+from hwfleet.trust.keyadmin import KeyConflictError, KeyNotFoundError
 
 router = APIRouter(prefix="/api/v1", tags=["keys"], dependencies=[Depends(require_token)])
 
@@ -52,9 +52,9 @@ async def _decide(
 ) -> dict[str, Any]:
     try:
         result = await action(key_id)
-    except KeyNotFound as exc:
+    except KeyNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    except KeyConflict as exc:
+    except KeyConflictError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except (CsrError, ValueError) as exc:
         # A stored CSR that no longer passes the key policy cannot be signed.

@@ -13,10 +13,10 @@ from hwfleet.bus.base import (
     Bus,
     Delivery,
     Handler,
-    Reject,
+    RejectedMessageError,
     RpcError,
     RpcHandler,
-    RpcTimeout,
+    RpcTimeoutError,
     Subscription,
 )
 from hwfleet.bus.codec import decode_object
@@ -33,14 +33,14 @@ from hwfleet.bus.topology import (
     EventKey,
     TaskKey,
     Topology,
-    UnknownName,
+    UnknownNameError,
     level_for,
     log_key,
 )
 
 if TYPE_CHECKING:
     from hwfleet.bus.amqp import AmqpBus
-    from hwfleet.bus.amqp_connect import BusUnavailable
+    from hwfleet.bus.amqp_connect import BusUnavailableError
 
 __all__ = [
     "DEAD_LETTER",
@@ -52,19 +52,19 @@ __all__ = [
     "REASON_HEADER",
     "AmqpBus",
     "Bus",
-    "BusUnavailable",
+    "BusUnavailableError",
     "Delivery",
     "EventKey",
     "Handler",
     "MemoryBus",
-    "Reject",
+    "RejectedMessageError",
     "RpcError",
     "RpcHandler",
-    "RpcTimeout",
+    "RpcTimeoutError",
     "Subscription",
     "TaskKey",
     "Topology",
-    "UnknownName",
+    "UnknownNameError",
     "decode_object",
     "level_for",
     "log_key",
@@ -74,11 +74,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # AmqpBus and BusUnavailable live with aio-pika; import them only when used.
-    if name in ("AmqpBus", "BusUnavailable"):
+    # AmqpBus and BusUnavailableError live with aio-pika; import them only when used.
+    if name in ("AmqpBus", "BusUnavailableError"):
         from hwfleet.bus import amqp, amqp_connect
 
-        return amqp.AmqpBus if name == "AmqpBus" else amqp_connect.BusUnavailable
+        return amqp.AmqpBus if name == "AmqpBus" else amqp_connect.BusUnavailableError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

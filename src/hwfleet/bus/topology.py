@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from hwfleet.errors import BusError
 from hwfleet.protocol.methods import LOG_LEVELS as _PROTOCOL_LOG_LEVELS
 
 DEFAULT_PREFIX = "hwfleet."
@@ -197,7 +198,7 @@ EXCHANGES: MappingProxyType[str, ExchangeSpec] = MappingProxyType(
 )
 
 
-class UnknownName(ValueError):
+class UnknownNameError(BusError, ValueError):
     """A logical exchange name that DESIGN §4 does not define."""
 
 
@@ -219,7 +220,7 @@ class Topology:
             if self.prefix and exchange.startswith(self.prefix):
                 hint = f" (give the logical name {exchange[len(self.prefix) :]!r}, no prefix)"
             known = ", ".join(sorted(EXCHANGES))
-            raise UnknownName(f"unknown exchange {exchange!r}{hint}; known: {known}") from None
+            raise UnknownNameError(f"unknown exchange {exchange!r}{hint}; known: {known}") from None
 
     def exchange(self, exchange: str) -> str:
         """The broker name of a logical exchange."""

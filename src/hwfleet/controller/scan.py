@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hwfleet.bus.base import Delivery, Reject, Subscription
+from hwfleet.bus.base import Delivery, RejectedMessageError, Subscription
 from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.bus_senders import SenderCheck
 from hwfleet.controller.events import EventPublisher, utcnow
@@ -217,12 +217,12 @@ class ScanService:
     async def _on_reply(self, delivery: Delivery) -> None:
         parsed = parse_reply(delivery.body)
         if parsed.operationid is None:
-            raise Reject(
+            raise RejectedMessageError(
                 f"{parsed.reason if isinstance(parsed, BadReply) else ''} (no operationid)"
             )
         state = await self._state_through_outage(parsed.operationid)
         if state is None:
-            raise Reject(f"scan reply for unknown operationid {parsed.operationid}")
+            raise RejectedMessageError(f"scan reply for unknown operationid {parsed.operationid}")
         enrolled = bool(parsed.uuid) or device_of_user(delivery.user_id) is not None
         if not state.running:
             log.info("late reply for finished scan %d dropped", parsed.operationid)
@@ -241,7 +241,7 @@ class ScanService:
         )
         if admitted is None:
             reason = parsed.reason if isinstance(parsed, BadReply) else "no device identity"
-            raise Reject(f"{reason}; the reply names neither a uuid nor an sn")
+            raise RejectedMessageError(f"{reason}; the reply names neither a uuid nor an sn")
         if isinstance(admitted, Refused):
             await self._refuse(state, admitted, delivery)
             return

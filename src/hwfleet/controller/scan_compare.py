@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwfleet.errors import IntegrationError
 from hwfleet.types import JsonObject, Serial
 
 PASS = "1"  # noqa: S105 (a scan status, not a password)
@@ -31,7 +32,7 @@ _MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
 _MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
 
 
-class MesFormatError(ValueError):
+class MesFormatError(IntegrationError, ValueError):
     """The MES answered something that is not the documented record shape."""
 
 

@@ -1,5 +1,5 @@
 """Clients for systems outside the fleet: the MES (and later Redfish, Kea, webhooks)."""
 
-from hwfleet.integrations.mes import Delivery, MesClient, MesError
+from hwfleet.integrations.mes import MesClient, MesError, PostOutcome
 
-__all__ = ["Delivery", "MesClient", "MesError"]
+__all__ = ["MesClient", "MesError", "PostOutcome"]

@@ -24,7 +24,7 @@ from hwfleet.agent.link import StreamLink
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.sim.addresses import (
     DEFAULT_ADDRESS_BASE,
-    AddressesTaken,
+    AddressesTakenError,
     address_for,
     taken_message,
 )
@@ -213,7 +213,7 @@ class SimFleet:
                 await responder.start()
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise AddressesTaken(taken_message(address, port, device.index)) from None
+                    raise AddressesTakenError(taken_message(address, port, device.index)) from None
                 raise
             device.responder = responder
 

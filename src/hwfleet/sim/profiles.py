@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from hwfleet.errors import ConfigError
 from hwfleet.protocol.inventory import Cpu, Disk, Nic, PciDevice
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
@@ -90,7 +91,7 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     mes: MesSection | None = None
 
 
-class ProfileError(ValueError):
+class ProfileError(ConfigError, ValueError):
     """A profile that cannot be used; ``field`` is a JSON path such as ``$.devices[3].sn``."""
 
     def __init__(self, source: str, field: str, reason: str) -> None:

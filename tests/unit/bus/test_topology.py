@@ -11,7 +11,7 @@ from hwfleet.bus.topology import (
     ExchangeType,
     TaskKey,
     Topology,
-    UnknownName,
+    UnknownNameError,
     level_for,
     log_key,
     method_key,
@@ -59,9 +59,11 @@ def test_prefix_rule_spares_the_seed_000_names() -> None:
 
 def test_bad_names_are_refused_with_the_reason() -> None:
     t = Topology()
-    with pytest.raises(UnknownName, match="known: agents, configuration, controllers, dead-letter"):
+    with pytest.raises(
+        UnknownNameError, match="known: agents, configuration, controllers, dead-letter"
+    ):
         t.exchange("event")
-    with pytest.raises(UnknownName, match="logical name 'events'"):
+    with pytest.raises(UnknownNameError, match="logical name 'events'"):
         t.exchange("hwfleet.events")
     with pytest.raises(ValueError, match="reserved"):
         t.queue("amq.gen-x")

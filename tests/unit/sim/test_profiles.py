@@ -261,10 +261,10 @@ def test_the_mes_simulator_loads_profiles_with_the_same_rules(tmp_path: Path) ->
     from hwfleet.sim import mes
 
     bad_mac = write(tmp_path, {"devices": [device(interfaces=[nic(mac="02:00:00:00:00")])]})
-    with pytest.raises(mes.ProfileError, match=r"interfaces\[0\]\.mac: '02:00:00:00:00' is not"):
+    with pytest.raises(mes.MesProfileError, match=r"interfaces\[0\]\.mac: '02:00:00:00:00' is not"):
         mes.load_profile(bad_mac)
     typo = write(tmp_path, {"devices": [device()], "mes": {"unregisterd": [1001]}})
-    with pytest.raises(mes.ProfileError, match=r"\$\.mes\.unregisterd: unknown field"):
+    with pytest.raises(mes.MesProfileError, match=r"\$\.mes\.unregisterd: unknown field"):
         mes.load_profile(typo)
     good = write(tmp_path, {"devices": [device()], "mes": {"unregistered": [1001]}})
     assert mes.records_from_profile(mes.load_profile(good)) == {"1001": mes.NOT_REGISTERED}
