@@ -24,8 +24,8 @@ import msgspec
 
 from hwfleet.errors import ConfigError
 from hwfleet.protocol.inventory import Cpu, Disk, Nic, PciDevice
+from hwfleet.protocol.mac import is_mac, normalize_mac
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$")
 _PCI_ID = re.compile(r"^(0x)?[0-9a-fA-F]{1,4}$")
 _PCI_CLASS = re.compile(r"^(0x)?[0-9a-fA-F]{1,6}$")
@@ -99,16 +99,6 @@ class ProfileError(ConfigError, ValueError):
         self.source = source
         self.field = field
         self.reason = reason
-
-
-def is_mac(text: str) -> bool:
-    """Six hex octets separated by ``:`` or ``-`` (one separator throughout)."""
-    return bool(_MAC.match(text))
-
-
-def normalize_mac(text: str) -> str:
-    """``AA-BB-…`` → ``aa:bb:…``, the form sysfs reports; for comparing, not for display."""
-    return text.replace("-", ":").lower()
 
 
 def is_pci_address(text: str) -> bool:
