@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 import msgspec
 
 from hwfleet.durations import parse_duration
+from hwfleet.errors import ConfigError
 from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT, parse_host_port
 
 ENV_PREFIX = "HWFLEET_"
@@ -34,7 +35,7 @@ AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
 ZeroOff = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError, ValueError):
     """A setting is missing or wrong; the message says which and where from.
 
     ``setting`` names it when the problem showed only later (a port in use), so the
@@ -285,12 +286,12 @@ def _check_server_bus(value: str) -> None:
 def _check_db(value: str) -> None:
     if not value:
         return  # SQLite in the data dir
-    from hwfleet.store.errors import HINT, StoreUnavailable
+    from hwfleet.store.errors import HINT, StoreUnavailableError
     from hwfleet.store.urls import normalize_url
 
     try:
         normalize_url(value)
-    except StoreUnavailable as exc:
+    except StoreUnavailableError as exc:
         raise ValueError(str(exc).replace(f" — {HINT}", "")) from None
 
 

@@ -24,7 +24,7 @@ from hwfleet.agent.admin_listener import AdminListener
 from hwfleet.agent.adminpass import AdminPassword
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.agent.trustlist import TrustList
-from hwfleet.protocol.errors import RemoteError, SessionClosed
+from hwfleet.protocol.errors import RemoteError, SessionClosedError
 from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
@@ -228,7 +228,7 @@ async def test_a_key_taken_off_the_list_by_hand_ends_its_session(device: Device)
     connection = await login(device, ed25519.Ed25519PrivateKey.generate(), PASSWORD)
     assert (await connection.call("status"))["name"]
     TrustList(device.runtime.local)._save([])  # an edit behind the agent's back
-    with pytest.raises((RemoteError, SessionClosed)):
+    with pytest.raises((RemoteError, SessionClosedError)):
         await connection.call("status")
     await connection.wait_closed()
     assert connection.closed
@@ -261,6 +261,6 @@ async def test_a_damaged_trust_list_refuses_instead_of_crashing(device: Device) 
         await connection.call("status")
     assert refused.value.code == "refused" and "not valid JSON" in refused.value.msg
     path.unlink()
-    with pytest.raises((RemoteError, SessionClosed)):
+    with pytest.raises((RemoteError, SessionClosedError)):
         await connection.call("status")  # fixed by emptying it: the key is gone, so is the session
     await connection.close()

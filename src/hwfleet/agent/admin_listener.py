@@ -36,7 +36,7 @@ from hwfleet.agent.adminpass import AdminPassword
 from hwfleet.agent.localstate import LocalStateError
 from hwfleet.agent.peers import CALLER
 from hwfleet.agent.runtime import AgentRuntime
-from hwfleet.agent.trustlist import TrustError, TrustList, check_label
+from hwfleet.agent.trustlist import TrustList, TrustListError, check_label
 from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.protocol.framing import STREAM_LIMIT
@@ -238,12 +238,12 @@ class _Gate(MethodRegistry[AgentRuntime]):
                 key, params.signature, challenge(nonce, self._listener.cert_fingerprint, access_id)
             )
             label = check_label(params.label)
-        except (AuthError, TrustError) as exc:
+        except (AuthError, TrustListError) as exc:
             self._listener.charge(self._source)
             raise MethodError(str(exc), ErrorCode.UNAUTHORIZED) from None
         try:
             admitted_by = await self._admit(rt, access_id, params.password, label)
-        except TrustError as exc:  # the list is full
+        except TrustListError as exc:  # the list is full
             raise MethodError(str(exc), ErrorCode.REFUSED) from None
         except (OSError, LocalStateError) as exc:
             raise MethodError(f"the device's trust store: {exc}") from None

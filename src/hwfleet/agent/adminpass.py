@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwfleet.agent.localstate import LocalState, LocalStateError
+from hwfleet.errors import TrustError
 
 PASSWORD_DOC = "admin-password.json"  # noqa: S105 - a file name, not a secret
 MIN_LENGTH = 8
@@ -30,11 +31,11 @@ MAX_LENGTH = 1024
 _N, _R, _P, _DKLEN = 2**14, 8, 1, 32
 
 
-class PasswordError(ValueError):
+class PasswordError(TrustError, ValueError):
     """The new password is unacceptable (too short or too long)."""
 
 
-class WrongPassword(PasswordError):
+class WrongPasswordError(PasswordError):
     """``old_password`` does not match the stored one."""
 
 
@@ -138,7 +139,7 @@ class AdminPassword:
         return await asyncio.to_thread(verify, password, stored)
 
     async def change(self, old: str, new: str) -> None:
-        """Replace the password if ``old`` matches (else :class:`WrongPassword`).
+        """Replace the password if ``old`` matches (else :class:`WrongPasswordError`).
 
         The hashing runs in a thread: ~50 ms of scrypt must not stall the agent's
         heartbeats and other commands.
@@ -147,8 +148,8 @@ class AdminPassword:
         stored = self._stored()
         if stored is None:
             if old:
-                raise WrongPassword("old_password is wrong (this device has no password yet)")
+                raise WrongPasswordError("old_password is wrong (this device has no password yet)")
         elif not await asyncio.to_thread(verify, old, stored):
-            raise WrongPassword("old_password is wrong")
+            raise WrongPasswordError("old_password is wrong")
         fresh = await asyncio.to_thread(hash_password, new)
         self._state.write(PASSWORD_DOC, fresh.to_doc())

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hwfleet.errors import StoreError
 from hwfleet.trust import fingerprints
 from hwfleet.trust.files import PKI_DIR, read_text, write_private
 from hwfleet.trust.identity import PINNED_CA
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 DEVICE_DOC = "device.json"
 
 
-class LocalStateError(ValueError):
+class LocalStateError(StoreError, ValueError):
     """A state file exists but cannot be used; the message names the file and the fix."""
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from hwfleet.errors import DeviceError
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.protocol.session import Session
@@ -26,7 +27,7 @@ Report = Callable[[float, float | None], Awaitable[None]]
 Work = Callable[[Report], Awaitable[dict[str, Any]]]
 
 
-class TaskFailed(Exception):
+class TaskFailedError(DeviceError):
     """Raised by task work to end in ``error`` with a result attached."""
 
     def __init__(self, msg: str, result: dict[str, Any] | None = None) -> None:
@@ -91,7 +92,7 @@ class AgentTasks:
             await self._send(methods.TaskStatus(task_id=task_id, state="running", percent=0.0))
             result = await work(report)
             final = methods.TaskStatus(task_id=task_id, state="complete", result=result)
-        except TaskFailed as exc:
+        except TaskFailedError as exc:
             final = methods.TaskStatus(
                 task_id=task_id, state="error", msg=exc.msg, result=exc.result
             )

@@ -29,6 +29,7 @@ from typing import Any
 
 from hwfleet.agent.localstate import LocalState
 from hwfleet.agent.peers import CALLER
+from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints
 
 TRUST_DOC = "trusted-controllers.json"
@@ -37,15 +38,15 @@ MAX_ENTRIES = 64
 CURRENT_LABEL = "controller (pinned at enrollment)"
 
 
-class TrustError(ValueError):
+class TrustListError(TrustError, ValueError):
     """A bad key or label (``bad_params``)."""
 
 
-class TrustRefused(Exception):
+class TrustRefusedError(TrustError):
     """The change would lock out the controller sending it."""
 
 
-class TrustNotFound(LookupError):
+class TrustNotFoundError(TrustError, LookupError):
     """No such key in the list."""
 
 
@@ -60,7 +61,7 @@ class TrustedKey:
 
 
 def fingerprint_of_pem(pem: str) -> str:
-    """The access id of a PEM certificate or public key; :class:`TrustError` for anything else.
+    """The access id of a PEM certificate or public key; :class:`TrustListError` for anything else.
 
     ``cryptography`` is imported here only: adding a key is rare, and an idle
     agent must not carry the library.
@@ -75,33 +76,33 @@ def fingerprint_of_pem(pem: str) -> str:
         try:
             cert = x509.load_pem_x509_certificate(data)
         except ValueError:
-            raise TrustError("pem: not a readable PEM certificate") from None
+            raise TrustListError("pem: not a readable PEM certificate") from None
         return fingerprints.of_der(cert.public_bytes(serialization.Encoding.DER))
     if "PUBLIC KEY" in text:
         try:
             key = serialization.load_pem_public_key(data)
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise TrustError("pem: not a readable PEM public key") from None
+            raise TrustListError("pem: not a readable PEM public key") from None
         spki = key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return fingerprints.of_der(spki)
-    raise TrustError("pem: expected a PEM certificate or public key (-----BEGIN …-----)")
+    raise TrustListError("pem: expected a PEM certificate or public key (-----BEGIN …-----)")
 
 
 def parse_access_id(text: str, field: str = "access_id") -> str:
     try:
         return fingerprints.parse(text)
-    except fingerprints.BadFingerprint as exc:
-        raise TrustError(f"{field}: {exc}") from None
+    except fingerprints.BadFingerprintError as exc:
+        raise TrustListError(f"{field}: {exc}") from None
 
 
 def check_label(label: str) -> str:
     label = label.strip()
     if len(label) > MAX_LABEL:
-        raise TrustError(f"label: at most {MAX_LABEL} characters")
+        raise TrustListError(f"label: at most {MAX_LABEL} characters")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in label):
-        raise TrustError("label: control characters are not allowed")
+        raise TrustListError("label: control characters are not allowed")
     return label
 
 
@@ -139,7 +140,7 @@ class TrustList:
                         str(raw.get("added_at", "")),
                     )
                 )
-            except (KeyError, TypeError, TrustError):
+            except (KeyError, TypeError, TrustListError):
                 continue  # a hand-edited entry that is not a key trusts nobody
         pinned = self._state.pinned_controller()
         if pinned is not None and all(e.access_id != pinned for e in found):
@@ -168,7 +169,7 @@ class TrustList:
             if entry.access_id == access_id:
                 return entry, False
         if len(entries) >= MAX_ENTRIES:
-            raise TrustError(f"the trust list is full ({MAX_ENTRIES} keys); remove one first")
+            raise TrustListError(f"the trust list is full ({MAX_ENTRIES} keys); remove one first")
         entry = TrustedKey(access_id, label, _now())
         self._save([*entries, entry])
         return entry, True
@@ -177,19 +178,19 @@ class TrustList:
         access_id = parse_access_id(access_id)
         current = self.current()
         if current is not None and access_id == current:
-            raise TrustRefused(
+            raise TrustRefusedError(
                 f"refusing to remove {access_id}: it is the key of the controller sending this "
                 "command, and removing it would lock that controller out of this device"
             )
         if access_id == self._state.pinned_controller():
-            raise TrustRefused(
+            raise TrustRefusedError(
                 f"refusing to remove {access_id}: it is the controller CA this device enrolled "
                 "with; revoke the device there (hwfleet keys reject) instead"
             )
         entries = self.entries()
         kept = [e for e in entries if e.access_id != access_id]
         if len(kept) == len(entries):
-            raise TrustNotFound(f"{access_id} is not in this device's trust list")
+            raise TrustNotFoundError(f"{access_id} is not in this device's trust list")
         self._save(kept)
         return next(e for e in entries if e.access_id == access_id)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from hwfleet import __version__
 from hwfleet.api import (
@@ -18,17 +16,21 @@ from hwfleet.api import (
     scans,
     tasks,
 )
+from hwfleet.api.deps import ApiServices, provide_all
 from hwfleet.api.limits import DEFAULT_MAX_BODY, RequestGuard
 
 
 def create_app(
-    ctl: Any,
+    services: ApiServices,
     operator_token: str,
-    extra_routers: list[Any] | None = None,
+    extra_routers: list[APIRouter] | None = None,
     *,
     max_body: int = DEFAULT_MAX_BODY,
 ) -> FastAPI:
-    """``max_body``: no request body may be larger (the ``api_max_body`` setting)."""
+    """The API over these services (:meth:`ApiServices.build` makes them from a controller).
+
+    ``max_body``: no request body may be larger (the ``api_max_body`` setting).
+    """
     app = FastAPI(
         title="hwfleet controller",
         version=__version__,
@@ -37,7 +39,7 @@ def create_app(
         docs_url=None,  # served by hwfleet.api.docs from local assets
         redoc_url=None,  # ReDoc loads from a CDN and has no local copy
     )
-    app.state.ctl = ctl
+    provide_all(app, services)
     app.state.operator_token = operator_token
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)

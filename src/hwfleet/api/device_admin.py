@@ -20,9 +20,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwfleet.api.auth import require_token
-from hwfleet.api.devices import require_connected
+from hwfleet.api.deps import DevicesDep, EventsDep
+from hwfleet.api.services.devices import DevicesService
+from hwfleet.api.services.events import EventsService
 from hwfleet.protocol import methods
-from hwfleet.protocol.errors import CallTimeout, ErrorCode, RemoteError, SessionClosed
+from hwfleet.protocol.errors import CallTimeoutError, ErrorCode, RemoteError, SessionClosedError
 
 router = APIRouter(
     prefix="/api/v1/devices/{uuid}", tags=["device admin"], dependencies=[Depends(require_token)]
@@ -82,12 +84,16 @@ NETWORK_BODY = _body(
 )
 
 
-def scrub(value: Any) -> Any:
+def scrub(value: dict[str, Any]) -> dict[str, Any]:
     """Mask every secret-named field, however deep: a defence against an agent that leaks one."""
+    return {k: "***" if k in SECRET_KEYS and v else _scrub_nested(v) for k, v in value.items()}
+
+
+def _scrub_nested(value: object) -> object:
     if isinstance(value, dict):
-        return {k: "***" if k in SECRET_KEYS and v else scrub(v) for k, v in value.items()}
+        return scrub(value)
     if isinstance(value, list):
-        return [scrub(item) for item in value]
+        return [_scrub_nested(item) for item in value]
     return value
 
 
@@ -102,106 +108,111 @@ async def _object(request: Request) -> dict[str, Any]:
 
 
 async def call(
-    request: Request,
+    devices: DevicesService,
     uuid: str,
     method: str,
     params: dict[str, Any] | None = None,
     timeout: float | None = None,
 ) -> dict[str, Any]:
     """One agent call, its failures turned into HTTP errors that name the cause."""
-    ctl = request.app.state.ctl
-    await require_connected(request, uuid)
     try:
-        reply: dict[str, Any] = await ctl.devices.call(uuid, method, params or {}, timeout)
+        reply = await devices.call(uuid, method, params or {}, timeout)
     except RemoteError as exc:
         code = _HTTP_FOR_CODE.get(exc.code, status.HTTP_502_BAD_GATEWAY)
         raise HTTPException(code, f"{method}: {exc.msg}") from None
-    except (CallTimeout, SessionClosed) as exc:
+    except (CallTimeoutError, SessionClosedError) as exc:
         raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, str(exc)) from None
-    return scrub(reply)  # type: ignore[no-any-return]
+    return scrub(reply)
 
 
-async def emit(request: Request, kind: str, uuid: str, payload: dict[str, Any]) -> None:
-    await request.app.state.ctl.events.emit(
-        f"device.{kind}.{uuid}", {"uuid": uuid, **scrub(payload)}, device_uuid=uuid
-    )
+async def emit(events: EventsService, kind: str, uuid: str, payload: dict[str, Any]) -> None:
+    await events.emit(f"device.{kind}.{uuid}", {"uuid": uuid, **scrub(payload)}, device_uuid=uuid)
 
 
 @router.post("/rename")
-async def rename(uuid: str, body: RenameRequest, request: Request) -> dict[str, Any]:
+async def rename(
+    uuid: str, body: RenameRequest, devices: DevicesDep, events: EventsDep
+) -> dict[str, Any]:
     """Rename the device; it keeps the name across restarts and reports it from now on."""
-    reply = await call(request, uuid, methods.DEVICE_RENAME, {"new_name": body.name})
-    async with request.app.state.ctl.store.tx() as tx:
-        await tx.devices.rename(uuid, reply["name"])
-    await emit(request, "renamed", uuid, {"name": reply["name"], "old_name": reply["old_name"]})
+    reply = await call(devices, uuid, methods.DEVICE_RENAME, {"new_name": body.name})
+    await devices.record_name(uuid, reply["name"])
+    await emit(events, "renamed", uuid, {"name": reply["name"], "old_name": reply["old_name"]})
     return {"uuid": uuid, **reply}
 
 
 @router.post("/password", openapi_extra=PASSWORD_BODY)
-async def set_password(uuid: str, request: Request) -> dict[str, Any]:
+async def set_password(
+    uuid: str, request: Request, devices: DevicesDep, events: EventsDep
+) -> dict[str, Any]:
     """Body ``{"old_password", "new_password", "reset_acl": true}`` (seed 004's fields).
 
     A wrong ``old_password`` is 403. ``reset_acl`` (default true) drops every
     trusted controller key except the one of this controller.
     """
     params = await _object(request)
-    reply = await call(request, uuid, methods.DEVICE_SET_PASSWORD, params)
-    await emit(
-        request, "password_changed", uuid, {k: v for k, v in reply.items() if k != "changed"}
-    )
+    reply = await call(devices, uuid, methods.DEVICE_SET_PASSWORD, params)
+    await emit(events, "password_changed", uuid, {k: v for k, v in reply.items() if k != "changed"})
     return {"uuid": uuid, **reply}
 
 
 @router.get("/network")
-async def get_network(uuid: str, request: Request, interface: str | None = None) -> dict[str, Any]:
+async def get_network(
+    uuid: str, devices: DevicesDep, interface: str | None = None
+) -> dict[str, Any]:
     """The device's network settings (a Wi-Fi key shows as ``"***"``)."""
     params = {"interface": interface} if interface else {}
-    return {"uuid": uuid, **await call(request, uuid, methods.DEVICE_NETWORK_GET, params)}
+    return {"uuid": uuid, **await call(devices, uuid, methods.DEVICE_NETWORK_GET, params)}
 
 
 @router.put("/network", openapi_extra=NETWORK_BODY)
-async def set_network(uuid: str, request: Request) -> dict[str, Any]:
+async def set_network(
+    uuid: str, request: Request, devices: DevicesDep, events: EventsDep
+) -> dict[str, Any]:
     """Body: ``method`` (dhcp | static), ``interface``, ``ipaddr``, ``mask`` (prefix or dotted),
     ``route``, ``ns`` (list of IPs), ``wifi_mode`` (client | host), ``ssid``, ``security``
     (None | WEP | WPA-PSK | WPA2-PSK), ``psk``, ``wepkey``. A simulated device records them."""
     params = await _object(request)
-    reply = await call(request, uuid, methods.DEVICE_NETWORK_SET, params, NETWORK_TIMEOUT)
-    await emit(request, "network_changed", uuid, {"network": reply.get("network", {})})
+    reply = await call(devices, uuid, methods.DEVICE_NETWORK_SET, params, NETWORK_TIMEOUT)
+    await emit(events, "network_changed", uuid, {"network": reply.get("network", {})})
     return {"uuid": uuid, **reply}
 
 
 @router.get("/wifi")
-async def wifi(uuid: str, request: Request, interface: str | None = None) -> dict[str, Any]:
+async def wifi(uuid: str, devices: DevicesDep, interface: str | None = None) -> dict[str, Any]:
     """Wi-Fi networks the device can see: ``{"wifi": [{ssid, signal, security}]}``."""
     params = {"interface": interface} if interface else {}
     return {
         "uuid": uuid,
-        **await call(request, uuid, methods.DEVICE_WIFI_LIST, params, WIFI_TIMEOUT),
+        **await call(devices, uuid, methods.DEVICE_WIFI_LIST, params, WIFI_TIMEOUT),
     }
 
 
 @router.get("/trust")
-async def list_trust(uuid: str, request: Request) -> dict[str, Any]:
+async def list_trust(uuid: str, devices: DevicesDep) -> dict[str, Any]:
     """The controller keys the device obeys; ``current`` is this controller's."""
-    return {"uuid": uuid, **await call(request, uuid, methods.DEVICE_TRUST_LIST)}
+    return {"uuid": uuid, **await call(devices, uuid, methods.DEVICE_TRUST_LIST)}
 
 
 @router.post("/trust")
-async def add_trust(uuid: str, body: TrustAddRequest, request: Request) -> dict[str, Any]:
+async def add_trust(
+    uuid: str, body: TrustAddRequest, devices: DevicesDep, events: EventsDep
+) -> dict[str, Any]:
     """Trust another controller key (a PEM certificate or public key, or a fingerprint)."""
     params = body.model_dump(exclude_none=True)
-    reply = await call(request, uuid, methods.DEVICE_TRUST_ADD, params)
+    reply = await call(devices, uuid, methods.DEVICE_TRUST_ADD, params)
     if reply.get("added"):
         await emit(
-            request, "trust_added", uuid, {"access_id": reply["access_id"], "label": reply["label"]}
+            events, "trust_added", uuid, {"access_id": reply["access_id"], "label": reply["label"]}
         )
     return {"uuid": uuid, **reply}
 
 
 @router.delete("/trust/{access_id}")
-async def remove_trust(uuid: str, access_id: str, request: Request) -> dict[str, Any]:
+async def remove_trust(
+    uuid: str, access_id: str, devices: DevicesDep, events: EventsDep
+) -> dict[str, Any]:
     """Stop trusting a key; removing this controller's own key is refused (409)."""
     params = {"access_id": access_id}  # Starlette has already percent-decoded the path
-    reply = await call(request, uuid, methods.DEVICE_TRUST_REMOVE, params)
-    await emit(request, "trust_removed", uuid, {"access_id": reply["access_id"]})
+    reply = await call(devices, uuid, methods.DEVICE_TRUST_REMOVE, params)
+    await emit(events, "trust_removed", uuid, {"access_id": reply["access_id"]})
     return {"uuid": uuid, **reply}

@@ -1,6 +1,6 @@
 """REST: what the controller's discovery browser has seen, and scans on demand.
 
-``request.app.state.ctl.discovery`` is a started ``DiscoveryBrowser`` (the controller
+The service is the controller's started ``DiscoveryBrowser`` (the controller
 decides its interface and probes; nothing multicasts out of a real interface unless
 the operator named it).
 """
@@ -9,37 +9,30 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
 from hwfleet.api.auth import require_token
-from hwfleet.discovery.browser import DiscoveryBrowser
+from hwfleet.api.deps import DiscoveryDep
 
 router = APIRouter(prefix="/api/v1", tags=["discovery"], dependencies=[Depends(require_token)])
 
 State = Literal["online", "stale", "offline"]
 
 
-class ScanRequest(BaseModel):
+class DiscoveryScanRequest(BaseModel):
     """Run one scan now: listen ``timeout`` seconds, also probing these addresses/CIDRs."""
 
     timeout: float = Field(3.0, gt=0, le=60, description="seconds to listen")
     probe: list[str] = Field(default_factory=list, max_length=64, description="ADDR or CIDR")
 
 
-def _browser(request: Request) -> DiscoveryBrowser:
-    browser: DiscoveryBrowser | None = getattr(request.app.state.ctl, "discovery", None)
-    if browser is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "discovery is not running")
-    return browser
-
-
 @router.get("/discovery")
 async def list_discovered(
-    request: Request, state: State | None = None, spoofed: bool | None = None
+    browser: DiscoveryDep, state: State | None = None, spoofed: bool | None = None
 ) -> list[dict[str, Any]]:
     """Every device seen: DESIGN §7 metadata plus fingerprint, signed, spoofed, state."""
-    docs = [d.to_json() for d in _browser(request).devices()]
+    docs = [d.to_json() for d in browser.devices()]
     if state is not None:
         docs = [d for d in docs if d["state"] == state]
     if spoofed is not None:
@@ -48,15 +41,14 @@ async def list_discovered(
 
 
 @router.get("/discovery/stats")
-async def discovery_stats(request: Request) -> dict[str, int]:
+async def discovery_stats(browser: DiscoveryDep) -> dict[str, int]:
     """Packet counters: received, accepted, bad_<reason>, spoofed, unsolicited, replayed."""
-    return _browser(request).stats()
+    return browser.stats()
 
 
 @router.post("/discovery/scan")
-async def scan_now(request: Request, body: ScanRequest) -> list[dict[str, Any]]:
+async def scan_now(browser: DiscoveryDep, body: DiscoveryScanRequest) -> list[dict[str, Any]]:
     """Query now and return the devices that answered within the timeout."""
-    browser = _browser(request)
     try:
         found = await browser.scan(body.timeout, probe=body.probe)
     except ValueError as exc:

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from sse_starlette.sse import EventSourceResponse
 
 from hwfleet.api.auth import require_token
-from hwfleet.api.convert import to_json
+from hwfleet.api.deps import EventsDep
 from hwfleet.api.schemas import Event
+from hwfleet.api.services.events import EventsService
+from hwfleet.bus.base import Delivery
 
 router = APIRouter(prefix="/api/v1", tags=["events"], dependencies=[Depends(require_token)])
 
@@ -23,7 +25,7 @@ MAX_PAGE = 5000
 
 @router.get("/events", response_model=list[Event])
 async def list_events(
-    request: Request,
+    events: EventsDep,
     after: int | None = Query(None, ge=0, description="oldest first, from after this id"),
     before: int | None = Query(None, ge=1, description="newest first, from before this id"),
     limit: int = Query(200, ge=1, le=MAX_PAGE),
@@ -40,22 +42,29 @@ async def list_events(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "give either 'after' or 'before', not both"
         )
-    async with request.app.state.ctl.store.tx(readonly=True) as tx:
-        rows = await tx.events.list(
-            after_id=after or 0,
-            before_id=before,
-            newest_first=after is None,
-            limit=limit,
-            device_uuid=device,
-            pattern=pattern,
-        )
-    return [to_json(r) for r in rows]
+    return await events.list_events(
+        after=after or 0,
+        before=before,
+        newest_first=after is None,
+        limit=limit,
+        device=device,
+        pattern=pattern,
+    )
 
 
-async def _history(request: Request, pattern: str, after: int) -> AsyncIterator[dict[str, Any]]:
+async def _history(
+    events: EventsService, pattern: str, after: int
+) -> AsyncIterator[dict[str, Any]]:
     """Every recorded event after ``after`` matching ``pattern``, oldest first, page by page."""
     while True:
-        page = await list_events(request, after=after, before=None, limit=MAX_PAGE, pattern=pattern)
+        page = await events.list_events(
+            after=after,
+            before=None,
+            newest_first=False,
+            limit=MAX_PAGE,
+            device=None,
+            pattern=pattern,
+        )
         for row in page:
             yield row
         if len(page) < MAX_PAGE:
@@ -65,7 +74,7 @@ async def _history(request: Request, pattern: str, after: int) -> AsyncIterator[
 
 @router.get("/events/stream")
 async def stream_events(
-    request: Request, pattern: str = "#", after: int = Query(0, ge=0)
+    request: Request, events: EventsDep, pattern: str = "#", after: int = Query(0, ge=0)
 ) -> EventSourceResponse:
     """Live events from the ``events`` exchange as they are published.
 
@@ -73,20 +82,19 @@ async def stream_events(
     before it reads them, and skips live copies of events it has already sent), so a
     client that printed history up to ``after`` misses nothing in between.
     """
-    bus = request.app.state.ctl.bus
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
 
-    async def on_event(delivery: Any) -> None:
+    async def on_event(delivery: Delivery) -> None:
         if queue.full():
             queue.get_nowait()  # a slow reader loses the oldest, never blocks the bus
         queue.put_nowait(delivery.body)
 
     async def generate() -> AsyncIterator[dict[str, str]]:
-        subscription = await bus.subscribe("events", pattern, on_event)
+        subscription = await events.subscribe(pattern, on_event)
         sent = 0
         try:
             if after:
-                async for row in _history(request, pattern, after):
+                async for row in _history(events, pattern, after):
                     sent = row["id"]
                     yield {"event": "event", "data": json.dumps(row)}
             while not await request.is_disconnected():

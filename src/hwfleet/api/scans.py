@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from hwfleet.api.auth import require_token
-from hwfleet.api.convert import to_json
-from hwfleet.controller.scan import POSTS, ScanRunning, idempotency_key
+from hwfleet.api.deps import ScansDep
+from hwfleet.errors import ScanRunningError
 
 router = APIRouter(prefix="/api/v1", tags=["scans"], dependencies=[Depends(require_token)])
 
@@ -38,100 +38,38 @@ class ScanStarted(BaseModel):
     operationid: int
 
 
-def _summary(scan: Any, answered: int | None) -> dict[str, Any]:
-    body = to_json(scan)
-    document = body.pop("document")
-    expected = body.pop("expected")
-    summary: dict[str, Any] = {
-        **body,
-        "expected": len(expected),
-        "passed": None,
-        "document": document,
-    }
-    if document is not None:
-        summary["passed"] = sum(1 for e in document["scaninfo"] if e.get("result") == "1")
-    if answered is not None:
-        summary["answered"] = answered
-    return summary
-
-
 @router.post("/scans", response_model=ScanStarted, status_code=status.HTTP_202_ACCEPTED)
-async def start_scan(body: ScanRequest, request: Request) -> dict[str, int]:
-    ctl = request.app.state.ctl
-    expected: list[dict[str, Any]] | None = None
-    if body.devices is not None:
-        expected = []
-        async with ctl.store.tx(readonly=True) as tx:
-            for uuid in dict.fromkeys(body.devices):
-                device = await tx.devices.get(uuid)
-                if device is None:
-                    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no device {uuid}")
-                expected.append({"uuid": device.uuid, "sn": device.serial})
+async def start_scan(body: ScanRequest, scans: ScansDep) -> dict[str, int]:
     try:
-        scan = await ctl.scans.start(expected, quiet_timeout=body.quiet_timeout)
-    except ScanRunning as exc:
+        operationid = await scans.start(body.devices, body.quiet_timeout)
+    except ScanRunningError as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, str(exc), headers={"X-Running-Scan": str(exc.operationid)}
         ) from None
-    return {"operationid": scan.operationid}
+    return {"operationid": operationid}
 
 
 @router.get("/scans")
 async def list_scans(
-    request: Request, limit: int = Query(50, ge=1, le=1000)
+    scans: ScansDep, limit: int = Query(50, ge=1, le=1000)
 ) -> list[dict[str, Any]]:
     """Recent scans, newest first, with how many devices answered and passed."""
-    async with request.app.state.ctl.store.tx(readonly=True) as tx:
-        scans = await tx.scans.list(limit=limit)
-        answered = await tx.scans.answered_counts([s.operationid for s in scans])
-    return [
-        {**_summary(scan, answered.get(scan.operationid, 0)), "document": None} for scan in scans
-    ]
-
-
-def _delivery(row: Any) -> dict[str, Any]:
-    body = to_json(row)
-    fields = ("kind", "url", "state", "attempts", "last_error", "created_at", "delivered_at")
-    return {k: body[k] for k in fields}
+    return await scans.list_scans(limit)
 
 
 @router.get("/scans/{operationid}")
 async def get_scan(
     operationid: int,
-    request: Request,
+    scans: ScansDep,
     results: bool = Query(True, description="include every device's result"),
 ) -> dict[str, Any]:
-    async with request.app.state.ctl.store.tx(readonly=True) as tx:
-        scan = await tx.scans.get(operationid)
-        if scan is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"no scan with operationid {operationid}"
-            )
-        # Polled while a scan runs (`hwfleet scan --wait`): count without decoding payloads.
-        rows = await tx.scans.results(operationid) if results else []
-        answered = len(rows) if results else len(await tx.scans.answered(operationid))
-        posts = await tx.outbox.by_keys([idempotency_key(scan, kind) for kind in POSTS])
-    body = _summary(scan, answered)
-    body["mes"] = [_delivery(row) for row in posts]
-    if results:
-        body["results"] = [
-            {
-                "uuid": r.device_uuid,
-                "sn": r.sn,
-                "result": r.result,
-                "error": r.error,
-                "received_at": r.received_at.isoformat(),
-            }
-            for r in rows
-        ]
-    return body
+    return await scans.get(operationid, results=results)
 
 
 @router.get("/outbox")
 async def list_outbox(
-    request: Request,
+    scans: ScansDep,
     state: str | None = Query(None, pattern="^(pending|delivered|dead)$"),
     limit: int = Query(200, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
-    async with request.app.state.ctl.store.tx(readonly=True) as tx:
-        return [to_json(row) for row in await tx.outbox.list(state=state, limit=limit)]
+    return await scans.outbox(state, limit)

@@ -13,10 +13,10 @@ from hwfleet.bus.base import (
     Bus,
     Delivery,
     Handler,
-    Reject,
+    RejectedMessageError,
     RpcError,
     RpcHandler,
-    RpcTimeout,
+    RpcTimeoutError,
     Subscription,
 )
 from hwfleet.bus.codec import decode_object
@@ -31,16 +31,15 @@ from hwfleet.bus.topology import (
     ORIGIN_HEADER,
     REASON_HEADER,
     EventKey,
-    TaskKey,
     Topology,
-    UnknownName,
+    UnknownNameError,
     level_for,
     log_key,
 )
 
 if TYPE_CHECKING:
     from hwfleet.bus.amqp import AmqpBus
-    from hwfleet.bus.amqp_connect import BusUnavailable
+    from hwfleet.bus.amqp_connect import BusUnavailableError
 
 __all__ = [
     "DEAD_LETTER",
@@ -52,19 +51,18 @@ __all__ = [
     "REASON_HEADER",
     "AmqpBus",
     "Bus",
-    "BusUnavailable",
+    "BusUnavailableError",
     "Delivery",
     "EventKey",
     "Handler",
     "MemoryBus",
-    "Reject",
+    "RejectedMessageError",
     "RpcError",
     "RpcHandler",
-    "RpcTimeout",
+    "RpcTimeoutError",
     "Subscription",
-    "TaskKey",
     "Topology",
-    "UnknownName",
+    "UnknownNameError",
     "decode_object",
     "level_for",
     "log_key",
@@ -74,11 +72,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # AmqpBus and BusUnavailable live with aio-pika; import them only when used.
-    if name in ("AmqpBus", "BusUnavailable"):
+    # AmqpBus and BusUnavailableError live with aio-pika; import them only when used.
+    if name in ("AmqpBus", "BusUnavailableError"):
         from hwfleet.bus import amqp, amqp_connect
 
-        return amqp.AmqpBus if name == "AmqpBus" else amqp_connect.BusUnavailable
+        return amqp.AmqpBus if name == "AmqpBus" else amqp_connect.BusUnavailableError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

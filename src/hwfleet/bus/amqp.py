@@ -44,7 +44,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from hwfleet.bus.amqp_connect import BusUnavailable, broker_address, connect
+from hwfleet.bus.amqp_connect import BusUnavailableError, broker_address, connect
 from hwfleet.bus.amqp_consumer import AmqpConsumer
 from hwfleet.bus.amqp_legacy import declare_seed_exchange, migrate_seed_queue
 from hwfleet.bus.amqp_rpc import RpcClient, server_handler
@@ -228,7 +228,7 @@ class AmqpBus(Bus):
                 raise  # unroutable: the caller decides
             except (*_RETRYABLE, aiormq.exceptions.DeliveryError, TimeoutError) as exc:
                 if loop.time() >= deadline:
-                    raise BusUnavailable(
+                    raise BusUnavailableError(
                         f"could not publish to {exchange or 'the default exchange'} {key!r}"
                         f" within {self._publish_timeout:g} s: {exc}"
                     ) from exc
@@ -271,7 +271,9 @@ class AmqpBus(Bus):
                 if self._notify is None:
                     self._notify = await self._conn().channel(publisher_confirms=False)
         if self._notify.is_closed or not self._connection_ready():
-            raise BusUnavailable(f"not connected to {self._where()}: the notification is dropped")
+            raise BusUnavailableError(
+                f"not connected to {self._where()}: the notification is dropped"
+            )
         return await self._notify.get_underlay_channel()
 
     async def send(

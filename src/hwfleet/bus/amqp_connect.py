@@ -17,6 +17,8 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractRobustConnection
 
+from hwfleet.errors import BusError
+
 log = logging.getLogger(__name__)
 
 #: First and largest pause between start-up attempts, seconds.
@@ -24,7 +26,7 @@ RETRY_FIRST = 1.0
 RETRY_MAX = 10.0
 
 
-class BusUnavailable(ConnectionError):
+class BusUnavailableError(BusError, ConnectionError):
     """The broker could not be reached (or refused us) and we stopped trying."""
 
 
@@ -77,9 +79,9 @@ async def connect(
             aiormq.exceptions.AuthenticationError,
             aiormq.exceptions.ProbableAuthenticationError,
         ) as exc:
-            raise BusUnavailable(f"RabbitMQ at {where} refused the login: {exc}") from exc
+            raise BusUnavailableError(f"RabbitMQ at {where} refused the login: {exc}") from exc
         except aiormq.exceptions.ConnectionNotAllowed as exc:
-            raise BusUnavailable(
+            raise BusUnavailableError(
                 f"RabbitMQ at {where} refused access (is the vhost right, and may this user use"
                 f" it?): {exc}"
             ) from exc
@@ -88,7 +90,7 @@ async def connect(
             if deadline is not None:
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise BusUnavailable(
+                    raise BusUnavailableError(
                         f"RabbitMQ at {where} {problem}; gave up after {connect_timeout:g} s"
                         " (set --bus or HWFLEET_BUS)"
                     ) from exc

@@ -23,7 +23,7 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
-from hwfleet.bus.base import Delivery, RpcError, RpcTimeout
+from hwfleet.bus.base import Delivery, RpcError, RpcTimeoutError
 from hwfleet.bus.codec import DIRECT_REPLY_TO, decode_reply, encode_body
 from hwfleet.bus.rpc import RpcDispatcher
 from hwfleet.bus.topology import method_key
@@ -89,7 +89,7 @@ class RpcClient:
                 await self._publish(target, request, key)
                 reply = await fut
         except TimeoutError:
-            raise RpcTimeout(
+            raise RpcTimeoutError(
                 exchange, method, f"no reply within {timeout:g} s on {physical}", "timeout"
             ) from None
         except aiormq.exceptions.PublishError:

@@ -8,7 +8,7 @@ Semantics every backend keeps (the behaviour suite in tests/ checks them):
 * :meth:`Bus.send` to a durable work queue on the default exchange;
   :meth:`Bus.consume` shares a queue between competing consumers with manual
   ack and a prefetch. A handler that returns acks; one that raises
-  :class:`Reject` dead-letters the message with the reason; any other
+  :class:`RejectedMessageError` dead-letters the message with the reason; any other
   exception requeues it once and then dead-letters it (never a loop).
 * :meth:`Bus.call` / :meth:`Bus.serve`: RPC on an exchange with routing key
   ``methods.<method>``, JSON object in, JSON object out, a deadline on every
@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
+from hwfleet.errors import BusError
 from hwfleet.types import JsonObject
 
 
@@ -48,11 +49,11 @@ Handler = Callable[[Delivery], Awaitable[None]]
 RpcHandler = Callable[[JsonObject], Awaitable[JsonObject]]
 
 
-class Reject(Exception):
+class RejectedMessageError(BusError):
     """Raised by a consumer: the message is bad and goes to the dead-letter exchange."""
 
 
-class RpcError(Exception):
+class RpcError(BusError):
     """An RPC failed: the server answered with an error, or the deadline passed."""
 
     def __init__(self, exchange: str, method: str, msg: str, code: str = "failed") -> None:
@@ -63,7 +64,7 @@ class RpcError(Exception):
         self.code = code
 
 
-class RpcTimeout(RpcError, TimeoutError):
+class RpcTimeoutError(RpcError, TimeoutError):
     """No reply before the deadline."""
 
 
@@ -108,7 +109,7 @@ class Bus(abc.ABC):
 
         ``confirm=False`` is for notifications whose record lives elsewhere (events):
         the call returns once the message is written, without the broker's confirm, and
-        raises :class:`BusUnavailable` at once instead of waiting for a reconnect. A
+        raises :class:`BusUnavailableError` at once instead of waiting for a reconnect. A
         connection lost meanwhile may lose the message.
         """
 
@@ -146,7 +147,7 @@ class Bus(abc.ABC):
     async def call(
         self, exchange: str, method: str, params: JsonObject, *, timeout: float = 5.0
     ) -> JsonObject:
-        """Call ``methods.<method>`` on ``exchange``; raise RpcError or RpcTimeout."""
+        """Call ``methods.<method>`` on ``exchange``; raise RpcError or RpcTimeoutError."""
 
     @abc.abstractmethod
     async def serve(self, exchange: str, handlers: Mapping[str, RpcHandler]) -> Subscription:

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from hwfleet.bus.base import Reject, RpcError
+from hwfleet.bus.base import RejectedMessageError, RpcError
 from hwfleet.bus.topology import ORIGIN_HEADER, REASON_HEADER
 from hwfleet.types import JsonObject
 
@@ -45,13 +45,13 @@ def encode_body(body: bytes | bytearray | memoryview | JsonObject) -> bytes:
 
 
 def decode_object(body: bytes, what: str = "body") -> JsonObject:
-    """Decode a JSON object; anything else raises :class:`Reject` saying what was wrong."""
+    """Decode a JSON object; anything else raises :class:`RejectedMessageError` naming the fault."""
     try:
         value = _decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise Reject(f"{what} is not JSON: {exc}") from None
+        raise RejectedMessageError(f"{what} is not JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise Reject(f"{what} must be a JSON object, got {_json_kind(value)}")
+        raise RejectedMessageError(f"{what} must be a JSON object, got {_json_kind(value)}")
     return value
 
 
@@ -76,14 +76,14 @@ class Outcome(enum.Enum):
 def settle(exc: BaseException | None, redelivered: bool) -> tuple[Outcome, str]:
     """What to do with a message after its handler returned or raised ``exc``.
 
-    A bad message (``Reject``, or a body msgspec could not decode or validate)
+    A bad message (``RejectedMessageError``, or a body msgspec could not decode or validate)
     goes straight to the dead-letter exchange: a retry would fail the same way.
     Any other failure is requeued once, then dead-lettered, so a poison message
     can never loop.
     """
     if exc is None:
         return Outcome.ACK, ""
-    if isinstance(exc, Reject):
+    if isinstance(exc, RejectedMessageError):
         return Outcome.DEAD_LETTER, str(exc) or "rejected by the consumer"
     if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError | UnicodeDecodeError):
         return Outcome.DEAD_LETTER, f"bad body: {exc}"

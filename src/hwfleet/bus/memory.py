@@ -17,7 +17,15 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hwfleet.bus.base import Bus, Delivery, Handler, RpcError, RpcHandler, RpcTimeout, Subscription
+from hwfleet.bus.base import (
+    Bus,
+    Delivery,
+    Handler,
+    RpcError,
+    RpcHandler,
+    RpcTimeoutError,
+    Subscription,
+)
 from hwfleet.bus.codec import (
     DIRECT_REPLY_TO,
     STOP_GRACE,
@@ -249,7 +257,7 @@ class MemoryBus(Bus):
                 async with asyncio.timeout(timeout):
                     reply_type, body = await fut
             except TimeoutError:
-                raise RpcTimeout(
+                raise RpcTimeoutError(
                     exchange, method, f"no reply within {timeout:g} s on {name}", "timeout"
                 ) from None
         finally:

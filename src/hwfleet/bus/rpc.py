@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from hwfleet.bus.base import Reject, RpcError, RpcHandler
+from hwfleet.bus.base import RejectedMessageError, RpcError, RpcHandler
 from hwfleet.bus.codec import REPLY_ERROR, REPLY_RESULT, decode_object, encode_body, encode_error
 from hwfleet.bus.routing import topic_matcher
 from hwfleet.bus.topology import method_key
@@ -69,7 +69,7 @@ class RpcDispatcher:
             return REPLY_RESULT, encode_body(result)
         except RpcError as exc:
             return REPLY_ERROR, encode_error(exc.msg, exc.code)
-        except (Reject, msgspec.ValidationError, ValueError) as exc:
+        except (RejectedMessageError, msgspec.ValidationError, ValueError) as exc:
             return REPLY_ERROR, encode_error(str(exc) or type(exc).__name__, "bad_params")
         except Exception as exc:
             # Includes a handler that returned something other than an object.

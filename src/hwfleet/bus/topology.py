@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from hwfleet.errors import BusError
 from hwfleet.protocol.methods import LOG_LEVELS as _PROTOCOL_LOG_LEVELS
 
 DEFAULT_PREFIX = "hwfleet."
@@ -197,7 +198,7 @@ EXCHANGES: MappingProxyType[str, ExchangeSpec] = MappingProxyType(
 )
 
 
-class UnknownName(ValueError):
+class UnknownNameError(BusError, ValueError):
     """A logical exchange name that DESIGN §4 does not define."""
 
 
@@ -219,7 +220,7 @@ class Topology:
             if self.prefix and exchange.startswith(self.prefix):
                 hint = f" (give the logical name {exchange[len(self.prefix) :]!r}, no prefix)"
             known = ", ".join(sorted(EXCHANGES))
-            raise UnknownName(f"unknown exchange {exchange!r}{hint}; known: {known}") from None
+            raise UnknownNameError(f"unknown exchange {exchange!r}{hint}; known: {known}") from None
 
     def exchange(self, exchange: str) -> str:
         """The broker name of a logical exchange."""
@@ -290,39 +291,11 @@ def level_for(levelno: int) -> str:
 
 
 class EventKey:
-    """Routing keys on ``events`` (seed 003 plus the device, scan and enrollment events)."""
-
-    @staticmethod
-    def tftp_success(node_id: object) -> str:
-        return f"tftp.success.{word(node_id)}"
-
-    @staticmethod
-    def tftp_failure(node_id: object) -> str:
-        return f"tftp.failure.{word(node_id)}"
-
-    @staticmethod
-    def http_response(node_id: object) -> str:
-        return f"http.response.{word(node_id)}"
-
-    @staticmethod
-    def dhcp_bind_success(node_id: object) -> str:
-        return f"dhcp.bind.success.{word(node_id)}"
+    """Routing keys on ``events`` that hwfleet publishes (docs/bus.md lists seed 003's others)."""
 
     @staticmethod
     def task_finished(task_id: object) -> str:
         return f"task.finished.{word(task_id)}"
-
-    @staticmethod
-    def graph_started(graph_id: object) -> str:
-        return f"graph.started.{word(graph_id)}"
-
-    @staticmethod
-    def graph_finished(graph_id: object) -> str:
-        return f"graph.finished.{word(graph_id)}"
-
-    @staticmethod
-    def sku_assigned(node_id: object) -> str:
-        return f"sku.assigned.{word(node_id)}"
 
     @staticmethod
     def device_online(uuid: object) -> str:
@@ -365,38 +338,3 @@ class EventKey:
                 f"{state!r} is not an enrollment state ({', '.join(EventKey.ENROLLMENT_STATES)})"
             )
         return f"enrollment.{state}.{word(uuid)}"
-
-
-class TaskKey:
-    """Routing keys on ``task`` and ``scheduler``."""
-
-    SCHEDULE = "schedule"
-    HTTP_RESPONSE = "http.response"
-
-    @staticmethod
-    def run(task_id: object) -> str:
-        return f"run.{word(task_id)}"
-
-    @staticmethod
-    def cancel(task_id: object) -> str:
-        return f"cancel.{word(task_id)}"
-
-    @staticmethod
-    def ipmi_command(command: str, graph_id: object) -> str:
-        return f"ipmi.command.{word(command)}.{word(graph_id)}"
-
-    @staticmethod
-    def ipmi_result(command: str, graph_id: object) -> str:
-        return f"ipmi.command.{word(command)}.result.{word(graph_id)}"
-
-    @staticmethod
-    def snmp_command(graph_id: object) -> str:
-        return f"run.snmp.command.{word(graph_id)}"
-
-    @staticmethod
-    def snmp_result(graph_id: object) -> str:
-        return f"snmp.command.result.{word(graph_id)}"
-
-    @staticmethod
-    def poller_alert(graph_id: object) -> str:
-        return f"poller.alert.{word(graph_id)}"

@@ -76,5 +76,5 @@ def register(app: typer.Typer) -> None:
             run(until_signalled(main), fast=False)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        except ConnectionError as exc:  # the broker (BusUnavailable) refused or is unreachable
+        except ConnectionError as exc:  # the broker (BusUnavailableError) refused or is unreachable
             raise CliError(with_source(str(exc), "bus", origins)) from None

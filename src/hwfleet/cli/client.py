@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from hwfleet.errors import HwfleetError
 from hwfleet.settings import default_data_dir
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 DEFAULT_API = "http://127.0.0.1:8780"
 
 
-class CliError(Exception):
+class CliError(HwfleetError):
     """A failure to show the operator as one line that names the fix (exit code 1)."""
 
 

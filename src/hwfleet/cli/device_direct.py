@@ -79,7 +79,7 @@ async def _call(
     method: str,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
+    from hwfleet.protocol.errors import CallTimeoutError, RemoteError, SessionClosedError
     from hwfleet.trust import fingerprints
     from hwfleet.trust.device_client import connect_device, load_or_create_client_key
     from hwfleet.trust.tls import FirstContactError
@@ -94,7 +94,7 @@ async def _call(
             password=password,
             label=label,
         )
-    except fingerprints.BadFingerprint as exc:
+    except fingerprints.BadFingerprintError as exc:
         raise CliError(f"--fingerprint: {exc}") from None
     except FirstContactError as exc:
         raise CliError(str(exc)) from None
@@ -107,7 +107,7 @@ async def _call(
         return await connection.call(method, params)
     except RemoteError as exc:
         raise CliError(f"{method}: {exc.msg} ({exc.code})") from None
-    except (CallTimeout, SessionClosed) as exc:
+    except (CallTimeoutError, SessionClosedError) as exc:
         raise CliError(f"{method}: {exc}") from None
     finally:
         await connection.close()

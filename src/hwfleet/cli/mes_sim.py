@@ -26,14 +26,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a MES simulator (deviceInfo, deviceScan, pair, notifications)."""
         from hwfleet.cli.common import run, setup_logging, until_signalled
-        from hwfleet.sim.mes import MesSimulator, ProfileError, load_profile, serve
+        from hwfleet.sim.mes import MesProfileError, MesSimulator, load_profile, serve
         from hwfleet.types import parse_host_port
 
         setup_logging(log_level)
         try:
             host, port = parse_host_port(listen)
             sim = MesSimulator.from_profile(load_profile(profile), fail_rate=fail_rate)
-        except (ValueError, ProfileError) as exc:
+        except (ValueError, MesProfileError) as exc:
             raise CliError(str(exc)) from None
 
         async def main() -> None:

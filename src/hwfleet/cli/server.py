@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         from hwfleet.cli.common import run, setup_logging, until_signalled, with_source
         from hwfleet.controller.app import Controller
         from hwfleet.settings import ServerSettings, SettingsError, load
-        from hwfleet.store.errors import StoreUnavailable
+        from hwfleet.store.errors import StoreUnavailableError
 
         origins: dict[str, str] = {}
         try:
@@ -133,9 +133,9 @@ def register(app: typer.Typer) -> None:
             run(until_signalled(main))
         except SettingsError as exc:
             raise CliError(with_source(str(exc), exc.setting, origins)) from None
-        except StoreUnavailable as exc:
+        except StoreUnavailableError as exc:
             raise CliError(with_source(str(exc), "db", origins)) from None
-        except ConnectionError as exc:  # the broker (BusUnavailable) refused or is unreachable
+        except ConnectionError as exc:  # the broker (BusUnavailableError) refused or is unreachable
             raise CliError(with_source(str(exc), "bus", origins)) from None
         except ValueError as exc:  # a value the checks let through, e.g. an empty bus URL
             raise CliError(str(exc)) from None

@@ -51,7 +51,11 @@ def register(app: typer.Typer) -> None:
         """Run simulated devices that report exactly what their profile says."""
         from hwfleet.cli.common import run, setup_logging, until_signalled
         from hwfleet.settings import default_data_dir
-        from hwfleet.sim.addresses import DEFAULT_ADDRESS_BASE, AddressesTaken, pick_address_base
+        from hwfleet.sim.addresses import (
+            DEFAULT_ADDRESS_BASE,
+            AddressesTakenError,
+            pick_address_base,
+        )
         from hwfleet.sim.fleet import FleetOptions, SimFleet
         from hwfleet.sim.profiles import ProfileError, generate, load_profile
         from hwfleet.types import parse_host_port
@@ -112,7 +116,7 @@ def register(app: typer.Typer) -> None:
                 raise CliError(str(exc)) from None
             try:
                 await fleet.start()
-            except AddressesTaken as exc:  # another simulator won the race for the block
+            except AddressesTakenError as exc:  # another simulator won the race for the block
                 await fleet.close()
                 raise CliError(str(exc)) from None
             except OSError as exc:

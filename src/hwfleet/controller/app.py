@@ -16,6 +16,7 @@ import uvicorn
 
 from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
+from hwfleet.api.deps import ApiServices
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
 from hwfleet.controller.devices import DeviceRegistry
@@ -222,7 +223,9 @@ class Controller:
 
     async def _start_api(self) -> None:
         host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
-        app = create_app(self, self.operator_token, max_body=self.settings.api_max_body)
+        app = create_app(
+            ApiServices.build(self), self.operator_token, max_body=self.settings.api_max_body
+        )
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -19,7 +19,7 @@ from hwfleet.bus.topology import EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import Heartbeats, LivenessRule
 from hwfleet.protocol import methods
-from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
+from hwfleet.protocol.errors import CallTimeoutError, RemoteError, SessionClosedError
 from hwfleet.protocol.session import Session
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class DeviceRegistry:
         previous = self._connections.get(conn.uuid)
         if previous is not None and previous.session is not conn.session:
             # The same device reconnected (its old TCP may be half-open): the new one wins.
-            previous.session.close(SessionClosed("replaced by a newer connection"))
+            previous.session.close(SessionClosedError("replaced by a newer connection"))
             previous.drop()
         self._connections[conn.uuid] = conn
         at = utcnow()
@@ -175,7 +175,7 @@ class DeviceRegistry:
         conn = self._connections.get(uuid)
         if conn is None:
             return False
-        conn.session.close(SessionClosed(reason))
+        conn.session.close(SessionClosedError(reason))
         conn.drop()
         return True
 
@@ -222,7 +222,7 @@ class DeviceRegistry:
         if conn is None and self._reacher is not None:
             conn = await self._reacher(uuid)
         if conn is None:
-            raise SessionClosed(f"device {uuid} is not connected to this controller")
+            raise SessionClosedError(f"device {uuid} is not connected to this controller")
         return await conn.session.call(method, params, timeout or self._call_timeout)
 
     async def ping(self, uuid: str, timeout: float | None = None) -> dict[str, Any]:
@@ -231,7 +231,7 @@ class DeviceRegistry:
         nonce = f"{start:.9f}"
         try:
             reply = await self.call(uuid, methods.PING, {"nonce": nonce}, timeout)
-        except (SessionClosed, CallTimeout, RemoteError) as exc:
+        except (SessionClosedError, CallTimeoutError, RemoteError) as exc:
             return {"ok": False, "rtt_ms": None, "error": str(exc)}
         rtt = (time.perf_counter() - start) * 1000.0
         if reply.get("nonce") != nonce:
@@ -288,7 +288,7 @@ class DeviceRegistry:
             c for c in self._connections.values() if c.transport == "stream" and c.last_seen < limit
         ]:
             log.warning("device %s silent for %.0f s: dropping it", conn.uuid, self.rule.window)
-            conn.session.close(SessionClosed("no heartbeat"))
+            conn.session.close(SessionClosedError("no heartbeat"))
             conn.drop()
             await self.detach(conn.uuid, conn.session, "no heartbeat")
         # Every device: the store decides; one replica wins each transition and reports it.

@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from hwfleet.controller.events import utcnow
-from hwfleet.integrations.mes import Delivery, jitter
+from hwfleet.integrations.mes import PostOutcome, jitter
 from hwfleet.store.errors import describe_unavailable, is_unavailable
 from hwfleet.types import JsonObject
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class Poster(Protocol):
     """What delivers one post (the MES client)."""
 
-    async def deliver(self, url: str, body: JsonObject, *, idempotency_key: str) -> Delivery: ...
+    async def deliver(self, url: str, body: JsonObject, *, idempotency_key: str) -> PostOutcome: ...
 
 
 class OutboxWorker:
@@ -173,11 +173,11 @@ class OutboxWorker:
                 await tx.outbox.retry(row.id, error=error, next_attempt_at=due)
         return len(rows)
 
-    async def _deliver(self, row: OutboxRecord) -> Delivery:
+    async def _deliver(self, row: OutboxRecord) -> PostOutcome:
         try:
             return await self._poster.deliver(
                 row.url, row.body, idempotency_key=row.idempotency_key
             )
         except Exception as exc:  # a poster bug must cost a retry, not the worker
             log.exception("outbox %s: poster raised", row.idempotency_key)
-            return Delivery(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return PostOutcome(False, None, f"{type(exc).__name__}: {str(exc)[:200]}")

@@ -18,22 +18,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seed 001's long commands: they take a task_id, accept at once, report via task_status.
-LONG_METHODS = frozenset(
-    {
-        methods.DECOM_DISK_ERASE,
-        methods.DECOM_FIRMWARE_SECURE,
-        methods.DECOM_QC,
-        methods.STANDBY_CACHE_IMAGES,
-        methods.STANDBY_PREPARE_IMAGE,
-        methods.STANDBY_RUN_IMAGE,
-    }
-)
 TERMINAL = frozenset({"complete", "error", "lost"})
-
-
-def is_long(method: str) -> bool:
-    return methods.canonical(method) in LONG_METHODS
 
 
 class TaskService:

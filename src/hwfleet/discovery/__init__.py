@@ -11,13 +11,13 @@ from hwfleet._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hwfleet.discovery.browser import DiscoveryBrowser
-    from hwfleet.discovery.guards import RateLimiter, ReplayGuard
+    from hwfleet.discovery.guards import PacketRateLimiter, ReplayGuard
     from hwfleet.discovery.metadata import DeviceMetadata
     from hwfleet.discovery.packets import (
         MAX_PACKET,
         QUERY_SIZE,
         AdvertBody,
-        BadPacket,
+        BadPacketError,
         Packet,
         PacketType,
         QueryBody,
@@ -34,13 +34,13 @@ if TYPE_CHECKING:
 # Exports resolve on first use: see hwfleet._lazy.
 _EXPORTS = {
     "DiscoveryBrowser": "browser",
-    "RateLimiter": "guards",
+    "PacketRateLimiter": "guards",
     "ReplayGuard": "guards",
     "DeviceMetadata": "metadata",
     "MAX_PACKET": "packets",
     "QUERY_SIZE": "packets",
     "AdvertBody": "packets",
-    "BadPacket": "packets",
+    "BadPacketError": "packets",
     "Packet": "packets",
     "PacketType": "packets",
     "QueryBody": "packets",
@@ -72,16 +72,16 @@ __all__ = [
     "QUERY_SIZE",
     "AddressChange",
     "AdvertBody",
-    "BadPacket",
+    "BadPacketError",
     "DeviceMetadata",
     "Discovered",
     "DiscoveryBrowser",
     "DiscoveryResponder",
     "KnownKeys",
     "Packet",
+    "PacketRateLimiter",
     "PacketType",
     "QueryBody",
-    "RateLimiter",
     "Registry",
     "ReplayGuard",
     "build_advert",

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from hwfleet.discovery.guards import ReplayGuard
-from hwfleet.discovery.packets import AdvertBody, BadPacket, PacketType, build_query, parse
+from hwfleet.discovery.packets import AdvertBody, BadPacketError, PacketType, build_query, parse
 from hwfleet.discovery.registry import Discovered, KnownKeys, Registry
 from hwfleet.discovery.targets import parse_targets
 from hwfleet.discovery.udp import (
@@ -199,13 +199,13 @@ class DiscoveryBrowser:
 
     # -- updates -------------------------------------------------------------------------
 
-    def updates(self, maxsize: int = 10000) -> Subscription:
+    def updates(self, maxsize: int = 10000) -> BrowserUpdates:
         """Every change (new, updated, moved, spoofed, state) from this call until ``close()``.
 
         The subscription starts at once, not at the first ``anext``, so nothing that
         happens in between is missed.
         """
-        subscription = Subscription(self._subscribers, maxsize)
+        subscription = BrowserUpdates(self._subscribers, maxsize)
         self._subscribers.add(subscription.queue)
         return subscription
 
@@ -232,7 +232,7 @@ class DiscoveryBrowser:
         self.counters["received"] += 1
         try:
             packet = parse(data)
-        except BadPacket as exc:
+        except BadPacketError as exc:
             self.counters["bad"] += 1
             self.counters[f"bad_{exc.code}"] += 1
             return
@@ -329,14 +329,14 @@ class DiscoveryBrowser:
         return sorted(found, key=lambda d: _address_key(d.metadata.ipaddr))
 
 
-class Subscription:
+class BrowserUpdates:
     """An async iterator over browser updates; ends when the browser closes."""
 
     def __init__(self, registry: set[asyncio.Queue[Discovered | None]], maxsize: int) -> None:
         self.queue: asyncio.Queue[Discovered | None] = asyncio.Queue(maxsize)
         self._registry = registry
 
-    def __aiter__(self) -> Subscription:
+    def __aiter__(self) -> BrowserUpdates:
         return self
 
     async def __anext__(self) -> Discovered:

@@ -11,7 +11,7 @@ import math
 from collections import OrderedDict
 
 
-class RateLimiter:
+class PacketRateLimiter:
     """A token bucket per source address: ``rate`` tokens/s, holding at most ``burst``."""
 
     def __init__(self, rate: float = 10.0, burst: float = 20.0, max_sources: int = 4096) -> None:

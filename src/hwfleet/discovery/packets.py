@@ -14,7 +14,7 @@ Layout (all integers big-endian; docs/discovery.md has the full description)::
 
 A query is padded to at least ``QUERY_SIZE`` bytes and a reply is never built larger
 than the query it answers, so a forged source address cannot amplify traffic. The
-parser is strict: anything it does not fully understand raises ``BadPacket`` with a
+parser is strict: anything it does not fully understand raises ``BadPacketError`` with a
 short ``code`` (for counters) and a reason a human can read.
 """
 
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 
 from hwfleet.discovery.signing import SIGNATURE_SIZE, fingerprint, public_raw
+from hwfleet.errors import ProtocolError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -70,7 +71,7 @@ class PacketType(IntEnum):
     ANNOUNCE = 3
 
 
-class BadPacket(ValueError):
+class BadPacketError(ProtocolError, ValueError):
     """A datagram that is not a well-formed discovery packet; ``code`` names the counter."""
 
     def __init__(self, code: str, reason: str) -> None:
@@ -185,39 +186,41 @@ def build_advert(
 
 
 def parse(data: bytes) -> Packet:
-    """Parse one datagram or raise ``BadPacket`` saying exactly what is wrong."""
+    """Parse one datagram or raise ``BadPacketError`` saying exactly what is wrong."""
     size = len(data)
     if size > MAX_PACKET:
-        raise BadPacket("oversized", f"{size} bytes, more than the {MAX_PACKET}-byte limit")
+        raise BadPacketError("oversized", f"{size} bytes, more than the {MAX_PACKET}-byte limit")
     if size < HEADER_SIZE:
-        raise BadPacket("short", f"{size} bytes, shorter than the {HEADER_SIZE}-byte header")
+        raise BadPacketError("short", f"{size} bytes, shorter than the {HEADER_SIZE}-byte header")
     magic, version, kind, flags, reserved, length = HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise BadPacket("magic", f"magic {magic!r} is not {MAGIC!r}")
+        raise BadPacketError("magic", f"magic {magic!r} is not {MAGIC!r}")
     if version != VERSION:
-        raise BadPacket("version", f"unsupported version {version} (this side speaks {VERSION})")
+        raise BadPacketError(
+            "version", f"unsupported version {version} (this side speaks {VERSION})"
+        )
     try:
         ptype = PacketType(kind)
     except ValueError:
-        raise BadPacket("type", f"unknown packet type {kind}") from None
+        raise BadPacketError("type", f"unknown packet type {kind}") from None
     if flags & ~_KNOWN_FLAGS or reserved:
-        raise BadPacket("flags", f"unknown flag bits 0x{flags:02x}/reserved 0x{reserved:02x}")
+        raise BadPacketError("flags", f"unknown flag bits 0x{flags:02x}/reserved 0x{reserved:02x}")
     end = HEADER_SIZE + length
     if length == 0 or end > size:
-        raise BadPacket("truncated", f"body length {length} does not fit in {size} bytes")
+        raise BadPacketError("truncated", f"body length {length} does not fit in {size} bytes")
     signature: bytes | None = None
     if ptype is PacketType.QUERY:
         if flags:
-            raise BadPacket("flags", "a query carries no flags")
+            raise BadPacketError("flags", "a query carries no flags")
         if size < QUERY_SIZE:
-            raise BadPacket("unpadded", f"query of {size} bytes, not padded to {QUERY_SIZE}")
+            raise BadPacketError("unpadded", f"query of {size} bytes, not padded to {QUERY_SIZE}")
         if data.count(0, end) != size - end:
-            raise BadPacket("padding", "query padding is not all zero bytes")
+            raise BadPacketError("padding", "query padding is not all zero bytes")
     else:
         tail = size - end
         expected = SIGNATURE_SIZE if flags & FLAG_SIGNED else 0
         if tail != expected:
-            raise BadPacket("length", f"{tail} bytes after the body, expected {expected}")
+            raise BadPacketError("length", f"{tail} bytes after the body, expected {expected}")
         if expected:
             signature = bytes(data[end:])
     raw_body = bytes(data[HEADER_SIZE:end])
@@ -237,17 +240,17 @@ def _decode_body(ptype: PacketType, raw: bytes) -> QueryBody | AdvertBody:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
         schema = ptype.name.lower()
-        raise BadPacket("field", f"body does not match the {schema} schema: {exc}") from None
+        raise BadPacketError("field", f"body does not match the {schema} schema: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise BadPacket("json", f"body is not a JSON object: {exc}") from None
+        raise BadPacketError("json", f"body is not a JSON object: {exc}") from None
     except UnicodeDecodeError:
         # msgspec reports invalid UTF-8 inside strings this way, not as a DecodeError.
-        raise BadPacket("json", "body is not valid UTF-8") from None
+        raise BadPacketError("json", "body is not valid UTF-8") from None
 
 
 def _check_ts(ts: float) -> None:
     if not math.isfinite(ts) or ts < 0:
-        raise BadPacket("field", f"timestamp {ts!r} is not a finite, non-negative number")
+        raise BadPacketError("field", f"timestamp {ts!r} is not a finite, non-negative number")
 
 
 def _check_advert(body: AdvertBody, *, signed: bool) -> None:
@@ -256,31 +259,31 @@ def _check_advert(body: AdvertBody, *, signed: bool) -> None:
     try:
         canonical = str(uuidlib.UUID(body.uuid))
     except ValueError:
-        raise BadPacket("field", f"uuid {body.uuid!r} is not a UUID") from None
+        raise BadPacketError("field", f"uuid {body.uuid!r} is not a UUID") from None
     if canonical != body.uuid:
-        raise BadPacket("field", f"uuid {body.uuid!r} is not in canonical lower-case form")
+        raise BadPacketError("field", f"uuid {body.uuid!r} is not in canonical lower-case form")
     if body.ipaddr:
         _check_ip(body.ipaddr, "ipaddr")
     if body.endpoint is not None:
         _check_ip(body.endpoint[0], "endpoint host")
     if signed and body.pk is None:
-        raise BadPacket("field", "a signed packet must carry its public key (pk)")
+        raise BadPacketError("field", "a signed packet must carry its public key (pk)")
     if body.pk is not None:
         try:
             raw = base64.b64decode(body.pk, validate=True)
         except (binascii.Error, ValueError):
-            raise BadPacket("field", "pk is not base64") from None
+            raise BadPacketError("field", "pk is not base64") from None
         if len(raw) != 32:
-            raise BadPacket("field", f"pk is {len(raw)} bytes, an Ed25519 key is 32")
+            raise BadPacketError("field", f"pk is {len(raw)} bytes, an Ed25519 key is 32")
         if body.fp != fingerprint(raw):
-            raise BadPacket("field", "fp is not the fingerprint of pk")
+            raise BadPacketError("field", "fp is not the fingerprint of pk")
 
 
 def _check_ip(text: str, what: str) -> None:
     try:
         ipaddress.ip_address(text)
     except ValueError:
-        raise BadPacket("field", f"{what} {text!r} is not an IP address") from None
+        raise BadPacketError("field", f"{what} {text!r} is not an IP address") from None
 
 
 def public_key_of(body: AdvertBody) -> bytes | None:

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from hwfleet.discovery.guards import RateLimiter
+from hwfleet.discovery.guards import PacketRateLimiter
 from hwfleet.discovery.metadata import DeviceMetadata
 from hwfleet.discovery.packets import (
     FLAG_TRUNCATED,
     MAX_ANNOUNCE,
     MAX_TEXT,
     AdvertBody,
-    BadPacket,
+    BadPacketError,
     PacketType,
     QueryBody,
     build_advert,
@@ -120,7 +120,7 @@ class DiscoveryResponder:
         self.signing_key = signing_key
         self.interface = interface
         self.announce_to = list(announce_to)
-        self.limiter = RateLimiter(rate, burst)
+        self.limiter = PacketRateLimiter(rate, burst)
         self.counters: Counter[str] = Counter()
         self._endpoint: DatagramEndpoint | None = None
         self._transport: asyncio.DatagramTransport | None = None
@@ -189,7 +189,7 @@ class DiscoveryResponder:
         self.counters["received"] += 1
         try:
             packet = parse(data)
-        except BadPacket as exc:
+        except BadPacketError as exc:
             self.counters["bad"] += 1
             self.counters[f"bad_{exc.code}"] += 1
             return

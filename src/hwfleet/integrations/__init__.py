@@ -7,6 +7,6 @@ management API in ``rabbitmq_users_http``; ``rabbitmq_policy``: the
 ``hwinfo_queue`` dead-letter policy). Later Redfish, Kea and webhooks.
 """
 
-from hwfleet.integrations.mes import Delivery, MesClient, MesError
+from hwfleet.integrations.mes import MesClient, MesError, PostOutcome
 
-__all__ = ["Delivery", "MesClient", "MesError"]
+__all__ = ["MesClient", "MesError", "PostOutcome"]

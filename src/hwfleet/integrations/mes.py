@@ -36,6 +36,7 @@ import aiohttp
 import msgspec
 from yarl import URL
 
+from hwfleet.errors import IntegrationError
 from hwfleet.integrations.mes_gate import OutageGate
 from hwfleet.integrations.mes_records import MesFormatError, MesRecord, parse_mes_record
 from hwfleet.settings import ServerSettings
@@ -47,7 +48,7 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
-class MesError(Exception):
+class MesError(IntegrationError):
     """A MES lookup failed; ``str(exc)`` is the operator-readable reason.
 
     ``summary`` says the same without the serial, so that one outage hitting a
@@ -60,7 +61,7 @@ class MesError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class PostOutcome:
     """The outcome of one post attempt."""
 
     ok: bool
@@ -273,7 +274,7 @@ class MesClient:
         except MesFormatError as exc:
             raise MesError(f"{where}: {exc}") from None
 
-    async def deliver(self, url: str, body: JsonObject, *, idempotency_key: str) -> Delivery:
+    async def deliver(self, url: str, body: JsonObject, *, idempotency_key: str) -> PostOutcome:
         """POST ``body`` once with an ``Idempotency-Key``; never raises for HTTP trouble."""
         try:
             answer = await self._request(
@@ -283,11 +284,13 @@ class MesClient:
                 **{"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
             )
         except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
-            return Delivery(False, None, f"POST {url}: not a usable URL ({exc})", retryable=False)
+            return PostOutcome(
+                False, None, f"POST {url}: not a usable URL ({exc})", retryable=False
+            )
         except TRANSPORT_ERRORS as exc:
-            return Delivery(False, None, f"POST {url}: {failure(exc)}")
+            return PostOutcome(False, None, f"POST {url}: {failure(exc)}")
         if 200 <= answer.status < 300:
-            return Delivery(True, answer.status)
+            return PostOutcome(True, answer.status)
         error = f"POST {url}: {answer.status} {answer.reason}: {snippet(answer.body)}"
         retryable = answer.status in RETRYABLE_STATUSES or answer.status >= 500
-        return Delivery(False, answer.status, error, retryable=retryable)
+        return PostOutcome(False, answer.status, error, retryable=retryable)

@@ -13,42 +13,17 @@ scores a device's MACs against such a record.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hwfleet.errors import IntegrationError
+from hwfleet.protocol.mac import normalize_mac
 from hwfleet.types import Serial
 
-_MAC_CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
-_MAC_SEPARATED = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$")
-_MAC_DOTTED = re.compile(r"^[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}$")
-_MAC_BARE = re.compile(r"^[0-9a-f]{12}$")
 
-
-class MesFormatError(ValueError):
+class MesFormatError(IntegrationError, ValueError):
     """The MES answered something that is not the documented record shape."""
-
-
-def normalize_mac(text: object) -> str:
-    """``aa:bb:cc:dd:ee:ff`` for any common spelling of a 48-bit MAC; ValueError otherwise."""
-    if not isinstance(text, str):
-        raise ValueError(f"MAC address must be a string, not {type(text).__name__}")
-    value = text.strip().lower()
-    if _MAC_CANONICAL.fullmatch(value):
-        return value  # how nearly every device and MES spells it: nothing to rebuild
-    if _MAC_SEPARATED.match(value):
-        digits = value.replace(value[2], "")
-    elif _MAC_DOTTED.match(value):
-        digits = value.replace(".", "")
-    elif _MAC_BARE.match(value):
-        digits = value
-    else:
-        shown = text if len(text) <= 40 else text[:40] + "…"
-        raise ValueError(
-            f"{shown!r} is not a MAC address (expected six hex pairs like e0:18:7d:2e:ca:68)"
-        )
-    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
 
 
 @dataclass(frozen=True, slots=True)

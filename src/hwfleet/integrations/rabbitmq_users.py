@@ -35,6 +35,7 @@ from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from hwfleet.bus.topology import DEFAULT_PREFIX, DEVICESCAN, Topology
+from hwfleet.errors import BusError
 from hwfleet.protocol.carrier import (
     AGENTS_EXCHANGE,
     UPLINK_EXCHANGE,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 2
 
 
-class BusCredentialsError(RuntimeError):
+class BusCredentialsError(BusError, RuntimeError):
     """The broker refused or failed to create, change or delete a device user."""
 
 

@@ -2,7 +2,7 @@
 
 from hwfleet.protocol.envelope import (
     PROTOCOL_VERSION,
-    BadEnvelope,
+    BadEnvelopeError,
     Command,
     Error,
     ErrorBody,
@@ -13,14 +13,14 @@ from hwfleet.protocol.envelope import (
     encode,
 )
 from hwfleet.protocol.errors import (
-    CallTimeout,
+    CallTimeoutError,
     ErrorCode,
+    FatalProtocolError,
     MethodError,
-    ProtocolError,
     RemoteError,
-    SessionClosed,
+    SessionClosedError,
 )
-from hwfleet.protocol.framing import MAX_LINE, STREAM_LIMIT, LineTooLong, read_line
+from hwfleet.protocol.framing import MAX_LINE, STREAM_LIMIT, LineTooLongError, read_line
 from hwfleet.protocol.methods import MethodRegistry, canonical
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.status import StatusId
@@ -29,22 +29,22 @@ __all__ = [
     "MAX_LINE",
     "PROTOCOL_VERSION",
     "STREAM_LIMIT",
-    "BadEnvelope",
-    "CallTimeout",
+    "BadEnvelopeError",
+    "CallTimeoutError",
     "Command",
     "Error",
     "ErrorBody",
     "ErrorCode",
     "FatalError",
-    "LineTooLong",
+    "FatalProtocolError",
+    "LineTooLongError",
     "Message",
     "MethodError",
     "MethodRegistry",
-    "ProtocolError",
     "RemoteError",
     "Result",
     "Session",
-    "SessionClosed",
+    "SessionClosedError",
     "StatusId",
     "canonical",
     "decode",

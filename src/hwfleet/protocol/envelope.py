@@ -2,9 +2,9 @@
 
 Decoding sorts a line into a :class:`Command`, :class:`Result`, :class:`Error`
 or :class:`FatalError`. A line that is not a usable envelope raises
-:class:`~hwfleet.protocol.errors.ProtocolError` when there is no ``id`` to
+:class:`~hwfleet.protocol.errors.FatalProtocolError` when there is no ``id`` to
 answer (the caller then sends ``fatal_error`` and closes), or
-:class:`BadEnvelope` when there is one (the caller answers with an error reply).
+:class:`BadEnvelopeError` when there is one (the caller answers with an error reply).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import msgspec
 
-from hwfleet.protocol.errors import ErrorCode, ProtocolError
+from hwfleet.errors import ProtocolError
+from hwfleet.protocol.errors import ErrorCode, FatalProtocolError
 
 PROTOCOL_VERSION = "1"
 
@@ -60,7 +61,7 @@ class FatalError(msgspec.Struct):
 Message = Command | Result | Error | FatalError
 
 
-class BadEnvelope(Exception):
+class BadEnvelopeError(ProtocolError):
     """An envelope with a usable ``id`` but otherwise wrong: answer with an error reply."""
 
     def __init__(self, message_id: str, msg: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
@@ -96,19 +97,19 @@ def decode(line: bytes) -> Message:
     try:
         raw = _decoder.decode(line)
     except msgspec.ValidationError as exc:
-        raise ProtocolError(f"not a JSON object: {exc}") from None
+        raise FatalProtocolError(f"not a JSON object: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ProtocolError(f"invalid JSON: {exc}") from None
+        raise FatalProtocolError(f"invalid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"invalid UTF-8 at byte {exc.start}") from None
+        raise FatalProtocolError(f"invalid UTF-8 at byte {exc.start}") from None
     if raw.fatal_error is not msgspec.UNSET:
         return FatalError(fatal_error=str(raw.fatal_error))
     if not isinstance(raw.id, str) or not raw.id:
-        raise ProtocolError("envelope has no string 'id'")
+        raise FatalProtocolError("envelope has no string 'id'")
     if not isinstance(raw.version, str):
-        raise ProtocolError("envelope has no string 'version'")
+        raise FatalProtocolError("envelope has no string 'version'")
     if raw.version != PROTOCOL_VERSION:
-        raise BadEnvelope(
+        raise BadEnvelopeError(
             raw.id,
             f"protocol version {raw.version!r} is not supported (this peer speaks "
             f"{PROTOCOL_VERSION!r})",
@@ -116,10 +117,10 @@ def decode(line: bytes) -> Message:
         )
     if raw.method is not msgspec.UNSET:
         if not isinstance(raw.method, str) or not raw.method:
-            raise BadEnvelope(raw.id, "'method' must be a non-empty string")
+            raise BadEnvelopeError(raw.id, "'method' must be a non-empty string")
         params = {} if raw.params is msgspec.UNSET or raw.params is None else raw.params
         if not isinstance(params, dict):
-            raise BadEnvelope(
+            raise BadEnvelopeError(
                 raw.id,
                 f"'params' must be an object, not {type(params).__name__}",
                 ErrorCode.BAD_PARAMS,
@@ -127,16 +128,16 @@ def decode(line: bytes) -> Message:
         return Command(version=raw.version, id=raw.id, method=raw.method, params=params)
     if raw.result is not msgspec.UNSET:
         if not isinstance(raw.result, dict):
-            raise BadEnvelope(raw.id, "'result' must be an object")
+            raise BadEnvelopeError(raw.id, "'result' must be an object")
         return Result(version=raw.version, id=raw.id, result=raw.result)
     if raw.error is not msgspec.UNSET:
         if not isinstance(raw.error, dict) or not isinstance(raw.error.get("msg"), str):
-            raise BadEnvelope(raw.id, "'error' must be an object with a string 'msg'")
+            raise BadEnvelopeError(raw.id, "'error' must be an object with a string 'msg'")
         code = raw.error.get("code", ErrorCode.FAILED.value)
         return Error(
             version=raw.version, id=raw.id, error=ErrorBody(msg=raw.error["msg"], code=str(code))
         )
-    raise BadEnvelope(raw.id, "envelope has none of 'method', 'result' or 'error'")
+    raise BadEnvelopeError(raw.id, "envelope has none of 'method', 'result' or 'error'")
 
 
 def encode(message: Message) -> bytes:

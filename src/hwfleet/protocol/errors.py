@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from hwfleet.errors import ProtocolError
+
 
 class ErrorCode(StrEnum):
     """Machine-readable reasons; ``error.msg`` carries the human-readable one."""
@@ -20,14 +22,14 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
 
 
-class ProtocolError(Exception):
+class FatalProtocolError(ProtocolError):
     """A peer broke the wire format badly enough that the connection must close.
 
     The message becomes the ``fatal_error`` line sent before closing.
     """
 
 
-class MethodError(Exception):
+class MethodError(ProtocolError):
     """Raised by a method handler to answer with an error reply instead of a result."""
 
     def __init__(self, msg: str, code: ErrorCode | str = ErrorCode.FAILED) -> None:
@@ -36,7 +38,7 @@ class MethodError(Exception):
         self.code = str(code)
 
 
-class RemoteError(Exception):
+class RemoteError(ProtocolError):
     """The peer answered a call with an error reply."""
 
     def __init__(self, method: str, msg: str, code: str) -> None:
@@ -46,7 +48,7 @@ class RemoteError(Exception):
         self.code = code
 
 
-class CallTimeout(TimeoutError):
+class CallTimeoutError(ProtocolError, TimeoutError):
     """A call got no reply before its deadline."""
 
     def __init__(self, method: str, timeout: float, peer: str) -> None:
@@ -54,5 +56,5 @@ class CallTimeout(TimeoutError):
         self.method = method
 
 
-class SessionClosed(ConnectionError):
+class SessionClosedError(ProtocolError, ConnectionError):
     """The session closed before (or while) a call could complete."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hwfleet.protocol.errors import ProtocolError
+from hwfleet.protocol.errors import FatalProtocolError
 
 #: Longest line accepted, newline excluded.
 MAX_LINE = 1 << 20
@@ -12,7 +12,7 @@ MAX_LINE = 1 << 20
 STREAM_LIMIT = MAX_LINE + 1
 
 
-class LineTooLong(ProtocolError):
+class LineTooLongError(FatalProtocolError):
     """The peer sent more than :data:`MAX_LINE` bytes without a newline."""
 
 
@@ -32,11 +32,11 @@ async def read_line(
         except asyncio.IncompleteReadError:
             return None
         except asyncio.LimitOverrunError:
-            raise LineTooLong(f"line longer than {limit} bytes") from None
+            raise LineTooLongError(f"line longer than {limit} bytes") from None
         except ValueError:  # readuntil's other way of saying the limit was overrun
-            raise LineTooLong(f"line longer than {limit} bytes") from None
+            raise LineTooLongError(f"line longer than {limit} bytes") from None
         if len(line) - 1 > limit:
-            raise LineTooLong(f"line of {len(line) - 1} bytes exceeds {limit}")
+            raise LineTooLongError(f"line of {len(line) - 1} bytes exceeds {limit}")
         body = line.rstrip(b"\r\n")
         if body or keep_blank:
             return body

@@ -56,6 +56,24 @@ def canonical(method: str) -> str:
     return method
 
 
+#: Seed 001's long commands: they take a task_id, accept at once, report via task_status.
+LONG_METHODS = frozenset(
+    {
+        DECOM_DISK_ERASE,
+        DECOM_FIRMWARE_SECURE,
+        DECOM_QC,
+        STANDBY_CACHE_IMAGES,
+        STANDBY_PREPARE_IMAGE,
+        STANDBY_RUN_IMAGE,
+    }
+)
+
+
+def is_long(method: str) -> bool:
+    """Whether a method is one of seed 001's long commands (tracked as a task)."""
+    return canonical(method) in LONG_METHODS
+
+
 class Handshake(msgspec.Struct, kw_only=True):
     """First message from an agent: who it is."""
 

@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic
 
 from hwfleet.protocol import envelope
-from hwfleet.protocol.errors import CallTimeout, ProtocolError, RemoteError, SessionClosed
+from hwfleet.protocol.errors import (
+    CallTimeoutError,
+    FatalProtocolError,
+    RemoteError,
+    SessionClosedError,
+)
 from hwfleet.protocol.methods import Ctx, MethodRegistry
 
 log = logging.getLogger(__name__)
@@ -51,7 +56,7 @@ class Session(Generic[Ctx]):
     ) -> dict[str, Any]:
         """Send a command and wait for its result; raise on error reply, timeout or close."""
         if self._closed is not None:
-            raise SessionClosed(f"session to {self.peer} is closed: {self._closed}")
+            raise SessionClosedError(f"session to {self.peer} is closed: {self._closed}")
         cmd = envelope.command(method, params)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[cmd.id] = (method, future)
@@ -61,24 +66,24 @@ class Session(Generic[Ctx]):
             async with asyncio.timeout(limit):
                 return await future
         except TimeoutError:
-            raise CallTimeout(method, limit, self.peer) from None
+            raise CallTimeoutError(method, limit, self.peer) from None
         finally:
             self._pending.pop(cmd.id, None)
 
     async def cast(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a command without waiting for its reply (the reply is dropped on arrival)."""
         if self._closed is not None:
-            raise SessionClosed(f"session to {self.peer} is closed: {self._closed}")
+            raise SessionClosedError(f"session to {self.peer} is closed: {self._closed}")
         await self._send(envelope.encode(envelope.command(method, params)))
 
     async def handle(self, frame: bytes) -> bool:
         """Process one received frame; ``False`` means the carrier must close now."""
         try:
             message = envelope.decode(frame)
-        except ProtocolError as exc:
+        except FatalProtocolError as exc:
             await self._fatal(str(exc))
             return False
-        except envelope.BadEnvelope as exc:
+        except envelope.BadEnvelopeError as exc:
             await self._reply(envelope.error(exc.message_id, exc.msg, exc.code))
             return True
         return await self.handle_message(message)
@@ -93,7 +98,7 @@ class Session(Generic[Ctx]):
             self._resolve(message.id, None, message.error)
         else:
             log.warning("%s sent fatal_error: %s", self.peer, message.fatal_error)
-            self.close(SessionClosed(f"peer sent fatal_error: {message.fatal_error}"))
+            self.close(SessionClosedError(f"peer sent fatal_error: {message.fatal_error}"))
             return False
         return True
 
@@ -102,13 +107,13 @@ class Session(Generic[Ctx]):
         await self._fatal(reason)
 
     def close(self, reason: BaseException | None = None) -> None:
-        """Fail every pending call; later calls raise :class:`SessionClosed`."""
+        """Fail every pending call; later calls raise :class:`SessionClosedError`."""
         if self._closed is not None:
             return
-        self._closed = reason or SessionClosed(f"session to {self.peer} closed")
+        self._closed = reason or SessionClosedError(f"session to {self.peer} closed")
         for method, future in self._pending.values():
             if not future.done():
-                future.set_exception(SessionClosed(f"{method} to {self.peer}: {self._closed}"))
+                future.set_exception(SessionClosedError(f"{method} to {self.peer}: {self._closed}"))
         self._pending.clear()
 
     def _resolve(
@@ -129,10 +134,10 @@ class Session(Generic[Ctx]):
         try:
             await self._send(envelope.encode(message))
         except (ConnectionError, OSError) as exc:
-            self.close(SessionClosed(str(exc)))
+            self.close(SessionClosedError(str(exc)))
 
     async def _fatal(self, reason: str) -> None:
         log.warning("closing session to %s: %s", self.peer, reason)
         with contextlib.suppress(ConnectionError, OSError):
             await self._send(envelope.encode(envelope.FatalError(fatal_error=reason)))
-        self.close(SessionClosed(reason))
+        self.close(SessionClosedError(reason))

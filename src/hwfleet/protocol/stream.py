@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 from typing import Any, Protocol
 
-from hwfleet.protocol.errors import SessionClosed
-from hwfleet.protocol.framing import MAX_LINE, LineTooLong, read_line
+from hwfleet.protocol.errors import SessionClosedError
+from hwfleet.protocol.framing import MAX_LINE, LineTooLongError, read_line
 from hwfleet.protocol.session import Session
 
 
@@ -61,7 +61,7 @@ async def pump(
             limit = MAX_LINE if pacing is None else pacing.line_limit()
             try:
                 line = await read_line(reader, limit, keep_blank=True)
-            except LineTooLong as exc:
+            except LineTooLongError as exc:
                 await session.fatal(str(exc))
                 return
             if line is None:
@@ -72,6 +72,6 @@ async def pump(
                 return
             await asyncio.sleep(0)
     except (ConnectionError, OSError) as exc:
-        session.close(SessionClosed(str(exc)))
+        session.close(SessionClosedError(str(exc)))
     finally:
         session.close()

@@ -15,6 +15,8 @@ import errno
 import ipaddress
 import socket
 
+from hwfleet.errors import ConfigError
+
 DEFAULT_ADDRESS_BASE = "127.1.0.1"
 #: Blocks start this far apart (a /16 each: room for the 65000 devices ``sim`` allows).
 BLOCK_STRIDE = 1 << 16
@@ -22,7 +24,7 @@ BLOCK_STRIDE = 1 << 16
 MAX_BLOCKS = 16
 
 
-class AddressesTaken(ValueError):
+class AddressesTakenError(ConfigError, ValueError):
     """No block of loopback addresses has the discovery port free; the message says how to fix."""
 
 
@@ -60,7 +62,7 @@ def _first_taken(count: int, port: int, base: str) -> tuple[int, str] | None:
 
 def pick_address_base(count: int, port: int, base: str, *, move: bool) -> str:
     """``base`` if devices 0..count-1 can all bind ``port`` there; with ``move``, else the
-    first later block that can. Raises :class:`AddressesTaken` naming the taken address.
+    first later block that can. Raises :class:`AddressesTakenError` naming the taken address.
 
     A probe, not a reservation: a simulator starting at the same moment can still win the
     race, and the responders' own binds then report the address (see ``SimFleet.start``).
@@ -79,4 +81,4 @@ def pick_address_base(count: int, port: int, base: str, *, move: bool) -> str:
         if _first_taken(count, port, candidate) is None:
             return candidate
     index, address = taken
-    raise AddressesTaken(taken_message(address, port, index))
+    raise AddressesTakenError(taken_message(address, port, index))

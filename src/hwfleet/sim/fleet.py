@@ -24,7 +24,7 @@ from hwfleet.agent.links.stream import StreamLink
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.sim.addresses import (
     DEFAULT_ADDRESS_BASE,
-    AddressesTaken,
+    AddressesTakenError,
     address_for,
     taken_message,
 )
@@ -226,7 +226,7 @@ class SimFleet:
                 await responder.start()
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise AddressesTaken(taken_message(address, port, device.index)) from None
+                    raise AddressesTakenError(taken_message(address, port, device.index)) from None
                 raise
             device.responder = responder
 

@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hwfleet.errors import ConfigError
 from hwfleet.types import JsonObject
 
 LOOKUP_PATH = "/deviceInfo/getById"
@@ -54,7 +55,7 @@ NOT_REGISTERED = "Device is not registered"
 GARBAGE_KINDS = ("html", "json", "404")
 
 
-class ProfileError(ValueError):
+class MesProfileError(ConfigError, ValueError):
     """The profile file is missing or malformed; the message says where."""
 
 
@@ -62,14 +63,14 @@ def records_from_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
     """``{serial text: info}`` where info is a list of rows or the not-registered message."""
     devices = profile.get("devices", [])
     if not isinstance(devices, list):
-        raise ProfileError("profile: 'devices' must be a list")
+        raise MesProfileError("profile: 'devices' must be a list")
     records: dict[str, Any] = {}
     for index, device in enumerate(devices):
         if not isinstance(device, Mapping) or "sn" not in device:
-            raise ProfileError(f"profile: devices[{index}] must be an object with an 'sn'")
+            raise MesProfileError(f"profile: devices[{index}] must be an object with an 'sn'")
         interfaces = device.get("interfaces", [])
         if not isinstance(interfaces, list):
-            raise ProfileError(f"profile: devices[{index}].interfaces must be a list")
+            raise MesProfileError(f"profile: devices[{index}].interfaces must be a list")
         macs = [
             {"interface": str(nic.get("name", "")), "macaddr": str(nic.get("mac", ""))}
             for nic in interfaces
@@ -78,13 +79,15 @@ def records_from_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
         records[str(device["sn"])] = [{"serialNo": str(device["sn"]), "macInfo": macs}]
     mes = profile.get("mes", {})
     if not isinstance(mes, Mapping):
-        raise ProfileError("profile: 'mes' must be an object")
+        raise MesProfileError("profile: 'mes' must be an object")
     overrides = mes.get("records", {})
     if not isinstance(overrides, Mapping):
-        raise ProfileError("profile: mes.records must map serials to info rows")
+        raise MesProfileError("profile: mes.records must map serials to info rows")
     for sn, info in overrides.items():
         if not isinstance(info, list | str):
-            raise ProfileError(f"profile: mes.records[{sn!r}] must be a list of rows or a message")
+            raise MesProfileError(
+                f"profile: mes.records[{sn!r}] must be a list of rows or a message"
+            )
         records[str(sn)] = info
     for sn in mes.get("unregistered", []):
         records[str(sn)] = NOT_REGISTERED
@@ -93,13 +96,13 @@ def records_from_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
 
 def load_profile(path: str | Path) -> dict[str, Any]:
     """The profile as ``hwfleet sim`` validates it (one set of rules: a MAC ``sim`` refuses,
-    ``mes-sim`` refuses too), as plain JSON values; raises :class:`ProfileError`."""
+    ``mes-sim`` refuses too), as plain JSON values; raises :class:`MesProfileError`."""
     from hwfleet.sim import profiles
 
     try:
         document: dict[str, Any] = msgspec.to_builtins(profiles.load_profile(path))
     except profiles.ProfileError as exc:
-        raise ProfileError(str(exc)) from None
+        raise MesProfileError(str(exc)) from None
     return document
 
 

@@ -22,9 +22,10 @@ from typing import Annotated, Any
 
 import msgspec
 
+from hwfleet.errors import ConfigError
 from hwfleet.protocol.inventory import Cpu, Disk, Nic, PciDevice
+from hwfleet.protocol.mac import is_mac, normalize_mac
 
-_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
 _PCI_ADDRESS = re.compile(r"^([0-9a-fA-F]{4,8}:)?[0-9a-fA-F]{2}:[0-1][0-9a-fA-F]\.[0-7]$")
 _PCI_ID = re.compile(r"^(0x)?[0-9a-fA-F]{1,4}$")
 _PCI_CLASS = re.compile(r"^(0x)?[0-9a-fA-F]{1,6}$")
@@ -90,7 +91,7 @@ class Profile(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_f
     mes: MesSection | None = None
 
 
-class ProfileError(ValueError):
+class ProfileError(ConfigError, ValueError):
     """A profile that cannot be used; ``field`` is a JSON path such as ``$.devices[3].sn``."""
 
     def __init__(self, source: str, field: str, reason: str) -> None:
@@ -98,16 +99,6 @@ class ProfileError(ValueError):
         self.source = source
         self.field = field
         self.reason = reason
-
-
-def is_mac(text: str) -> bool:
-    """Six hex octets separated by ``:`` or ``-`` (one separator throughout)."""
-    return bool(_MAC.match(text))
-
-
-def normalize_mac(text: str) -> str:
-    """``AA-BB-…`` → ``aa:bb:…``, the form sysfs reports; for comparing, not for display."""
-    return text.replace("-", ":").lower()
 
 
 def is_pci_address(text: str) -> bool:

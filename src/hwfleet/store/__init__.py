@@ -7,8 +7,9 @@ schema when opened. Work happens inside ``async with store.tx() as tx:`` through
 back as frozen msgspec records.
 """
 
+from hwfleet.errors import StoreError
 from hwfleet.store.database import Store, open_store
-from hwfleet.store.errors import StoreError, StoreUnavailable
+from hwfleet.store.errors import StoreUnavailableError
 from hwfleet.store.records import (
     DeviceRecord,
     DiscoveredRecord,
@@ -35,7 +36,7 @@ __all__ = [
     "ScanResultRow",
     "Store",
     "StoreError",
-    "StoreUnavailable",
+    "StoreUnavailableError",
     "TaskRecord",
     "Tx",
     "open_store",

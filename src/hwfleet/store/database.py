@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from hwfleet.store import migrate
-from hwfleet.store.errors import StoreUnavailable, explain_connect_error
+from hwfleet.store.errors import StoreUnavailableError, explain_connect_error
 from hwfleet.store.sqltypes import json_dumps, json_loads
 from hwfleet.store.tx import Tx
 from hwfleet.store.urls import is_memory, normalize_url
@@ -192,7 +192,7 @@ async def open_store(url: str, *, run_migrations: bool = True) -> Store:
     """Open the database at ``url`` and migrate it to the newest schema.
 
     Accepts ``sqlite:///PATH`` (the file's directory is created), ``postgresql://…``
-    or a bare file path. Raises :class:`StoreUnavailable` with a one-line reason
+    or a bare file path. Raises :class:`StoreUnavailableError` with a one-line reason
     when the database cannot be reached or opened.
     """
     parsed = normalize_url(url)
@@ -201,7 +201,7 @@ async def open_store(url: str, *, run_migrations: bool = True) -> Store:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(
+            raise StoreUnavailableError(
                 f"cannot create the directory {directory} for the SQLite database: "
                 f"{exc.strerror} — set --db or HWFLEET_DB"
             ) from None
@@ -211,7 +211,7 @@ async def open_store(url: str, *, run_migrations: bool = True) -> Store:
         try:
             sqlite3.connect(parsed.database or "").close()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(explain_connect_error(parsed, exc)) from exc
+            raise StoreUnavailableError(explain_connect_error(parsed, exc)) from exc
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(parsed)
     else:
@@ -222,7 +222,7 @@ async def open_store(url: str, *, run_migrations: bool = True) -> Store:
             async with engine.connect():
                 pass
         except Exception as exc:
-            raise StoreUnavailable(explain_connect_error(parsed, exc)) from exc
+            raise StoreUnavailableError(explain_connect_error(parsed, exc)) from exc
         if run_migrations:
             await migrate.upgrade(engine)
     except BaseException:

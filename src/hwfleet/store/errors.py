@@ -7,14 +7,12 @@ from collections.abc import Iterator
 
 from sqlalchemy.engine import URL
 
+from hwfleet.errors import StoreError
+
 HINT = "set --db or HWFLEET_DB"
 
 
-class StoreError(Exception):
-    """Something the store cannot do; the message says what and why."""
-
-
-class StoreUnavailable(StoreError):
+class StoreUnavailableError(StoreError):
     """The database cannot be reached or opened (raised by ``open_store``)."""
 
 

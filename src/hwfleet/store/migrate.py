@@ -20,7 +20,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hwfleet.store.errors import StoreUnavailable
+from hwfleet.store.errors import StoreUnavailableError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: pg_advisory_xact_lock key: the bytes of "hwfleet" as one bigint.
@@ -55,7 +55,7 @@ def _upgrade(connection: Connection, head: str) -> None:
         command.upgrade(alembic_config(connection), "head")
     except CommandError as exc:
         current = _current(connection)
-        raise StoreUnavailable(
+        raise StoreUnavailableError(
             f"database schema is at revision {current!r}, which this hwfleet does not know "
             f"(its newest is {head!r}): upgrade hwfleet ({exc})"
         ) from None

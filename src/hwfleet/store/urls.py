@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from hwfleet.store.errors import HINT, StoreUnavailable
+from hwfleet.store.errors import HINT, StoreUnavailableError
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -21,20 +21,22 @@ _DRIVERS = {
 def normalize_url(text: str) -> URL:
     """``sqlite:///PATH``, ``postgresql://…`` (or a bare file path) → an async-driver URL.
 
-    Raises :class:`StoreUnavailable` naming what is wrong, so the CLI prints one line.
+    Raises :class:`StoreUnavailableError` naming what is wrong, so the CLI prints one line.
     """
     value = text.strip()
     if not value:
-        raise StoreUnavailable(f"no database URL given — {HINT}")
+        raise StoreUnavailableError(f"no database URL given — {HINT}")
     if "://" not in value:
         return URL.create("sqlite+aiosqlite", database=str(Path(value).expanduser()))
     try:
         url = make_url(value)
     except ArgumentError as exc:
-        raise StoreUnavailable(f"database URL {value!r} is not a URL ({exc}) — {HINT}") from None
+        raise StoreUnavailableError(
+            f"database URL {value!r} is not a URL ({exc}) — {HINT}"
+        ) from None
     driver = _DRIVERS.get(url.drivername)
     if driver is None:
-        raise StoreUnavailable(
+        raise StoreUnavailableError(
             f"database URL scheme {url.drivername!r} is not supported: use sqlite:///PATH "
             f"or postgresql://USER@HOST:PORT/DB — {HINT}"
         )

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from hwfleet.trust.compare import secret_equals
     from hwfleet.trust.csr import CsrError, canonical_uuid, parse_csr
     from hwfleet.trust.enrollment import EnrollmentService
-    from hwfleet.trust.fingerprints import BadFingerprint
+    from hwfleet.trust.fingerprints import BadFingerprintError
     from hwfleet.trust.identity import AgentIdentity, IdentityError
-    from hwfleet.trust.keyadmin import KeyAdmin, KeyConflict, KeyNotFound
+    from hwfleet.trust.keyadmin import KeyAdmin, KeyConflictError, KeyNotFoundError
     from hwfleet.trust.messages import (
         BUS_CREDENTIALS,
         ENROLL,
@@ -49,12 +49,12 @@ _EXPORTS = {
     "canonical_uuid": "csr",
     "parse_csr": "csr",
     "EnrollmentService": "enrollment",
-    "BadFingerprint": "fingerprints",
+    "BadFingerprintError": "fingerprints",
     "AgentIdentity": "identity",
     "IdentityError": "identity",
     "KeyAdmin": "keyadmin",
-    "KeyConflict": "keyadmin",
-    "KeyNotFound": "keyadmin",
+    "KeyConflictError": "keyadmin",
+    "KeyNotFoundError": "keyadmin",
     "BUS_CREDENTIALS": "messages",
     "ENROLL": "messages",
     "ENROLL_HELLO": "messages",
@@ -82,7 +82,7 @@ __all__ = [
     "ENROLL",
     "ENROLL_HELLO",
     "AgentIdentity",
-    "BadFingerprint",
+    "BadFingerprintError",
     "CertificateAuthority",
     "CsrError",
     "EnrollParams",
@@ -93,8 +93,8 @@ __all__ = [
     "IdentityError",
     "IssuedToken",
     "KeyAdmin",
-    "KeyConflict",
-    "KeyNotFound",
+    "KeyConflictError",
+    "KeyNotFoundError",
     "PeerIdentity",
     "RateLimiter",
     "RevokeHook",

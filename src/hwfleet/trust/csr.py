@@ -12,6 +12,7 @@ import uuid as uuid_mod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ MIN_RSA_BITS = 3072
 ACCEPTED_KEYS = "Ed25519, ECDSA P-256/P-384 or RSA >= 3072 bits"
 
 
-class CsrError(ValueError):
+class CsrError(TrustError, ValueError):
     """The CSR is malformed, badly signed, or uses a key hwfleet does not accept."""
 
 

@@ -26,6 +26,8 @@ import base64
 import binascii
 from typing import TYPE_CHECKING
 
+from hwfleet.errors import TrustError
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import (
         PrivateKeyTypes,
@@ -39,7 +41,7 @@ MAX_PUBLIC_KEY_PEM = 8 * 1024
 _DOMAIN = b"hwfleet device auth v1\0"
 
 
-class AuthError(ValueError):
+class AuthError(TrustError, ValueError):
     """A login that proves nothing: unreadable key or signature, refused key type, bad signature."""
 
 

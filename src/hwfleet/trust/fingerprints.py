@@ -19,6 +19,8 @@ import hmac
 import re
 import ssl
 
+from hwfleet.errors import TrustError
+
 PREFIX = "SHA256:"
 #: Key ids shown to operators: the first 16 hex digits of the fingerprint.
 KEY_ID_LENGTH = 16
@@ -26,7 +28,7 @@ KEY_ID_LENGTH = 16
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
-class BadFingerprint(ValueError):
+class BadFingerprintError(TrustError, ValueError):
     """A fingerprint an operator typed is not a SHA-256 fingerprint."""
 
 
@@ -62,7 +64,7 @@ def parse(text: str) -> str:
         value = value[len(PREFIX) :]
     compact = value.replace(":", "").replace(" ", "")
     if not _HEX.fullmatch(compact):
-        raise BadFingerprint(
+        raise BadFingerprintError(
             f"{text.strip()[:80]!r} is not a SHA-256 fingerprint "
             "(expected SHA256: followed by 32 hex pairs, e.g. SHA256:3f:a2:…)"
         )

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints
 from hwfleet.trust.files import pki_dir, read_text, write_private
 
@@ -33,7 +34,7 @@ META = "agent.json"
 KEY_TYPES = ("ed25519", "p256")
 
 
-class IdentityError(ValueError):
+class IdentityError(TrustError, ValueError):
     """The identity on disk is inconsistent, or a certificate does not belong to this agent."""
 
 

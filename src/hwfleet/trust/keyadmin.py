@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints, tokens
 from hwfleet.trust.messages import EventSink, IssuedToken, RevokeHook, key_view
 
@@ -38,11 +39,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class KeyNotFound(LookupError):
+class KeyNotFoundError(TrustError, LookupError):
     """No key has that id (or fingerprint)."""
 
 
-class KeyConflict(ValueError):
+class KeyConflictError(TrustError, ValueError):
     """The operation contradicts another key's state; the message says what to do."""
 
 
@@ -103,10 +104,10 @@ class KeyAdmin:
         if record is None:
             try:
                 record = await tx.keys.by_fingerprint(fingerprints.parse(key_id))
-            except fingerprints.BadFingerprint:
+            except fingerprints.BadFingerprintError:
                 record = None
         if record is None:
-            raise KeyNotFound(f"no key {key_id.strip()[:80]!r} (see `hwfleet keys list`)")
+            raise KeyNotFoundError(f"no key {key_id.strip()[:80]!r} (see `hwfleet keys list`)")
         return record
 
     async def accept(self, key_id: str) -> dict[str, Any]:
@@ -118,7 +119,7 @@ class KeyAdmin:
                     return key_view(record)
                 for other in await tx.keys.for_device(record.device_uuid):
                     if other.id != record.id and other.state == "accepted":
-                        raise KeyConflict(
+                        raise KeyConflictError(
                             f"device {record.device_uuid} already has accepted key {other.id}: "
                             f"delete it first (hwfleet keys delete {other.id})"
                         )

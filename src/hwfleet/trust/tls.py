@@ -31,6 +31,7 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 SslObject = ssl.SSLObject | ssl.SSLSocket
 
 
-class FirstContactError(ssl.SSLError):
+class FirstContactError(TrustError, ssl.SSLError):
     """The controller reached at first contact is not the one its reply claims (or expected)."""
 
 

@@ -18,7 +18,7 @@ from tests.conftest import service_missing
 
 from hwfleet.bus import REASON_HEADER, Delivery, EventKey, decode_object
 from hwfleet.bus.amqp import AmqpBus
-from hwfleet.bus.amqp_connect import BusUnavailable
+from hwfleet.bus.amqp_connect import BusUnavailableError
 from hwfleet.types import JsonObject
 
 pytestmark = pytest.mark.rabbit
@@ -211,7 +211,7 @@ async def test_start_without_broker_logs_and_gives_up(caplog: pytest.LogCaptureF
     start = loop.time()
     with (
         caplog.at_level(logging.WARNING, logger="hwfleet.bus.amqp_connect"),
-        pytest.raises(BusUnavailable, match=f"127.0.0.1:{port} refused the connection"),
+        pytest.raises(BusUnavailableError, match=f"127.0.0.1:{port} refused the connection"),
     ):
         await bus.start()
     assert 1.0 < loop.time() - start < 8
@@ -224,7 +224,7 @@ async def test_start_without_broker_logs_and_gives_up(caplog: pytest.LogCaptureF
 async def test_wrong_password_fails_at_once(amqp_url: str) -> None:
     parts = urlsplit(amqp_url)
     bad = f"amqp://guest:wrong@{parts.hostname}:{parts.port or 5672}{parts.path}"
-    with pytest.raises(BusUnavailable, match="refused the login"):
+    with pytest.raises(BusUnavailableError, match="refused the login"):
         async with asyncio.timeout(10):
             await AmqpBus(bad).start()
 

@@ -13,10 +13,10 @@ from hwfleet.bus import (
     Bus,
     Delivery,
     EventKey,
-    Reject,
+    RejectedMessageError,
     RpcError,
-    RpcTimeout,
-    UnknownName,
+    RpcTimeoutError,
+    UnknownNameError,
     decode_object,
 )
 from hwfleet.bus.topology import ORIGIN_HEADER
@@ -260,7 +260,7 @@ async def test_rpc_error_reply_names_exchange_and_method(bus: Bus, peer: Bus) ->
         await bus.call("dhcp", "pinMac", {"mac": "aa"})
     assert failed.value.code == "failed" and "disk on fire" in failed.value.msg
     assert "dhcp" in str(failed.value) and "pinMac" in str(failed.value)
-    assert not isinstance(failed.value, RpcTimeout)
+    assert not isinstance(failed.value, RpcTimeoutError)
     with pytest.raises(RpcError) as not_found:
         await bus.call("dhcp", "lookupIpLease", {"ip": "10.0.0.9"})
     assert (not_found.value.code, not_found.value.msg) == ("not_found", "no lease for 10.0.0.9")
@@ -276,7 +276,7 @@ async def test_rpc_timeout_names_exchange_and_method(bus: Bus, peer: Bus) -> Non
     await peer.serve("task-graph-runner", {"getTaskGraphLibrary": stuck})
     loop = asyncio.get_running_loop()
     start = loop.time()
-    with pytest.raises(RpcTimeout) as timed_out:
+    with pytest.raises(RpcTimeoutError) as timed_out:
         await bus.call("task-graph-runner", "getTaskGraphLibrary", {}, timeout=0.3)
     assert 0.25 <= loop.time() - start < 5
     assert isinstance(timed_out.value, TimeoutError)
@@ -310,7 +310,7 @@ async def test_rpc_bad_params_get_an_error_reply(
     with pytest.raises(RpcError) as bad:
         await bus.call("configuration", "get", raw, timeout=5)  # type: ignore[arg-type]
     assert bad.value.code == "bad_params" and expect in bad.value.msg
-    assert not isinstance(bad.value, RpcTimeout)
+    assert not isinstance(bad.value, RpcTimeoutError)
     assert calls == []
 
 
@@ -404,7 +404,7 @@ async def test_subscriber_reject_is_dead_lettered(bus: Bus) -> None:
     dead = Inbox()
 
     async def picky(d: Delivery) -> None:
-        raise Reject("unknown event type 'bogus'")
+        raise RejectedMessageError("unknown event type 'bogus'")
 
     await bus.consume("dead-letter", dead)
     await bus.subscribe("events", "#", picky)
@@ -427,7 +427,7 @@ async def test_cancelled_subscription_stops_receiving(bus: Bus) -> None:
 
 
 async def test_unknown_exchange_is_refused(bus: Bus) -> None:
-    with pytest.raises(UnknownName, match="unknown exchange 'evnets'"):
+    with pytest.raises(UnknownNameError, match="unknown exchange 'evnets'"):
         await bus.publish("evnets", "x", {})
-    with pytest.raises(UnknownName, match="logical name 'events'"):
+    with pytest.raises(UnknownNameError, match="logical name 'events'"):
         await bus.subscribe(bus.topology.exchange("events"), "#", Inbox())  # type: ignore[attr-defined]

@@ -37,7 +37,7 @@ from hwfleet.agent.links.bus_credentials import (
 from hwfleet.agent.links.bus_credentials import load as load_credentials
 from hwfleet.agent.links.enroll import enroll
 from hwfleet.bus.amqp import AmqpBus
-from hwfleet.bus.amqp_connect import BusUnavailable
+from hwfleet.bus.amqp_connect import BusUnavailableError
 from hwfleet.controller.app import Controller
 from hwfleet.integrations.rabbitmq_users import grants, vhost_of
 from hwfleet.protocol import envelope
@@ -350,7 +350,7 @@ async def test_a_device_enrolled_before_gets_credentials_over_mtls(
         again = await obtain(identity, host, port)
         assert again is not None and again.username == got.username
         assert again.password != got.password
-        with pytest.raises(BusUnavailable, match="refused the login"):
+        with pytest.raises(BusUnavailableError, match="refused the login"):
             await AmqpBus(with_credentials(amqp_url, got), declare=False).start()
         bus = AmqpBus(with_credentials(amqp_url, again), declare=False)
         await bus.start()

@@ -22,7 +22,7 @@ from tests.integration.controller.test_device_admin import cli
 
 from hwfleet.agent.admin_listener import AdminListener
 from hwfleet.controller.app import Controller
-from hwfleet.protocol.errors import RemoteError, SessionClosed
+from hwfleet.protocol.errors import RemoteError, SessionClosedError
 from hwfleet.sim.fleet import SimFleet
 from hwfleet.sim.profiles import generate
 from hwfleet.trust.device_client import DeviceConnection, connect_device
@@ -119,7 +119,7 @@ async def test_password_then_key_then_removed(
     async with asyncio.timeout(deadline):
         await second.wait_closed()
     assert second.closed
-    with pytest.raises(SessionClosed):
+    with pytest.raises(SessionClosedError):
         await second.call("status")
     with pytest.raises(RemoteError) as gone:
         await second_controller(listener, key)

@@ -25,7 +25,7 @@ from hwfleet.discovery import (
     DEFAULT_GROUP,
     DEFAULT_PORT,
     AdvertBody,
-    BadPacket,
+    BadPacketError,
     DeviceMetadata,
     DiscoveryBrowser,
     DiscoveryResponder,
@@ -133,7 +133,7 @@ async def blast(args: argparse.Namespace) -> None:
             try:
                 packet = parse(data)
                 ok = isinstance(packet.body, AdvertBody) and packet.body.nonce == nonce
-            except BadPacket:
+            except BadPacketError:
                 ok = False
             replies.append({"ok": ok, "size": len(data), "query": len(query), "from": source[0]})
         report[how] = replies

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from hwfleet.api.deps import provide
 from hwfleet.api.discovery import router
 from hwfleet.discovery import DiscoveryBrowser
 
@@ -20,7 +20,7 @@ async def test_api_lists_and_scans(fleet: Any, port: int) -> None:
         app = FastAPI()
         app.include_router(router)
         app.state.operator_token = TOKEN
-        app.state.ctl = SimpleNamespace(discovery=browser)
+        provide(app, browser)
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:

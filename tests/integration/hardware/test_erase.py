@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import service_missing
 from tests.kernel import kernel_option
 
-from hwfleet.agent.hardware import EraseError, ProtectedDevice, erase_block_devices
+from hwfleet.agent.hardware import EraseError, ProtectedDeviceError, erase_block_devices
 from hwfleet.agent.hardware import erase as erase_module
 
 from .conftest import MIB, Attach, backing_file, mounted, wait_for_node
@@ -108,7 +108,7 @@ async def test_mounted_device_is_refused_and_left_intact(
     subprocess.run(["mkfs.ext4", "-q", "-F", device], check=True, capture_output=True)
     with mounted(device, tmp_path / "mnt") as where:
         (where / "marker").write_text("still here")
-        with pytest.raises(ProtectedDevice, match=f"is mounted at {where}"):
+        with pytest.raises(ProtectedDeviceError, match=f"is mounted at {where}"):
             await erase_block_devices([device], report=Reports())
     with mounted(device, tmp_path / "mnt", "-o", "ro") as where:
         assert (where / "marker").read_text() == "still here"
@@ -153,7 +153,7 @@ async def test_device_with_mounted_partition_is_refused(
         subprocess.run(["mkfs.ext4", "-q", "-F", partition], check=True, capture_output=True)
         with mounted(partition, tmp_path / "mnt"):
             name = os.path.basename(partition)
-            with pytest.raises(ProtectedDevice, match=f"its partition {name} is mounted"):
+            with pytest.raises(ProtectedDeviceError, match=f"its partition {name} is mounted"):
                 await erase_block_devices([partitioned], report=Reports())
     finally:
         subprocess.run(["losetup", "-d", partitioned], capture_output=True, check=False)
@@ -169,7 +169,7 @@ def backing_file_path(device: str, tmp_path: Path) -> Path:
 async def test_read_only_device_is_refused(loop_device: Attach) -> None:
     device = loop_device(8 * MIB, read_only=True)
     before = digest(backing_file(device))
-    with pytest.raises(ProtectedDevice, match="is read-only"):
+    with pytest.raises(ProtectedDeviceError, match="is read-only"):
         await erase_block_devices([device], report=Reports())
     assert digest(backing_file(device)) == before
 
@@ -177,7 +177,7 @@ async def test_read_only_device_is_refused(loop_device: Attach) -> None:
 async def test_one_protected_target_refuses_the_whole_request(loop_device: Attach) -> None:
     writable, read_only = loop_device(8 * MIB), loop_device(8 * MIB, read_only=True)
     before = digest(backing_file(writable))
-    with pytest.raises(ProtectedDevice, match="read-only"):
+    with pytest.raises(ProtectedDeviceError, match="read-only"):
         await erase_block_devices([writable, read_only], report=Reports())
     assert digest(backing_file(writable)) == before
 
@@ -186,7 +186,7 @@ async def test_device_held_exclusively_elsewhere_is_refused(loop_device: Attach)
     device = loop_device(8 * MIB)
     holder = os.open(device, os.O_RDONLY | os.O_EXCL)
     try:
-        with pytest.raises(ProtectedDevice, match="in use"):
+        with pytest.raises(ProtectedDeviceError, match="in use"):
             await erase_block_devices([device], report=Reports())
     finally:
         os.close(holder)
@@ -203,7 +203,7 @@ async def test_non_block_paths_are_refused(tmp_path: Path, kind: str) -> None:
     if kind == "file":
         path.write_bytes(b"\x01" * 4096)
     expected = "cannot stat" if kind == "missing" else "is not a block device"
-    with pytest.raises(ProtectedDevice, match=expected):
+    with pytest.raises(ProtectedDeviceError, match=expected):
         await erase_block_devices([str(path)], report=Reports())
     if kind == "file":
         assert path.read_bytes() == b"\x01" * 4096
@@ -211,9 +211,9 @@ async def test_non_block_paths_are_refused(tmp_path: Path, kind: str) -> None:
 
 async def test_bad_requests_are_refused_before_any_write(loop_device: Attach) -> None:
     device = loop_device(8 * MIB)
-    with pytest.raises(ProtectedDevice, match="explicit device names"):
+    with pytest.raises(ProtectedDeviceError, match="explicit device names"):
         await erase_block_devices(["all"], report=Reports())
-    with pytest.raises(ProtectedDevice, match="absolute path"):
+    with pytest.raises(ProtectedDeviceError, match="absolute path"):
         await erase_block_devices(["dev/loop0"], report=Reports())
     with pytest.raises(ValueError, match="same device"):
         await erase_block_devices([device, os.path.basename(device)], report=Reports())

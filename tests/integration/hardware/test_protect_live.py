@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import service_missing
 
-from hwfleet.agent.hardware import ProtectedDevice, inspect_target
+from hwfleet.agent.hardware import ProtectedDeviceError, inspect_target
 from hwfleet.agent.hardware.protect import mounted_devices
 
 from .conftest import MIB, Attach
@@ -30,9 +30,9 @@ def root_device_node() -> str:
 
 def test_the_root_filesystem_device_is_refused() -> None:
     node = root_device_node()
-    with pytest.raises(ProtectedDevice, match="root filesystem"):
+    with pytest.raises(ProtectedDeviceError, match="root filesystem"):
         inspect_target(node)
-    with pytest.raises(ProtectedDevice, match="root filesystem"):
+    with pytest.raises(ProtectedDeviceError, match="root filesystem"):
         inspect_target(os.path.basename(node))
 
 
@@ -80,7 +80,9 @@ def test_mounted_partition_is_found_through_mountinfo(loop_device: Attach, tmp_p
         mountinfo="36 25 259:7 / /srv/my\\040data rw,relatime shared:1 - ext4 /dev/root rw\n",
     )
     add_partition(real, "loopXp1", "259:7")
-    with pytest.raises(ProtectedDevice, match="its partition loopXp1 is mounted at /srv/my data"):
+    with pytest.raises(
+        ProtectedDeviceError, match="its partition loopXp1 is mounted at /srv/my data"
+    ):
         inspect_target(device, sys_root=tmp_path)
 
 
@@ -88,7 +90,9 @@ def test_partition_mounted_as_root_is_named(loop_device: Attach, tmp_path: Path)
     device = loop_device(MIB)
     real = fake_sysfs(tmp_path, device, mountinfo="1 0 259:8 / / rw - ext4 /dev/root rw\n")
     add_partition(real, "loopXp2", "259:8")
-    with pytest.raises(ProtectedDevice, match="its partition loopXp2 holds the root filesystem"):
+    with pytest.raises(
+        ProtectedDeviceError, match="its partition loopXp2 holds the root filesystem"
+    ):
         inspect_target(device, sys_root=tmp_path)
 
 
@@ -100,14 +104,14 @@ def test_holders_on_the_device_or_a_partition_are_refused(
     part = add_partition(real, "loopXp1", "259:9")
     (part / "holders/md0").mkdir()
     (tmp_path / "sys/class/block/md0/holders/dm-3").mkdir(parents=True)
-    with pytest.raises(ProtectedDevice, match=r"in use by dm-3, md0 \(device-mapper"):
+    with pytest.raises(ProtectedDeviceError, match=r"in use by dm-3, md0 \(device-mapper"):
         inspect_target(device, sys_root=tmp_path)
 
 
 def test_swap_is_refused(loop_device: Attach, tmp_path: Path) -> None:
     device = loop_device(MIB)
     fake_sysfs(tmp_path, device, swaps=f"{device} partition 1020 0 -2\n")
-    with pytest.raises(ProtectedDevice, match="is in use as swap"):
+    with pytest.raises(ProtectedDeviceError, match="is in use as swap"):
         inspect_target(device, sys_root=tmp_path)
 
 
@@ -117,5 +121,5 @@ def test_mount_source_path_is_matched_when_mountinfo_number_is_anonymous(
     # btrfs reports an anonymous 0:NN device number; the source path still names the disk.
     device = loop_device(MIB)
     fake_sysfs(tmp_path, device, mountinfo=f"40 1 0:52 / /data rw - btrfs {device} rw\n")
-    with pytest.raises(ProtectedDevice, match="is mounted at /data"):
+    with pytest.raises(ProtectedDeviceError, match="is mounted at /data"):
         inspect_target(device, sys_root=tmp_path)

@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from hwfleet.api.deps import provide
 from hwfleet.api.scans import router
+from hwfleet.api.services.scans import ScansService
 from hwfleet.sim.mes import bind_socket
 
 TOKEN = "t0ken-for-tests"
@@ -45,7 +47,7 @@ async def api(
             await fleet.start()
             await fleet.register(ctl.store)
             app = FastAPI()
-            app.state.ctl = SimpleNamespace(store=ctl.store, scans=ctl.scans)
+            provide(app, ScansService(ctl.store, ctl.scans))
             app.state.operator_token = TOKEN
             app.include_router(router)
             sock = bind_socket("127.0.0.1", 0)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from tests.integration.scan.test_api_cli import TOKEN, api, run_cli
 
-from hwfleet.controller.scan import ScanRunning
+from hwfleet.errors import ScanRunningError
 
 GHOST = [{"uuid": "ghost", "sn": 9009}]  # expected, never answers: the scan stays running
 
@@ -39,7 +39,7 @@ async def test_a_second_scan_is_refused_while_one_runs(
             assert [s.operationid for s in await tx.scans.list()] == [running.operationid]
         try:
             await ctl.scans.start()
-        except ScanRunning as exc:
+        except ScanRunningError as exc:
             assert exc.operationid == running.operationid
         else:
             raise AssertionError("the service started a second scan")
@@ -119,7 +119,7 @@ async def test_replicas_starting_at_once_start_one_scan(pg_url: str, kit: Simple
                 a.scans.start(GHOST), b.scans.start(GHOST), return_exceptions=True
             )
             started = [o for o in outcomes if not isinstance(o, BaseException)]
-            refused = [o for o in outcomes if isinstance(o, ScanRunning)]
+            refused = [o for o in outcomes if isinstance(o, ScanRunningError)]
             assert len(started) == 1 and len(refused) == 1, outcomes
             assert refused[0].operationid == started[0].operationid
             await a.scans.finish(started[0].operationid, "test")

@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import hwfleet.store
-from hwfleet.store import Store, StoreUnavailable, open_store
+from hwfleet.store import Store, StoreUnavailableError, open_store
 from hwfleet.store.database import _use_wal
 from hwfleet.store.migrate import MIGRATIONS, current_revision, head_revision
 from hwfleet.store.models import metadata
@@ -156,7 +156,7 @@ async def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) ->
     async with store.tx() as tx:
         await tx.conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
     await store.close()
-    with pytest.raises(StoreUnavailable, match=r"revision '9999'.*upgrade hwfleet"):
+    with pytest.raises(StoreUnavailableError, match=r"revision '9999'.*upgrade hwfleet"):
         await open_store(str(path))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hwfleet.bus import Reject, RpcError
+from hwfleet.bus import RejectedMessageError, RpcError
 from hwfleet.bus.codec import (
     REPLY_ERROR,
     REPLY_RESULT,
@@ -25,15 +25,15 @@ def test_bodies() -> None:
     with pytest.raises(TypeError, match="bytes or a dict, not list"):
         encode_body([1])  # type: ignore[arg-type]
     assert decode_object(b'{"a": 1}') == {"a": 1}
-    with pytest.raises(Reject, match="body is not JSON"):
+    with pytest.raises(RejectedMessageError, match="body is not JSON"):
         decode_object(b"{")
-    with pytest.raises(Reject, match="must be a JSON object, got a string"):
+    with pytest.raises(RejectedMessageError, match="must be a JSON object, got a string"):
         decode_object(b'"x"')
 
 
 def test_settle_rules() -> None:
     assert settle(None, False) == (Outcome.ACK, "")
-    assert settle(Reject("bad sn"), False) == (Outcome.DEAD_LETTER, "bad sn")
+    assert settle(RejectedMessageError("bad sn"), False) == (Outcome.DEAD_LETTER, "bad sn")
     outcome, reason = settle(msgspec.ValidationError("Expected `int`"), False)
     assert outcome is Outcome.DEAD_LETTER and "Expected `int`" in reason
     assert settle(RuntimeError("db down"), False)[0] is Outcome.REQUEUE

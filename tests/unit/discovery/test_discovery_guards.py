@@ -6,13 +6,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hwfleet.discovery import RateLimiter, ReplayGuard, fingerprint, parse_targets, public_raw
+from hwfleet.discovery import PacketRateLimiter, ReplayGuard, fingerprint, parse_targets, public_raw
 from hwfleet.discovery.signing import raw_from_pem, verify
 from hwfleet.trust.fingerprints import of_der
 
 
 def test_rate_limiter_allows_a_burst_then_refills_at_the_rate() -> None:
-    limiter = RateLimiter(rate=2.0, burst=3)
+    limiter = PacketRateLimiter(rate=2.0, burst=3)
     assert [limiter.allow("10.0.0.1", 100.0) for _ in range(5)] == [True, True, True, False, False]
     assert limiter.allow("10.0.0.2", 100.0), "another source has its own bucket"
     assert not limiter.allow("10.0.0.1", 100.4), "0.8 token after 0.4 s at 2/s"
@@ -21,7 +21,7 @@ def test_rate_limiter_allows_a_burst_then_refills_at_the_rate() -> None:
 
 
 def test_rate_limiter_memory_is_bounded() -> None:
-    limiter = RateLimiter(rate=1.0, burst=1, max_sources=100)
+    limiter = PacketRateLimiter(rate=1.0, burst=1, max_sources=100)
     for i in range(1000):
         limiter.allow(f"10.0.{i // 256}.{i % 256}", 0.0)
     assert len(limiter) == 100

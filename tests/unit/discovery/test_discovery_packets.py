@@ -16,7 +16,7 @@ from hwfleet.discovery import (
     MAX_PACKET,
     QUERY_SIZE,
     AdvertBody,
-    BadPacket,
+    BadPacketError,
     PacketType,
     QueryBody,
     build_advert,
@@ -119,7 +119,7 @@ GOOD_BODY = msgspec.json.encode(advert())
     ],
 )
 def test_malformed_packets_are_rejected_with_a_reason(data: bytes, code: str) -> None:
-    with pytest.raises(BadPacket) as info:
+    with pytest.raises(BadPacketError) as info:
         parse(data)
     assert info.value.code == code
     assert info.value.reason
@@ -141,20 +141,20 @@ def test_malformed_packets_are_rejected_with_a_reason(data: bytes, code: str) ->
 def test_bad_advert_fields_are_rejected(changes: dict[str, object], reason: str) -> None:
     doc = msgspec.to_builtins(advert())
     doc.update(changes)
-    with pytest.raises(BadPacket) as info:
+    with pytest.raises(BadPacketError) as info:
         parse(frame(2, msgspec.json.encode(doc)))
     assert info.value.code == "field" and reason in info.value.reason
 
 
 def test_signed_flag_without_public_key_is_rejected() -> None:
-    with pytest.raises(BadPacket, match="public key"):
+    with pytest.raises(BadPacketError, match="public key"):
         parse(frame(2, GOOD_BODY, flags=FLAG_SIGNED, tail=bytes(64)))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=MAX_PACKET + 64))
 def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
-    with contextlib.suppress(BadPacket):
+    with contextlib.suppress(BadPacketError):
         parse(data)
 
 
@@ -179,7 +179,7 @@ def test_mutated_packets_only_ever_raise_bad_packet(
     for where, value in flips:
         if data:
             data[where % len(data)] = value
-    with contextlib.suppress(BadPacket):
+    with contextlib.suppress(BadPacketError):
         parse(bytes(data[: len(data) - cut % (len(data) + 1)]))
 
 

@@ -1,4 +1,4 @@
-"""Priority dispatch: best manager first, fall through on IncompatibleHardwareMethod only."""
+"""Priority dispatch: best manager first, fall through on IncompatibleHardwareMethodError only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hwfleet.agent.hardware import (
     HardwareDispatcher,
     HardwareManager,
     HardwareSupport,
-    IncompatibleHardwareMethod,
+    IncompatibleHardwareMethodError,
 )
 from hwfleet.protocol.inventory import Cpu, Disk, Memory, Nic
 
@@ -44,7 +44,7 @@ class Vendor(HardwareManager):
         return [Disk(name="raid0", size=2)]
 
     def get_cpu(self) -> Cpu:
-        raise IncompatibleHardwareMethod("no idea")
+        raise IncompatibleHardwareMethodError("no idea")
 
 
 class Absent(HardwareManager):
@@ -86,7 +86,7 @@ def test_each_method_falls_through_independently() -> None:
 
 def test_no_manager_implements_it() -> None:
     dispatcher = HardwareDispatcher([Vendor()])
-    with pytest.raises(IncompatibleHardwareMethod, match="list_pci"):
+    with pytest.raises(IncompatibleHardwareMethodError, match="list_pci"):
         dispatcher.list_pci()
 
 

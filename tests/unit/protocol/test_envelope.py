@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwfleet.protocol import envelope
-from hwfleet.protocol.envelope import BadEnvelope, Command, Error, FatalError, Result
-from hwfleet.protocol.errors import ErrorCode, ProtocolError
+from hwfleet.protocol.envelope import BadEnvelopeError, Command, Error, FatalError, Result
+from hwfleet.protocol.errors import ErrorCode, FatalProtocolError
 
 json_scalars = (
     st.none()
@@ -60,9 +60,9 @@ def test_results_and_errors_round_trip(value: dict[str, object], mid: str) -> No
 def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
     try:
         message = envelope.decode(data)
-    except ProtocolError as exc:  # answered with fatal_error
+    except FatalProtocolError as exc:  # answered with fatal_error
         assert str(exc)
-    except BadEnvelope as exc:  # answered with an error reply to exc.message_id
+    except BadEnvelopeError as exc:  # answered with an error reply to exc.message_id
         assert exc.message_id and exc.msg
     else:
         assert isinstance(message, Command | Result | Error | FatalError)
@@ -71,7 +71,7 @@ def test_arbitrary_bytes_never_crash_the_decoder(data: bytes) -> None:
 @given(value=json_values)
 def test_any_json_value_is_classified(value: object) -> None:
     line = msgspec.json.encode(value)
-    with contextlib.suppress(ProtocolError, BadEnvelope):
+    with contextlib.suppress(FatalProtocolError, BadEnvelopeError):
         envelope.decode(line)
 
 
@@ -88,7 +88,7 @@ def test_any_json_value_is_classified(value: object) -> None:
     ],
 )
 def test_lines_without_a_usable_id_are_fatal(line: bytes, reason: str) -> None:
-    with pytest.raises(ProtocolError, match=reason):
+    with pytest.raises(FatalProtocolError, match=reason):
         envelope.decode(line)
 
 
@@ -103,7 +103,7 @@ def test_lines_without_a_usable_id_are_fatal(line: bytes, reason: str) -> None:
     ],
 )
 def test_wrong_envelopes_with_an_id_get_an_error_reply(line: bytes, code: ErrorCode) -> None:
-    with pytest.raises(BadEnvelope) as info:
+    with pytest.raises(BadEnvelopeError) as info:
         envelope.decode(line)
     assert info.value.message_id == "a"
     assert info.value.code == code

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hwfleet.protocol import envelope
-from hwfleet.protocol.errors import CallTimeout, RemoteError, SessionClosed
+from hwfleet.protocol.errors import CallTimeoutError, RemoteError, SessionClosedError
 from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.protocol.session import Session
 
@@ -69,7 +69,7 @@ async def test_call_times_out_with_a_clear_message() -> None:
         return None
 
     s: Session[None] = Session(black_hole, MethodRegistry(), None, peer="void")
-    with pytest.raises(CallTimeout, match=r"ping to void got no reply within 0\.05 s"):
+    with pytest.raises(CallTimeoutError, match=r"ping to void got no reply within 0\.05 s"):
         await s.call("ping", timeout=0.05)
 
 
@@ -81,9 +81,9 @@ async def test_close_fails_pending_calls_and_later_calls() -> None:
     pending = asyncio.create_task(s.call("ping", timeout=5))
     await asyncio.sleep(0)  # let the call register before closing
     s.close()
-    with pytest.raises(SessionClosed):
+    with pytest.raises(SessionClosedError):
         await pending
-    with pytest.raises(SessionClosed):
+    with pytest.raises(SessionClosedError):
         await s.call("ping")
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hwfleet.sim.addresses import AddressesTaken, address_for, pick_address_base
+from hwfleet.sim.addresses import AddressesTakenError, address_for, pick_address_base
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_a_chosen_block_that_is_taken_names_the_address_and_the_fix(
     held: tuple[socket.socket, int],
 ) -> None:
     _, port = held
-    with pytest.raises(AddressesTaken) as error:
+    with pytest.raises(AddressesTakenError) as error:
         pick_address_base(3, port, "127.1.0.1", move=False)
     text = str(error.value)
     assert f"UDP 127.1.0.2:{port} (discovery for simulated device 1) is already in use" in text
@@ -50,7 +50,7 @@ def test_an_agent_on_every_address_leaves_no_block() -> None:
     agent.bind(("0.0.0.0", 0))
     port = agent.getsockname()[1]
     try:
-        with pytest.raises(AddressesTaken, match=f"UDP 127.1.0.1:{port} "):
+        with pytest.raises(AddressesTakenError, match=f"UDP 127.1.0.1:{port} "):
             pick_address_base(2, port, "127.1.0.1", move=True)
     finally:
         agent.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
-from hwfleet.store import StoreUnavailable, open_store
+from hwfleet.store import StoreUnavailableError, open_store
 from hwfleet.store.errors import describe_unavailable, explain_connect_error, is_unavailable
 from hwfleet.store.sqltypes import UTCDateTime
 from hwfleet.store.urls import is_memory, normalize_url
@@ -48,7 +48,7 @@ def test_bare_path_and_memory() -> None:
     ],
 )
 def test_bad_urls_are_refused_with_the_reason(given: str, message: str) -> None:
-    with pytest.raises(StoreUnavailable, match=message) as caught:
+    with pytest.raises(StoreUnavailableError, match=message) as caught:
         normalize_url(given)
     assert "set --db or HWFLEET_DB" in str(caught.value)
 
@@ -59,7 +59,7 @@ async def test_a_closed_port_gives_an_actionable_message() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         port = holder.getsockname()[1]
-        with pytest.raises(StoreUnavailable) as caught:
+        with pytest.raises(StoreUnavailableError) as caught:
             await open_store(f"postgresql://postgres:secret@127.0.0.1:{port}/hwfleet")
     assert str(caught.value) == (
         f"PostgreSQL at 127.0.0.1:{port} refused the connection — is it running? "
@@ -71,9 +71,9 @@ async def test_a_closed_port_gives_an_actionable_message() -> None:
 async def test_an_unusable_sqlite_location_is_reported(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(StoreUnavailable, match="cannot create the directory"):
+    with pytest.raises(StoreUnavailableError, match="cannot create the directory"):
         await open_store(str(blocker / "sub" / "h.db"))
-    with pytest.raises(StoreUnavailable, match=r"SQLite database .* could not be opened"):
+    with pytest.raises(StoreUnavailableError, match=r"SQLite database .* could not be opened"):
         await open_store(str(tmp_path))  # a directory is not a database file
 
 

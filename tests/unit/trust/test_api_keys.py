@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 
 from hwfleet.api import keys as keys_api
+from hwfleet.api.deps import provide
 from hwfleet.protocol.errors import MethodError
 from hwfleet.trust import EnrollmentService, EnrollParams
 from hwfleet.trust.tokens import token_hash
@@ -23,7 +23,7 @@ OPERATOR = "operator-token-for-tests"
 @pytest.fixture
 async def client(service: EnrollmentService) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.state.ctl = SimpleNamespace(keys=service, store=service.store)
+    provide(app, service)
     app.state.operator_token = OPERATOR
     app.include_router(keys_api.router)
     transport = httpx.ASGITransport(app=app)

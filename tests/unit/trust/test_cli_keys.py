@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -20,6 +19,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from hwfleet.api import keys as keys_api
+from hwfleet.api.deps import provide
 from hwfleet.cli import keys as keys_cli
 from hwfleet.cli.client import CliError
 from hwfleet.store import open_store
@@ -49,7 +49,7 @@ class Controller:
         ca = CertificateAuthority.load_or_create(self.data_dir)
         self.service = EnrollmentService(store, ca, password="pw")
         app = FastAPI()
-        app.state.ctl = SimpleNamespace(keys=self.service, store=store)
+        provide(app, self.service)
         app.state.operator_token = OPERATOR
         app.include_router(keys_api.router)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

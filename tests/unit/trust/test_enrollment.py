@@ -16,8 +16,8 @@ from hwfleet.trust import (
     CertificateAuthority,
     EnrollmentService,
     EnrollParams,
-    KeyConflict,
-    KeyNotFound,
+    KeyConflictError,
+    KeyNotFoundError,
     PeerIdentity,
     RateLimiter,
 )
@@ -241,9 +241,9 @@ async def test_operator_accept_conflicts_and_unknown_ids(
     with pytest.raises(MethodError):
         await service.enroll(params(new_csr(), device, password=password), source_ip="10.0.0.2")
     denied = next(k for k in await service.list_keys() if k["state"] == "denied")
-    with pytest.raises(KeyConflict, match=f"hwfleet keys delete {good.key_id}"):
+    with pytest.raises(KeyConflictError, match=f"hwfleet keys delete {good.key_id}"):
         await service.accept(denied["id"])
-    with pytest.raises(KeyNotFound):
+    with pytest.raises(KeyNotFoundError):
         await service.accept("0000000000000000")
     # Deleting the old key lets the operator accept the replacement.
     await service.delete(good.key_id)

@@ -25,9 +25,9 @@ def test_parse_accepts_other_spellings_and_rejects_garbage() -> None:
     assert fingerprints.parse(bare.upper()) == canonical
     assert fingerprints.parse(canonical.upper()) == canonical
     assert fingerprints.parse(" " + canonical[len("SHA256:") :] + " ") == canonical
-    with pytest.raises(fingerprints.BadFingerprint, match="not a SHA-256 fingerprint"):
+    with pytest.raises(fingerprints.BadFingerprintError, match="not a SHA-256 fingerprint"):
         fingerprints.parse("SHA256:abcd")
-    with pytest.raises(fingerprints.BadFingerprint):
+    with pytest.raises(fingerprints.BadFingerprintError):
         fingerprints.parse("zz" * 32)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.agent.tasks import Report, TaskFailed
+from hwfleet.agent.tasks import Report, TaskFailedError
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 
@@ -43,7 +43,7 @@ class QcParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
 async def disk_erase(rt: AgentRuntime, params: DiskEraseParams) -> dict[str, Any]:
     from hwfleet.agent.hardware import (
         EraseError,
-        ProtectedDevice,
+        ProtectedDeviceError,
         erase_block_devices,
         inspect_target,
     )
@@ -53,7 +53,7 @@ async def disk_erase(rt: AgentRuntime, params: DiskEraseParams) -> dict[str, Any
     try:
         for target in params.devices:
             inspect_target(target)
-    except ProtectedDevice as exc:
+    except ProtectedDeviceError as exc:
         raise MethodError(str(exc), ErrorCode.REFUSED) from None
 
     async def work(report: Report) -> dict[str, Any]:
@@ -61,8 +61,8 @@ async def disk_erase(rt: AgentRuntime, params: DiskEraseParams) -> dict[str, Any
             return await erase_block_devices(
                 params.devices, report=report, method=params.method, verify=params.verify
             )
-        except (ProtectedDevice, EraseError) as exc:
-            raise TaskFailed(str(exc)) from None
+        except (ProtectedDeviceError, EraseError) as exc:
+            raise TaskFailedError(str(exc)) from None
 
     return rt.tasks.start(params.task_id, methods.DECOM_DISK_ERASE, work)
 
@@ -82,7 +82,7 @@ async def qc(rt: AgentRuntime, params: QcParams) -> dict[str, Any]:
         result: dict[str, Any] = msgspec.to_builtins(outcome)
         if not outcome.passed:
             failed = [c.name for c in outcome.checks if not c.passed]
-            raise TaskFailed(f"QC failed: {', '.join(failed)}", result)
+            raise TaskFailedError(f"QC failed: {', '.join(failed)}", result)
         return result
 
     return rt.tasks.start(params.task_id, methods.DECOM_QC, work)

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.agent.adminpass import AdminPassword, PasswordError, WrongPassword
+from hwfleet.agent.adminpass import AdminPassword, PasswordError, WrongPasswordError
 from hwfleet.agent.localstate import LocalStateError
 from hwfleet.agent.trustlist import (
-    TrustError,
     TrustList,
-    TrustNotFound,
-    TrustRefused,
+    TrustListError,
+    TrustNotFoundError,
+    TrustRefusedError,
     fingerprint_of_pem,
 )
 from hwfleet.protocol import methods
@@ -84,7 +84,7 @@ async def set_password(rt: AgentRuntime, params: SetPasswordParams) -> dict[str,
     async with rt.local.lock:
         try:
             await AdminPassword(rt.local).change(params.old_password, params.new_password)
-        except WrongPassword as exc:
+        except WrongPasswordError as exc:
             raise MethodError(str(exc), ErrorCode.UNAUTHORIZED) from None
         except PasswordError as exc:
             raise MethodError(str(exc), ErrorCode.BAD_PARAMS) from None
@@ -113,7 +113,7 @@ async def trust_add(rt: AgentRuntime, params: TrustAddParams) -> dict[str, Any]:
         )
         async with rt.local.lock:
             entry, added = TrustList(rt.local).add(access_id, params.label)
-    except TrustError as exc:
+    except TrustListError as exc:
         raise MethodError(str(exc), ErrorCode.BAD_PARAMS) from None
     except (OSError, LocalStateError) as exc:
         raise MethodError(f"cannot save the trust list: {exc}") from None
@@ -126,11 +126,11 @@ async def trust_remove(rt: AgentRuntime, params: TrustRemoveParams) -> dict[str,
     try:
         async with rt.local.lock:
             entry = TrustList(rt.local).remove(params.access_id)
-    except TrustError as exc:
+    except TrustListError as exc:
         raise MethodError(str(exc), ErrorCode.BAD_PARAMS) from None
-    except TrustRefused as exc:
+    except TrustRefusedError as exc:
         raise MethodError(str(exc), ErrorCode.REFUSED) from None
-    except TrustNotFound as exc:
+    except TrustNotFoundError as exc:
         raise MethodError(str(exc), ErrorCode.NOT_FOUND) from None
     except (OSError, LocalStateError) as exc:
         raise MethodError(f"cannot save the trust list: {exc}") from None

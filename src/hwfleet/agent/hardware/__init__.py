@@ -16,11 +16,11 @@ if TYPE_CHECKING:
         HardwareDispatcher,
         HardwareManager,
         HardwareSupport,
-        IncompatibleHardwareMethod,
+        IncompatibleHardwareMethodError,
     )
     from hwfleet.agent.hardware.dispatch import default_dispatcher
     from hwfleet.agent.hardware.erase import EraseError, erase_block_devices
-    from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDevice, inspect_target
+    from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDeviceError, inspect_target
     from hwfleet.agent.hardware.qc import QcCheck, QcReport, QcSpec, run_qc
     from hwfleet.agent.hardware.sysfs import SysfsHardwareManager
 
@@ -28,12 +28,12 @@ _EXPORTS = {
     "HardwareDispatcher": "base",
     "HardwareManager": "base",
     "HardwareSupport": "base",
-    "IncompatibleHardwareMethod": "base",
+    "IncompatibleHardwareMethodError": "base",
     "default_dispatcher": "dispatch",
     "EraseError": "erase",
     "erase_block_devices": "erase",
     "BlockTarget": "protect",
-    "ProtectedDevice": "protect",
+    "ProtectedDeviceError": "protect",
     "inspect_target": "protect",
     "QcCheck": "qc",
     "QcReport": "qc",
@@ -50,8 +50,8 @@ __all__ = [
     "HardwareDispatcher",
     "HardwareManager",
     "HardwareSupport",
-    "IncompatibleHardwareMethod",
-    "ProtectedDevice",
+    "IncompatibleHardwareMethodError",
+    "ProtectedDeviceError",
     "QcCheck",
     "QcReport",
     "QcSpec",

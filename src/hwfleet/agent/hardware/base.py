@@ -3,7 +3,7 @@
 Each :class:`HardwareManager` says how well it supports this machine
 (:meth:`~HardwareManager.evaluate`); the :class:`HardwareDispatcher` asks the
 best one first and, for every method, falls through to the next manager when
-one raises :class:`IncompatibleHardwareMethod`. A vendor manager can therefore
+one raises :class:`IncompatibleHardwareMethodError`. A vendor manager can therefore
 override one method (say, disks behind a RAID controller) and leave the rest to
 the generic sysfs manager.
 """
@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import TypeVar
 
+from hwfleet.errors import DeviceError
 from hwfleet.protocol.inventory import (
     Cpu,
     Disk,
@@ -38,12 +39,16 @@ class HardwareSupport(IntEnum):
     SERVICE_PROVIDER = 3
 
 
-class IncompatibleHardwareMethod(Exception):
+class IncompatibleHardwareMethodError(DeviceError):
     """This manager cannot answer this method here; the dispatcher tries the next one."""
 
 
+#: The name third-party hardware managers (ironic-python-agent's spelling) raise.
+IncompatibleHardwareMethod = IncompatibleHardwareMethodError
+
+
 class HardwareManager(ABC):
-    """One source of hardware facts. Methods it cannot answer raise IncompatibleHardwareMethod."""
+    """One source of hardware facts; it raises IncompatibleHardwareMethodError for the rest."""
 
     name: str = "base"
 
@@ -51,8 +56,8 @@ class HardwareManager(ABC):
     def evaluate(self) -> HardwareSupport:
         """How well this manager supports the machine it runs on."""
 
-    def _unsupported(self, method: str) -> IncompatibleHardwareMethod:
-        return IncompatibleHardwareMethod(f"{self.name} does not implement {method}")
+    def _unsupported(self, method: str) -> IncompatibleHardwareMethodError:
+        return IncompatibleHardwareMethodError(f"{self.name} does not implement {method}")
 
     def list_pci(self) -> list[PciDevice]:
         raise self._unsupported("list_pci")
@@ -100,9 +105,9 @@ class HardwareDispatcher:
         for manager in self._managers:
             try:
                 return call(manager)
-            except IncompatibleHardwareMethod:
+            except IncompatibleHardwareMethodError:
                 continue
-        raise IncompatibleHardwareMethod(f"no hardware manager implements {method}")
+        raise IncompatibleHardwareMethodError(f"no hardware manager implements {method}")
 
     def list_pci(self) -> list[PciDevice]:
         return self._dispatch("list_pci", lambda m: m.list_pci())
@@ -142,5 +147,5 @@ class HardwareDispatcher:
     def _optional(self, method: str, call: Callable[[HardwareManager], T], default: T) -> T:
         try:
             return self._dispatch(method, call)
-        except IncompatibleHardwareMethod:
+        except IncompatibleHardwareMethodError:
             return default

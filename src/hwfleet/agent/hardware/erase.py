@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDevice, inspect_target
+from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDeviceError, inspect_target
+from hwfleet.errors import DeviceError
 
 MIB = 1024 * 1024
 #: ``_IO(0x12, 119)``: discard a byte range (``blkdiscard``).
@@ -41,7 +42,7 @@ METHODS = ("zero", "discard")
 Report = Callable[[float, float | None], Awaitable[None]]
 
 
-class EraseError(Exception):
+class EraseError(DeviceError):
     """The erase ran but did not succeed (I/O error, verification found data)."""
 
 
@@ -91,7 +92,7 @@ async def erase_block_devices(
     sys_root: Path = Path("/"),
     dev_root: Path = Path("/dev"),
 ) -> dict[str, Any]:
-    """Erase each named device; raises ProtectedDevice (nothing written) or EraseError.
+    """Erase each named device; raises ProtectedDeviceError (nothing written) or EraseError.
 
     Returns ``{"devices": [{"name", "bytes", "seconds", "method", "verified"}]}``.
     """
@@ -158,9 +159,9 @@ def _open_exclusive(device: BlockTarget) -> int:
         return os.open(device.path, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
-            raise ProtectedDevice(device.target, f"{device.name} is in use (busy)") from exc
+            raise ProtectedDeviceError(device.target, f"{device.name} is in use (busy)") from exc
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise ProtectedDevice(
+            raise ProtectedDeviceError(
                 device.target, f"{device.name} cannot be opened for writing: {exc.strerror}"
             ) from exc
         raise EraseError(f"{device.target}: cannot open {device.path}: {exc.strerror}") from exc

@@ -1,6 +1,6 @@
 """Which block devices an erase may touch: refuse anything in use, read-only or not a disk.
 
-Every refusal is a :class:`ProtectedDevice` that says why, raised before a
+Every refusal is a :class:`ProtectedDeviceError` that says why, raised before a
 single byte is written. The checks look at the device, its partitions and
 everything stacked on it (device-mapper, md, LVM ``holders``), against the
 mount table (``/proc/self/mountinfo``, which also names devices by number
@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwfleet.agent.hardware._sysfs import list_dir, read_flag, read_str, under
+from hwfleet.errors import DeviceError
 
 DevNum = tuple[int, int]
 #: Where a swap device "is mounted", in :func:`mounted_devices`.
 _SWAP = "[swap]"
 
 
-class ProtectedDevice(Exception):
+class ProtectedDeviceError(DeviceError):
     """This target must not be erased; ``reason`` says why."""
 
     def __init__(self, target: str, reason: str) -> None:
@@ -48,29 +49,31 @@ def inspect_target(
 ) -> BlockTarget:
     """Resolve ``sda`` / ``/dev/sda`` / ``/dev/disk/by-id/…`` and check it is safe to erase."""
     if not target or not target.strip():
-        raise ProtectedDevice(repr(target), "no device named")
+        raise ProtectedDeviceError(repr(target), "no device named")
     if target.strip().lower() in ("all", "*"):
-        raise ProtectedDevice(target, "erase needs explicit device names, not 'all'")
+        raise ProtectedDeviceError(target, "erase needs explicit device names, not 'all'")
     if "/" in target:
         if not os.path.isabs(target):
-            raise ProtectedDevice(target, "must be a device name (sda) or an absolute path")
+            raise ProtectedDeviceError(target, "must be a device name (sda) or an absolute path")
         path = target
     else:
         path = os.path.join(os.fspath(dev_root), target)
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise ProtectedDevice(target, f"cannot stat {path}: {exc.strerror}") from exc
+        raise ProtectedDeviceError(target, f"cannot stat {path}: {exc.strerror}") from exc
     if not stat.S_ISBLK(info.st_mode):
-        raise ProtectedDevice(target, f"{path} is not a block device")
+        raise ProtectedDeviceError(target, f"{path} is not a block device")
     devnum = (os.major(info.st_rdev), os.minor(info.st_rdev))
     sysfs = under(sys_root, f"/sys/dev/block/{devnum[0]}:{devnum[1]}")
     if not os.path.isdir(sysfs):
-        raise ProtectedDevice(target, f"no sysfs entry for block device {devnum[0]}:{devnum[1]}")
+        raise ProtectedDeviceError(
+            target, f"no sysfs entry for block device {devnum[0]}:{devnum[1]}"
+        )
     sysfs = os.path.realpath(sysfs)
     name = os.path.basename(sysfs)
     if read_flag(os.path.join(sysfs, "ro")):
-        raise ProtectedDevice(target, f"{name} is read-only")
+        raise ProtectedDeviceError(target, f"{name} is read-only")
     _check_not_in_use(target, name, sysfs, devnum, sys_root)
     return BlockTarget(target=target, path=path, name=name, devnum=devnum)
 
@@ -93,14 +96,16 @@ def _check_not_in_use(
     for number, member in family.items():
         what = name if member == name else f"its partition {member}"
         if number == root_devnum or mounts.get(number) == "/":
-            raise ProtectedDevice(target, f"{what} holds the root filesystem")
+            raise ProtectedDeviceError(target, f"{what} holds the root filesystem")
         if mounts.get(number) == _SWAP:
-            raise ProtectedDevice(target, f"{what} is in use as swap")
+            raise ProtectedDeviceError(target, f"{what} is in use as swap")
         if number in mounts:
-            raise ProtectedDevice(target, f"{what} is mounted at {mounts[number]}")
+            raise ProtectedDeviceError(target, f"{what} is mounted at {mounts[number]}")
     if holders:
         names = ", ".join(sorted(holders))
-        raise ProtectedDevice(target, f"{name} is in use by {names} (device-mapper, RAID or LVM)")
+        raise ProtectedDeviceError(
+            target, f"{name} is in use by {names} (device-mapper, RAID or LVM)"
+        )
 
 
 def _devnum(path: str) -> DevNum | None:

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 import msgspec
 
 from hwfleet.protocol.inventory import Inventory
+from hwfleet.protocol.mac import is_mac, normalize_mac
 
 _MIB = 1024 * 1024
 _PCI_ID = re.compile(r"^(0x)?([0-9a-fA-F]{1,4}):(0x)?([0-9a-fA-F]{1,4})$")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -39,7 +39,7 @@ class QcSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             if not _PCI_ID.match(value):
                 raise ValueError(f"pci_ids: {value!r} is not vendor:device (e.g. 8086:1533)")
         for value in self.macs or []:
-            if not _MAC.match(value):
+            if not is_mac(value):
                 raise ValueError(f"macs: {value!r} is not a MAC address")
 
 
@@ -67,10 +67,6 @@ def _hex4(value: str) -> str:
 def _normalize_pci_id(value: str) -> str:
     found = _PCI_ID.match(value)
     return pci_id(found.group(2), found.group(4)) if found else value.lower()
-
-
-def _normalize_mac(value: str) -> str:
-    return value.replace("-", ":").lower()
 
 
 def memory_mb(inventory: Inventory) -> int:
@@ -111,8 +107,8 @@ def run_qc(spec: QcSpec, inventory: Inventory) -> QcReport:
         missing = [value for value in wanted if value not in present]
         check("pci_ids", wanted, sorted(present & set(wanted)), not missing)
     if spec.macs is not None:
-        present = {_normalize_mac(nic.mac) for nic in inventory.interfaces}
-        wanted = [_normalize_mac(value) for value in spec.macs]
+        present = {normalize_mac(nic.mac) for nic in inventory.interfaces if is_mac(nic.mac)}
+        wanted = [normalize_mac(value) for value in spec.macs]
         missing = [value for value in wanted if value not in present]
         check("macs", wanted, sorted(present & set(wanted)), not missing)
     return QcReport(passed=all(item.passed for item in checks), checks=checks)

@@ -7,7 +7,11 @@ from pathlib import Path
 
 from hwfleet.agent.hardware import cpu, disks, dmi, linkinfo, memory, net, pci
 from hwfleet.agent.hardware._sysfs import read_str, under
-from hwfleet.agent.hardware.base import HardwareManager, HardwareSupport, IncompatibleHardwareMethod
+from hwfleet.agent.hardware.base import (
+    HardwareManager,
+    HardwareSupport,
+    IncompatibleHardwareMethodError,
+)
 from hwfleet.protocol.inventory import Cpu, Disk, Dmi, Memory, Nic, NicReport, PciDevice
 
 
@@ -53,7 +57,7 @@ class SysfsHardwareManager(HardwareManager):
     def get_dmi(self) -> Dmi:
         found = dmi.get_dmi(self.root)
         if found is None:
-            raise IncompatibleHardwareMethod("no /sys/class/dmi/id on this machine")
+            raise IncompatibleHardwareMethodError("no /sys/class/dmi/id on this machine")
         return found
 
     def hostname(self) -> str:

@@ -26,6 +26,7 @@ from hwfleet.agent.links import bus_credentials
 from hwfleet.agent.links.backoff import Backoff
 from hwfleet.agent.links.bus import BusLink
 from hwfleet.agent.runtime import AgentRuntime
+from hwfleet.errors import TrustError
 
 if TYPE_CHECKING:
     from hwfleet.bus.amqp import AmqpBus
@@ -92,7 +93,7 @@ class AmqpAgentLink:
                 await self._until_stopped(self._session(credentials))
             except _Stopped:
                 return
-            except _LoginRefused:
+            except _LoginRefusedError:
                 if self.identity is None:
                     raise
                 log.warning("the broker refused this device's bus user: asking for a new one")
@@ -140,7 +141,7 @@ class AmqpAgentLink:
             await bus.start()
         except Exception as exc:
             if credentials is not None and _is_login_refusal(exc):
-                raise _LoginRefused from exc
+                raise _LoginRefusedError from exc
             raise
         self.bus, self.per_device = bus, credentials is not None
         link = BusLink(
@@ -164,7 +165,7 @@ class AmqpAgentLink:
                 "not on the bus for %g s: connecting again with fresh credentials",
                 self._relogin_after,
             )
-            raise _LoginRefused
+            raise _LoginRefusedError
         finally:
             link.stop()
             self.connected.clear()
@@ -205,7 +206,7 @@ class AmqpAgentLink:
         raise _Stopped
 
 
-class _LoginRefused(Exception):
+class _LoginRefusedError(TrustError):
     """The broker refused this device's own user: get new credentials."""
 
 

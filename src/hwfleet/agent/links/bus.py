@@ -25,7 +25,7 @@ import msgspec
 from hwfleet.agent.commands.core import scan
 from hwfleet.agent.links.backoff import Backoff
 from hwfleet.agent.runtime import AgentRuntime
-from hwfleet.bus.base import Bus, Delivery, Reject
+from hwfleet.bus.base import Bus, Delivery, RejectedMessageError
 from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.carrier import (
     AGENTS_EXCHANGE,
@@ -40,7 +40,7 @@ from hwfleet.protocol.carrier import (
     device_queue,
     uplink_key,
 )
-from hwfleet.protocol.errors import ProtocolError
+from hwfleet.protocol.errors import FatalProtocolError
 from hwfleet.protocol.inventory import ScanParams
 from hwfleet.protocol.session import Session
 
@@ -170,14 +170,14 @@ class BusLink:
     async def _on_message(self, delivery: Delivery) -> None:
         try:
             message = envelope.decode(delivery.body)
-        except (ProtocolError, envelope.BadEnvelope) as exc:
-            raise Reject(f"not a protocol envelope: {exc}") from None
+        except (FatalProtocolError, envelope.BadEnvelopeError) as exc:
+            raise RejectedMessageError(f"not a protocol envelope: {exc}") from None
         if isinstance(message, envelope.Command):
             replica = delivery.headers.get(REPLY_HEADER)
             if isinstance(replica, bytes):
                 replica = replica.decode()
             if not isinstance(replica, str) or not replica:
-                raise Reject(f"a command without {REPLY_HEADER}: nowhere to answer")
+                raise RejectedMessageError(f"a command without {REPLY_HEADER}: nowhere to answer")
             await self._replica(replica).handle_message(message)
         else:
             await self._primary.handle_message(message)

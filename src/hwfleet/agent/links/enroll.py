@@ -14,6 +14,7 @@ import contextlib
 import logging
 from typing import Any
 
+from hwfleet.errors import TrustError
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.protocol.session import Session
@@ -29,7 +30,7 @@ from hwfleet.trust import (
 log = logging.getLogger(__name__)
 
 
-class EnrollmentPending(Exception):
+class EnrollmentPendingError(TrustError):
     """The controller holds the request for an operator (``hwfleet keys accept``)."""
 
 
@@ -108,12 +109,12 @@ async def enroll(
             params["transport"] = transport
         reply = await session.call(ENROLL, params, timeout)
         if reply.get("state") == "pending":
-            raise EnrollmentPending(
+            raise EnrollmentPendingError(
                 f"enrollment of key {reply.get('key_id')} waits for an operator: "
                 f"hwfleet keys accept {reply.get('key_id')}"
             )
         if reply.get("state") != "accepted":
-            raise EnrollmentPending(f"unexpected enrollment answer {reply.get('state')!r}")
+            raise EnrollmentPendingError(f"unexpected enrollment answer {reply.get('state')!r}")
         verify_first_contact(ssl_object, str(reply["ca"]), pinned)
         identity.save_certificate(str(reply["cert"]), str(reply["ca"]))
         log.info("enrolled with controller CA %s", pinned)

@@ -18,13 +18,14 @@ from typing import Any
 from hwfleet.agent.netconfig.model import NetConfigError, NetworkSettings
 from hwfleet.agent.netconfig.plans import DHCP_CLIENTS, Plan, iproute2_plan, nmcli_plan
 from hwfleet.agent.netconfig.wifi import iw_scan_argv, nmcli_scan_argv, parse_iw, parse_nmcli
+from hwfleet.errors import DeviceError
 from hwfleet.trust.files import write_private
 
 SYS_NET = Path("/sys/class/net")
 COMMAND_TIMEOUT = 60.0
 
 
-class ApplyError(RuntimeError):
+class ApplyError(DeviceError, RuntimeError):
     """A command of the plan failed; the message names it and quotes its stderr."""
 
 

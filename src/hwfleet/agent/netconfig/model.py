@@ -19,6 +19,8 @@ from typing import Any
 
 import msgspec
 
+from hwfleet.errors import ConfigError
+
 SECRET_FIELDS = ("psk", "wepkey")
 MASKED = "***"
 MAX_NAME_SERVERS = 8
@@ -34,7 +36,7 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$")
 _HEX = set(string.hexdigits)
 
 
-class NetConfigError(ValueError):
+class NetConfigError(ConfigError, ValueError):
     """One field is wrong; ``str()`` is ``<field>: <reason>`` (never a secret's value)."""
 
     def __init__(self, field_name: str, reason: str) -> None:

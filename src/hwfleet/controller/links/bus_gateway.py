@@ -18,7 +18,7 @@ import logging
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
-from hwfleet.bus.base import Bus, Delivery, Reject, Subscription
+from hwfleet.bus.base import Bus, Delivery, RejectedMessageError, Subscription
 from hwfleet.bus.topology import HWINFO_QUEUE
 from hwfleet.controller.devices import Connection, DeviceRegistry
 from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
@@ -36,7 +36,7 @@ from hwfleet.protocol.carrier import (
     UPLINK_REPLY,
     uplink_key,
 )
-from hwfleet.protocol.errors import ProtocolError
+from hwfleet.protocol.errors import FatalProtocolError
 from hwfleet.protocol.session import Session
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def device_of(delivery: Delivery) -> str:
     try:
         return str(uuidlib.UUID(str(raw)))
     except ValueError:
-        raise Reject(f"{DEVICE_HEADER} header {raw!r} is not a device uuid") from None
+        raise RejectedMessageError(f"{DEVICE_HEADER} header {raw!r} is not a device uuid") from None
 
 
 class BusGateway:
@@ -134,9 +134,9 @@ class BusGateway:
         self._senders.device(delivery, device)
         try:
             message = envelope.decode(delivery.body)
-        except ProtocolError as exc:
-            raise Reject(f"not a protocol envelope: {exc}") from None
-        except envelope.BadEnvelope as exc:
+        except FatalProtocolError as exc:
+            raise RejectedMessageError(f"not a protocol envelope: {exc}") from None
+        except envelope.BadEnvelopeError as exc:
             await self._session(device).handle_message(
                 envelope.error(exc.message_id, exc.msg, exc.code)
             )
@@ -158,8 +158,8 @@ class BusGateway:
             return  # a reply to a call this replica no longer waits for
         try:
             await session.handle_message(envelope.decode(delivery.body))
-        except (ProtocolError, envelope.BadEnvelope) as exc:
-            raise Reject(f"not a protocol envelope: {exc}") from None
+        except (FatalProtocolError, envelope.BadEnvelopeError) as exc:
+            raise RejectedMessageError(f"not a protocol envelope: {exc}") from None
 
     async def _adopt(self, ctx: AgentContext, device: str, *, only_amqp: bool = False) -> bool:
         """Reach a device that identified itself to another replica (nothing is recorded:

@@ -21,7 +21,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from hwfleet.bus.base import Delivery, Reject
+from hwfleet.bus.base import Delivery, RejectedMessageError
 from hwfleet.bus.topology import DEFAULT_PREFIX, Topology
 from hwfleet.protocol.carrier import (
     UPLINK_EXCHANGE,
@@ -76,22 +76,22 @@ class SenderCheck:
 
     def _check_uplink(self, delivery: Delivery, device: str) -> None:
         if delivery.exchange == self._uplink and uplink_sender(delivery.routing_key) != device:
-            raise Reject(
+            raise RejectedMessageError(
                 f"uplink key {delivery.routing_key!r} does not start with the sender {device}"
             )
 
     def device(self, delivery: Delivery, device: str) -> None:
-        """A carrier message from ``device`` (its header); raises Reject when it may not be."""
+        """A carrier message from ``device`` (its header); RejectedMessageError if it may not be."""
         self._check_uplink(delivery, device)
         expected = device_user(device)
         if delivery.user_id == expected:
             return
         if device_of_user(delivery.user_id) is not None:  # another device's own user: forged
-            raise Reject(
+            raise RejectedMessageError(
                 f"sent by user {delivery.user_id!r}, which may not speak for device {device}"
             )
         if self.strict:
-            raise Reject(
+            raise RejectedMessageError(
                 f"sent by user {delivery.user_id!r}, which may not speak for device {device}"
                 f" (per-device bus credentials are on: expected {expected})"
             )
@@ -106,7 +106,7 @@ class SenderCheck:
             )
 
     def scan_reply(self, delivery: Delivery, claimed: str | None) -> str | None:
-        """The uuid a scan reply may be counted for; raises Reject for a forged one.
+        """The uuid a scan reply may be counted for; raises RejectedMessageError for a forged one.
 
         A reply from a device's own user counts for that device only; with
         per-device credentials on, anything else must come from the controller
@@ -116,12 +116,12 @@ class SenderCheck:
         if sender is not None:
             self._check_uplink(delivery, sender)
             if claimed is not None and _canonical(claimed) != sender:
-                raise Reject(f"scan reply for {claimed!r} sent by device {sender}")
+                raise RejectedMessageError(f"scan reply for {claimed!r} sent by device {sender}")
             return sender
         if self.strict and (
             delivery.exchange == self._uplink or delivery.user_id != self.controller_user
         ):
-            raise Reject(
+            raise RejectedMessageError(
                 f"scan reply sent by user {delivery.user_id!r}: per-device bus credentials"
                 " are on, so only a device's own user (or the controller) may send one"
             )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.controller.events import EventPublisher, utcnow
+from hwfleet.errors import ConfigError
 from hwfleet.types import JsonObject
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _log_level(value: Any) -> str | None:
     return None if value in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
 
 
-class ConfigError(ValueError):
+class LiveConfigError(ConfigError, ValueError):
     pass
 
 
@@ -62,14 +63,16 @@ class LiveConfig:
             if key in self._defs:
                 try:
                     self._values[key] = self._validate(key, value)
-                except ConfigError as exc:
+                except LiveConfigError as exc:
                     log.warning("ignoring stored setting: %s", exc)
         for key, value in self._values.items():
             self._notify(key, value)
 
     def get(self, key: str) -> Any:
         if key not in self._defs:
-            raise ConfigError(f"unknown setting {key!r} (known: {', '.join(sorted(self._defs))})")
+            raise LiveConfigError(
+                f"unknown setting {key!r} (known: {', '.join(sorted(self._defs))})"
+            )
         return self._values[key]
 
     def all(self) -> dict[str, Any]:
@@ -101,26 +104,28 @@ class LiveConfig:
         if key is None:
             return {"settings": self.all()}
         if not isinstance(key, str):
-            raise ConfigError("'key' must be a string")
+            raise LiveConfigError("'key' must be a string")
         return {"key": key, "value": self.get(key)}
 
     async def _rpc_set(self, params: JsonObject) -> JsonObject:
         key = params.get("key")
         if not isinstance(key, str) or "value" not in params:
-            raise ConfigError("methods.set needs {'key': str, 'value': ...}")
+            raise LiveConfigError("methods.set needs {'key': str, 'value': ...}")
         return {"key": key, "value": await self.set(key, params["value"])}
 
     def _validate(self, key: str, value: Any) -> Any:
         spec = self._defs.get(key)
         if spec is None:
-            raise ConfigError(f"unknown setting {key!r} (known: {', '.join(sorted(self._defs))})")
+            raise LiveConfigError(
+                f"unknown setting {key!r} (known: {', '.join(sorted(self._defs))})"
+            )
         if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, spec.kind) or isinstance(value, bool) != (spec.kind is bool):
-            raise ConfigError(f"{key} must be {spec.kind.__name__}, not {type(value).__name__}")
+            raise LiveConfigError(f"{key} must be {spec.kind.__name__}, not {type(value).__name__}")
         problem = spec.check(value)
         if problem:
-            raise ConfigError(f"{key} {problem}")
+            raise LiveConfigError(f"{key} {problem}")
         return value
 
     def _notify(self, key: str, value: Any) -> None:

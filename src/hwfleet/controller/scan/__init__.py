@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from hwfleet.controller.scan.bridge import ScanBridge
     from hwfleet.controller.scan.finish import POSTS, idempotency_key
     from hwfleet.controller.scan.identity import legacy_uuid
-    from hwfleet.controller.scan.service import ScanRunning, ScanService
+    from hwfleet.controller.scan.service import ScanService
 
 # Exports resolve on first use (see hwfleet._lazy): a submodule imported on its own does
 # not drag the whole pipeline in, and devices.py <-> bridge.py cannot form an import loop.
@@ -29,7 +29,6 @@ _EXPORTS = {
     "POSTS": "finish",
     "idempotency_key": "finish",
     "legacy_uuid": "identity",
-    "ScanRunning": "service",
     "ScanService": "service",
 }
 __getattr__ = lazy_exports(__name__, _EXPORTS)
@@ -37,7 +36,6 @@ __getattr__ = lazy_exports(__name__, _EXPORTS)
 __all__ = [
     "POSTS",
     "ScanBridge",
-    "ScanRunning",
     "ScanService",
     "idempotency_key",
     "legacy_uuid",

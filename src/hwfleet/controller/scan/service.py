@@ -30,17 +30,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from hwfleet.bus.base import Delivery, Reject, Subscription
+from hwfleet.bus.base import Delivery, RejectedMessageError, Subscription
 from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.links import SenderCheck
 from hwfleet.controller.presence import LivenessRule
 from hwfleet.controller.scan.compare import compare, failed_entry
-from hwfleet.controller.scan.finish import INTERNAL, Finished, finish_scan
+from hwfleet.controller.scan.finish import INTERNAL, POSTS, Finished, finish_scan, idempotency_key
 from hwfleet.controller.scan.identity import Admitted, Refused, admit
 from hwfleet.controller.scan.outage import StoreOutage
 from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan.watch import ScanState, ScanWatcher
+from hwfleet.errors import ScanRunningError
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
 from hwfleet.store import ScanResultRow
@@ -54,17 +55,6 @@ if TYPE_CHECKING:
     from hwfleet.store import EventRecord, ScanRecord, Store
 
 log = logging.getLogger(__name__)
-
-
-class ScanRunning(Exception):
-    """A scan is running already: a second one would post to the MES beside it."""
-
-    def __init__(self, operationid: int) -> None:
-        super().__init__(
-            f"scan {operationid} is still running: follow it with "
-            f"`hwfleet scan show {operationid} --wait`, and start a new one when it ends"
-        )
-        self.operationid = operationid
 
 
 @dataclass(slots=True)
@@ -177,7 +167,7 @@ class ScanService:
         ``expected`` is a list of ``{"uuid", "sn"}``; by default the devices online now, by
         the liveness rule every replica shares (:mod:`hwfleet.controller.presence`), and,
         unless ``scan_legacy`` is off, every legacy device that answered an earlier scan
-        (they never connect, so they are never online). Raises :class:`ScanRunning` while
+        (they never connect, so they are never online). Raises :class:`ScanRunningError` while
         another scan runs (on any replica): two scans at once would both post deviceScan and
         Pair for the same devices.
         """
@@ -187,7 +177,7 @@ class ScanService:
             await tx.scans.lock_starts()
             running = await tx.scans.running_activity()
             if running:
-                raise ScanRunning(running[0].operationid)
+                raise ScanRunningError(running[0].operationid)
             if expected is None:
                 online = await tx.devices.online(self.liveness.stale_before(now))
                 if self.settings.scan_legacy:
@@ -216,6 +206,10 @@ class ScanService:
         state = self.watcher.cached(operationid)
         return state is not None and device_uuid in state.answered
 
+    def mes_post_keys(self, scan: ScanRecord) -> list[str]:
+        """The idempotency keys of every MES post this scan makes (its outbox rows)."""
+        return [idempotency_key(scan, kind) for kind in POSTS]
+
     async def broadcast(self, operationid: int) -> None:
         """The trigger, as seed 000's reference client reads it (``action`` 1)."""
         await self.bus.publish(DEVICESCAN, "", {"operationid": operationid, "action": 1})
@@ -225,12 +219,12 @@ class ScanService:
     async def _on_reply(self, delivery: Delivery) -> None:
         parsed = parse_reply(delivery.body)
         if parsed.operationid is None:
-            raise Reject(
+            raise RejectedMessageError(
                 f"{parsed.reason if isinstance(parsed, BadReply) else ''} (no operationid)"
             )
         state = await self._state_through_outage(parsed.operationid)
         if state is None:
-            raise Reject(f"scan reply for unknown operationid {parsed.operationid}")
+            raise RejectedMessageError(f"scan reply for unknown operationid {parsed.operationid}")
         enrolled = bool(parsed.uuid) or device_of_user(delivery.user_id) is not None
         if not state.running:
             log.info("late reply for finished scan %d dropped", parsed.operationid)
@@ -249,7 +243,7 @@ class ScanService:
         )
         if admitted is None:
             reason = parsed.reason if isinstance(parsed, BadReply) else "no device identity"
-            raise Reject(f"{reason}; the reply names neither a uuid nor an sn")
+            raise RejectedMessageError(f"{reason}; the reply names neither a uuid nor an sn")
         if isinstance(admitted, Refused):
             await self._refuse(state, admitted, delivery)
             return

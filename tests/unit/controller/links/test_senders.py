@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from hwfleet.bus.base import Delivery, Reject
+from hwfleet.bus.base import Delivery, RejectedMessageError
 from hwfleet.controller.links.senders import SenderCheck, bus_user
 from hwfleet.protocol.carrier import device_user
 
@@ -22,9 +22,9 @@ def test_strict_mode_wants_the_devices_own_user() -> None:
     check = SenderCheck(strict=True, controller_user="guest")
     check.device(delivery(device_user(DEVICE), "hwfleet.uplink", f"{DEVICE}.inbound"), DEVICE)
     for user in ("guest", None, device_user(OTHER)):
-        with pytest.raises(Reject, match="may not speak for device"):
+        with pytest.raises(RejectedMessageError, match="may not speak for device"):
             check.device(delivery(user), DEVICE)
-    with pytest.raises(Reject, match="does not start with the sender"):
+    with pytest.raises(RejectedMessageError, match="does not start with the sender"):
         check.device(delivery(device_user(DEVICE), "hwfleet.uplink", f"{OTHER}.inbound"), DEVICE)
 
 
@@ -38,7 +38,7 @@ def test_shared_credentials_are_accepted_with_one_warning(
     warnings = [r for r in caplog.records if "shared credentials" in r.getMessage()]
     assert len(warnings) == 1 and "--bus-credentials" in warnings[0].getMessage()
     # A device's own user still may not speak for another, even when provisioning is off.
-    with pytest.raises(Reject):
+    with pytest.raises(RejectedMessageError):
         check.device(delivery(device_user(DEVICE), "hwfleet.uplink", f"{OTHER}.x"), OTHER)
 
 
@@ -47,16 +47,16 @@ def test_scan_replies_count_for_their_sender_only() -> None:
     own = delivery(device_user(DEVICE), "hwfleet.uplink", f"{DEVICE}.hwinfo")
     assert strict.scan_reply(own, None) == DEVICE  # an sn-only reply counts for its sender
     assert strict.scan_reply(own, DEVICE.upper()) == DEVICE
-    with pytest.raises(Reject, match="sent by device"):
+    with pytest.raises(RejectedMessageError, match="sent by device"):
         strict.scan_reply(own, OTHER)
     # The controller relays stream agents' replies with its own user.
     assert strict.scan_reply(delivery("guest", "", "hwinfo_queue"), OTHER) == OTHER
     for user in (None, "mallory"):
-        with pytest.raises(Reject, match="per-device bus credentials are on"):
+        with pytest.raises(RejectedMessageError, match="per-device bus credentials are on"):
             strict.scan_reply(delivery(user, "", "hwinfo_queue"), OTHER)
     relaxed = SenderCheck(strict=False, controller_user="guest")
     assert relaxed.scan_reply(delivery(None, "", "hwinfo_queue"), "any-id") == "any-id"
-    with pytest.raises(Reject):
+    with pytest.raises(RejectedMessageError):
         relaxed.scan_reply(delivery(device_user(DEVICE), "", "hwinfo_queue"), OTHER)
 
 
