@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import pytest
+from tests.conftest import service_missing
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 
 from hwfleet.bus import Bus
@@ -59,7 +60,7 @@ class SmallDisk:
 @contextlib.contextmanager
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs to fill needs root")
+        service_missing("mounting a tmpfs to fill needs root")
     mount = tmp_path / "disk"
     mount.mkdir()
     done = subprocess.run(
@@ -68,7 +69,7 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        service_missing(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield SmallDisk(mount)
     finally:
