@@ -23,3 +23,23 @@ ensure_venv() {
   fi
   export PATH="$VENV/bin:$PATH"
 }
+
+# ensure_apt PACKAGE... — install the Debian packages that are missing (the tests that need
+# kea, qemu, ipxe, openipmi, chromium … call this through scripts/system-packages). Waits
+# for another apt run's lock rather than failing; without root it says what to run.
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+      || missing+=("$pkg")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts: missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2
+    return 1
+  fi
+  echo "scripts: installing Debian packages: ${missing[*]}" >&2
+  apt-get -o DPkg::Lock::Timeout=900 update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+    --no-install-recommends "${missing[@]}" >&2
+}
