@@ -20,10 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests.unit.agent.agent_kit import sim_runtime
 
-from hwfleet.agent.admin_listener import AdminListener
-from hwfleet.agent.adminpass import AdminPassword
+from hwfleet.agent.access.admin_listener import AdminListener
+from hwfleet.agent.access.adminpass import AdminPassword
+from hwfleet.agent.access.trustlist import TrustList
 from hwfleet.agent.runtime import AgentRuntime
-from hwfleet.agent.trustlist import TrustList
 from hwfleet.protocol.errors import RemoteError, SessionClosedError
 from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.protocol.session import Session

@@ -12,7 +12,7 @@ backend — and hands it to :func:`hwfleet.agent.main.run_agent`.
 - :mod:`.commands` what it answers; :mod:`.hardware` what it reads and erases;
   :mod:`.netconfig` how it changes its network; :mod:`.plugins` the entry-point
   groups that extend both.
-- :mod:`.admin_listener`, :mod:`.adminpass`, :mod:`.trustlist`, :mod:`.peers`
-  seed 004's direct access and the keys it obeys; :mod:`.discovery` its
-  discovery answers; :mod:`.main` the process.
+- :mod:`.access` seed 004's direct access (admin listener, admin password, trusted
+  keys); :mod:`.peers` the peer behind a command; :mod:`.discovery` its discovery answers;
+  :mod:`.main` the process.
 """

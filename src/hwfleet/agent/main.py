@@ -21,7 +21,7 @@ from hwfleet.settings import AgentSettings
 from hwfleet.types import parse_host_port
 
 if TYPE_CHECKING:
-    from hwfleet.agent.admin_listener import AdminListener
+    from hwfleet.agent.access.admin_listener import AdminListener
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ async def admin_listening(
     if not settings.admin_listen:
         yield None
         return
-    from hwfleet.agent.admin_listener import AdminListener
+    from hwfleet.agent.access.admin_listener import AdminListener
     from hwfleet.trust import AgentIdentity
 
     host, port = parse_host_port(settings.admin_listen, allow_any_port=True)

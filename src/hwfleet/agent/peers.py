@@ -3,7 +3,7 @@
 The agent obeys more than one peer: the controller it enrolled with (over its
 own link, identified by the pinned CA) and, when ``--admin-listen`` is on,
 clients that connect to the device and prove a key on its trust list
-(:mod:`hwfleet.agent.admin_listener`). Command handlers receive only the
+(:mod:`hwfleet.agent.access.admin_listener`). Command handlers receive only the
 runtime, so the listener names the caller in :data:`CALLER` for the duration of
 its connection: a ``contextvars`` value is per task, so two peers' commands
 never see each other's identity (a plain attribute on the runtime would).

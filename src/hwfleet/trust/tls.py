@@ -14,7 +14,7 @@ the certificate the server presented was issued by the CA the controller sent
 After enrollment :func:`enrolled_context` does mutual TLS against the pinned CA
 only.
 
-The device's admin listener (:mod:`hwfleet.agent.admin_listener`) is the other
+The device's admin listener (:mod:`hwfleet.agent.access.admin_listener`) is the other
 way round: :func:`listener_context` serves the device's own key, and a client
 checks it with :func:`verify_device` against the device's key fingerprint
 before it signs anything; clients prove their key inside the session

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from tests.integration.controller.conftest import connected_fleet
 from tests.integration.controller.test_device_admin import cli
 
-from hwfleet.agent.admin_listener import AdminListener
+from hwfleet.agent.access.admin_listener import AdminListener
 from hwfleet.controller.app import Controller
 from hwfleet.protocol.errors import RemoteError, SessionClosedError
 from hwfleet.sim.fleet import SimFleet

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.agent.adminpass import AdminPassword, PasswordError, WrongPasswordError
-from hwfleet.agent.localstate import LocalStateError
-from hwfleet.agent.trustlist import (
+from hwfleet.agent.access.adminpass import AdminPassword, PasswordError, WrongPasswordError
+from hwfleet.agent.access.trustlist import (
     TrustList,
     TrustListError,
     TrustNotFoundError,
     TrustRefusedError,
     fingerprint_of_pem,
 )
+from hwfleet.agent.localstate import LocalStateError
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 

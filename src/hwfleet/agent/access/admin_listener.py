@@ -32,11 +32,11 @@ from typing import Any
 
 import msgspec
 
-from hwfleet.agent.adminpass import AdminPassword
+from hwfleet.agent.access.adminpass import AdminPassword
+from hwfleet.agent.access.trustlist import TrustList, TrustListError, check_label
 from hwfleet.agent.localstate import LocalStateError
 from hwfleet.agent.peers import CALLER
 from hwfleet.agent.runtime import AgentRuntime
-from hwfleet.agent.trustlist import TrustList, TrustListError, check_label
 from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import ErrorCode, MethodError
 from hwfleet.protocol.framing import STREAM_LIMIT

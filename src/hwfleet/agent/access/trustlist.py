@@ -13,7 +13,7 @@ fingerprint of its SubjectPublicKeyInfo (what ``hwfleet keys`` shows).
 Who the list admits: the enrolled controller over its own link (its pinned CA,
 always listed and never removable here: that trust is managed by enrollment,
 ``hwfleet keys reject`` at the controller), and, on the device's admin listener
-(:mod:`hwfleet.agent.admin_listener`), any client that proves a key listed here
+(:mod:`hwfleet.agent.access.admin_listener`), any client that proves a key listed here
 (by the fingerprint of its public key), or proves a key and gives the device
 password, which adds that key. Removing a key closes its live sessions at once.
 
