@@ -3,7 +3,8 @@
 ``service`` starts a scan, broadcasts on ``devicescan`` and consumes the
 replies on ``hwinfo_queue``; each reply is parsed (``replies``), admitted
 against the expected set (``identity``), looked up in the MES and scored
-(``compare``), and written in batches; ``watch`` decides when a scan is done,
+(``compare``), and written in batches (``writer``), its events published off
+the write path (``announcer``); ``watch`` decides when a scan is done,
 ``finish`` assembles the deviceScan document and its outbox posts, ``outage``
 keeps a briefly unavailable database from failing devices, and ``bridge``
 forwards a scan to the agents on the stream carrier. Other packages import the

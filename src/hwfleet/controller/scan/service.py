@@ -9,9 +9,8 @@ compared and stored. A reply is acknowledged only after its result is
 committed, so a controller killed mid-scan loses nothing: the broker
 redelivers, and ``tx.scans.add_results`` de-duplicates what was stored already.
 
-Results are written in batches (one transaction for every reply that
-arrived while the previous batch was being written): on a 10,000-device
-rack one commit per reply would make the database the bottleneck.
+Results are written in batches by :mod:`hwfleet.controller.scan.writer`; events
+reach the bus through :mod:`hwfleet.controller.scan.announcer`.
 
 A scan finishes when every expected device has a result, or when it has
 been quiet for its quiet timeout (see :mod:`hwfleet.controller.scan.watch`).
@@ -21,12 +20,8 @@ its results (see :mod:`hwfleet.controller.scan.outage`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -35,12 +30,14 @@ from hwfleet.bus.topology import DEVICESCAN, HWINFO_QUEUE, EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.links import SenderCheck
 from hwfleet.controller.presence import LivenessRule
+from hwfleet.controller.scan.announcer import ScanAnnouncer
 from hwfleet.controller.scan.compare import compare, failed_entry
 from hwfleet.controller.scan.finish import INTERNAL, POSTS, Finished, finish_scan, idempotency_key
 from hwfleet.controller.scan.identity import Admitted, Refused, admit
 from hwfleet.controller.scan.outage import StoreOutage
 from hwfleet.controller.scan.replies import BadReply, Reply, parse_reply
 from hwfleet.controller.scan.watch import ScanState, ScanWatcher
+from hwfleet.controller.scan.writer import ResultWriter
 from hwfleet.errors import ScanRunningError
 from hwfleet.integrations.mes import MesClient, MesError
 from hwfleet.protocol.carrier import device_of_user
@@ -55,24 +52,6 @@ if TYPE_CHECKING:
     from hwfleet.store import EventRecord, ScanRecord, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Pending:
-    row: ScanResultRow
-    done: asyncio.Future[bool]
-
-
-def _device_event_key(operationid: int, sn: Serial | None, device_uuid: str) -> str:
-    try:
-        return EventKey.scan_device(operationid, sn if sn is not None else device_uuid)
-    except ValueError:  # a serial with '.', '*' or '#' would change the routing: spell it safely
-        safe = re.sub(r"[.*#]", "_", str(sn))[:200] or "unknown"
-        return EventKey.scan_device(operationid, safe)
-
-
-def _macs(entry: JsonObject | None) -> list[str]:
-    return [m["macaddr"] for m in (entry or {}).get("macinfo", [])]
 
 
 class ScanService:
@@ -108,31 +87,42 @@ class ScanService:
         self.senders = senders or SenderCheck.for_controller(settings, bus)
         self.quiet_default = quiet_default or (lambda: settings.scan_quiet_timeout)
         self.outage = StoreOutage(settings.scan_store_outage, clock)
-        #: The writer is retrying a batch the store refused (the watcher must not call the
-        #: outage over on a successful read alone: SQLite with a full disk still reads).
-        self.writes_waiting = False
         self.watcher = ScanWatcher(
             store=store, bus=bus, clock=clock, outage=self.outage, driver=self, tick=tick
         )
         self.liveness = LivenessRule(settings.offline_after)
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._announcements: asyncio.Queue[EventRecord] = asyncio.Queue()
-        self._announcer: asyncio.Task[None] | None = None
+        self.announcer = ScanAnnouncer(self.events)
+        self.writer = ResultWriter(
+            store,
+            self.watcher,
+            self.outage,
+            clock,
+            announce=self._announce,
+            written=self._finish_complete,
+            batch_size=batch_size,
+        )
         self._consumer: Subscription | None = None
-        #: Replies whose results this replica stored (a figure for operators and benchmarks).
-        self.stored = 0
         #: Replies this replica refused by the rules of hwfleet.controller.scan.identity.
         self.refused = 0
+
+    @property
+    def stored(self) -> int:
+        """Replies whose results this replica stored (a figure for operators and benchmarks)."""
+        return self.writer.stored
+
+    @property
+    def writes_waiting(self) -> bool:
+        """The writer is retrying a batch the store refused (read by the watcher)."""
+        return self.writer.waiting
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Consume ``hwinfo_queue`` and watch running scans (resuming those a restart left)."""
-        if self._writer is not None:
+        if self._consumer is not None:
             return
-        self._writer = asyncio.create_task(self._write_loop(), name="scan result writer")
-        self._announcer = asyncio.create_task(self._announce_loop(), name="scan events")
+        self.writer.start()
+        self.announcer.start()
         await self.watcher.start()
         self._consumer = await self.bus.consume(
             HWINFO_QUEUE, self._on_reply, prefetch=self.prefetch
@@ -143,12 +133,8 @@ class ScanService:
             await self._consumer.cancel()
             self._consumer = None
         await self.watcher.close()
-        for task in (self._writer, self._announcer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._writer = self._announcer = None
+        await self.writer.close()
+        await self.announcer.close()
 
     async def __aenter__(self) -> ScanService:
         await self.serve()
@@ -335,114 +321,20 @@ class ScanService:
         legacy: bool = False,
     ) -> None:
         result = entry["result"] if entry is not None else "0"
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         row = ScanResultRow(
             state.operationid, device_uuid, sn, hwinfo, entry, result, error, legacy
         )
-        pending = _Pending(row, done)
-        self._queue.put_nowait(pending)
-        await done  # acknowledged only once committed
+        await self.writer.store_row(row)  # acknowledged only once committed
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            events = await self._write_through_outage(batch)
-            for item in batch:
-                if not item.done.done():
-                    item.done.set_result(True)
-            for event in events:
-                self._announce(event)
-            for operationid in {item.row.operationid for item in batch}:
-                state = self.watcher.cached(operationid)
-                if state is not None and state.running and state.complete():
-                    try:
-                        await self.finish(operationid, "every expected device answered")
-                    except Exception:  # the watcher finishes it on a later sweep
-                        log.exception("finishing scan %d failed", operationid)
-
-    async def _write_through_outage(self, batch: list[_Pending]) -> list[EventRecord]:
-        """Write ``batch``, retrying while the store is unavailable; the events written.
-
-        Rows of a scan that the outage ended (see :mod:`~hwfleet.controller.scan.outage`)
-        are dropped unwritten. Any other failure fails the batch's handlers: the bus
-        requeues their replies once, as for any handler error.
-        """
-        attempt = 0
-        try:
-            while True:
-                todo = [item for item in batch if not self._ended_by_outage(item.row)]
-                if not todo:
-                    return []
-                try:
-                    events = await self._write(todo)
-                except Exception as exc:
-                    if not is_unavailable(exc):
-                        log.exception("storing %d scan results failed", len(todo))
-                        for item in todo:
-                            if not item.done.done():
-                                item.done.set_exception(exc)
-                        return []
-                    self.writes_waiting = True
-                    self.outage.failed(exc)
-                    if self.outage.exceeded():  # their rows are dropped on the next pass
-                        self._end_by_outage({item.row.operationid for item in todo})
-                    attempt += 1
-                    await self.outage.pause(attempt)
-                    continue
-                self.outage.recovered()
-                return events
-        finally:
-            self.writes_waiting = False
-
-    def _ended_by_outage(self, row: ScanResultRow) -> bool:
-        state = self.watcher.cached(row.operationid)
-        return state is not None and state.store_failure is not None
-
-    def _end_by_outage(self, operationids: set[int]) -> None:
-        verdict = self.outage.give_up()
+    async def _finish_complete(self, operationids: set[int]) -> None:
+        """Finish the scans a committed batch completed."""
         for operationid in operationids:
             state = self.watcher.cached(operationid)
-            if state is not None and state.store_failure is None:
-                log.error("scan %d ends in an internal error: %s", operationid, verdict)
-                state.store_failure = verdict
-
-    async def _write(self, batch: list[_Pending]) -> list[EventRecord]:
-        now = self.clock()
-        async with self.store.tx() as tx:
-            new = await tx.scans.add_results([item.row for item in batch], at=now)
-            await tx.devices.record_legacy(
-                [
-                    (r.device_uuid, r.sn, _macs(r.entry))
-                    for r in new
-                    if r.legacy and r.sn is not None
-                ],
-                at=now,
-            )
-            items = [
-                (
-                    _device_event_key(row.operationid, row.sn, row.device_uuid),
-                    {
-                        "operationid": row.operationid,
-                        "uuid": row.device_uuid,
-                        "sn": row.sn,
-                        "result": row.result,
-                        "error": row.error,
-                    },
-                    row.device_uuid,
-                )
-                for row in new
-            ]
-            records = await tx.events.add_many(items, at=now)
-            for operationid in {item.row.operationid for item in batch}:
-                await tx.scans.touch(operationid, now)
-        self.stored += len(new)
-        for row in new:
-            state = self.watcher.cached(row.operationid)
-            if state is not None:
-                state.answered.add(row.device_uuid)
-        return records
+            if state is not None and state.running and state.complete():
+                try:
+                    await self.finish(operationid, "every expected device answered")
+                except Exception:  # the watcher finishes it on a later sweep
+                    log.exception("finishing scan %d failed", operationid)
 
     # -- finishing ----------------------------------------------------------------------------
 
@@ -481,20 +373,4 @@ class ScanService:
 
     def _announce(self, event: EventRecord) -> None:
         """Queue an event (its row is committed) for the bus, off the write path."""
-        self._announcements.put_nowait(event)
-
-    async def _announce_loop(self) -> None:
-        # Publishing one event at a time would cap a big scan at the broker's confirm latency:
-        # publish what has accumulated concurrently, but a scan's "finished" after its devices.
-        while True:
-            chunk = [await self._announcements.get()]
-            while len(chunk) < 1000 and not self._announcements.empty():
-                chunk.append(self._announcements.get_nowait())
-            last = [e for e in chunk if e.routing_key.startswith("scan.finished.")]
-            first = [e for e in chunk if not e.routing_key.startswith("scan.finished.")]
-            await asyncio.gather(*(self._publish(e) for e in first))
-            for event in last:
-                await self._publish(event)
-
-    async def _publish(self, event: EventRecord) -> None:
-        await self.events.announce(event.routing_key, event.payload, event_id=event.id, at=event.at)
+        self.announcer.announce(event)

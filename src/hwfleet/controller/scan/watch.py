@@ -106,8 +106,10 @@ def state_of(
 class ScanDriver(Protocol):
     """What the watcher asks of the scan service: resend a trigger, finish a scan."""
 
-    #: The result writer is retrying a batch the store refused.
-    writes_waiting: bool
+    @property
+    def writes_waiting(self) -> bool:
+        """The result writer is retrying a batch the store refused."""
+        ...
 
     async def broadcast(self, operationid: int) -> None: ...
 
