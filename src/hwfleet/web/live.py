@@ -72,7 +72,9 @@ async def in_progress(tasks: TasksService, scans: ScansService) -> bool:
     return bool(await scans.outbox("pending", 1))
 
 
-def resume_point(last_event_id: str | None, after: int) -> int:
+def resume_point(last_event_id: str | None, after: int | None) -> int | None:
+    """Where to replay from: the browser's Last-Event-ID, else the page's cursor (0 on an
+    empty log: replay it all), else nowhere (a client that asked for live events only)."""
     if last_event_id and last_event_id.strip().isdigit():
         return int(last_event_id.strip())
     return after
@@ -85,7 +87,7 @@ async def live(
     events: EventsDep,
     tasks: TasksDep,
     scans: ScansDep,
-    after: int = Query(0, ge=0),
+    after: int | None = Query(None, ge=0),
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
     del session  # a logged-in browser only
@@ -100,9 +102,10 @@ async def live(
         subscription = await events.subscribe("#", on_event)
         try:
             yield ServerSentEvent(data="{}", event="hello", retry=RETRY_MS)
-            sent = resume_point(last_event_id, after)
-            if sent:
-                newest, sent = await replay(events, sent)
+            start = resume_point(last_event_id, after)
+            sent = 0
+            if start is not None:
+                newest, sent = await replay(events, start)
                 for name, event_id in sorted(newest.items(), key=lambda item: item[1]):
                     yield ServerSentEvent(data="{}", event=name, id=str(event_id))
             ends = time.monotonic() + LIFETIME

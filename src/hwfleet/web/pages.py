@@ -90,7 +90,6 @@ async def device(
         tasks=[from_body(TaskView, t) for t in task_rows],
         history=[EventView.of(e) for e in event_rows],
         keys=[from_body(KeyView, k) for k in key_rows],
-        after=event_rows[0]["id"] if event_rows else await cursor(events),
     )
 
 
