@@ -63,12 +63,11 @@ async def timed(
 async def bench(count: int, rounds: int) -> bool:
     with tempfile.TemporaryDirectory(prefix="hwfleet-bench-") as data_dir:
         settings = ServerSettings(
-            data_dir=data_dir,
-            agent_listen="127.0.0.1:0",
-            api_listen="127.0.0.1:0",
-            bus="memory://",
-            offline_after=3600.0,
             log_level="warning",
+            offline_after=3600.0,  # the stored devices keep the state they were given
+            data_dir=data_dir,
+            api_listen="127.0.0.1:0",
+            agent_listen="127.0.0.1:0",
         )
         ctl = Controller(settings)
         await ctl.start()
