@@ -117,8 +117,8 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # --- dashboard ---
     #: Serve the web dashboard at ``/`` on the API address (docs/dashboard.md).
     dashboard: bool = True
-    #: Seconds a dashboard login stays valid without use (sliding); at most 30 days.
-    dashboard_session_idle: Annotated[float, msgspec.Meta(gt=0, le=30 * 86400)] = 86400.0
+    #: Seconds a dashboard login stays valid without use (each request restarts the clock).
+    dashboard_session_idle: Positive = 86400.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

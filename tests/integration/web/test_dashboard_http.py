@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+from tests.integration.controller.conftest import controller_settings, running_controller
 from tests.integration.web.conftest import log_in
 
 from hwfleet.controller.app import Controller
@@ -115,3 +118,11 @@ async def test_device_scans_tasks_keys_pages_render(
     assert (await browser_client.get("/devices/no-such")).status_code == 404
     assert (await browser_client.get("/static/htmx.min.js")).status_code == 200
     assert (await browser_client.get("/static/..%2Fauth.py")).status_code == 404
+
+
+async def test_the_dashboard_can_be_turned_off(tmp_path: Path) -> None:
+    settings = controller_settings(tmp_path / "off", dashboard=False)
+    async with running_controller(settings) as ctl, httpx.AsyncClient(base_url=ctl.api_url) as c:
+        assert (await c.get("/")).status_code == 404
+        assert (await c.post("/login", data={"token": ctl.operator_token})).status_code == 404
+        assert (await c.get("/healthz")).status_code == 200
