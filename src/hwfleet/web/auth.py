@@ -68,6 +68,10 @@ class Sessions:
         session.last_used = now
         return session
 
+    def alive(self, sid: str) -> bool:
+        """Whether the session still exists (without counting this as a use)."""
+        return sid in self._by_id
+
     def close(self, sid: str | None) -> None:
         self._by_id.pop(sid or "", None)
 

@@ -9,7 +9,8 @@ then the live copies it has not sent yet — nothing is missed. The replay is co
 the newest event per name (each one only tells a page to reload). While a task, a scan or
 an MES delivery is in progress — which records no event per step — a ``progress`` event
 every :data:`TICK` seconds reloads progress bars. Comments keep proxies from closing an
-idle stream, and a stream ends after :data:`LIFETIME` (the browser reconnects and resumes).
+idle stream, and a stream ends after :data:`LIFETIME` (the browser reconnects and resumes)
+or once its session is logged out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from hwfleet.api.services.events import EventsService
 from hwfleet.api.services.scans import ScansService
 from hwfleet.api.services.tasks import TasksService
 from hwfleet.bus.base import Delivery
-from hwfleet.web.auth import SessionDep
+from hwfleet.web.auth import SessionDep, SessionsDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -84,13 +85,13 @@ def resume_point(last_event_id: str | None, after: int | None) -> int | None:
 async def live(
     request: Request,
     session: SessionDep,
+    sessions: SessionsDep,
     events: EventsDep,
     tasks: TasksDep,
     scans: ScansDep,
     after: int | None = Query(None, ge=0),
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
-    del session  # a logged-in browser only
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
 
     async def on_event(delivery: Delivery) -> None:
@@ -111,6 +112,9 @@ async def live(
             ends = time.monotonic() + LIFETIME
             next_tick = 0.0
             while time.monotonic() < ends and not await request.is_disconnected():
+                if not sessions.alive(session.sid):
+                    return  # logged out (or expired): the reconnect gets a 401
+
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK
                     if await in_progress(tasks, scans):

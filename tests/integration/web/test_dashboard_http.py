@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -126,3 +127,23 @@ async def test_the_dashboard_can_be_turned_off(tmp_path: Path) -> None:
         assert (await c.get("/")).status_code == 404
         assert (await c.post("/login", data={"token": ctl.operator_token})).status_code == 404
         assert (await c.get("/healthz")).status_code == 200
+
+
+async def test_the_live_stream_ends_at_logout_and_resumes_from_last_event_id(
+    controller: Controller, fleet: SimFleet, browser_client: httpx.AsyncClient, deadline: float
+) -> None:
+    csrf = await log_in(browser_client, controller.operator_token)
+    # Resuming from id 0 replays the devices' joins (coalesced: one event per name).
+    seen: list[str] = []
+    async with asyncio.timeout(deadline):
+        async with browser_client.stream("GET", "/live", headers={"Last-Event-ID": "0"}) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                seen.append(line)
+                if line == "event: device":
+                    await browser_client.post("/logout", data={"csrf": csrf})
+            # The stream ended by itself: the logout closed it.
+    assert "event: hello" in seen and "event: device" in seen
+    ids = [int(line.split(": ")[1]) for line in seen if line.startswith("id: ")]
+    assert ids == sorted(ids) and ids
+    assert (await browser_client.get("/live")).status_code == 303
