@@ -173,7 +173,7 @@ async def test_accept_a_pending_key(
         await held.close()
 
 
-async def test_actions_need_the_csrf_token_and_a_live_session(
+async def test_actions_run_then_need_the_csrf_token_and_a_live_session(
     browser: Browser, controller: Controller, tmp_path: Path, deadline: float
 ) -> None:
     sim = fleet_of(controller, generate(1, seed=23), tmp_path, PASSWORD)
@@ -185,6 +185,12 @@ async def test_actions_need_the_csrf_token_and_a_live_session(
         await live(page)
         await page.click("text=Ping")
         await page.wait_for_selector("#action-result .ok", timeout=UI_WAIT_MS)
+        # A long command becomes a task; its row appears and ends without a reload.
+        await page.fill("#method", "decom.qc")
+        await page.fill("#params", '{"spec": {"min_memory_mb": 1}}')
+        await page.press("#params", "Enter")
+        await page.wait_for_selector("#action-result .ok >> text=started task", timeout=UI_WAIT_MS)
+        await page.wait_for_selector("tr[data-task][data-state=complete]", timeout=UI_WAIT_MS)
         # The same browser (its session cookie) without the token: refused.
         refused = await page.request.post(f"{controller.api_url}/devices/{uuid}/ping")
         assert refused.status == 403
