@@ -94,6 +94,8 @@ async def test_devices_appear_live_and_one_goes_offline(
     browser: Browser, controller: Controller, tmp_path: Path, deadline: float
 ) -> None:
     page = await logged_in(browser, controller)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
     await live(page)
     assert await page.locator("tr[data-uuid]").count() == 0
     sim = fleet_of(controller, PROFILE, tmp_path, PASSWORD)
@@ -112,10 +114,9 @@ async def test_devices_appear_live_and_one_goes_offline(
         gone.link.stop()  # the agent stops
         for task in gone.tasks:
             task.cancel()
-        await page.wait_for_function(
-            "document.querySelector('#device-state').textContent === 'offline'",
-            timeout=UI_WAIT_MS,
-        )
+        # (selectors, not page functions: the page's CSP forbids evaluating strings)
+        await page.wait_for_selector("#device-state:text-is('offline')", timeout=UI_WAIT_MS)
+        assert not [m for m in console if "Content Security Policy" in m], console
     finally:
         await sim.close()
 
@@ -136,17 +137,13 @@ async def test_scan_progress_reaches_the_end_and_the_mes_gets_its_documents(
         await page.click("text=Start a scan of every device")
         await page.wait_for_url("**/scans/*")
         await live(page)
-        await page.wait_for_function(
-            "document.querySelector('#scan-state').textContent === 'complete'",
-            timeout=UI_WAIT_MS,
-        )
+        await page.wait_for_selector("#scan-state:text-is('complete')", timeout=UI_WAIT_MS)
         assert await page.inner_text("#scan-count") == "3/3"
         assert await page.locator("#scan-results tbody tr").count() == 3
         # The deviceScan, Pair and notification posts, delivered by the outbox, shown live.
-        await page.wait_for_function(
-            "document.querySelectorAll('tr[data-delivery=delivered]').length === 3",
-            timeout=UI_WAIT_MS,
-        )
+        delivered = page.locator("tr[data-delivery=delivered]")
+        await delivered.nth(2).wait_for(timeout=UI_WAIT_MS)
+        assert await delivered.count() == 3
         assert len(mes[0].posts) == 3
     finally:
         await sim.close()
@@ -190,6 +187,8 @@ async def test_actions_run_then_need_the_csrf_token_and_a_live_session(
         await page.fill("#params", '{"spec": {"min_memory_mb": 1}}')
         await page.press("#params", "Enter")
         await page.wait_for_selector("#action-result .ok >> text=started task", timeout=UI_WAIT_MS)
+        task = page.locator("tr[data-task]")
+        await task.first.wait_for(timeout=UI_WAIT_MS)
         await page.wait_for_selector("tr[data-task][data-state=complete]", timeout=UI_WAIT_MS)
         # The same browser (its session cookie) without the token: refused.
         refused = await page.request.post(f"{controller.api_url}/devices/{uuid}/ping")

@@ -114,6 +114,9 @@ async def test_device_scans_tasks_keys_pages_render(
     uuid = fleet.devices[0].runtime.info.uuid
     device = await browser_client.get(f"/devices/{uuid}")
     assert device.status_code == 200 and uuid in device.text and "Inventory" in device.text
+    assert "script-src 'self'" in device.headers["content-security-policy"]
+    assert device.headers["x-frame-options"] == "DENY"
+    assert device.headers["cache-control"] == "no-store"
     for path in ("/scans", "/tasks", "/keys", "/tasks?active=true"):
         assert (await browser_client.get(path)).status_code == 200, path
     assert (await browser_client.get("/devices/no-such")).status_code == 404
