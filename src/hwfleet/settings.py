@@ -114,6 +114,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     discovery_port: int = DISCOVERY_PORT
     #: This replica's name on the bus (default: host name and a random suffix).
     replica_id: str = ""
+    # --- dashboard ---
+    #: Serve the web dashboard at ``/`` on the API address (docs/dashboard.md).
+    dashboard: bool = True
+    #: Seconds a dashboard login stays valid without use (each request restarts the clock).
+    dashboard_session_idle: Positive = 86400.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
+from hwfleet import web
 from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
 from hwfleet.api.deps import ApiServices
@@ -223,9 +224,19 @@ class Controller:
 
     async def _start_api(self) -> None:
         host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
+        # --- dashboard (DESIGN §16): the web UI at / on the API's address ---
+        dashboard = self.settings.dashboard
         app = create_app(
-            ApiServices.build(self), self.operator_token, max_body=self.settings.api_max_body
+            ApiServices.build(self),
+            self.operator_token,
+            web.routers() if dashboard else None,
+            max_body=self.settings.api_max_body,
         )
+        if dashboard:
+            web.provide_to(
+                app, self.operator_token, session_idle=self.settings.dashboard_session_idle
+            )
+        # --- end dashboard ---
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -1,0 +1,27 @@
+"""The web dashboard (DESIGN §16): server-rendered HTML, htmx and server-sent events.
+
+:func:`routers` gives the composition root the dashboard's routes to pass to
+:func:`~hwfleet.api.app.create_app` as ``extra_routers``; :class:`~hwfleet.web.auth.Sessions`
+is provided to the app beside the API's services. Pages read through the API's services
+(:mod:`hwfleet.api.services`), never the store.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+
+def routers() -> list[APIRouter]:
+    """Every dashboard router (imported here, not at package import: no side effects)."""
+    from hwfleet.web import actions, assets, auth, live, pages
+
+    return [auth.router, assets.router, pages.router, actions.router, live.router]
+
+
+def provide_to(app: FastAPI, operator_token: str, *, session_idle: float) -> None:
+    """Give the app the dashboard's sessions and templates (beside the API's services)."""
+    from hwfleet.api.deps import provide
+    from hwfleet.web.auth import Sessions
+    from hwfleet.web.templating import Templates
+
+    provide(app, Sessions(operator_token, idle=session_idle), Templates())
