@@ -41,7 +41,12 @@ async def run_agent(settings: AgentSettings, runtime: AgentRuntime, stop: asynci
     """Serve the controller (and the admin listener, discovery) until ``stop`` is set."""
     if settings.transport not in ("stream", "amqp"):
         raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
-    async with admin_listening(settings, runtime):
+    from hwfleet.mdp.serve import MdpOptions, mdp_serving
+
+    async with (
+        admin_listening(settings, runtime),
+        mdp_serving(runtime, MdpOptions.from_settings(settings)),
+    ):
         if settings.transport == "stream":
             await _run_stream(settings, runtime, stop)
         else:
