@@ -98,6 +98,8 @@ class ReportCollector:
         self.bind, self.port = bind, port
         self.counters: Counter[str] = Counter()
         self.updated = asyncio.Event()
+        #: Set after every datagram, stored or dropped.
+        self.activity = asyncio.Event()
         self._nonces = NonceCache()
         self._transport: asyncio.DatagramTransport | None = None
 
@@ -120,6 +122,7 @@ class ReportCollector:
         else:
             self.counters["stored"] += 1
             self.updated.set()
+        self.activity.set()
 
     def _store(self, data: bytes, ip: str) -> str | None:
         try:
