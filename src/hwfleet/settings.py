@@ -175,6 +175,13 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mdp_report_interval: Positive = 60.0
     #: The operations each report runs, comma-separated.
     mdp_report_operations: str = "load_and_memory,disk_health"
+    #: SSH private key this machine pushes cluster folders with (empty: no folder sync).
+    mdp_cluster_ssh_key: str = ""
+    #: known_hosts holding the other members' host keys (checked strictly).
+    mdp_cluster_known_hosts: str = ""
+    mdp_cluster_user: str = "root"
+    #: Seconds between two sync rounds.
+    mdp_cluster_interval: Positive = 30.0
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -57,6 +57,14 @@ def register(app: typer.Typer) -> None:
         mdp_report_operations: Annotated[
             str | None, Opt(help="operations each report runs, comma-separated")
         ] = None,
+        mdp_cluster_ssh_key: Annotated[
+            str | None, Opt(help="SSH key for cluster folder sync (rsync over SSH)")
+        ] = None,
+        mdp_cluster_known_hosts: Annotated[
+            str | None, Opt(help="known_hosts of the other cluster members")
+        ] = None,
+        mdp_cluster_user: Annotated[str | None, Opt(help="SSH user on the other members")] = None,
+        mdp_cluster_interval: Annotated[str | None, Opt(help="seconds between sync rounds")] = None,
         log_level: Annotated[str | None, Opt()] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with an \\[agent] table (or HWFLEET_CONFIG)")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hwfleet.mdp.operations import OperationContext
+from hwfleet.mdp.sync import FolderSync
 
 MODES = ("sync_folders",)
 PROBE_BYTES = 4 * 1024 * 1024
@@ -90,17 +91,24 @@ def _modes(value: Any) -> list[dict[str, str]]:
 class ClusterMember:
     """Answers ``cluster_info``; the sync itself runs in :mod:`hwfleet.mdp.sync`."""
 
-    def __init__(self, context: OperationContext) -> None:
+    def __init__(self, context: OperationContext, sync: FolderSync | None = None) -> None:
         self.context = context
+        self.sync = sync or FolderSync(None)
+        context.state["sync"] = self.sync
 
     async def handle(self, info: dict[str, Any], sender: str) -> dict[str, Any]:
         members = _members(info.get("cluster_machines", []))
         modes = _modes(info.get("cluster_mode", []))
         self.context.state["cluster"] = {"machines": members, "modes": modes, "by": sender}
         answer = []
+        peers = await self.sync.configure(members, modes[0]["folder"]) if modes else []
         for mode in modes:
             inputs = await asyncio.to_thread(measure, Path(mode["folder"]))
             answer.append(
                 {"name": mode["name"], "performance": performance(inputs), "measured": inputs}
             )
-        return {"cluster_machines": members, "machine_mode": answer}
+        return {
+            "cluster_machines": members,
+            "machine_mode": answer,
+            "sync": {"state": self.sync.describe(), "peers": peers},
+        }

@@ -82,6 +82,9 @@ class MdpEndpoint:
     async def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+        sync = self.context.state.get("sync")
+        if sync is not None:  # cluster mode's folder sync loop (hwfleet.mdp.sync)
+            await sync.close()
         for task in list(self._work):
             task.cancel()
         await asyncio.gather(*self._work, return_exceptions=True)

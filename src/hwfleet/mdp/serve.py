@@ -13,11 +13,13 @@ import errno
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwfleet.mdp.endpoint import MdpEndpoint
 from hwfleet.mdp.keys import load_or_create_key
 from hwfleet.mdp.operations import OperationContext, load_operations
+from hwfleet.mdp.sync import FolderSync, SyncConfig
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
@@ -37,6 +39,7 @@ class MdpOptions:
     #: Hand the key to the controller link (``mdp.key``); off when that link is not
     #: authenticated (``--insecure``, a shared bus user).
     share_key: bool = True
+    sync: SyncConfig | None = None
 
     @classmethod
     def from_settings(cls, settings: AgentSettings) -> MdpOptions | None:
@@ -50,6 +53,14 @@ class MdpOptions:
             port=port,
             legacy=settings.mdp_legacy_keys,
             share_key=not settings.insecure and _controller_authenticated(settings),
+            sync=SyncConfig(
+                settings.mdp_cluster_ssh_key,
+                settings.mdp_cluster_known_hosts or str(Path(settings.data_dir) / "known_hosts"),
+                settings.mdp_cluster_user,
+                settings.mdp_cluster_interval,
+            )
+            if settings.mdp_cluster_ssh_key
+            else None,
             report_to=settings.mdp_report_to,
             report_interval=settings.mdp_report_interval,
             report_operations=tuple(
@@ -83,7 +94,7 @@ def build_endpoint(runtime: AgentRuntime, options: MdpOptions) -> MdpEndpoint:
     )
     from hwfleet.mdp.cluster import ClusterMember
 
-    member = ClusterMember(context)
+    member = ClusterMember(context, FolderSync(options.sync))
     return MdpEndpoint(
         key,
         ops,

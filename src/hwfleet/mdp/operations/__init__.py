@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hwfleet.mdp_operations"
 #: hwfleet's own operation modules, in this package.
-BUILTIN_MODULES = ("meta", "system", "disks")
+BUILTIN_MODULES = ("meta", "system", "disks", "cluster_ops")
 #: Seconds one operation may run before its entry says it timed out.
 DEFAULT_TIMEOUT = 20.0
 
