@@ -126,7 +126,8 @@ def register(app: typer.Typer) -> None:
             return
         from hwfleet.cli.output import console, table
 
-        rows = [[name, text] for name, text in sorted(helps.items())]
+        # Docstrings wrap at the source's width; the table wraps them again.
+        rows = [[name, " ".join(text.split())] for name, text in sorted(helps.items())]
         console().print(table(f"operations of {host}", ["operation", "help"], rows))
 
     @mdp.command("status")

@@ -14,8 +14,8 @@ from hwfleet.mdp.operations import OperationContext, OperationError
 
 
 async def inventory(ctx: OperationContext) -> dict[str, Any]:
-    """Hardware inventory: system, CPUs, memory, disks, NICs and PCI devices (a simulated device
-    reports its profile)."""
+    """Hardware inventory: host name, CPU, memory, disks, NICs and PCI devices (a simulated
+    device reports its profile)."""
     if ctx.runtime is None:
         raise OperationError("no hardware managers in this process")
     built: dict[str, Any] = msgspec.to_builtins(await ctx.runtime.inventory())
