@@ -23,16 +23,15 @@ async def bootstrap_all(
 
         return list(await asyncio.gather(*(quiet(h) for h in hosts)))
 
+    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from hwfleet.cli.output import err_console
 
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.fields[host]}"),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=err_console(),
+        console=Console(stderr=True, emoji=False),
         transient=True,
     ) as bar:
 

@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
-    from hwfleet.agent.runtime import AgentRuntime
+    from hwfleet.mdp.runtime import MachineRuntime
     from hwfleet.protocol.methods import MethodRegistry
 
 KEY_METHOD = "mdp.key"
 
 
-async def mdp_key(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
-    key: bytes | None = getattr(rt, "mdp_key", None)
+async def mdp_key(rt: MachineRuntime, params: dict[str, Any]) -> dict[str, Any]:
+    key = rt.mdp_key
     if key is None:
         raise MethodError("the diagnostics endpoint is off on this device", ErrorCode.FAILED)
-    return {"key": key.hex(), "port": getattr(rt, "mdp_port", 0)}
+    return {"key": key.hex(), "port": rt.mdp_port}
 
 
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
+def register(registry: MethodRegistry[Any]) -> None:
     registry.add(KEY_METHOD, mdp_key)

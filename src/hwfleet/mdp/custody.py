@@ -11,14 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from hwfleet.errors import ProtocolError
 from hwfleet.mdp.agent_commands import KEY_METHOD
 from hwfleet.mdp.keys import KnownMachines, parse_key
 
-if TYPE_CHECKING:
-    from hwfleet.controller.devices import Connection
+
+class Connection(Protocol):
+    """The controller's view of an attached device (``controller.devices.Connection``)."""
+
+    @property
+    def uuid(self) -> str: ...
+
+    @property
+    def ipaddr(self) -> str: ...
+
+    @property
+    def session(self) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from hwfleet.mdp.operations import OperationContext, load_operations
 from hwfleet.mdp.sync import FolderSync, SyncConfig
 
 if TYPE_CHECKING:
-    from hwfleet.agent.runtime import AgentRuntime
+    from hwfleet.mdp.runtime import MachineRuntime
     from hwfleet.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ class MdpOptions:
     sync: SyncConfig | None = None
 
     @classmethod
-    def from_settings(cls, settings: AgentSettings) -> MdpOptions | None:
+    def from_settings(cls, settings: AgentSettings, *, share_key: bool) -> MdpOptions | None:
+        """``share_key``: the controller link is authenticated (the agent decides)."""
         if not settings.mdp_listen:
             return None
         from hwfleet.types import parse_host_port
@@ -52,7 +53,7 @@ class MdpOptions:
             bind=host,
             port=port,
             legacy=settings.mdp_legacy_keys,
-            share_key=not settings.insecure and _controller_authenticated(settings),
+            share_key=share_key,
             sync=SyncConfig(
                 settings.mdp_cluster_ssh_key,
                 settings.mdp_cluster_known_hosts or str(Path(settings.data_dir) / "known_hosts"),
@@ -69,18 +70,7 @@ class MdpOptions:
         )
 
 
-def _controller_authenticated(settings: AgentSettings) -> bool:
-    """The stream link is mTLS; AMQP only with this device's own bus user."""
-    if settings.transport == "stream":
-        return True
-    from hwfleet.agent.links.bus_credentials import wants_own_credentials
-
-    return wants_own_credentials(
-        settings.data_dir, password=settings.enroll_password, token=settings.enroll_token
-    )
-
-
-def build_endpoint(runtime: AgentRuntime, options: MdpOptions) -> MdpEndpoint:
+def build_endpoint(runtime: MachineRuntime, options: MdpOptions) -> MdpEndpoint:
     """The endpoint for ``runtime``; its key lives in the runtime's data dir (memory without)."""
     import secrets
 
@@ -108,7 +98,7 @@ def build_endpoint(runtime: AgentRuntime, options: MdpOptions) -> MdpEndpoint:
 
 @contextlib.asynccontextmanager
 async def mdp_serving(
-    runtime: AgentRuntime, options: MdpOptions | None
+    runtime: MachineRuntime, options: MdpOptions | None
 ) -> AsyncIterator[MdpEndpoint | None]:
     """Serve diagnostics while the agent runs; a port in use is logged, the agent carries on."""
     if options is None:

@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hwfleet.agent.runtime import AgentRuntime
+    from hwfleet.mdp.runtime import MachineRuntime
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class OperationContext:
     """What an operation may use: the agent (None outside one) and the endpoint's state."""
 
     operations: Operations
-    runtime: AgentRuntime | None = None
+    runtime: MachineRuntime | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
     #: Free-form state an operation module keeps between calls (cluster membership).
     state: dict[str, Any] = field(default_factory=dict)
