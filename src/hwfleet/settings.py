@@ -119,6 +119,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     dashboard: bool = True
     #: Seconds a dashboard login stays valid without use (each request restarts the clock).
     dashboard_session_idle: Positive = 86400.0
+    # --- mdp ---
+    #: Receive machines' diagnostics reports on H:P (UDP; empty: off); keys of enrolled
+    #: devices are mirrored to <data-dir>/.known_machines either way.
+    mdp_report_listen: str = ""
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"
@@ -165,6 +169,24 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Serve the device admin listener here (H:P; empty: off): seed 004's direct access by
     #: trusted key, or once by the device password (docs/security.md).
     admin_listen: str = ""
+    # --- mdp ---
+    #: Serve the diagnostics endpoint (seed 002, UDP) on H:P; empty turns it off.
+    mdp_listen: str = "0.0.0.0:12345"
+    #: Also accept MDP version "1.0", whose requests carry the machine key (unsafe).
+    mdp_legacy_keys: bool = False
+    #: Send diagnostics reports to the monitoring host at H:P (UDP); empty: none.
+    mdp_report_to: str = ""
+    #: Seconds between two reports.
+    mdp_report_interval: Positive = 60.0
+    #: The operations each report runs, comma-separated.
+    mdp_report_operations: str = "load_and_memory,disk_health"
+    #: SSH private key this machine pushes cluster folders with (empty: no folder sync).
+    mdp_cluster_ssh_key: str = ""
+    #: known_hosts holding the other members' host keys (checked strictly).
+    mdp_cluster_known_hosts: str = ""
+    mdp_cluster_user: str = "root"
+    #: Seconds between two sync rounds.
+    mdp_cluster_interval: Positive = 30.0
 
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -275,6 +297,16 @@ def _check_controller(value: str) -> None:
     parse_host_port(value)
 
 
+def _check_optional_listen(value: str) -> None:
+    if value:
+        parse_host_port(value, allow_any_port=True)
+
+
+def _check_optional_controller(value: str) -> None:
+    if value:
+        parse_host_port(value)
+
+
 def _check_bus(value: str) -> None:
     # Empty only where that means "none" (an agent on the stream transport).
     scheme, sep, _ = value.partition("://")
@@ -324,6 +356,9 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "mes_pair": _check_http,
     "mes_notify": _check_http,
     "transport": _check_transport,
+    "mdp_listen": _check_optional_listen,
+    "mdp_report_to": _check_optional_controller,
+    "mdp_report_listen": _check_optional_listen,
 }
 
 

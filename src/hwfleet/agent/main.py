@@ -41,11 +41,28 @@ async def run_agent(settings: AgentSettings, runtime: AgentRuntime, stop: asynci
     """Serve the controller (and the admin listener, discovery) until ``stop`` is set."""
     if settings.transport not in ("stream", "amqp"):
         raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
-    async with admin_listening(settings, runtime):
+    from hwfleet.mdp.serve import MdpOptions, mdp_serving
+
+    diagnostics = MdpOptions.from_settings(settings, share_key=_link_authenticated(settings))
+    async with admin_listening(settings, runtime), mdp_serving(runtime, diagnostics):
         if settings.transport == "stream":
             await _run_stream(settings, runtime, stop)
         else:
             await _run_bus(settings, runtime, stop)
+
+
+def _link_authenticated(settings: AgentSettings) -> bool:
+    """May the diagnostics key go to the controller link? Only when the link is mTLS or this
+    device's own bus user: never to an --insecure peer or a bus user every device shares."""
+    if settings.insecure:
+        return False
+    if settings.transport == "stream":
+        return True
+    from hwfleet.agent.links.bus_credentials import wants_own_credentials
+
+    return wants_own_credentials(
+        settings.data_dir, password=settings.enroll_password, token=settings.enroll_token
+    )
 
 
 @contextlib.asynccontextmanager

@@ -65,6 +65,9 @@ class AgentRuntime:
         #: Live sessions of admin-listener peers, closed when their key leaves the trust list.
         self.peers = PeerSessions()
         register_all(self.registry)
+        # --- mdp --- set when the diagnostics endpoint starts (hwfleet.mdp.serve)
+        self.mdp_key: bytes | None = None
+        self.mdp_port = 0
 
     def attach(self, session: Session[AgentRuntime] | None) -> None:
         """The link calls this when a session is identified (or lost: ``None``)."""

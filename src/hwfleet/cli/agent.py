@@ -44,6 +44,27 @@ def register(app: typer.Typer) -> None:
             str | None,
             Opt(help="serve the device admin listener on H:P (trusted keys, device password)"),
         ] = None,
+        mdp_listen: Annotated[
+            str | None, Opt(help="diagnostics endpoint UDP H:P (default 0.0.0.0:12345; '' off)")
+        ] = None,
+        mdp_legacy_keys: Annotated[
+            bool | None, Opt(help="also accept MDP 1.0 (key inside the message; unsafe)")
+        ] = None,
+        mdp_report_to: Annotated[
+            str | None, Opt(help="send diagnostics reports to the monitoring host H:P")
+        ] = None,
+        mdp_report_interval: Annotated[str | None, Opt(help="seconds between reports")] = None,
+        mdp_report_operations: Annotated[
+            str | None, Opt(help="operations each report runs, comma-separated")
+        ] = None,
+        mdp_cluster_ssh_key: Annotated[
+            str | None, Opt(help="SSH key for cluster folder sync (rsync over SSH)")
+        ] = None,
+        mdp_cluster_known_hosts: Annotated[
+            str | None, Opt(help="known_hosts of the other cluster members")
+        ] = None,
+        mdp_cluster_user: Annotated[str | None, Opt(help="SSH user on the other members")] = None,
+        mdp_cluster_interval: Annotated[str | None, Opt(help="seconds between sync rounds")] = None,
         log_level: Annotated[str | None, Opt()] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with an \\[agent] table (or HWFLEET_CONFIG)")

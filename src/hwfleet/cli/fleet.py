@@ -29,13 +29,13 @@ DEVICE_KEYS = (
 )
 
 
-def parse_params(items: list[str]) -> dict[str, Any]:
+def parse_params(items: list[str], flag: str = "--param") -> dict[str, Any]:
     """``k=v`` pairs; a value that parses as JSON is taken as JSON (numbers, lists, …)."""
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CliError(f"--param {item!r} is not key=value")
+            raise CliError(f"{flag} {item!r} is not key=value")
         try:
             params[key] = json.loads(value)
         except ValueError:

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        mdp_report_listen: Annotated[
+            str | None, Opt(help="receive machines' diagnostics reports on UDP H:P (off)")
+        ] = None,
         mes: Annotated[str | None, Opt(help="MES base URL")] = None,
         mes_notify: Annotated[str | None, Opt(help="notifications URL")] = None,
         mes_get: Annotated[str | None, Opt(help="device-info URL")] = None,

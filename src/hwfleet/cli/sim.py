@@ -44,6 +44,11 @@ def register(app: typer.Typer) -> None:
         enroll_password: Annotated[
             str | None, Opt(envvar="HWFLEET_ENROLL_PASSWORD", show_default=False)
         ] = None,
+        mdp: Annotated[bool, Opt(help="diagnostics endpoint on each device's address")] = True,
+        mdp_port: Annotated[int, Opt(help="UDP port of each diagnostics endpoint")] = 12345,
+        mdp_legacy_keys: Annotated[
+            bool, Opt(help="also accept MDP 1.0 (key inside the message; unsafe)")
+        ] = False,
         controller_fingerprint: Annotated[str, Opt(help="pin this controller CA")] = "",
         insecure: Annotated[bool, Opt(help="plain TCP, no enrollment (unsafe)")] = False,
         log_level: Annotated[str, Opt()] = "warning",
@@ -100,6 +105,8 @@ def register(app: typer.Typer) -> None:
             controller_fingerprint=controller_fingerprint,
             discovery_port=discovery_port if discovery else None,
             bus_url=(bus or "") if own_users else "",
+            mdp_port=mdp_port if mdp else None,
+            mdp_legacy_keys=mdp_legacy_keys,
         )
         setup_logging(log_level)
 

@@ -121,6 +121,21 @@ class Controller:
             )
         await self.devices.start()
         self._closers.append(self.devices.close)
+        # --- mdp: mirror devices' diagnostics keys to .known_machines, collect reports ---
+        from hwfleet.mdp.custody import KeyCustody
+
+        self.mdp_keys = KeyCustody(s.data_dir, timeout=s.call_timeout)
+        self.devices.on_attach(self.mdp_keys.on_attach)
+        self._closers.append(self.mdp_keys.close)
+        if s.mdp_report_listen:
+            from hwfleet.mdp.reports import ReportCollector
+
+            mdp_host, mdp_port = parse_host_port(s.mdp_report_listen, allow_any_port=True)
+            self.mdp_reports = ReportCollector(s.data_dir, mdp_host, mdp_port)
+            with _listening("mdp_report_listen", mdp_host, mdp_port, "diagnostics reports"):
+                await self.mdp_reports.start()
+            self._closers.append(self.mdp_reports.close)
+        # --- end mdp ---
         self.tasks = TaskService(self.store, self.devices, self.events)
         host, port = parse_host_port(s.agent_listen, allow_any_port=True)
         self.admission = Admission(s, self.store, self.events, self.devices, host)

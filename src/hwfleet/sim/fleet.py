@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from hwfleet.agent.links.tls import AgentTls
     from hwfleet.bus.base import Bus
     from hwfleet.discovery import DiscoveryResponder
+    from hwfleet.mdp.endpoint import MdpEndpoint
     from hwfleet.trust import AgentIdentity
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class SimulatedDevice:
     identity: AgentIdentity | None = None
     responder: DiscoveryResponder | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    mdp: MdpEndpoint | None = None
 
 
 def simulated_runtime(
@@ -105,6 +107,10 @@ class FleetOptions:
     #: AMQP with per-device credentials: each device enrolls at the controller's gateway,
     #: gets its own RabbitMQ user and opens its own connection to this broker URL.
     bus_url: str = ""
+    # --- mdp ---
+    #: UDP port of each device's diagnostics endpoint on its own address (None: none).
+    mdp_port: int | None = None
+    mdp_legacy_keys: bool = False
 
 
 class SimFleet:
@@ -205,6 +211,8 @@ class SimFleet:
     async def start(self) -> None:
         if self.options.discovery_port is not None:
             await self._start_responders(self.options.discovery_port)
+        if self.options.mdp_port is not None:
+            await self._start_mdp(self.options.mdp_port)
         for device in self.devices:
             device.tasks.append(asyncio.create_task(device.link.run(), name=f"sim-{device.index}"))
             if device.responder is not None and device.identity is not None:
@@ -229,6 +237,22 @@ class SimFleet:
                     raise AddressesTakenError(taken_message(address, port, device.index)) from None
                 raise
             device.responder = responder
+
+    async def _start_mdp(self, port: int) -> None:
+        from hwfleet.mdp.serve import MdpOptions, build_endpoint
+
+        for device in self.devices:
+            options = MdpOptions(
+                device.address,
+                port,
+                legacy=self.options.mdp_legacy_keys,
+                # Only an authenticated controller link may fetch the key.
+                share_key=not self.options.insecure and self.bus is None,
+            )
+            endpoint = build_endpoint(device.runtime, options)
+            await endpoint.start()
+            device.runtime.mdp_port = endpoint.port
+            device.mdp = endpoint
 
     @staticmethod
     async def _sign_when_enrolled(device: SimulatedDevice) -> None:
@@ -258,4 +282,6 @@ class SimFleet:
         for device in self.devices:
             if device.responder is not None:
                 await device.responder.close()
+            if device.mdp is not None:
+                await device.mdp.close()
         await asyncio.gather(*(d.runtime.tasks.close() for d in self.devices))

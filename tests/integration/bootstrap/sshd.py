@@ -1,0 +1,72 @@
+"""A throwaway OpenSSH server (Debian's openssh-server) on a loopback port, its own host key,
+config and authorized key: the bootstrap target."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import service_missing
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class Sshd:
+    port: int
+    client_key: Path
+    host_key: Path
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                   check=True, timeout=30)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def sshd(workdir: Path, deadline: float) -> Iterator[Sshd]:
+    if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None or os.geteuid() != 0:
+        service_missing("bootstrap tests need root and openssh-server (scripts/system-packages)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_key, client_key = workdir / "host_key", workdir / "client_key"
+    keygen(host_key)
+    keygen(client_key)
+    (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
+    port = free_port()
+    config = workdir / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"PidFile {workdir / 'sshd.pid'}\nAuthorizedKeysFile {workdir / 'authorized_keys'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
+    with subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL) as proc:
+        try:
+            end = time.monotonic() + deadline
+            while True:  # a process we do not control: wait for its port, with a deadline
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.monotonic() > end or proc.poll() is not None:
+                        raise AssertionError("sshd did not start") from None
+                    time.sleep(0.05)
+            yield Sshd(port, client_key, host_key)
+        finally:
+            proc.terminate()
+            proc.wait(10)
