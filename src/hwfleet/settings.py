@@ -114,6 +114,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     discovery_port: int = DISCOVERY_PORT
     #: This replica's name on the bus (default: host name and a random suffix).
     replica_id: str = ""
+    # --- imaging ---
+    #: Serve images to enrolled devices (mutual TLS) here; empty: no image server.
+    image_listen: str = "0.0.0.0:7801"
+    #: Where uploaded images are kept (empty: DATA_DIR/images).
+    image_dir: str = ""
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"
@@ -160,6 +165,13 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Serve the device admin listener here (H:P; empty: off): seed 004's direct access by
     #: trusted key, or once by the device password (docs/security.md).
     admin_listen: str = ""
+    # --- imaging ---
+    #: Where standby.cache_images keeps images (empty: DATA_DIR/image-cache).
+    image_cache: str = ""
+    #: Most bytes the cache may hold ("20G", "500M"; empty: free space minus a reserve).
+    cache_budget: str = ""
+    #: The controller's image server H:P (empty: the controller's host, port 7801).
+    image_server: str = ""
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -41,6 +41,7 @@ async def run_agent(settings: AgentSettings, runtime: AgentRuntime, stop: asynci
     """Serve the controller (and the admin listener, discovery) until ``stop`` is set."""
     if settings.transport not in ("stream", "amqp"):
         raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
+    runtime.settings = settings
     async with admin_listening(settings, runtime):
         if settings.transport == "stream":
             await _run_stream(settings, runtime, stop)
