@@ -48,7 +48,15 @@ def image_port(controller: Controller) -> int:
 
 
 @pytest.fixture
-async def agent(controller: Controller, tmp_path: Path, deadline: float) -> AsyncIterator[Agent]:
+def agent_args() -> list[str]:
+    """More ``hwfleet agent`` options (a test parametrizes this to override)."""
+    return []
+
+
+@pytest.fixture
+async def agent(
+    controller: Controller, tmp_path: Path, deadline: float, agent_args: list[str]
+) -> AsyncIterator[Agent]:
     """A real ``hwfleet agent`` (this machine's hardware), enrolled and online."""
     if os.geteuid() != 0:
         service_missing("writing images to loop devices needs root")
@@ -68,6 +76,7 @@ async def agent(controller: Controller, tmp_path: Path, deadline: float) -> Asyn
         f"127.0.0.1:{image_port(controller)}",
         "--image-cache",
         str(cache_dir),
+        *agent_args,
         env={**os.environ, "HWFLEET_ENROLL_PASSWORD": PASSWORD},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
