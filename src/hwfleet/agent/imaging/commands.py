@@ -176,5 +176,8 @@ async def prepare_image(rt: AgentRuntime, params: PrepareImageParams) -> dict[st
 
 
 def register(registry: MethodRegistry[AgentRuntime]) -> None:
+    from hwfleet.agent.imaging.run import RunImageParams, run_image
+
     registry.add(methods.STANDBY_CACHE_IMAGES, cache_images, CacheImagesParams)
     registry.add(methods.STANDBY_PREPARE_IMAGE, prepare_image, PrepareImageParams)
+    registry.add(methods.STANDBY_RUN_IMAGE, run_image, RunImageParams)
