@@ -115,8 +115,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: This replica's name on the bus (default: host name and a random suffix).
     replica_id: str = ""
     # --- imaging ---
-    #: Serve images to enrolled devices (mutual TLS) here; empty: no image server.
-    image_listen: str = "0.0.0.0:7801"
+    #: Serve images to enrolled devices (mutual TLS) here; empty: the agent gateway's host and
+    #: its port + 2 (7802; port 0 when the gateway's is 0); "off": no image server.
+    image_listen: str = ""
     #: Where uploaded images are kept (empty: DATA_DIR/images).
     image_dir: str = ""
 
@@ -170,7 +171,7 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     image_cache: str = ""
     #: Most bytes the cache may hold ("20G", "500M"; empty: free space minus a reserve).
     cache_budget: str = ""
-    #: The controller's image server H:P (empty: the controller's host, port 7801).
+    #: The controller's image server H:P (empty: the controller's host, its port + 2).
     image_server: str = ""
 
 

@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             str | None, Opt(help="most the image cache may hold, e.g. 20G (free space - 1G)")
         ] = None,
         image_server: Annotated[
-            str | None, Opt(help="controller image server H:P (controller host, port 7801)")
+            str | None, Opt(help="controller image server H:P (controller host, port + 2)")
         ] = None,
         log_level: Annotated[str | None, Opt()] = None,
         config: Annotated[

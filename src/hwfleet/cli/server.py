@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
             int | None, Opt(help="devices' discovery UDP port (1901)")
         ] = None,
         image_listen: Annotated[
-            str | None, Opt(help="serve images to enrolled devices (mTLS) on H:P (0.0.0.0:7801)")
+            str | None,
+            Opt(help="serve images to enrolled devices (mTLS) on H:P (gateway port + 2), or off"),
         ] = None,
         image_dir: Annotated[
             str | None, Opt(help="where uploaded images are kept (DATA_DIR/images)")

@@ -195,7 +195,7 @@ class Controller:
         s = self.settings
         self.images = ImageRegistry(self.store, s.image_dir or f"{s.data_dir}/images")
         self.image_server = None
-        if not s.image_listen:
+        if s.image_listen == "off":
             return
         if s.insecure:
             log.warning("no image server with --insecure: it serves enrolled devices only")
@@ -206,9 +206,12 @@ class Controller:
         from hwfleet.images.server import ImageServer
         from hwfleet.trust.tls import server_context
 
-        host, port = parse_host_port(s.image_listen, allow_any_port=True)
+        gateway_host, gateway_port = parse_host_port(s.agent_listen, allow_any_port=True)
+        if s.image_listen:
+            host, port = parse_host_port(s.image_listen, allow_any_port=True)
+        else:  # beside the gateway: 7800 → 7802 (0 stays 0: tests and ephemeral controllers)
+            host, port = gateway_host, gateway_port + 2 if gateway_port else 0
         # The gateway's certificate (same hosts, so it is not re-issued): agents pin the CA.
-        gateway_host = parse_host_port(s.agent_listen, allow_any_port=True)[0]
         paths = self.admission.ca.issue_server_cert(certificate_hosts(gateway_host))
         context = server_context(self.admission.ca, paths)
         context.verify_mode = ssl.CERT_REQUIRED  # devices only: no anonymous downloads

@@ -21,7 +21,8 @@ from hwfleet.types import parse_host_port
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
 
-IMAGE_PORT = 7801
+#: The image server listens beside the gateway: 7800 → 7802.
+IMAGE_PORT_OFFSET = 2
 #: With no ``--cache-budget`` the cache may fill the disk but this much.
 RESERVE = 1024**3
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
@@ -50,11 +51,11 @@ class ImagingConfig:
             data_dir=os.fspath(rt.local.data_dir or default_data_dir())
         )
         data_dir = Path(settings.data_dir)
-        host = parse_host_port(settings.controller)[0]
+        host, port = parse_host_port(settings.controller)
         return cls(
             cache_dir=Path(settings.image_cache or data_dir / "image-cache"),
             budget=parse_size(settings.cache_budget) if settings.cache_budget else None,
-            server=settings.image_server or f"{host}:{IMAGE_PORT}",
+            server=settings.image_server or f"{host}:{port + IMAGE_PORT_OFFSET}",
             data_dir=data_dir,
             insecure=settings.insecure,
         )
