@@ -11,11 +11,14 @@ import json
 import subprocess
 from pathlib import Path
 
+from tests.integration.controller.conftest import connected_fleet
 from tests.integration.hardware.conftest import Attach
-from tests.integration.imaging.conftest import MIB, Agent, add_image, run
+from tests.integration.imaging.conftest import MIB, Agent, add_image, image_port, run
 
 from hwfleet.agent.imaging.boot import parse_grub
 from hwfleet.controller.app import Controller
+from hwfleet.settings import AgentSettings
+from hwfleet.sim.profiles import generate
 
 GRUB = """set default="1"
 menuentry 'rescue' { linux /boot/vmlinuz-rescue single }
@@ -114,3 +117,44 @@ async def test_run_image_writes_the_config_drive_and_finds_the_kernel(
 
 def isoinfo(*args: str) -> str:
     return subprocess.run(["isoinfo", *args], capture_output=True, text=True, check=True).stdout
+
+
+async def test_a_simulated_device_walks_the_same_steps_on_a_file_backed_disk(
+    controller: Controller, tmp_path: Path, deadline: float
+) -> None:
+    disk = await asyncio.to_thread(build_disk, tmp_path)
+    image = await add_image(controller, disk)
+    profile = generate(1, seed=5)
+    async with connected_fleet(controller, profile, 5, tmp_path / "sim", deadline) as sim:
+        runtime = sim.devices[0].runtime
+        # As `hwfleet agent --simulate` would have it (run_agent hands the runtime its settings).
+        runtime.settings = AgentSettings(
+            data_dir=str(runtime.local.data_dir), image_server=f"127.0.0.1:{image_port(controller)}"
+        )
+        sim_agent = Agent(runtime.info.uuid, tmp_path, tmp_path, None)  # type: ignore[arg-type]
+        reply = await run(
+            controller, sim_agent, "standby.prepare_image", image=image["id"], device="nvme0n1"
+        )
+        assert reply["task"]["state"] == "complete", reply["task"].get("msg")
+        reply = await run(
+            controller,
+            sim_agent,
+            "standby.run_image",
+            image=image["id"],
+            device="/dev/nvme0n1",
+            configdrive={"meta_data": {"uuid": "sim"}},
+        )
+        task = reply["task"]
+        assert task["state"] == "complete", task
+        result = task["result"]
+        assert result["simulated"] is True and result["booting"] is False
+        assert result["action"] == "kexec" and result["kernel"]["kernel"] == "/boot/vmlinuz-test"
+        assert any("config drive" in step for step in result["steps"])
+        assert runtime.local.data_dir is not None
+        with (runtime.local.data_dir / "disks" / "nvme0n1.img").open("rb") as handle:
+            written = handle.read(7 * MIB)  # of a sparse 256 GB file
+        assert written[MIB : 7 * MIB] == disk.read_bytes()[MIB : 7 * MIB]
+        reply = await run(
+            controller, sim_agent, "standby.prepare_image", image=image["id"], device="sdz"
+        )
+        assert "no such disk" in reply["cli_error"]

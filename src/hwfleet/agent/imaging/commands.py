@@ -75,6 +75,15 @@ def new_progress(total: int) -> _Progress:
     )
 
 
+def target_of(rt: AgentRuntime, device: str) -> BlockTarget:
+    """The checked target: a real block device, or a simulated device's disk file."""
+    if rt.simulated:
+        from hwfleet.agent.imaging.simdisk import simulated_disk
+
+        return simulated_disk(rt, device)
+    return refuse_protected(device)
+
+
 def refuse_protected(device: str) -> BlockTarget:
     """The erase's own check (:func:`inspect_target`): a refusal before any task starts."""
     try:
@@ -158,13 +167,7 @@ async def stream_image(
 
 
 async def prepare_image(rt: AgentRuntime, params: PrepareImageParams) -> dict[str, Any]:
-    if rt.simulated:
-        raise MethodError(
-            "a simulated device has no block devices to write (standby.run_image simulates the "
-            "whole re-image)",
-            ErrorCode.REFUSED,
-        )
-    target = refuse_protected(params.device)
+    target = target_of(rt, params.device)
 
     async def work(report: Report) -> dict[str, Any]:
         try:

@@ -23,11 +23,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from hwfleet.agent.imaging.boot import BootPlan, find_kernel, kexec_load, uefi_default
-from hwfleet.agent.imaging.commands import _check_id, refuse_protected
+from hwfleet.agent.imaging.commands import _check_id, target_of
 from hwfleet.agent.imaging.configdrive import ConfigDriveError, write_config_drive
 from hwfleet.agent.tasks import Report, TaskFailedError
 from hwfleet.protocol import methods
-from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
@@ -50,10 +49,13 @@ class RunImageParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("configdrive.meta_data must be an object")
 
 
-def plan_boot(disk: str, configdrive: dict[str, Any], keep: Path, *, load: bool) -> BootPlan:
+def plan_boot(
+    disk: str, configdrive: dict[str, Any], keep: Path, *, load: bool, firmware: bool = True
+) -> BootPlan:
     """Worker thread: every step up to (not including) the jump into the image.
 
-    ``load``: really ``kexec -l`` the kernel (not when the caller will not boot).
+    ``load``: really ``kexec -l`` the kernel (not when the caller will not boot);
+    ``firmware``: may change the machine's boot order (never for a simulated device).
     """
     plan = BootPlan()
     placed = write_config_drive(disk, configdrive)
@@ -61,7 +63,10 @@ def plan_boot(disk: str, configdrive: dict[str, Any], keep: Path, *, load: bool)
         f"config drive (config-2, ISO 9660) written as partition {placed['partition']} "
         f"at byte {placed['start']}"
     )
-    uefi_default(disk, plan)
+    if firmware:
+        uefi_default(disk, plan)
+    else:
+        plan.steps.append("simulated: the firmware boot order is left alone")
     found = find_kernel(disk, plan, keep)
     if found is None:
         plan.steps.append("no kernel found in the image's grub configuration: reboot")
@@ -95,26 +100,29 @@ async def _jump(rt: AgentRuntime, task_id: str, action: str) -> None:
 
 
 async def run_image(rt: AgentRuntime, params: RunImageParams) -> dict[str, Any]:
-    if rt.simulated:
-        raise MethodError(
-            "a simulated device has no disk to boot (not built yet: see docs/imaging.md)",
-            ErrorCode.REFUSED,
-        )
-    target = refuse_protected(params.device)
+    target = target_of(rt, params.device)
+    # A simulated device reports the decision; it never kexecs or reboots this machine.
+    boot = params.boot and not rt.simulated
 
     async def work(report: Report) -> dict[str, Any]:
         await report(0.0, None)
         with tempfile.TemporaryDirectory(prefix="hwfleet-kernel-") as keep:
             try:
                 plan = await asyncio.to_thread(
-                    plan_boot, target.path, params.configdrive, Path(keep), load=params.boot
+                    plan_boot,
+                    target.path,
+                    params.configdrive,
+                    Path(keep),
+                    load=boot,
+                    firmware=not rt.simulated,
                 )
             except (ConfigDriveError, OSError) as exc:
                 raise TaskFailedError(str(exc)) from None
         result = {"image": params.image, "device": target.path, **plan.to_json()}
-        if params.boot:
+        if boot:
             asyncio.get_running_loop().create_task(_jump(rt, params.task_id, plan.action))
-        result["booting"] = params.boot
+        result["booting"] = boot
+        result["simulated"] = rt.simulated
         return result
 
     return rt.tasks.start(params.task_id, methods.STANDBY_RUN_IMAGE, work)
