@@ -123,6 +123,12 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Receive machines' diagnostics reports on H:P (UDP; empty: off); keys of enrolled
     #: devices are mirrored to <data-dir>/.known_machines either way.
     mdp_report_listen: str = ""
+    # --- imaging ---
+    #: Serve images to enrolled devices (mutual TLS) here; empty: the agent gateway's host and
+    #: its port + 2 (7802; port 0 when the gateway's is 0); "off": no image server.
+    image_listen: str = ""
+    #: Where uploaded images are kept (empty: DATA_DIR/images).
+    image_dir: str = ""
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"
@@ -187,6 +193,13 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mdp_cluster_user: str = "root"
     #: Seconds between two sync rounds.
     mdp_cluster_interval: Positive = 30.0
+    # --- imaging ---
+    #: Where standby.cache_images keeps images (empty: DATA_DIR/image-cache).
+    image_cache: str = ""
+    #: Most bytes the cache may hold ("20G", "500M"; empty: free space minus a reserve).
+    cache_budget: str = ""
+    #: The controller's image server H:P (empty: the controller's host, its port + 2).
+    image_server: str = ""
 
 
 S = TypeVar("S", bound=msgspec.Struct)

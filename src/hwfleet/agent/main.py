@@ -43,6 +43,7 @@ async def run_agent(settings: AgentSettings, runtime: AgentRuntime, stop: asynci
         raise ValueError(f"--transport must be stream or amqp, not {settings.transport!r}")
     from hwfleet.mdp.serve import MdpOptions, mdp_serving
 
+    runtime.settings = settings
     diagnostics = MdpOptions.from_settings(settings, share_key=_link_authenticated(settings))
     async with admin_listening(settings, runtime), mdp_serving(runtime, diagnostics):
         if settings.transport == "stream":

@@ -26,6 +26,7 @@ from hwfleet.protocol.session import Session
 if TYPE_CHECKING:
     from hwfleet.agent.hardware import HardwareDispatcher
     from hwfleet.agent.netconfig.backend import NetworkBackend
+    from hwfleet.settings import AgentSettings
 
 
 class AgentRuntime:
@@ -64,6 +65,8 @@ class AgentRuntime:
         self.session: Session[AgentRuntime] | None = None
         #: Live sessions of admin-listener peers, closed when their key leaves the trust list.
         self.peers = PeerSessions()
+        #: The settings the agent runs with (``run_agent`` sets them; None: defaults).
+        self.settings: AgentSettings | None = None
         register_all(self.registry)
         # --- mdp --- set when the diagnostics endpoint starts (hwfleet.mdp.serve)
         self.mdp_key: bytes | None = None

@@ -39,10 +39,17 @@ ROUTE_LIMITS: tuple[tuple[str, re.Pattern[str], int], ...] = (
 )
 #: The default of the ``api_max_body`` setting: no route accepts more.
 DEFAULT_MAX_BODY = 2 * MIB
+#: Routes whose body is streamed to disk, never held: ``api_max_body`` does not apply.
+STREAMED_ROUTES: tuple[tuple[str, re.Pattern[str], int], ...] = (
+    ("POST", re.compile(r"/api/v1/images"), 1 << 42),  # image upload (docs/imaging.md)
+)
 
 
 def route_limit(method: str, path: str, max_body: int) -> int:
-    """The body cap for one request: its route's, never above ``max_body``."""
+    """The body cap for one request: its route's, never above ``max_body`` unless streamed."""
+    for route_method, pattern, limit in STREAMED_ROUTES:
+        if method == route_method and pattern.fullmatch(path):
+            return limit
     for route_method, pattern, limit in ROUTE_LIMITS:
         if method == route_method and pattern.fullmatch(path):
             return min(limit, max_body)

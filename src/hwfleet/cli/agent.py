@@ -65,6 +65,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         mdp_cluster_user: Annotated[str | None, Opt(help="SSH user on the other members")] = None,
         mdp_cluster_interval: Annotated[str | None, Opt(help="seconds between sync rounds")] = None,
+        image_cache: Annotated[
+            str | None, Opt(help="where standby.cache_images keeps images (DATA_DIR/image-cache)")
+        cache_budget: Annotated[
+            str | None, Opt(help="most the image cache may hold, e.g. 20G (free space - 1G)")
+        image_server: Annotated[
+            str | None, Opt(help="controller image server H:P (controller host, port + 2)")
         log_level: Annotated[str | None, Opt()] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with an \\[agent] table (or HWFLEET_CONFIG)")

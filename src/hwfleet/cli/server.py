@@ -99,6 +99,13 @@ def register(app: typer.Typer) -> None:
         discovery_port: Annotated[
             int | None, Opt(help="devices' discovery UDP port (1901)")
         ] = None,
+        image_listen: Annotated[
+            str | None,
+            Opt(help="serve images to enrolled devices (mTLS) on H:P (gateway port + 2), or off"),
+        ] = None,
+        image_dir: Annotated[
+            str | None, Opt(help="where uploaded images are kept (DATA_DIR/images)")
+        ] = None,
         log_level: Annotated[str | None, Opt(help="debug|info|warning|error")] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with a \\[server] table (or HWFLEET_CONFIG)")

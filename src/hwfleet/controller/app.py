@@ -9,7 +9,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -17,7 +17,7 @@ import uvicorn
 from hwfleet import web
 from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
-from hwfleet.api.deps import ApiServices
+from hwfleet.api.deps import ApiServices, provide
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
 from hwfleet.controller.devices import DeviceRegistry
@@ -44,6 +44,10 @@ from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
 from hwfleet.types import parse_host_port
 
+if TYPE_CHECKING:
+    from hwfleet.images.registry import ImageRegistry
+    from hwfleet.images.server import ImageServer
+
 log = logging.getLogger(__name__)
 
 
@@ -69,6 +73,8 @@ class Controller:
         self.mes: MesClient
         self.outbox: OutboxWorker
         self.scans: ScanService
+        self.images: ImageRegistry
+        self.image_server: ImageServer | None = None
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -194,7 +200,42 @@ class Controller:
         with _listening("agent_listen", host, port, "agent gateway"):
             await self.gateway.start()
         self._closers.append(self.gateway.close)
+        await self._start_images()
         await self._start_api()
+
+    # --- imaging (docs/imaging.md) ---
+    async def _start_images(self) -> None:
+        """The image registry, and its mTLS server for enrolled devices (not with --insecure)."""
+        from hwfleet.images.registry import ImageRegistry
+
+        s = self.settings
+        self.images = ImageRegistry(self.store, s.image_dir or f"{s.data_dir}/images")
+        self.image_server = None
+        if s.image_listen == "off":
+            return
+        if s.insecure:
+            log.warning("no image server with --insecure: it serves enrolled devices only")
+            return
+        import ssl
+
+        from hwfleet.controller.links.admission import certificate_hosts
+        from hwfleet.images.server import ImageServer
+        from hwfleet.trust.tls import server_context
+
+        gateway_host, gateway_port = parse_host_port(s.agent_listen, allow_any_port=True)
+        if s.image_listen:
+            host, port = parse_host_port(s.image_listen, allow_any_port=True)
+        else:  # beside the gateway: 7800 → 7802 (0 stays 0: tests and ephemeral controllers)
+            host, port = gateway_host, gateway_port + 2 if gateway_port else 0
+        # The gateway's certificate (same hosts, so it is not re-issued): agents pin the CA.
+        paths = self.admission.ca.issue_server_cert(certificate_hosts(gateway_host))
+        context = server_context(self.admission.ca, paths)
+        context.verify_mode = ssl.CERT_REQUIRED  # devices only: no anonymous downloads
+        server = ImageServer(self.images, self.keys, context, host=host, port=port)
+        with _listening("image_listen", host, port, "image server"):
+            await server.start()
+        self.image_server = server
+        self._closers.append(server.close)
 
     def _apply_bus_policy(self) -> None:
         """hwinfo_queue's dead-lettering policy, in the background (rabbitmqctl takes seconds)."""
@@ -252,6 +293,7 @@ class Controller:
                 app, self.operator_token, session_idle=self.settings.dashboard_session_idle
             )
         # --- end dashboard ---
+        provide(app, self.images)  # --- imaging ---
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

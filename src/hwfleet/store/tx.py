@@ -8,6 +8,7 @@ from hwfleet.store.config import ConfigRepository
 from hwfleet.store.devices import DeviceRepository
 from hwfleet.store.discovered import DiscoveredRepository
 from hwfleet.store.events import EventRepository
+from hwfleet.store.images import ImageRepository
 from hwfleet.store.keys import KeyRepository
 from hwfleet.store.outbox import OutboxRepository
 from hwfleet.store.scans import ScanRepository
@@ -24,6 +25,7 @@ class Tx:
         "devices",
         "discovered",
         "events",
+        "images",
         "keys",
         "outbox",
         "scans",
@@ -42,3 +44,4 @@ class Tx:
         self.keys = KeyRepository(conn)
         self.tokens = TokenRepository(conn)
         self.discovered = DiscoveredRepository(conn)
+        self.images = ImageRepository(conn)

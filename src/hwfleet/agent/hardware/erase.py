@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDeviceError, inspect_target
 from hwfleet.errors import DeviceError
@@ -40,6 +40,7 @@ VERIFY_SAMPLES = 256
 METHODS = ("zero", "discard")
 
 Report = Callable[[float, float | None], Awaitable[None]]
+T = TypeVar("T")
 
 
 class EraseError(DeviceError):
@@ -152,11 +153,12 @@ def _open_all(devices: list[BlockTarget]) -> list[int]:
     return opened
 
 
-def _open_exclusive(device: BlockTarget) -> int:
+def _open_exclusive(device: BlockTarget, flags: int = 0) -> int:
+    """``flags``: added to the open (``O_DIRECT`` for the image writer, which shares this)."""
     try:
         # O_EXCL on a block device is an exclusive claim: the kernel answers EBUSY while the
         # device is mounted, swapped on or held, and refuses mounts while we hold it.
-        return os.open(device.path, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC)
+        return os.open(device.path, os.O_RDWR | os.O_EXCL | os.O_CLOEXEC | flags)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
             raise ProtectedDeviceError(device.target, f"{device.name} is in use (busy)") from exc
@@ -173,9 +175,7 @@ async def _report(progress: _Progress, report: Report, percent: float, eta: floa
         await report(round(percent, 1), None if eta is None else round(eta, 1))
 
 
-async def _run_reporting(
-    work: Callable[[], tuple[str, bool]], progress: _Progress, report: Report
-) -> tuple[str, bool]:
+async def _run_reporting(work: Callable[[], T], progress: _Progress, report: Report) -> T:
     """Run ``work`` in a thread, relaying progress; on cancellation stop it and wait for it."""
     worker = asyncio.ensure_future(asyncio.to_thread(work))
     try:

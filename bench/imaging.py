@@ -1,0 +1,226 @@
+"""Re-imaging throughput (DESIGN §12, issue 14): figures printed, goals beside them.
+
+1. Writing a 1 GiB raw image to a loop device with the agent's writer (O_DIRECT, sha256 while
+   writing), as a ratio to ``dd bs=4M oflag=direct`` onto the same device in the same run
+   (goal ≥ 90 %); the read-back verification is timed separately.
+2. Downloading it into the agent's cache from the controller's mTLS image server, as a ratio
+   to ``curl`` with the same client certificate from the same URL (goal ≥ 80 %).
+3. The writer process's resident memory while it writes (goal: flat, ≤ 64 MB).
+
+Run as root (loop devices): ``python bench/imaging.py [--size-mib 1024]``. Files go under
+/var/tmp (a disk, not tmpfs, so the image does not sit in RAM twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.integration.controller.conftest import controller_settings, running_controller
+from tests.integration.imaging.enroll import enrolled_identity
+
+MIB = 1024 * 1024
+
+#: Run in a child process (the agent's writer or cache, alone): prints seconds as JSON.
+CHILD = r"""
+import json, sys, time, threading, asyncio
+from pathlib import Path
+mode, args = sys.argv[1], json.loads(sys.argv[2])
+from hwfleet.agent.hardware.erase import _Progress
+
+def progress(total):
+    return _Progress(loop=asyncio.new_event_loop(), total=total, changed=asyncio.Event(),
+                     stop=threading.Event(), started=time.monotonic())
+
+begun = time.monotonic()
+if mode == "write":
+    from hwfleet.agent.hardware.protect import inspect_target
+    from hwfleet.agent.imaging.cache import read_file
+    from hwfleet.agent.imaging.writer import _verify, write_image
+    target = inspect_target(args["device"])
+    begun = time.monotonic()
+    result = write_image(target, read_file(Path(args["image"])), fmt="raw", sha256=args["sha256"],
+                         disk_size=args["size"], progress=progress(args["size"]), verify=False)
+    wrote = time.monotonic() - begun
+    import os
+    fd = os.open(args["device"], os.O_RDONLY | os.O_DIRECT)
+    _verify(fd, target, result.bytes_written, result.sha256, progress(args["size"]))
+    print(json.dumps({"write": wrote, "verify": time.monotonic() - begun - wrote}))
+else:
+    from hwfleet.agent.imaging.cache import ImageCache
+    from hwfleet.agent.imaging.source import ImageClient
+    from hwfleet.trust.identity import AgentIdentity
+    from hwfleet.trust.tls import enrolled_context
+    identity = AgentIdentity.load_or_create(args["data_dir"], args["uuid"])
+    begun = time.monotonic()
+    client = ImageClient("127.0.0.1", args["port"], enrolled_context(identity))
+    meta = client.meta(args["id"])
+    ImageCache(Path(args["cache"])).fetch(client, meta, progress(meta.size))
+    print(json.dumps({"download": time.monotonic() - begun}))
+"""
+
+
+def make_image(path: Path, size: int) -> str:
+    import hashlib
+
+    block = os.urandom(64 * MIB)
+    sha = hashlib.sha256()
+    with path.open("wb") as handle:
+        for _ in range(size // len(block)):
+            handle.write(block)
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def rss_sampler(pid: int, peaks: list[int], stop: asyncio.Event) -> asyncio.Task[None]:
+    async def sample() -> None:
+        while not stop.is_set():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        peaks.append(int(line.split()[1]) * 1024)
+            except OSError:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.05)
+
+    return asyncio.create_task(sample())
+
+
+async def child(
+    mode: str, args: dict[str, object], peaks: list[int] | None = None
+) -> dict[str, float]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, mode, json.dumps(args), stdout=subprocess.PIPE
+    )
+    stop = asyncio.Event()
+    sampler = rss_sampler(proc.pid, peaks, stop) if peaks is not None else None
+    out, _ = await proc.communicate()
+    stop.set()
+    if sampler is not None:
+        await sampler
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} child failed ({proc.returncode})")
+    result: dict[str, float] = json.loads(out)
+    return result
+
+
+async def timed(*command: str) -> float:
+    begun = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[0]} failed: {err.decode()[:300]}")
+    return time.monotonic() - begun
+
+
+async def main(size: int, download: bool) -> None:
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="hwfleet-bench-") as tmp:
+        work = Path(tmp)
+        image = work / "image.raw"
+        sha = await asyncio.to_thread(make_image, image, size)
+        backing = work / "loop.img"
+        with backing.open("wb") as handle:
+            # Allocated up front: the first writer would otherwise pay for the file's blocks.
+            os.posix_fallocate(handle.fileno(), 0, size + MIB)
+        device = subprocess.run(
+            ["losetup", "-f", "--show", str(backing)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        try:
+            gib = size / 1e6
+            dd_args = ("dd", f"if={image}", f"of={device}", "bs=4M", "oflag=direct")
+            args = {"device": device, "image": str(image), "sha256": sha, "size": size}
+            peaks: list[int] = []
+            dd_times, writes, verifies = [], [], []
+            for _ in range(2):  # alternated, best of each: the machine is shared
+                dd_times.append(await timed(*dd_args))
+                ours = await child("write", args, peaks)
+                writes.append(ours["write"])
+                verifies.append(ours["verify"])
+        finally:
+            subprocess.run(["losetup", "-d", device], check=False)
+        dd_best, dd, dd2 = min(dd_times), dd_times[0], dd_times[1]
+        print(f"image {size // MIB} MiB onto {device}")
+        write, verify = min(writes), min(verifies)
+        print(
+            f"  dd bs=4M oflag=direct : {gib / dd_best:8.1f} MB/s (best of {dd:.2f}, {dd2:.2f} s)"
+        )
+        print(f"  hwfleet writer        : {gib / write:8.1f} MB/s ({write:.2f} s, sha256 included)")
+        print(f"  ratio                 : {dd_best / write * 100:8.1f} %  (goal >= 90 %)")
+        print(f"  read-back verify      : {gib / verify:8.1f} MB/s ({verify:.2f} s, extra)")
+        low, high = min(peaks) / MIB, max(peaks) / MIB
+        print(f"  writer RSS            : {low:.1f} to {high:.1f} MiB, {len(peaks)} x (<= 64 MB)")
+
+        if not download:
+            return
+        settings = controller_settings(work / "controller", image_listen="127.0.0.1:0")
+        async with running_controller(settings) as ctl:
+            identity = await enrolled_identity(ctl, work / "device")
+            from hwfleet.images.registry import ImageRegistry  # noqa: F401
+
+            async def chunks():  # type: ignore[no-untyped-def]
+                with image.open("rb") as handle:
+                    while block := handle.read(4 * MIB):
+                        yield block
+
+            record = await ctl.images.add(chunks(), "bench")
+            assert ctl.image_server is not None
+            port = ctl.image_server.port
+            url = f"https://127.0.0.1:{port}/images/{record.id}"
+            curl = [
+                "curl",
+                "-sS",
+                "--fail",
+                "-k",
+                "--cert",
+                str(identity.cert_path),
+                "--key",
+                str(identity.key_path),
+                "-o",
+                str(work / "curl.out"),
+                url,
+            ]
+            times_curl, times_ours = [], []
+            for round_ in range(2):
+                times_curl.append(await timed(*curl))
+                (work / "curl.out").unlink()
+                cache = work / f"cache{round_}"
+                ours_dl = await child(
+                    "download",
+                    {
+                        "data_dir": str(identity.directory.parent),
+                        "uuid": identity.uuid,
+                        "port": port,
+                        "id": record.id,
+                        "cache": str(cache),
+                    },
+                )
+                times_ours.append(ours_dl["download"])
+                subprocess.run(["rm", "-rf", str(cache)], check=False)
+        c, o = min(times_curl), min(times_ours)
+        print("download into the cache (mTLS, loopback, best of 2)")
+        print(f"  curl                  : {gib / c:8.1f} MB/s ({c:.2f} s)")
+        print(
+            f"  hwfleet cache         : {gib / o:8.1f} MB/s ({o:.2f} s, sha256 and fsync included)"
+        )
+        print(f"  ratio                 : {c / o * 100:8.1f} %  (goal >= 80 %)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--no-download", action="store_true", help="only the write figures")
+    options = parser.parse_args()
+    asyncio.run(main(options.size_mib * MIB, not options.no_download))

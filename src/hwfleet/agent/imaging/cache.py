@@ -1,0 +1,195 @@
+"""The agent's image cache (``standby.cache_images``): verified files within a budget.
+
+Layout of the cache directory, per image id:
+
+- ``<id>.partial``: a download under way (or interrupted: the next run resumes it
+  with a range request, after re-hashing what is there);
+- ``<id>.img``: the verified bytes, renamed into place only after their sha256
+  matched the registry's;
+- ``<id>.json``: the image's metadata, written (temp file, then rename) last.
+
+An entry is valid only when its ``.json`` exists and its ``.img`` has the size
+the ``.json`` names: a crash at any moment leaves nothing that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hwfleet.agent.hardware.erase import _Progress
+from hwfleet.agent.imaging.source import ImageClient, ImageMeta, ImageSourceError
+from hwfleet.errors import DeviceError
+
+READ = 4 * 1024 * 1024
+
+
+class CacheError(DeviceError):
+    """The cache cannot take this image (disk full, checksum mismatch, I/O)."""
+
+
+@dataclass
+class CachePlan:
+    """What ``cache_images`` will do: download these, keep those, skip the rest (why)."""
+
+    download: list[ImageMeta] = field(default_factory=list)
+    present: list[ImageMeta] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def download_bytes(self) -> int:
+        return sum(m.size for m in self.download)
+
+
+class ImageCache:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _paths(self, image_id: str) -> tuple[Path, Path, Path]:
+        base = self.directory / image_id
+        return base.with_suffix(".img"), base.with_suffix(".json"), base.with_suffix(".partial")
+
+    def lookup(self, image_id: str) -> tuple[ImageMeta, Path] | None:
+        """The valid entry for this id (metadata, file), or None."""
+        if not image_id.isalnum():
+            return None
+        img, meta_path, _ = self._paths(image_id)
+        try:
+            meta = ImageMeta.from_json(json.loads(meta_path.read_text(encoding="utf-8")))
+            if img.stat().st_size != meta.size:
+                return None
+        except (OSError, ValueError, ImageSourceError):
+            return None
+        return meta, img
+
+    def used(self) -> int:
+        """Bytes held by valid entries."""
+        total = 0
+        for meta_path in self.directory.glob("*.json"):
+            entry = self.lookup(meta_path.stem)
+            if entry is not None:
+                total += entry[0].size
+        return total
+
+    def plan(self, metas: list[ImageMeta], budget: int) -> CachePlan:
+        """In priority order: keep what is cached, download what fits, skip the rest."""
+        plan = CachePlan()
+        held = self.used()
+        wanted = {m.id for m in metas}
+        # Entries not asked for may be evicted to make room: the list is the priority.
+        evictable = held - sum(
+            entry[0].size for m in metas if (entry := self.lookup(m.id)) is not None
+        )
+        room = budget - (held - evictable)
+        for meta in metas:
+            entry = self.lookup(meta.id)
+            if entry is not None and entry[0].sha256 == meta.sha256:
+                plan.present.append(meta)
+                continue
+            if meta.size > room:
+                plan.skipped.append(
+                    {
+                        "id": meta.id,
+                        "reason": f"needs {meta.size} bytes; {max(room, 0)} left in the "
+                        f"cache budget of {budget} bytes",
+                    }
+                )
+                continue
+            room -= meta.size
+            plan.download.append(meta)
+        self._evict(wanted, needed=plan.download_bytes, budget=budget)
+        return plan
+
+    def _evict(self, keep: set[str], *, needed: int, budget: int) -> None:
+        for meta_path in sorted(self.directory.glob("*.json")):
+            if self.used() + needed <= budget:
+                return
+            if meta_path.stem not in keep:
+                self.remove(meta_path.stem)
+
+    def remove(self, image_id: str) -> None:
+        img, meta_path, partial = self._paths(image_id)
+        for path in (meta_path, img, partial):  # metadata first: never a valid half-entry
+            path.unlink(missing_ok=True)
+
+    def fetch(self, client: ImageClient, meta: ImageMeta, progress: _Progress) -> None:
+        """Worker thread: download (or resume) ``meta`` into the cache and verify it."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        img, meta_path, partial = self._paths(meta.id)
+        meta_path.unlink(missing_ok=True)  # an older entry of this id is no longer valid
+        sha = hashlib.sha256()
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot write to the cache {self.directory}: {exc.strerror}"
+            ) from None
+        try:
+            have = _rehash(fd, sha, meta.size)
+            progress.add(have)
+            os.lseek(fd, have, os.SEEK_SET)
+            for chunk in client.read(meta.id, have, meta.size):
+                sha.update(chunk)
+                view = chunk
+                while view:
+                    view = view[os.write(fd, view) :]
+                progress.add(len(chunk))
+            os.fsync(fd)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise CacheError(
+                    f"the cache {self.directory} is full: image {meta.id} ({meta.size} bytes) "
+                    "does not fit"
+                ) from None
+            raise CacheError(f"writing image {meta.id} to the cache failed: {exc}") from None
+        finally:
+            os.close(fd)
+        if sha.hexdigest() != meta.sha256:
+            partial.unlink(missing_ok=True)
+            raise CacheError(
+                f"checksum mismatch for image {meta.id}: downloaded {sha.hexdigest()}, "
+                f"the registry says {meta.sha256}"
+            )
+        os.replace(partial, img)
+        tmp = meta_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(meta.to_json()), encoding="utf-8")
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, meta_path)
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            os.fsync(dir_fd)
+            os.close(dir_fd)
+
+
+def _rehash(fd: int, sha: Any, size: int) -> int:
+    """Hash what an interrupted download left; its length (a partial beyond ``size`` is reset)."""
+    have = os.lseek(fd, 0, os.SEEK_END)
+    if have > size:
+        os.ftruncate(fd, 0)
+        return 0
+    offset = 0
+    while offset < have:
+        block = os.pread(fd, min(READ, have - offset), offset)
+        if not block:
+            break
+        sha.update(block)
+        offset += len(block)
+    return offset
+
+
+def read_file(path: Path) -> Any:
+    """The cached image's bytes in blocks (for ``prepare_image``)."""
+    with open(path, "rb", buffering=0) as handle:
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        buffer = bytearray(READ)
+        view = memoryview(buffer)
+        while count := handle.readinto(buffer):
+            yield view[:count]
