@@ -67,10 +67,13 @@ def register(app: typer.Typer) -> None:
         mdp_cluster_interval: Annotated[str | None, Opt(help="seconds between sync rounds")] = None,
         image_cache: Annotated[
             str | None, Opt(help="where standby.cache_images keeps images (DATA_DIR/image-cache)")
+        ] = None,
         cache_budget: Annotated[
             str | None, Opt(help="most the image cache may hold, e.g. 20G (free space - 1G)")
+        ] = None,
         image_server: Annotated[
             str | None, Opt(help="controller image server H:P (controller host, port + 2)")
+        ] = None,
         log_level: Annotated[str | None, Opt()] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with an \\[agent] table (or HWFLEET_CONFIG)")
