@@ -42,6 +42,7 @@ from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
 from hwfleet.types import parse_host_port
+from hwfleet.workflows.service import GraphService
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Controller:
         self.mes: MesClient
         self.outbox: OutboxWorker
         self.scans: ScanService
+        self.graphs: GraphService
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -178,7 +180,35 @@ class Controller:
         with _listening("agent_listen", host, port, "agent gateway"):
             await self.gateway.start()
         self._closers.append(self.gateway.close)
+        await self._start_graphs(replica)
         await self._start_api()
+
+    # --- graphs (DESIGN §11) ---
+    async def _start_graphs(self, replica: str) -> None:
+        from hwfleet.workflows.ports import ControllerAgent
+        from hwfleet.workflows.runner import RunnerSettings
+
+        s = self.settings
+        runner = RunnerSettings(
+            owner=replica,
+            lease=s.graph_lease,
+            heartbeat=s.graph_heartbeat,
+            max_in_flight=s.graph_max_in_flight,
+            default_timeout=s.graph_task_timeout,
+        )
+        agent = ControllerAgent(self.store, self.devices, self.tasks)
+        self.graphs = GraphService(self.store, self.events, agent, runner)
+        await self.graphs.start(self.bus)
+        self._closers.append(self.graphs.close)
+
+        async def node_gone(delivery: Any) -> None:
+            uuid = delivery.routing_key.rsplit(".", 1)[-1]
+            await self.graphs.engine.node_lost(uuid, "the device went offline")
+
+        sub = await self.bus.subscribe("events", "device.offline.*", node_gone)
+        self._closers.append(sub.cancel)
+
+    # --- end graphs ---
 
     def _apply_bus_policy(self) -> None:
         """hwinfo_queue's dead-lettering policy, in the background (rabbitmqctl takes seconds)."""
