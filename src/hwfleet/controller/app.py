@@ -16,7 +16,7 @@ import uvicorn
 
 from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
-from hwfleet.api.deps import ApiServices
+from hwfleet.api.deps import ApiServices, provide
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
 from hwfleet.controller.devices import DeviceRegistry
@@ -197,7 +197,9 @@ class Controller:
             default_timeout=s.graph_task_timeout,
         )
         agent = ControllerAgent(self.store, self.devices, self.tasks)
-        self.graphs = GraphService(self.store, self.events, agent, runner)
+        self.graphs = GraphService(
+            self.store, self.events, agent, runner, online=self.devices.online_now
+        )
         await self.graphs.start(self.bus)
         self._closers.append(self.graphs.close)
 
@@ -256,6 +258,7 @@ class Controller:
         app = create_app(
             ApiServices.build(self), self.operator_token, max_body=self.settings.api_max_body
         )
+        provide(app, self.graphs)  # graphs (DESIGN §11)
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

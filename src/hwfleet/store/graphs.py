@@ -318,3 +318,7 @@ class GraphRepository(Repository):
     async def sku_of(self, node: str) -> str | None:
         row = await self._row(sa.select(node_skus.c.sku).where(node_skus.c.node == node))
         return None if row is None else str(row.sku)
+
+    async def nodes_with_sku(self, sku: str) -> builtins.list[str]:
+        stmt = sa.select(node_skus.c.node).where(node_skus.c.sku == sku).order_by(node_skus.c.node)
+        return [str(r.node) for r in await self._rows(stmt)]

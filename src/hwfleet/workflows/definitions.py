@@ -201,7 +201,8 @@ def _check_acyclic(entries: list[GraphTaskDef]) -> None:
         state[label] = 1
         for other in edges[label]:
             if state.get(other) == 1:
-                cycle = " -> ".join([*trail[trail.index(other) :], label, other])
+                path = [*trail, label]
+                cycle = " -> ".join([*path[path.index(other) :], other])
                 raise DefinitionError(
                     f"tasks[{index[label]}].waitOn.{other}", f"cycle in waitOn: {cycle}"
                 )

@@ -7,6 +7,7 @@ REST routers and CLI reach the engine through it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.controller.events import EventPublisher, utcnow
@@ -36,7 +37,10 @@ class GraphService:
         settings: RunnerSettings,
         *,
         bases: BaseTaskRegistry | None = None,
+        online: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
+        """``online``: every device online now (for ``--all``)."""
+        self._online = online
         self.store = store
         self._events = publisher
         self._agent = agent
@@ -91,6 +95,36 @@ class GraphService:
             assign_sku=self.assign_sku,
             http=http_request,
         )
+
+    async def targets(self, nodes: list[str], *, all_nodes: bool, sku: str | None) -> list[str]:
+        """The nodes a run names: explicit uuids, every online device, or a SKU's nodes."""
+        chosen = [n for n in nodes if n]
+        if sum((bool(chosen), all_nodes, sku is not None)) != 1:
+            raise EngineError("give exactly one of: nodes, all, sku (explicit targets only)")
+        if chosen:
+            return chosen
+        if sku is not None:
+            async with self.store.tx(readonly=True) as tx:
+                return await GraphRepository(tx.conn).nodes_with_sku(sku)
+        if self._online is None:
+            raise EngineError("this engine cannot list online devices; name the nodes")
+        return sorted(await self._online())
+
+    async def run_many(
+        self, name: str, nodes: list[str], options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One graph per node; a node refused (busy, unknown) is reported, the rest still run."""
+        results: list[dict[str, Any]] = []
+        for node in nodes:
+            try:
+                results.append(
+                    {"node": node, "graphId": await self.engine.run(name, node, options)}
+                )
+            except EngineError as exc:
+                if exc.code == "not_found" and "graph" in str(exc):
+                    raise
+                results.append({"node": node, "error": str(exc), "code": exc.code})
+        return results
 
     # -- SKUs ------------------------------------------------------------------
     async def skus(self) -> list[Sku]:
@@ -149,6 +183,10 @@ class GraphService:
         for node in nodes:
             await self.assign_sku(node)
         return len(nodes)
+
+    async def nodes_of(self, sku: str) -> list[str]:
+        async with self.store.tx(readonly=True) as tx:
+            return await GraphRepository(tx.conn).nodes_with_sku(sku)
 
     async def sku_of(self, node: str) -> str | None:
         async with self.store.tx(readonly=True) as tx:

@@ -122,3 +122,9 @@ def test_bad_definitions_name_the_field(
 def test_unknown_base_task_is_refused(library: Library) -> None:
     with pytest.raises(DefinitionError, match="implementsTask"):
         library.check_task({"injectableName": "Task.Z", "implementsTask": "Task.Base.Nope"})
+
+
+def test_self_wait_is_a_cycle(library: Library) -> None:
+    body = graph({"label": "a", "taskName": "Task.Hwfleet.Ping", "waitOn": {"a": "finished"}})
+    with pytest.raises(DefinitionError, match="cycle in waitOn: a -> a"):
+        library.check_graph(body)
