@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import httpx
+from tests.integration.controller.conftest import cli
 
 from hwfleet.controller.app import Controller
 from hwfleet.sim.fleet import SimFleet
-from tests.integration.controller.conftest import cli
 
 
 async def test_define_run_wait_status_over_the_cli(
