@@ -197,8 +197,19 @@ class Controller:
             default_timeout=s.graph_task_timeout,
         )
         agent = ControllerAgent(self.store, self.devices, self.tasks)
+        devices = self.devices
+
+        async def held_elsewhere(node: str) -> bool:
+            # A stream device is reachable only from the replica it is connected to.
+            return not await devices.reachable(node) and node in await devices.online_now()
+
         self.graphs = GraphService(
-            self.store, self.events, agent, runner, online=self.devices.online_now
+            self.store,
+            self.events,
+            agent,
+            runner,
+            online=devices.online_now,
+            held_elsewhere=held_elsewhere,
         )
         await self.graphs.start(self.bus)
         self._closers.append(self.graphs.close)

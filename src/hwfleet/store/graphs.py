@@ -187,7 +187,13 @@ class GraphRepository(Repository):
         return sa.or_(pending, expired)
 
     async def claim(
-        self, owner: str, now: datetime, until: datetime, limit: int
+        self,
+        owner: str,
+        now: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        skip: builtins.list[str] | None = None,
     ) -> builtins.list[TaskRow]:
         """Take up to ``limit`` ready tasks (or tasks whose lease expired) for ``owner``."""
         pick = (
@@ -197,6 +203,8 @@ class GraphRepository(Repository):
             .order_by(graph_tasks.c.lease_until.is_(None), graph_tasks.c.id)
             .limit(limit)
         )
+        if skip:
+            pick = pick.where(graph_tasks.c.id.not_in(skip))
         if self._pg:
             pick = pick.with_for_update(skip_locked=True, of=graph_tasks)
         stmt = (
@@ -264,6 +272,24 @@ class GraphRepository(Repository):
                 graph_tasks.c.state == "running",
             )
             .values(state="pending", ready=True, lease_owner=None, lease_until=None, error=error)
+        )
+        return bool((await self._conn.execute(stmt)).rowcount)
+
+    async def release(self, task_id: str, owner: str) -> bool:
+        """Give a claimed task back untouched (this runner cannot reach its node)."""
+        stmt = (
+            sa.update(graph_tasks)
+            .where(
+                graph_tasks.c.id == task_id,
+                graph_tasks.c.lease_owner == owner,
+                graph_tasks.c.state == "running",
+            )
+            .values(
+                state="pending",
+                lease_owner=None,
+                lease_until=None,
+                attempts=graph_tasks.c.attempts - 1,
+            )
         )
         return bool((await self._conn.execute(stmt)).rowcount)
 

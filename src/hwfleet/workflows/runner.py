@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +52,10 @@ class Execution:
 
 
 ContextFactory = Callable[[TaskRow, str | None], TaskContext]
+#: Whether this runner can execute a task now (e.g. reach its node); False gives it back.
+CanRun = Callable[[TaskRow, str | None], Awaitable[bool]]
+#: How long a task given back is not claimed again by this runner.
+_RELEASE_FOR = 2.0
 
 
 class TaskRunner:
@@ -62,7 +66,10 @@ class TaskRunner:
         bases: BaseTaskRegistry,
         settings: RunnerSettings,
         make_context: ContextFactory,
+        can_run: CanRun | None = None,
     ) -> None:
+        self._can_run = can_run
+        self._released: dict[str, float] = {}
         self._store = store
         self._events = events
         self._bases = bases
@@ -121,10 +128,13 @@ class TaskRunner:
             return
         now = utcnow()
         until = now + timedelta(seconds=self.settings.lease)
+        clock = asyncio.get_running_loop().time()
+        self._released = {k: t for k, t in self._released.items() if t > clock}
+        skip = list(self._released)
 
         async def claim(tx: Any) -> list[tuple[TaskRow, str | None]]:
             repo = GraphRepository(tx.conn)
-            rows = await repo.claim(self.settings.owner, now, until, free)
+            rows = await repo.claim(self.settings.owner, now, until, free, skip=skip)
             graphs = {g: await repo.get_graph(g) for g in {r.graph_id for r in rows}}
             return [(r, (graphs[r.graph_id] or _NOGRAPH).node) for r in rows]
 
@@ -164,6 +174,11 @@ class TaskRunner:
         spec = row.spec
         retries = int(spec.get("retries", 0))
         try:
+            if self._can_run is not None and not await self._can_run(row, execution.node):
+                owner = self.settings.owner
+                await self._store.write(lambda tx: GraphRepository(tx.conn).release(row.id, owner))
+                self._released[row.id] = asyncio.get_running_loop().time() + _RELEASE_FOR
+                return
             if row.attempts > retries + 1:
                 await self._end(execution, "failed", LOST, None)
                 return

@@ -38,14 +38,19 @@ class GraphService:
         *,
         bases: BaseTaskRegistry | None = None,
         online: Callable[[], Awaitable[list[str]]] | None = None,
+        held_elsewhere: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
-        """``online``: every device online now (for ``--all``)."""
+        """``online``: every device online now (for ``--all``); ``held_elsewhere(node)``:
+        another replica holds the node's connection (its agent tasks are left to that one)."""
         self._online = online
+        self._held_elsewhere = held_elsewhere
         self.store = store
         self._events = publisher
         self._agent = agent
         self.bases = bases or BaseTaskRegistry()
-        self.runner = TaskRunner(store, publisher, self.bases, settings, self._context)
+        self.runner = TaskRunner(
+            store, publisher, self.bases, settings, self._context, self._can_run
+        )
         self.engine = GraphEngine(
             store, publisher, self.bases, self.runner, node_exists=self._node_exists
         )
@@ -67,6 +72,13 @@ class GraphService:
                 log.exception("could not cancel a workflow subscription")
         self._subscriptions = []
         await self.runner.close()
+
+    async def _can_run(self, row: TaskRow, node: str | None) -> bool:
+        if node is None or self._held_elsewhere is None:
+            return True
+        if row.spec.get("implementsTask") != "Task.Base.Agent.Run":
+            return True
+        return not await self._held_elsewhere(node)
 
     async def _node_exists(self, node: str) -> bool:
         async with self.store.tx(readonly=True) as tx:
