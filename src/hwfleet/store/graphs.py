@@ -116,17 +116,20 @@ class GraphRepository(Repository):
             if busy is not None:
                 raise NodeBusyError(f"node {node} already runs graph {busy.id}")
         values = {**graph, "active_node": node if exclusive else None}
-        try:
-            async with self._conn.begin_nested():
-                await self._conn.execute(sa.insert(graphs).values(values))
-        except sa.exc.IntegrityError:
-            raise NodeBusyError(f"node {node} already runs a graph") from None
+        # A run racing past the check above fails on the unique index (IntegrityError).
+        await self._conn.execute(sa.insert(graphs).values(values))
         if tasks:
             await self._conn.execute(sa.insert(graph_tasks), tasks)
 
     async def get_graph(self, graph_id: str) -> GraphRow | None:
         row = await self._row(sa.select(graphs).where(graphs.c.id == graph_id))
         return None if row is None else _graph(row)
+
+    async def nodes_of(self, graph_ids: builtins.list[str]) -> dict[str, str | None]:
+        if not graph_ids:
+            return {}
+        stmt = sa.select(graphs.c.id, graphs.c.node).where(graphs.c.id.in_(set(graph_ids)))
+        return {r.id: r.node for r in await self._rows(stmt)}
 
     async def active_for_node(self, node: str) -> GraphRow | None:
         row = await self._row(sa.select(graphs).where(graphs.c.active_node == node))

@@ -14,6 +14,8 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
+
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.store import Store
 from hwfleet.store.events import EventRepository
@@ -73,7 +75,7 @@ class GraphEngine:
         bases: BaseTaskRegistry,
         runner: TaskRunner,
         *,
-        node_exists: Callable[[str], Any] | None = None,
+        node_exists: Callable[[Any, str], Any] | None = None,
     ) -> None:
         self.store = store
         self._events = publisher
@@ -81,6 +83,8 @@ class GraphEngine:
         self.runner = runner
         self._node_exists = node_exists
         self._changed: dict[str, asyncio.Event] = {}
+        self._shipped = (shipped("graphs"), shipped("tasks"))
+        self._library: tuple[tuple[Any, ...], Library] | None = None
         runner.on_change = self.notify
         #: Called with each task id stopped by a cancel (the rpc layer tells other replicas).
         self.on_cancel: Callable[[list[str]], Any] = lambda ids: None
@@ -92,11 +96,22 @@ class GraphEngine:
 
     # -- definitions -----------------------------------------------------------
     async def library(self) -> Library:
+        """The library as committed now (another replica may have defined something)."""
         async with self.store.tx(readonly=True) as tx:
-            repo = GraphRepository(tx.conn)
-            graphs = [b for _, b, _ in await repo.definitions("graph")]
-            tasks = [b for _, b, _ in await repo.definitions("task")]
-        return Library(self.bases, [*shipped("graphs"), *graphs], [*shipped("tasks"), *tasks])
+            return await self._library_in(GraphRepository(tx.conn))
+
+    async def _library_in(self, repo: GraphRepository) -> Library:
+        graphs = await repo.definitions("graph")
+        tasks = await repo.definitions("task")
+        stamp = tuple((n, at) for n, _, at in graphs + tasks)
+        if self._library is None or self._library[0] != stamp:
+            library = Library(
+                self.bases,
+                [*self._shipped[0], *(b for _, b, _ in graphs)],
+                [*self._shipped[1], *(b for _, b, _ in tasks)],
+            )
+            self._library = (stamp, library)
+        return self._library[1]
 
     async def define_graph(self, body: Any) -> str:
         graph = (await self.library()).check_graph(body)
@@ -127,34 +142,35 @@ class GraphEngine:
         options = options or {}
         if not isinstance(options, dict):
             raise EngineError("options must be a JSON object")
-        library = await self.library()
-        graph = library.graph(name)
-        if graph is None:
-            raise EngineError(f"unknown graph {name!r}", "not_found")
-        if node is not None and self._node_exists is not None and not await self._node_exists(node):
-            raise EngineError(f"unknown node {node!r}", "not_found")
         graph_id = str(uuidlib.uuid4())
-        rows = []
-        for i, entry in enumerate(graph.tasks):
-            opts = task_options(graph, entry, options)
-            check_required(entry, opts, self.bases.get, f"tasks[{i}]", run=True)
-            base = self.bases.get(entry.task.implements)
-            assert base is not None  # parse_graph checked it
-            rows.append(self._task_row(graph_id, i, entry, opts, base))
         at = utcnow()
-        graph_row = {
-            "id": graph_id,
-            "name": name,
-            "node": node,
-            "status": "running",
-            "options": options,
-            "context": {},
-            "parent_task": parent_task,
-            "created_at": at,
-        }
 
+        # One transaction: the definitions as committed, the node, the rows, the event.
         async def create(tx: Any) -> list[Any]:
             repo = GraphRepository(tx.conn)
+            library = await self._library_in(repo)
+            graph = library.graph(name)
+            if graph is None:
+                raise EngineError(f"unknown graph {name!r}", "not_found")
+            if node is not None and self._node_exists and not await self._node_exists(tx, node):
+                raise EngineError(f"unknown node {node!r}", "not_found")
+            rows = []
+            for i, entry in enumerate(graph.tasks):
+                opts = task_options(graph, entry, options)
+                check_required(entry, opts, self.bases.get, f"tasks[{i}]", run=True)
+                base = self.bases.get(entry.task.implements)
+                assert base is not None  # parse_graph checked it
+                rows.append(self._task_row(graph_id, i, entry, opts, base))
+            graph_row = {
+                "id": graph_id,
+                "name": name,
+                "node": node,
+                "status": "running",
+                "options": options,
+                "context": {},
+                "parent_task": parent_task,
+                "created_at": at,
+            }
             await repo.create_graph(graph_row, rows, exclusive=parent_task is None)
             key, body, dev = events.graph_started(graph_id, name, node)
             return [await EventRepository(tx.conn).add(key, body, device_uuid=dev, at=at)]
@@ -163,6 +179,8 @@ class GraphEngine:
             records = await self.store.write(create)
         except NodeBusyError as exc:
             raise EngineError(str(exc), "busy") from None
+        except sa.exc.IntegrityError:  # two runs raced past the check: the index decided
+            raise EngineError(f"node {node} already runs a graph", "busy") from None
         await announce(self._events, records)
         self.runner.wake()
         return graph_id

@@ -43,20 +43,29 @@ class Library:
         self.bases = bases
         self._graph_bodies: dict[str, dict[str, Any]] = {}
         self._task_bodies: dict[str, dict[str, Any]] = {}
+        # Parsed on first use; a snapshot never changes, so neither do these.
+        self._tasks: dict[str, TaskDef] = {}
+        self._graphs: dict[str, GraphDef] = {}
         for body in graphs:
             self._graph_bodies[str(body["injectableName"])] = dict(body)
         for body in tasks:
             self._task_bodies[str(body["injectableName"])] = dict(body)
 
     def task(self, name: str) -> TaskDef | None:
-        body = self._task_bodies.get(name)
-        if body is None:
-            return None
-        return parse_task(body, self.bases.get)
+        if name not in self._tasks:
+            body = self._task_bodies.get(name)
+            if body is None:
+                return None
+            self._tasks[name] = parse_task(body, self.bases.get)
+        return self._tasks[name]
 
     def graph(self, name: str) -> GraphDef | None:
-        body = self._graph_bodies.get(name)
-        return None if body is None else parse_graph(body, self.task, self.bases.get)
+        if name not in self._graphs:
+            body = self._graph_bodies.get(name)
+            if body is None:
+                return None
+            self._graphs[name] = parse_graph(body, self.task, self.bases.get)
+        return self._graphs[name]
 
     def check_graph(self, body: Any) -> GraphDef:
         """Validate a new graph definition; raises :class:`DefinitionError` naming the field."""

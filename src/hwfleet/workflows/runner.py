@@ -41,6 +41,16 @@ class RunnerSettings:
     default_timeout: float = 3600.0
 
 
+@dataclass(frozen=True, slots=True)
+class _End:
+    execution: Execution
+    state: str
+    error: str | None
+    result: dict[str, Any] | None
+    at: datetime
+    done: asyncio.Future[None]
+
+
 @dataclass(slots=True)
 class Execution:
     row: TaskRow
@@ -70,6 +80,8 @@ class TaskRunner:
     ) -> None:
         self._can_run = can_run
         self._released: dict[str, float] = {}
+        self._ends: list[_End] = []
+        self._ends_waiting = asyncio.Event()
         self._store = store
         self._events = events
         self._bases = bases
@@ -84,6 +96,7 @@ class TaskRunner:
         self._loops = [
             asyncio.create_task(self._claim_forever(), name="graph runner"),
             asyncio.create_task(self._heartbeat_forever(), name="graph heartbeat"),
+            asyncio.create_task(self._commit_forever(), name="graph task ends"),
         ]
 
     async def close(self) -> None:
@@ -135,8 +148,8 @@ class TaskRunner:
         async def claim(tx: Any) -> list[tuple[TaskRow, str | None]]:
             repo = GraphRepository(tx.conn)
             rows = await repo.claim(self.settings.owner, now, until, free, skip=skip)
-            graphs = {g: await repo.get_graph(g) for g in {r.graph_id for r in rows}}
-            return [(r, (graphs[r.graph_id] or _NOGRAPH).node) for r in rows]
+            nodes = await repo.nodes_of([r.graph_id for r in rows])
+            return [(r, nodes.get(r.graph_id)) for r in rows]
 
         claimed = await self._store.write(claim)
         for row, node in claimed:
@@ -231,33 +244,62 @@ class TaskRunner:
         error: str | None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        row = execution.row
-        at = utcnow()
+        """Queue the end for the committer and wait until it is in the store."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ends.append(_End(execution, state, error, result, utcnow(), done))
+        self._ends_waiting.set()
+        await done
 
-        async def end(tx: Any) -> tuple[list[EventRecord], bool]:
-            repo, ev = GraphRepository(tx.conn), EventRepository(tx.conn)
+    async def _commit_forever(self) -> None:
+        """Group commit: every task end waiting now goes into one transaction.
+
+        Each end is still its own conditional UPDATE (a task cancelled meanwhile is not
+        overwritten) and each graph is advanced once per batch, after all its ends.
+        """
+        while True:
+            await self._ends_waiting.wait()
+            self._ends_waiting.clear()
+            batch, self._ends = self._ends, []
+            if not batch:
+                continue
+            try:
+                records, ready, graphs = await self._store.write(
+                    lambda tx, batch=batch: self._commit(tx, batch)  # type: ignore[misc]
+                )
+            except Exception as exc:
+                for end in batch:
+                    if not end.done.done():
+                        end.done.set_exception(exc)
+                continue
+            await announce(self._events, records)
+            if ready:
+                self._wake.set()
+            for graph_id in graphs:
+                self.on_change(graph_id)
+            for end in batch:
+                if not end.done.done():
+                    end.done.set_result(None)
+
+    async def _commit(self, tx: Any, batch: list[_End]) -> tuple[list[EventRecord], bool, set[str]]:
+        repo, ev = GraphRepository(tx.conn), EventRepository(tx.conn)
+        records: list[EventRecord] = []
+        graphs: dict[str, None] = {}
+        for end in batch:
+            row = end.execution.row
             done = await repo.finish_task(
-                row.id, self.settings.owner, state, at, error=error, result=result
+                row.id, self.settings.owner, end.state, end.at, error=end.error, result=end.result
             )
             if done is None:
-                return [], False  # cancelled or taken away meanwhile: not ours to record
-            records = await record_task_end(repo, ev, done, execution.node, at)
-            more, ready = await advance(repo, ev, row.graph_id, at)
-            return records + more, ready
-
-        records, ready = await self._store.write(end)
-        await announce(self._events, records)
-        if ready:
-            self._wake.set()
-        if records:
-            self.on_change(row.graph_id)
-
-
-class _NoGraph:
-    node: str | None = None
-
-
-_NOGRAPH = _NoGraph()
+                continue  # cancelled or taken away meanwhile: not ours to record
+            records += await record_task_end(repo, ev, done, end.execution.node, end.at)
+            graphs[row.graph_id] = None
+        ready = False
+        at = utcnow()
+        for graph_id in graphs:
+            more, any_ready = await advance(repo, ev, graph_id, at)
+            records += more
+            ready = ready or any_ready
+        return records, ready, set(graphs)
 
 
 async def announce(publisher: EventPublisher, records: list[EventRecord]) -> None:

@@ -80,9 +80,9 @@ class GraphService:
             return True
         return not await self._held_elsewhere(node)
 
-    async def _node_exists(self, node: str) -> bool:
-        async with self.store.tx(readonly=True) as tx:
-            return await tx.devices.get(node) is not None
+    @staticmethod
+    async def _node_exists(tx: Any, node: str) -> bool:
+        return await tx.devices.get(node) is not None
 
     def _context(self, row: TaskRow, node: str | None) -> TaskContext:
         async def set_properties(values: dict[str, Any]) -> None:
