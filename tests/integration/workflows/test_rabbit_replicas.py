@@ -88,7 +88,18 @@ async def test_outside_client_drives_two_replicas(
         )
         library = await client.rpc("getTaskGraphLibrary", {})
         assert "Graph.Outside.Check" in [g["injectableName"] for g in library["graphs"]]
-        assert (await client.rpc("getTaskLibrary", {}))["tasks"]
+        task = {
+            "friendlyName": "nap",
+            "injectableName": "Task.Outside.Nap",
+            "implementsTask": "Task.Base.Wait",
+            "options": {"seconds": 0},
+            "properties": {},
+        }
+        assert (await client.rpc("defineTask", {"definition": task}))["injectableName"] == (
+            "Task.Outside.Nap"
+        )
+        tasks = (await client.rpc("getTaskLibrary", {}))["tasks"]
+        assert "Task.Outside.Nap" in [t["injectableName"] for t in tasks]
 
         # A bad definition: an error reply naming the field; the server keeps serving.
         bad = {**GRAPH, "tasks": [inline("x", "Task.Base.Wait", {}, waitOn={"nope": "succeeded"})]}

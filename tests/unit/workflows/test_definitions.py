@@ -128,3 +128,54 @@ def test_self_wait_is_a_cycle(library: Library) -> None:
     body = graph({"label": "a", "taskName": "Task.Hwfleet.Ping", "waitOn": {"a": "finished"}})
     with pytest.raises(DefinitionError, match="cycle in waitOn: a -> a"):
         library.check_graph(body)
+
+
+def test_registry_takes_plugins_but_not_over_builtins() -> None:
+    from typing import ClassVar
+
+    from hwfleet.workflows.basetasks import BaseTask, TaskContext, Wait
+
+    class Blink(BaseTask):
+        name: ClassVar[str] = "Task.Vendor.Blink"
+        required_options: ClassVar[tuple[str, ...]] = ("times",)
+
+        async def run(self, ctx: TaskContext) -> dict[str, Any]:
+            return {}
+
+    class FakeWait(Wait):
+        pass
+
+    registry = BaseTaskRegistry((Blink,), plugins=False)
+    assert registry.get("Task.Vendor.Blink") is Blink
+    with pytest.raises(ValueError, match="already defined"):
+        registry.add(FakeWait)
+    library = Library(registry, [], [])
+    with pytest.raises(DefinitionError, match=r"tasks\[0\]\.options\.times"):
+        library.check_graph(
+            graph(
+                {
+                    "label": "b",
+                    "taskDefinition": {
+                        "injectableName": "Task.B",
+                        "implementsTask": "Task.Vendor.Blink",
+                    },
+                }
+            )
+        )
+
+
+def test_option_precedence(library: Library) -> None:
+    from hwfleet.workflows.definitions import task_options
+
+    g = library.check_graph(
+        graph(
+            {"label": "w", "taskName": "Task.Hwfleet.Wait"},
+            options={"defaults": {"seconds": 2, "unrelated": 1}, "w": {"seconds": 3}},
+        )
+    )
+    entry = g.tasks[0]
+    assert task_options(g, entry, {}) == {"seconds": 3}
+    assert task_options(g, entry, {"defaults": {"seconds": 9}}) == {"seconds": 9}
+    assert task_options(g, entry, {"w": {"seconds": 7}, "defaults": {"seconds": 9}}) == {
+        "seconds": 7
+    }
