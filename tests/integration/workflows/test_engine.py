@@ -138,3 +138,31 @@ async def test_offline_node_fails_the_task_with_the_reason(controller: Controlle
     assert "not connected" in graph["tasks"][0]["error"]
     with pytest.raises(EngineError, match="unknown node"):
         await engine.run("Graph.Hwfleet.Discovery", "no-such-node")
+
+
+async def test_a_new_deeper_sku_reassigns_and_runs_its_discovery_graph(
+    controller: Controller, fleet: SimFleet
+) -> None:
+    engine = controller.graphs.engine
+    node = uuid_of(fleet, 1)
+    first = await engine.run("Graph.Hwfleet.Discovery", node)
+    assert (await engine.wait(first, 20) or {})["status"] == "succeeded"
+    await controller.graphs.define_sku(
+        {"name": "shallow", "rules": [{"path": "interfaces", "notContains": "x"}]}
+    )
+    assert await controller.graphs.sku_of(node) == "shallow"
+    await engine.define_graph(
+        chain("Graph.Test.AfterSku", {"label": "p", "taskName": "Task.Hwfleet.Ping"})
+    )
+    await controller.graphs.define_sku(
+        {
+            "name": "deeper",
+            "rules": [{"path": "interfaces.0.mac", "regex": "."}],
+            "discoveryGraphName": "Graph.Test.AfterSku",
+        }
+    )
+    assert await controller.graphs.sku_of(node) == "deeper"
+    [ran] = [g for g in await engine.list(node=node) if g["name"] == "Graph.Test.AfterSku"]
+    assert (await engine.wait(ran["graphId"], 20) or {})["status"] == "succeeded"
+    keys = await event_keys(controller)
+    assert keys.count(f"sku.assigned.{node}") == 2
