@@ -121,6 +121,22 @@ class GraphRepository(Repository):
         if tasks:
             await self._conn.execute(sa.insert(graph_tasks), tasks)
 
+    async def create_many(
+        self, graph_rows: builtins.list[dict[str, Any]], task_rows: builtins.list[dict[str, Any]]
+    ) -> None:
+        """Insert top-level graphs (each claiming its node) and their tasks, two statements."""
+        values = [{**g, "active_node": g.get("node")} for g in graph_rows]
+        if values:
+            await self._conn.execute(sa.insert(graphs), values)
+        if task_rows:
+            await self._conn.execute(sa.insert(graph_tasks), task_rows)
+
+    async def busy_nodes(self, nodes: builtins.list[str]) -> builtins.set[str]:
+        if not nodes:
+            return set()
+        stmt = sa.select(graphs.c.active_node).where(graphs.c.active_node.in_(set(nodes)))
+        return {str(r.active_node) for r in await self._rows(stmt)}
+
     async def get_graph(self, graph_id: str) -> GraphRow | None:
         row = await self._row(sa.select(graphs).where(graphs.c.id == graph_id))
         return None if row is None else _graph(row)

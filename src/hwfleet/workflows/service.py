@@ -125,18 +125,25 @@ class GraphService:
     async def run_many(
         self, name: str, nodes: list[str], options: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """One graph per node; a node refused (busy, unknown) is reported, the rest still run."""
-        results: list[dict[str, Any]] = []
-        for node in nodes:
-            try:
-                results.append(
-                    {"node": node, "graphId": await self.engine.run(name, node, options)}
-                )
-            except EngineError as exc:
-                if exc.code == "not_found" and "graph" in str(exc):
-                    raise
-                results.append({"node": node, "error": str(exc), "code": exc.code})
-        return results
+        """One graph per node, all in one transaction; a refused node is reported, the rest
+        still run (a race with another replica falls back to one run per node)."""
+        import sqlalchemy as sa
+
+        from hwfleet.workflows.bulk import start_many
+
+        try:
+            return await start_many(self.engine, name, nodes, options)
+        except sa.exc.IntegrityError:
+            results: list[dict[str, Any]] = []
+            for node in nodes:
+                try:
+                    graph_id = await self.engine.run(name, node, options)
+                    results.append({"node": node, "graphId": graph_id})
+                except EngineError as exc:
+                    if exc.code == "not_found" and "graph" in str(exc):
+                        raise
+                    results.append({"node": node, "error": str(exc), "code": exc.code})
+            return results
 
     # -- SKUs ------------------------------------------------------------------
     async def skus(self) -> list[Sku]:
