@@ -166,3 +166,25 @@ async def test_a_new_deeper_sku_reassigns_and_runs_its_discovery_graph(
     assert (await engine.wait(ran["graphId"], 20) or {})["status"] == "succeeded"
     keys = await event_keys(controller)
     assert keys.count(f"sku.assigned.{node}") == 2
+
+
+async def test_the_same_rpcs_on_the_memory_bus(controller: Controller, fleet: SimFleet) -> None:
+    from hwfleet.bus.base import RpcError
+
+    bus = controller.bus
+    node = uuid_of(fleet, 0)
+    library = await bus.call("task-graph-runner", "getTaskGraphLibrary", {})
+    assert "Graph.Hwfleet.BurnIn" in [g["injectableName"] for g in library["graphs"]]
+    run = await bus.call(
+        "task-graph-runner",
+        "runTaskGraph",
+        {"name": "Graph.Hwfleet.BurnIn", "target": node, "options": {"soak": {"seconds": 30}}},
+    )
+    exists = await bus.call("task", f"activeTaskExists.{node}", {})
+    assert exists == {"exists": True, "graphId": run["graphId"]}
+    with pytest.raises(RpcError) as refused:
+        await bus.call("task-graph-runner", "runTaskGraph", {"name": "Graph.Nope", "target": node})
+    assert refused.value.code == "not_found"
+    cancelled = await bus.call("task-graph-runner", "cancelTaskGraph", run)
+    assert cancelled == {"graphId": run["graphId"], "status": "cancelled"}
+    assert (await bus.call("task", f"activeTaskExists.{node}", {}))["exists"] is False
