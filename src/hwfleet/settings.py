@@ -129,6 +129,16 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     image_listen: str = ""
     #: Where uploaded images are kept (empty: DATA_DIR/images).
     image_dir: str = ""
+    # --- graphs ---
+    #: A graph task's lease: a runner that stops renewing it (killed) loses the task this
+    #: long after its last heartbeat, and another runner takes it.
+    graph_lease: Positive = 5.0
+    #: How often a runner renews its leases and notices cancelled graphs.
+    graph_heartbeat: Positive = 1.0
+    #: Graph tasks one controller runs at once (RackHD: 100 per scheduler stream).
+    graph_max_in_flight: AtLeastOne = 100
+    #: A task's timeout when its definition gives none.
+    graph_task_timeout: Positive = 3600.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

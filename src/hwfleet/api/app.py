@@ -12,6 +12,7 @@ from hwfleet.api import (
     docs,
     errors,
     events,
+    graphs,
     images,
     keys,
     scans,
@@ -45,7 +46,7 @@ def create_app(
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)
     docs.install(app)
-    for module in (devices, device_admin, discovery, events, images, keys, scans, tasks):
+    for module in (devices, device_admin, discovery, events, graphs, images, keys, scans, tasks):
         app.include_router(module.router)
     for router in extra_routers or []:
         app.include_router(router)

@@ -9,7 +9,7 @@ so a caller never waits out its deadline because of bad input.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import msgspec
 
@@ -17,10 +17,22 @@ from hwfleet.bus.base import RejectedMessageError, RpcError, RpcHandler
 from hwfleet.bus.codec import REPLY_ERROR, REPLY_RESULT, decode_object, encode_body, encode_error
 from hwfleet.bus.routing import topic_matcher
 from hwfleet.bus.topology import method_key
+from hwfleet.types import JsonObject
 
 log = logging.getLogger(__name__)
 
 _METHOD_PREFIX = "methods."
+
+
+class KeyedHandler:
+    """An RPC handler that also gets the method name: a pattern such as
+    ``requestProfile.*`` needs the id the caller put in the routing key."""
+
+    def __init__(self, handler: Callable[[str, JsonObject], Awaitable[JsonObject]]) -> None:
+        self.keyed = handler
+
+    async def __call__(self, params: JsonObject) -> JsonObject:
+        raise RejectedMessageError("this method needs its routing key")
 
 
 class RpcDispatcher:
@@ -65,7 +77,10 @@ class RpcDispatcher:
             )
         try:
             params = decode_object(body, "params")
-            result = await handler(params)
+            if isinstance(handler, KeyedHandler):
+                result = await handler.keyed(method, params)
+            else:
+                result = await handler(params)
             return REPLY_RESULT, encode_body(result)
         except RpcError as exc:
             return REPLY_ERROR, encode_error(exc.msg, exc.code)

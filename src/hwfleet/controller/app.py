@@ -43,6 +43,7 @@ from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
 from hwfleet.types import parse_host_port
+from hwfleet.workflows.service import GraphService
 
 if TYPE_CHECKING:
     from hwfleet.images.registry import ImageRegistry
@@ -75,6 +76,7 @@ class Controller:
         self.scans: ScanService
         self.images: ImageRegistry
         self.image_server: ImageServer | None = None
+        self.graphs: GraphService
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -201,6 +203,7 @@ class Controller:
             await self.gateway.start()
         self._closers.append(self.gateway.close)
         await self._start_images()
+        await self._start_graphs(replica)
         await self._start_api()
 
     # --- imaging (docs/imaging.md) ---
@@ -236,6 +239,46 @@ class Controller:
             await server.start()
         self.image_server = server
         self._closers.append(server.close)
+
+    # --- graphs (DESIGN §11) ---
+    async def _start_graphs(self, replica: str) -> None:
+        from hwfleet.workflows.ports import ControllerAgent
+        from hwfleet.workflows.runner import RunnerSettings
+
+        s = self.settings
+        runner = RunnerSettings(
+            owner=replica,
+            lease=s.graph_lease,
+            heartbeat=s.graph_heartbeat,
+            max_in_flight=s.graph_max_in_flight,
+            default_timeout=s.graph_task_timeout,
+        )
+        agent = ControllerAgent(self.store, self.devices, self.tasks)
+        devices = self.devices
+
+        async def held_elsewhere(node: str) -> bool:
+            # A stream device is reachable only from the replica it is connected to.
+            return not await devices.reachable(node) and node in await devices.online_now()
+
+        self.graphs = GraphService(
+            self.store,
+            self.events,
+            agent,
+            runner,
+            online=devices.online_now,
+            held_elsewhere=held_elsewhere,
+        )
+        await self.graphs.start(self.bus)
+        self._closers.append(self.graphs.close)
+
+        async def node_gone(delivery: Any) -> None:
+            uuid = delivery.routing_key.rsplit(".", 1)[-1]
+            await self.graphs.engine.node_lost(uuid, "the device went offline")
+
+        sub = await self.bus.subscribe("events", "device.offline.*", node_gone)
+        self._closers.append(sub.cancel)
+
+    # --- end graphs ---
 
     def _apply_bus_policy(self) -> None:
         """hwinfo_queue's dead-lettering policy, in the background (rabbitmqctl takes seconds)."""
@@ -294,6 +337,7 @@ class Controller:
             )
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---
+        provide(app, self.graphs)  # graphs (DESIGN §11)
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -8,6 +8,7 @@ back as frozen msgspec records.
 """
 
 from hwfleet.errors import StoreError
+from hwfleet.store import graph_tables as _graph_tables  # noqa: F401 - its tables join the metadata
 from hwfleet.store.database import Store, open_store
 from hwfleet.store.errors import StoreUnavailableError
 from hwfleet.store.records import (

@@ -1,0 +1,182 @@
+"""Task graphs at fleet scale: 1,000 graphs of 4 agent tasks over 1,000 simulated devices.
+
+Graphs start as `hwfleet graphs run --all` starts them (one transaction for all).
+The controller (and its graph engine) runs in this process; the simulated fleet runs in
+another (`hwfleet sim`, stream carrier). Every task is ``Task.Base.Agent.Run`` of
+``ping``: a real round trip to the device's agent, and every state change (claim, end,
+readiness, graph end, events) is committed to the store before the next step. Prints the
+wall time from the first run to the last ``graph.finished``, tasks/s, and this process's
+CPU per task (controller only: the fleet's CPU is the other process's).
+
+Reference (from the issue, measured on this kind of machine; NOT re-run here, Celery is
+not installed): Celery 5.7 on RabbitMQ with a Redis result backend and a 2-process worker,
+1,000 chains of 4 no-op tasks: 4,000 tasks in 12.4 s (323 tasks/s), no state recorded.
+RackHD publishes no figures. Goals: ahead of 323 tasks/s; <= 2 ms controller CPU per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+from hwfleet.bus.base import Delivery
+from hwfleet.cli.common import run
+from hwfleet.controller.app import Controller
+from hwfleet.settings import ServerSettings
+
+CELERY_TASKS_PER_S = 323.0
+PASSWORD = secrets.token_urlsafe(16)
+TASKS = 4
+GRAPH = {
+    "friendlyName": "Bench: four pings",
+    "injectableName": "Graph.Bench.FourPings",
+    "tasks": [
+        {"label": "p0", "taskName": "Task.Hwfleet.Ping"},
+        *(
+            {
+                "label": f"p{i}",
+                "taskName": "Task.Hwfleet.Ping",
+                "waitOn": {f"p{i - 1}": "succeeded"},
+            }
+            for i in range(1, TASKS)
+        ),
+    ],
+}
+
+
+async def _postgres() -> tuple[str, str]:
+    import asyncpg
+
+    base = os.environ.get("HWFLEET_TEST_DB", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"hwfleet_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(base)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(base)
+    return base, urlunsplit(("postgresql+asyncpg", parts.netloc, "/" + name, "", ""))
+
+
+async def _drop(base: str, url: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(base)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def bench(count: int, backend: str, in_flight: int) -> None:
+    base = db = ""
+    if backend == "postgresql":
+        base, db = await _postgres()
+    try:
+        with tempfile.TemporaryDirectory(prefix="hwfleet-bench-") as data_dir:
+            settings = ServerSettings(
+                data_dir=data_dir,
+                agent_listen="127.0.0.1:0",
+                api_listen="127.0.0.1:0",
+                bus="memory://",
+                db=db,
+                call_timeout=30.0,
+                offline_after=600.0,
+                enroll_password=PASSWORD,
+                graph_max_in_flight=in_flight,
+            )
+            ctl = Controller(settings)
+            await ctl.start()
+            sim = _start_sim(ctl, count, data_dir)
+            try:
+                await _run(ctl, count, backend, in_flight)
+            finally:
+                sim.terminate()
+                await asyncio.to_thread(sim.wait, 30)
+                await ctl.close()
+    finally:
+        if db:
+            await _drop(base, db)
+
+
+def _start_sim(ctl: Controller, count: int, data_dir: str) -> subprocess.Popen[bytes]:
+    host, port = ctl.gateway.address
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "hwfleet.cli", "sim",
+            "--controller", f"{host}:{port}", "--devices", str(count),
+            "--enroll-password", PASSWORD,
+            "--controller-fingerprint", ctl.admission.ca.fingerprint(),
+            "--data-dir", os.path.join(data_dir, "sim"),
+            "--no-discovery", "--log-level", "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _run(ctl: Controller, count: int, backend: str, in_flight: int) -> None:
+    start = time.perf_counter()
+    while len(ctl.devices.online()) < count:
+        if time.perf_counter() - start > 600:
+            raise SystemExit(f"only {len(ctl.devices.online())}/{count} connected")
+        await asyncio.sleep(0.05)  # waiting on another process; bounded above
+    nodes = sorted(ctl.devices.online())
+    engine = ctl.graphs.engine
+    await engine.define_graph(GRAPH)
+    statuses: dict[str, str] = {}
+    all_done = asyncio.Event()
+
+    async def finished(delivery: Delivery) -> None:
+        import json
+
+        data = json.loads(delivery.body)["data"]
+        statuses[data["graphId"]] = data["status"]
+        if len(statuses) >= count:
+            all_done.set()
+
+    sub = await ctl.bus.subscribe("events", "graph.finished.*", finished)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    started_graphs = await ctl.graphs.run_many(GRAPH["injectableName"], nodes, {})
+    assert all("graphId" in g for g in started_graphs), started_graphs
+    started = time.perf_counter() - wall0
+    async with asyncio.timeout(600):
+        await all_done.wait()
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    await sub.cancel()
+    tasks = count * TASKS
+    ok = sum(1 for s in statuses.values() if s == "succeeded")
+    rate = tasks / wall
+    print(
+        f"{backend:>10}: {count} graphs x {TASKS} agent tasks ({ok} succeeded) in {wall:.2f} s"
+        f" = {rate:.0f} tasks/s; controller CPU {cpu * 1000 / tasks:.2f} ms/task"
+        f" (max {in_flight} tasks in flight; starting the graphs took {started:.2f} s)"
+    )
+    print(
+        f"{'':>10}  vs Celery 5.7 reference (323 tasks/s, from the issue, not re-run here):"
+        f" {rate / CELERY_TASKS_PER_S:.2f}x"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--db", nargs="*", default=["sqlite", "postgresql"])
+    parser.add_argument("--in-flight", type=int, default=100)
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    for backend in args.db:
+        run(bench(args.devices, backend, args.in_flight))
+
+
+if __name__ == "__main__":
+    main()

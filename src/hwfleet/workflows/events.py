@@ -1,0 +1,32 @@
+"""Routing keys and bodies of the graph events on ``events`` (DESIGN §11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwfleet.bus.topology import EventKey, word
+
+Event = tuple[str, dict[str, Any], str | None]
+
+
+def graph_started(graph_id: str, name: str, node: str | None) -> Event:
+    body = {"graphId": graph_id, "graphName": name, "nodeId": node, "status": "running"}
+    return f"graph.started.{word(graph_id)}", body, node
+
+
+def graph_finished(graph_id: str, name: str, node: str | None, status: str) -> Event:
+    body = {"graphId": graph_id, "graphName": name, "nodeId": node, "status": status}
+    return f"graph.finished.{word(graph_id)}", body, node
+
+
+def task_finished(
+    task_id: str, graph_id: str, label: str, state: str, error: str | None, node: str | None
+) -> Event:
+    body: dict[str, Any] = {"taskId": task_id, "graphId": graph_id, "label": label, "state": state}
+    if error:
+        body["error"] = error
+    return EventKey.task_finished(task_id), body, node
+
+
+def sku_assigned(node: str, sku: str) -> Event:
+    return f"sku.assigned.{word(node)}", {"nodeId": node, "sku": sku}, node
