@@ -14,6 +14,7 @@ from hwfleet.api import (
     events,
     keys,
     scans,
+    targets,
     tasks,
 )
 from hwfleet.api.deps import ApiServices, provide_all
@@ -44,7 +45,7 @@ def create_app(
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)
     docs.install(app)
-    for module in (devices, device_admin, discovery, events, keys, scans, tasks):
+    for module in (devices, device_admin, discovery, events, keys, scans, tasks, targets):
         app.include_router(module.router)
     for router in extra_routers or []:
         app.include_router(router)
