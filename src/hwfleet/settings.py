@@ -114,6 +114,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     discovery_port: int = DISCOVERY_PORT
     #: This replica's name on the bus (default: host name and a random suffix).
     replica_id: str = ""
+    # --- cli: history retention ---
+    #: Days to keep events; older ones are pruned (0: keep them forever).
+    retention_events_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    #: Days to keep finished tasks (complete, error, lost); running ones are never pruned.
+    retention_tasks_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    #: Seconds between pruning runs (the first runs at start-up).
+    retention_interval: Positive = 3600.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

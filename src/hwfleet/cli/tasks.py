@@ -37,13 +37,29 @@ def register(app: typer.Typer) -> None:
     @app.command("tasks")
     def tasks(
         watch: Annotated[bool, typer.Option(help="refresh until every task has ended")] = False,
-        device: Annotated[str | None, typer.Option(help="only this device's tasks")] = None,
+        device: Annotated[
+            str | None, typer.Option(help="only the tasks of the devices this target selects")
+        ] = None,
+        since: Annotated[
+            str | None, typer.Option(help="only tasks changed since: 1h, 30m, or an ISO time")
+        ] = None,
+        state: Annotated[
+            str | None, typer.Option(help="only tasks in these states: error, lost, running…")
+        ] = None,
+        limit: Annotated[int, typer.Option(min=1, max=5000, help="at most this many")] = 200,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """List tasks (long commands) with progress."""
-        params = {"device": device} if device else {}
+        """List tasks (long commands) with progress, newest first."""
+        from hwfleet.cli.targets import FULL_UUID
+
+        params: dict[str, Any] = {"limit": limit}
+        # A whole uuid names the device even after it is removed (its tasks' history stays).
+        by = "device" if device and FULL_UUID.match(device) else "target"
+        for key, value in ((by, device), ("since", since), ("state", state)):
+            if value:
+                params[key] = value
         with ApiClient(api, data_dir) as client:
             rows = client.get("/api/v1/tasks", params=params)
             if as_json:
@@ -64,6 +80,9 @@ def register(app: typer.Typer) -> None:
     def events(
         follow: Annotated[bool, typer.Option(help="keep printing new events")] = False,
         pattern: Annotated[str, typer.Option(help="routing-key pattern (* and #)")] = "#",
+        since: Annotated[
+            str | None, typer.Option(help="only events since: 1h, 30m, or an ISO time")
+        ] = None,
         limit: Annotated[
             int, typer.Option(min=0, help="how many of the latest matching events (0: none)")
         ] = 50,
@@ -74,7 +93,7 @@ def register(app: typer.Typer) -> None:
         """Show the latest events, oldest first; --follow tails the events exchange
         (JSON lines with --json)."""
         with ApiClient(api, data_dir) as client:
-            rows = latest_events(client, pattern, limit)
+            rows = latest_events(client, pattern, limit, since)
             if as_json and not follow:
                 print_json(rows)
                 return
@@ -89,10 +108,15 @@ def register(app: typer.Typer) -> None:
 PAGE = 5000
 
 
-def latest_events(client: ApiClient, pattern: str, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` events matching ``pattern``, oldest first (paged from the newest)."""
+def latest_events(
+    client: ApiClient, pattern: str, limit: int, since: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` events matching ``pattern`` (and ``since``), oldest first (paged
+    from the newest)."""
     rows: list[dict[str, Any]] = []
     params: dict[str, Any] = {"pattern": pattern}
+    if since:
+        params["since"] = since
     while len(rows) < limit:
         params["limit"] = min(PAGE, limit - len(rows))
         page: list[dict[str, Any]] = client.get("/api/v1/events", params=params)

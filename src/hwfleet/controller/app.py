@@ -33,6 +33,7 @@ from hwfleet.controller.links import (
 )
 from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
+from hwfleet.controller.retention import Pruner
 from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
@@ -68,6 +69,7 @@ class Controller:
         self.mes: MesClient
         self.outbox: OutboxWorker
         self.scans: ScanService
+        self.pruner: Pruner
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -163,6 +165,12 @@ class Controller:
         recorder = DiscoveryRecorder(self.discovery, self.store, self.events)
         await recorder.start()
         self._closers.append(recorder.close)
+
+        # --- cli: history retention ---
+        self.pruner = Pruner(self.store, s)
+        await self.pruner.start()
+        self._closers.append(self.pruner.close)
+        # --- end cli ---
 
         self.gateway = StreamGateway(
             methods,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from hwfleet.api.convert import to_json
@@ -17,10 +18,26 @@ class TasksService:
         self.tasks = tasks
 
     async def list_tasks(
-        self, *, device: str | None, active: bool, limit: int
+        self,
+        *,
+        device: str | None,
+        active: bool,
+        limit: int,
+        devices: list[str] | None = None,
+        states: list[str] | None = None,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first; ``devices`` (uuids a target selected), ``states`` and ``since``
+        narrow the list (a bad state is a ValueError naming the states)."""
         async with self.store.tx() as tx:
-            rows = await tx.tasks.list(device_uuid=device, active_only=active, limit=limit)
+            rows = await tx.tasks.list(
+                device_uuid=device,
+                active_only=active,
+                limit=limit,
+                device_uuids=devices,
+                states=states,
+                since=since,
+            )
         return [to_json(r) for r in rows]
 
     async def get(self, task_id: str, wait: float) -> TaskRecord | None:
