@@ -55,3 +55,11 @@ async def get_task(
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no task {task_id}")
     return to_json(record)
+
+
+@router.post("/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, tasks: TasksDep) -> dict[str, Any]:
+    """Ask the device to stop the task at its next safe point; the task then ends in
+    ``error`` "cancelled" (follow it with ``GET /tasks/{id}?wait=``). ``task_id`` may be a
+    unique prefix of an active task's id. 409 if it already ended or its device is away."""
+    return await tasks.cancel(task_id)

@@ -10,7 +10,7 @@ import typer
 
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
-from hwfleet.cli.output import console, line, print_json, table
+from hwfleet.cli.output import console, line, plain, print_json, table
 
 TASK_COLUMNS = ("id", "device", "method", "state", "percent", "eta", "msg")
 
@@ -34,8 +34,12 @@ def _task_table(rows: list[dict[str, Any]]) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("tasks")
+    group = typer.Typer(help="List tasks (long commands); `tasks cancel ID` stops one.")
+    app.add_typer(group, name="tasks")
+
+    @group.callback(invoke_without_command=True)
     def tasks(
+        ctx: typer.Context,
         watch: Annotated[bool, typer.Option(help="refresh until every task has ended")] = False,
         device: Annotated[
             str | None, typer.Option(help="only the tasks of the devices this target selects")
@@ -52,6 +56,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """List tasks (long commands) with progress, newest first."""
+        if ctx.invoked_subcommand is not None:
+            return
         from hwfleet.cli.targets import FULL_UUID
 
         params: dict[str, Any] = {"limit": limit}
@@ -75,6 +81,31 @@ def register(app: typer.Typer) -> None:
                     time.sleep(0.5)  # refresh period of a live display
                     rows = client.get("/api/v1/tasks", params=params)
                     live.update(_task_table(rows))
+
+    @group.command("cancel")
+    def cancel(
+        task_id: Annotated[str, typer.Argument(help="the task's id (or the start of it)")],
+        wait: Annotated[bool, typer.Option(help="wait until the device has stopped it")] = False,
+        timeout: Annotated[float, typer.Option(min=0.1, help="seconds --wait waits")] = 60.0,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Stop a running task at its next safe point; it ends in error "cancelled"."""
+        with ApiClient(api, data_dir, timeout=timeout + 30) as client:
+            task = client.post(f"/api/v1/tasks/{task_id}/cancel")
+            deadline = time.monotonic() + timeout
+            while wait and task["state"] in ("pending", "running"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CliError(f"task {task['id']} was still running after {timeout:g} s")
+                task = client.get(f"/api/v1/tasks/{task['id']}", params={"wait": min(left, 5.0)})
+        if as_json:
+            print_json(task)
+            return
+        done = f"{task['state']}: {task.get('msg')}" if task["state"] != "running" else ""
+        state = done or "cancelling at its next safe point"
+        console().print(plain(f"task {task['id']}: {state} (device {task['device_uuid']})"))
 
     @app.command("events")
     def events(
