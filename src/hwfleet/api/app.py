@@ -13,6 +13,7 @@ from hwfleet.api import (
     errors,
     events,
     keys,
+    lifecycle,
     scans,
     targets,
     tasks,
@@ -45,7 +46,17 @@ def create_app(
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)
     docs.install(app)
-    for module in (devices, device_admin, discovery, events, keys, scans, tasks, targets):
+    for module in (
+        devices,
+        device_admin,
+        discovery,
+        events,
+        keys,
+        scans,
+        tasks,
+        targets,
+        lifecycle,
+    ):
         app.include_router(module.router)
     for router in extra_routers or []:
         app.include_router(router)

@@ -108,11 +108,12 @@ def network_body(
 
 
 def register(app: typer.Typer) -> None:
-    from hwfleet.cli import device_direct
+    from hwfleet.cli import device_direct, device_life
 
     device = typer.Typer(help="Manage one device: name, password, network, Wi-Fi, trusted keys.")
     app.add_typer(device, name="device")
     device_direct.register(device)
+    device_life.register(device)
 
     @device.command("rename")
     def rename(
