@@ -64,6 +64,8 @@ class AgentRuntime:
         self.session: Session[AgentRuntime] | None = None
         #: Live sessions of admin-listener peers, closed when their key leaves the trust list.
         self.peers = PeerSessions()
+        #: This device's own address, for carriers whose controller cannot see it (AMQP).
+        self.ipaddr = ""
         register_all(self.registry)
 
     def attach(self, session: Session[AgentRuntime] | None) -> None:
@@ -82,6 +84,7 @@ class AgentRuntime:
             "macs": inv,
             "st_id": self.st_id(),
             "tasks": self.tasks.running(),
+            **({"ipaddr": self.ipaddr} if self.ipaddr else {}),
         }
 
     async def inventory(self) -> Inventory:
