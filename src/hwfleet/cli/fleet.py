@@ -44,30 +44,6 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("devices")
-    def devices(api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False) -> None:
-        """List devices the controller knows."""
-        with ApiClient(api, data_dir) as client:
-            rows = client.get("/api/v1/devices")
-        if as_json:
-            print_json([{k: row.get(k) for k in DEVICE_KEYS} for row in rows])
-            return
-        print_table(
-            f"{len(rows)} devices",
-            rows,
-            [
-                ("uuid", lambda r: r["uuid"]),
-                ("name", lambda r: r["name"]),
-                ("serial", lambda r: r["serial"]),
-                ("model", lambda r: r["model_id"]),
-                ("ipaddr", lambda r: r["ipaddr"]),
-                ("state", lambda r: r["state"]),
-                ("kind", lambda r: r.get("kind", "agent")),
-                ("st_id", lambda r: r["st_id"]),
-                ("last seen", lambda r: r["last_seen"]),
-            ],
-        )
-
     @app.command("ping")
     def ping(
         words: TargetArgs = None,

@@ -160,3 +160,32 @@ async def test_batches_roll_and_stop_on_failure(
 
     code, out, err = await cli(controller, "run", "rack0-*", "decom.qc", "--batch", "0")
     assert code == 1 and "--batch" in err
+
+
+async def test_devices_table_fits_and_its_prefixes_are_targets(
+    controller: Controller, rack_fleet: SimFleet
+) -> None:
+    code, out, err = await cli(controller, "devices", COLUMNS="200")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 200 and "last seen" in out
+    assert "ago" in out or "just now" in out
+    by_name = {d.runtime.info.name: d.runtime.info.uuid for d in rack_fleet.devices}
+    row = next(line for line in lines if "rack2-u5" in line)
+    short = row.split("│")[1].strip()
+    assert 4 <= len(short) < 36 and by_name["rack2-u5"].startswith(short)
+    assert await names(controller, short) == ["rack2-u5"]
+
+    code, out, err = await cli(controller, "devices", COLUMNS="50")
+    assert code == 0, err
+    assert max(map(len, out.splitlines())) <= 50
+    assert "columns hidden: --wide" in out and "rack2-u5" in out and short in out
+
+    code, out, err = await cli(controller, "devices", "--wide", COLUMNS="50")
+    assert code == 0, err
+    assert by_name["rack2-u5"] in out and "first seen" in out
+    code, out, err = await cli(controller, "devices", "--columns", "name,full uuid")
+    assert code == 0, err
+    assert by_name["rack2-u5"] in out and "model" not in out
+    code, _, err = await cli(controller, "devices", "--columns", "name,bogus")
+    assert code == 1 and "no column bogus" in err
