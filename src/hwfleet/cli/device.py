@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import typer
 
+from hwfleet.cli import completion
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, line, plain, print_json, print_table
@@ -26,7 +27,11 @@ from hwfleet.cli.targets import resolve_one
 Opt = typer.Option
 Arg = typer.Argument
 UuidArg = Annotated[
-    str, Arg(help="the device: uuid, unique uuid prefix, name or serial (a target naming one)")
+    str,
+    Arg(
+        help="the device: uuid, unique uuid prefix, name or serial (a target naming one)",
+        autocompletion=completion.targets,
+    ),
 ]
 IfaceOpt = Annotated[str | None, Opt("--interface", help="network interface on the device")]
 #: Applying network settings can take NetworkManager's 30 s and a DHCP lease.

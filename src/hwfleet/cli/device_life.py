@@ -13,9 +13,7 @@ import typer
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, plain, print_json, print_table
-from hwfleet.cli.targets import resolve, resolve_one, show_selection
-
-TargetArg = Annotated[str, typer.Argument(help="target expression (docs/cli.md)")]
+from hwfleet.cli.targets import TargetArg, resolve, resolve_one, show_selection
 
 
 def _show(device: dict[str, Any]) -> None:

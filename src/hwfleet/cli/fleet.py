@@ -1,4 +1,4 @@
-"""Operator commands on devices: ``devices``, ``ping``, ``run``."""
+"""Operator commands on devices: ``ping`` and ``run`` over a target (``devices``: listing.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from hwfleet.cli import completion
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import print_json, print_table
 from hwfleet.cli.params import POSITIVE_DURATION
-from hwfleet.cli.targets import DryRunOpt, TargetArgs
+from hwfleet.cli.targets import DryRunOpt, TargetArg, TargetArgs
 
 Opt = typer.Option
 __all__ = ["ApiOpt", "DataOpt", "JsonOpt"]  # re-exported: command modules import them here
@@ -98,10 +99,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run")
     def run_command(
-        target: Annotated[
-            str, typer.Argument(help="target expression (quote it): uuid, prefix, glob, G@group…")
+        target: TargetArg,
+        method: Annotated[
+            str,
+            typer.Argument(
+                help="e.g. status, inventory, decom.qc", autocompletion=completion.method_names
+            ),
         ],
-        method: Annotated[str, typer.Argument(help="e.g. status, inventory, decom.qc")],
         param: Annotated[list[str] | None, Opt("--param", help="k=v (JSON values allowed)")] = None,
         wait: Annotated[bool, Opt(help="for long commands: follow the task to its end")] = False,
         timeout: Annotated[

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import typer
 
+from hwfleet.cli import completion
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, plain, print_json, print_table
@@ -26,6 +27,14 @@ TargetArgs = Annotated[
         help="target: uuid or prefix, name/serial glob, a,b,c, field=value, G@group, "
         "and/or/not (docs/cli.md)",
         metavar="TARGET...",
+        autocompletion=completion.targets,
+    ),
+]
+TargetArg = Annotated[
+    str,
+    typer.Argument(
+        help="target expression (quote it): uuid, prefix, name, glob, G@group… (docs/cli.md)",
+        autocompletion=completion.targets,
     ),
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="every device")]

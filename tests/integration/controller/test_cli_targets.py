@@ -189,3 +189,39 @@ async def test_devices_table_fits_and_its_prefixes_are_targets(
     assert by_name["rack2-u5"] in out and "model" not in out
     code, _, err = await cli(controller, "devices", "--columns", "name,bogus")
     assert code == 1 and "no column bogus" in err
+
+
+async def complete(controller: Controller, line: str) -> list[str]:
+    """What bash's Tab offers after ``line`` (the last word is the one being completed)."""
+    words = line.split(" ")
+    code, out, err = await cli(
+        controller,
+        _HWFLEET_COMPLETE="complete_bash",
+        COMP_WORDS=line,
+        COMP_CWORD=str(len(words) - 1),
+    )
+    assert code == 0, err
+    return out.split()
+
+
+async def test_tab_completes_commands_targets_groups_and_methods(
+    controller: Controller, rack_fleet: SimFleet
+) -> None:
+    assert await complete(controller, "hwfleet gro") == ["groups"]
+    assert await complete(controller, "hwfleet run rack2-u") == ["rack2-u2", "rack2-u5", "rack2-u8"]
+    assert await complete(controller, "hwfleet ping rack0-u0,rack1-u") == [
+        "rack0-u0,rack1-u1",
+        "rack0-u0,rack1-u4",
+        "rack0-u0,rack1-u7",
+    ]
+    uuid = rack_fleet.devices[4].runtime.info.uuid
+    offered = await complete(controller, f"hwfleet device show {uuid[:3]}")
+    assert any(uuid.startswith(o) and len(o) >= 4 for o in offered)
+    code, _, err = await cli(controller, "groups", "add", "rack1", "name=rack1-*")
+    assert code == 0, err
+    assert await complete(controller, "hwfleet targets G@r") == ["G@rack1"]
+    assert await complete(controller, "hwfleet run rack1-u1 decom.") == [
+        "decom.disk_erase",
+        "decom.firmware_secure",
+        "decom.qc",
+    ]
