@@ -144,6 +144,8 @@ class Rollout:
                 if live is not None:
                     live.update(self.render(), refresh=True)
                     live.stop()
+                    if not live.console.is_terminal:
+                        live.console.line()  # a pipe gets the last table without its newline
 
     def summary(self) -> dict[str, int]:
         counts = {"total": len(self.outcomes)}

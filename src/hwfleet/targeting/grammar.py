@@ -199,7 +199,7 @@ class _Parser:
             self.take()
             node = self.nested(self.parse_or)
             if self.peek().kind != ")":
-                raise self.fail(f"expected ')' to close the '(' at position {token.pos + 1}")
+                raise self.fail(f"expected ')' (the '(' at column {token.pos + 1} is not closed)")
             self.take()
             return node
         atoms = [self.parse_atom()]
