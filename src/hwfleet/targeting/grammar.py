@@ -76,7 +76,12 @@ def tokenize(expr: str) -> list[Token]:
             i = end + 1
         else:
             start = i
-            while i < len(expr) and expr[i] not in _SPECIAL and not expr.startswith("!=", i):
+            while (
+                i < len(expr)
+                and expr[i] not in _SPECIAL
+                and not expr[i].isspace()  # every kind of space ends a word, as it starts one
+                and not expr.startswith("!=", i)
+            ):
                 i += 1
             tokens.append(Token("word", expr[start:i], start))
     tokens.append(Token("end", "", len(expr)))
@@ -269,7 +274,7 @@ def unparse(node: Node) -> str:
 
 
 def _quote(text: str) -> str:
-    plain = text and not any(c in _SPECIAL or c == "!" for c in text)
+    plain = text and not any(c in _SPECIAL or c == "!" or c.isspace() for c in text)
     if plain and text.lower() not in KEYWORDS and not text.startswith(GROUP_PREFIX):
         return text
     return f"'{text}'" if "'" not in text else f'"{text}"'

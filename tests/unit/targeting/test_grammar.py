@@ -44,6 +44,7 @@ def trees() -> st.SearchStrategy[Node]:
     )
 
 
+@settings(max_examples=400)
 @given(trees())
 def test_unparse_then_parse_gives_the_same_tree(tree: Node) -> None:
     text = unparse(tree)
