@@ -68,6 +68,8 @@ def register(app: typer.Typer) -> None:
         expr = target_expr(words, all_)
         with ApiClient(api, data_dir, timeout=timeout + 30) as client:
             if dry_run:
+                # ping --all means every connected device: the ones online now.
+                expr = "state=online" if all_ else expr
                 show_selection(expr, resolve(client, expr), as_json)
                 return
             uuids = whole_uuids(words)

@@ -110,6 +110,11 @@ async def test_ping_and_run_over_a_target_with_dry_run(
     by_name = {d.runtime.info.name: d.runtime.info.uuid for d in rack_fleet.devices}
     assert set(json.loads(out)) == {by_name["rack2-u2"], by_name["rack2-u5"], by_name["rack2-u8"]}
 
+    await add_offline_device(controller, OFFLINE)
+    code, out, err = await cli(controller, "ping", "--all", "--dry-run", "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["devices"]) == 9, "ping --all: the connected devices only"
+
     code, out, err = await cli(controller, "run", "rack2-*", "decom.qc", "--dry-run", "--json")
     assert code == 0, err
     assert [d["name"] for d in json.loads(out)["devices"]] == ["rack2-u2", "rack2-u5", "rack2-u8"]
