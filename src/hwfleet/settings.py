@@ -139,6 +139,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     graph_max_in_flight: AtLeastOne = 100
     #: A task's timeout when its definition gives none.
     graph_task_timeout: Positive = 3600.0
+    # --- cli: history retention ---
+    #: Days to keep events; older ones are pruned (0: keep them forever).
+    retention_events_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    #: Days to keep finished tasks (complete, error, lost); running ones are never pruned.
+    retention_tasks_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    #: Seconds between pruning runs (the first runs at start-up).
+    retention_interval: Positive = 3600.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

@@ -67,6 +67,8 @@ class AgentRuntime:
         self.peers = PeerSessions()
         #: The settings the agent runs with (``run_agent`` sets them; None: defaults).
         self.settings: AgentSettings | None = None
+        #: This device's own address, for carriers whose controller cannot see it (AMQP).
+        self.ipaddr = ""
         register_all(self.registry)
         # --- mdp --- set when the diagnostics endpoint starts (hwfleet.mdp.serve)
         self.mdp_key: bytes | None = None
@@ -88,6 +90,7 @@ class AgentRuntime:
             "macs": inv,
             "st_id": self.st_id(),
             "tasks": self.tasks.running(),
+            **({"ipaddr": self.ipaddr} if self.ipaddr else {}),
         }
 
     async def inventory(self) -> Inventory:

@@ -36,12 +36,21 @@ class TaskFailedError(DeviceError):
         self.result = result
 
 
+class TaskCancelledError(DeviceError):
+    """Raised at a task's safe point (its progress report) once the task was cancelled."""
+
+
+CANCELLED = "cancelled"
+
+
 class AgentTasks:
     """Runs at most one long task at a time (they touch disks and firmware)."""
 
     def __init__(self, status: StatusTracker) -> None:
         """``status``: told when a task starts, progresses and ends (st_id 16, 64, 128)."""
         self._running: dict[str, asyncio.Task[None]] = {}
+        #: Tasks asked to stop: their next progress report (the safe point) raises.
+        self._cancelling: set[str] = set()
         self._unacked: dict[str, methods.TaskStatus] = {}
         self._session: Session[Any] | None = None
         self._flushing = asyncio.Lock()
@@ -68,6 +77,18 @@ class AgentTasks:
         self._status.set_task_progress(0.0)
         return {"task_id": task_id, "accepted": True}
 
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Stop ``task_id`` at its next safe point: the work's next call to ``report``.
+
+        Work reports between steps that can be abandoned (an erase between chunks, its
+        writer thread stopped before the device is closed), so a task is never cut off
+        in the middle of one. The task then ends in ``error`` with msg "cancelled".
+        """
+        if task_id not in self._running:
+            raise MethodError(f"no running task {task_id}", ErrorCode.NOT_FOUND)
+        self._cancelling.add(task_id)
+        return {"task_id": task_id, "cancelling": True}
+
     async def close(self) -> None:
         for task in self._running.values():
             task.cancel()
@@ -78,6 +99,8 @@ class AgentTasks:
 
         async def report(percent: float, eta: float | None) -> None:
             nonlocal last
+            if task_id in self._cancelling:
+                raise TaskCancelledError(CANCELLED)
             percent = max(0.0, min(100.0, percent))
             now = time.monotonic()
             if now - last >= 0.25 or percent >= 100.0:
@@ -92,6 +115,8 @@ class AgentTasks:
             await self._send(methods.TaskStatus(task_id=task_id, state="running", percent=0.0))
             result = await work(report)
             final = methods.TaskStatus(task_id=task_id, state="complete", result=result)
+        except TaskCancelledError:
+            final = methods.TaskStatus(task_id=task_id, state="error", msg=CANCELLED)
         except TaskFailedError as exc:
             final = methods.TaskStatus(
                 task_id=task_id, state="error", msg=exc.msg, result=exc.result
@@ -106,6 +131,7 @@ class AgentTasks:
             )
         finally:
             self._running.pop(task_id, None)
+            self._cancelling.discard(task_id)
             if final.state == "complete":
                 self._status.task_completed()
             else:

@@ -15,7 +15,9 @@ from hwfleet.api import (
     graphs,
     images,
     keys,
+    lifecycle,
     scans,
+    targets,
     tasks,
 )
 from hwfleet.api.deps import ApiServices, provide_all
@@ -46,7 +48,19 @@ def create_app(
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)
     docs.install(app)
-    for module in (devices, device_admin, discovery, events, graphs, images, keys, scans, tasks):
+    for module in (
+        devices,
+        device_admin,
+        discovery,
+        events,
+        graphs,
+        images,
+        keys,
+        scans,
+        tasks,
+        targets,
+        lifecycle,
+    ):
         app.include_router(module.router)
     for router in extra_routers or []:
         app.include_router(router)

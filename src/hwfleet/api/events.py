@@ -14,6 +14,7 @@ from hwfleet.api.auth import require_token
 from hwfleet.api.deps import EventsDep
 from hwfleet.api.schemas import Event
 from hwfleet.api.services.events import EventsService
+from hwfleet.api.services.history import since_time
 from hwfleet.bus.base import Delivery
 
 router = APIRouter(prefix="/api/v1", tags=["events"], dependencies=[Depends(require_token)])
@@ -31,6 +32,7 @@ async def list_events(
     limit: int = Query(200, ge=1, le=MAX_PAGE),
     pattern: str = Query("#", description="routing-key pattern: * one word, # any words"),
     device: str | None = None,
+    since: str | None = Query(None, description="only events since: 1h, 30m, or an ISO time"),
 ) -> list[dict[str, Any]]:
     """Recorded events whose key matches ``pattern`` (filtered before the page is cut).
 
@@ -49,6 +51,7 @@ async def list_events(
         limit=limit,
         device=device,
         pattern=pattern,
+        since=since_time(since),
     )
 
 

@@ -45,11 +45,13 @@ class DeviceLinks(Protocol):
 
 
 class TaskControl(Protocol):
-    """Long commands: start one, wait for one to end."""
+    """Long commands: start one, wait for one to end, cancel one."""
 
     async def start(self, uuid: str, method: str, params: dict[str, Any]) -> TaskRecord: ...
 
     async def wait(self, task_id: str, timeout: float) -> TaskRecord | None: ...
+
+    async def cancel(self, record: TaskRecord) -> TaskRecord: ...
 
 
 class ScanControl(Protocol):

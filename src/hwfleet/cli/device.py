@@ -18,13 +18,21 @@ from urllib.parse import quote
 
 import typer
 
+from hwfleet.cli import completion
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, line, plain, print_json, print_table
+from hwfleet.cli.targets import resolve_one
 
 Opt = typer.Option
 Arg = typer.Argument
-UuidArg = Annotated[str, Arg(help="the device's uuid (see `hwfleet devices`)")]
+UuidArg = Annotated[
+    str,
+    Arg(
+        help="the device: uuid, unique uuid prefix, name or serial (a target naming one)",
+        autocompletion=completion.targets,
+    ),
+]
 IfaceOpt = Annotated[str | None, Opt("--interface", help="network interface on the device")]
 #: Applying network settings can take NetworkManager's 30 s and a DHCP lease.
 NETWORK_HTTP_TIMEOUT = 120.0
@@ -105,11 +113,12 @@ def network_body(
 
 
 def register(app: typer.Typer) -> None:
-    from hwfleet.cli import device_direct
+    from hwfleet.cli import device_direct, device_life
 
     device = typer.Typer(help="Manage one device: name, password, network, Wi-Fi, trusted keys.")
     app.add_typer(device, name="device")
     device_direct.register(device)
+    device_life.register(device)
 
     @device.command("rename")
     def rename(
@@ -121,6 +130,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rename a device; it keeps the name across restarts."""
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             reply = client.post(f"{_base(uuid)}/rename", json={"name": name})
         if as_json:
             print_json(reply)
@@ -156,6 +166,7 @@ def register(app: typer.Typer) -> None:
             "reset_acl": reset_acl,
         }
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             reply = client.post(f"{_base(uuid)}/password", json=body)
         if as_json:
             print_json(reply)
@@ -182,6 +193,7 @@ def register(app: typer.Typer) -> None:
             )
         body = {"method": DEVICE_MAINTENANCE, "params": {"on": state == "on"}}
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             result = client.post(f"{_base(uuid)}/run", json=body)["result"]
         if as_json:
             print_json(result)
@@ -225,6 +237,7 @@ def register(app: typer.Typer) -> None:
             psk=psk,
         )
         with ApiClient(api, data_dir, timeout=NETWORK_HTTP_TIMEOUT) as client:
+            uuid = resolve_one(client, uuid)
             if body:
                 reply = client.request("PUT", f"{_base(uuid)}/network", json=body)
             else:
@@ -249,6 +262,7 @@ def register(app: typer.Typer) -> None:
         """Wi-Fi networks the device can see."""
         query = {"interface": interface} if interface else None
         with ApiClient(api, data_dir, timeout=NETWORK_HTTP_TIMEOUT) as client:
+            uuid = resolve_one(client, uuid)
             reply = client.get(f"{_base(uuid)}/wifi", params=query)
         if as_json:
             print_json(reply)
@@ -281,6 +295,7 @@ def register(app: typer.Typer) -> None:
         if action != "list" and not key:
             raise CliError(f"trust {action}: give the key (a fingerprint or a PEM file)")
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             if action == "list":
                 reply = client.get(f"{_base(uuid)}/trust")
             elif action == "add":

@@ -1,4 +1,4 @@
-"""Operator commands on devices: ``devices``, ``ping``, ``run``."""
+"""Operator commands on devices: ``ping`` and ``run`` over a target (``devices``: listing.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
+from hwfleet.cli import completion
 from hwfleet.cli.client import ApiClient, CliError
+from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import print_json, print_table
 from hwfleet.cli.params import POSITIVE_DURATION
+from hwfleet.cli.targets import DryRunOpt, TargetArg, TargetArgs
 
 Opt = typer.Option
-ApiOpt = Annotated[str | None, Opt("--api", help="controller API URL (HWFLEET_API)")]
-DataOpt = Annotated[str | None, Opt("--data-dir", help="where operator.token lives")]
-JsonOpt = Annotated[bool, Opt("--json", help="one JSON document on stdout")]
+__all__ = ["ApiOpt", "DataOpt", "JsonOpt"]  # re-exported: command modules import them here
 
 DEVICE_KEYS = (
     "uuid",
@@ -44,33 +45,9 @@ def parse_params(items: list[str], flag: str = "--param") -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("devices")
-    def devices(api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False) -> None:
-        """List devices the controller knows."""
-        with ApiClient(api, data_dir) as client:
-            rows = client.get("/api/v1/devices")
-        if as_json:
-            print_json([{k: row.get(k) for k in DEVICE_KEYS} for row in rows])
-            return
-        print_table(
-            f"{len(rows)} devices",
-            rows,
-            [
-                ("uuid", lambda r: r["uuid"]),
-                ("name", lambda r: r["name"]),
-                ("serial", lambda r: r["serial"]),
-                ("model", lambda r: r["model_id"]),
-                ("ipaddr", lambda r: r["ipaddr"]),
-                ("state", lambda r: r["state"]),
-                ("kind", lambda r: r.get("kind", "agent")),
-                ("st_id", lambda r: r["st_id"]),
-                ("last seen", lambda r: r["last_seen"]),
-            ],
-        )
-
     @app.command("ping")
     def ping(
-        uuids: Annotated[list[str] | None, typer.Argument(help="device uuids")] = None,
+        words: TargetArgs = None,
         all_: Annotated[bool, Opt("--all", help="every connected device")] = False,
         timeout: Annotated[
             float,
@@ -80,15 +57,29 @@ def register(app: typer.Typer) -> None:
                 help="how long to wait for each device",
             ),
         ] = 5.0,
+        dry_run: DryRunOpt = False,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Ping devices through the controller: {uuid: {"ok", "rtt_ms"}}."""
-        if all_ == bool(uuids):
-            raise CliError("give either --all or one or more device uuids")
-        body = {"all": True} if all_ else {"uuids": uuids}
+        from hwfleet.cli.targets import resolve, show_selection, target_expr, whole_uuids
+
+        expr = target_expr(words, all_)
         with ApiClient(api, data_dir, timeout=timeout + 30) as client:
+            if dry_run:
+                # ping --all means every connected device: the ones online now.
+                expr = "state=online" if all_ else expr
+                show_selection(expr, resolve(client, expr), as_json)
+                return
+            uuids = whole_uuids(words)
+            if all_:
+                body: dict[str, Any] = {"all": True}
+            else:
+                uuids = uuids or [d["uuid"] for d in resolve(client, expr)]
+                if not uuids:
+                    raise CliError(f"{expr!r} selects no devices")
+                body = {"uuids": uuids}
             result = client.post("/api/v1/devices/ping", json={**body, "timeout": timeout})
         if as_json:
             print_json({u: {"ok": r["ok"], "rtt_ms": r["rtt_ms"]} for u, r in result.items()})
@@ -110,38 +101,117 @@ def register(app: typer.Typer) -> None:
 
     @app.command("run")
     def run_command(
-        uuid: Annotated[str, typer.Argument(help="device uuid")],
-        method: Annotated[str, typer.Argument(help="e.g. status, inventory, decom.qc")],
+        target: TargetArg,
+        method: Annotated[
+            str,
+            typer.Argument(
+                help="e.g. status, inventory, decom.qc", autocompletion=completion.method_names
+            ),
+        ],
         param: Annotated[list[str] | None, Opt("--param", help="k=v (JSON values allowed)")] = None,
         wait: Annotated[bool, Opt(help="for long commands: follow the task to its end")] = False,
         timeout: Annotated[
             float, Opt(parser=POSITIVE_DURATION, metavar="DURATION", help="how long to wait")
         ] = 3600.0,
+        batch: Annotated[
+            str | None,
+            Opt("--batch", help="N or N%: devices at a time; the next batch waits for this one"),
+        ] = None,
+        continue_on_error: Annotated[
+            bool, Opt("--continue-on-error", help="go on to the next batch after a failure")
+        ] = False,
+        dry_run: DryRunOpt = False,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Run a command on a device; long commands become tasks."""
-        from hwfleet.cli.progress import follow_task
+        """Run a command on the devices a target selects; long commands become tasks.
+
+        One device named by uuid, prefix or name keeps the one-device output; any other
+        target runs on each selected device with a live table and a summary.
+        """
+        from hwfleet.cli.targets import resolve, resolve_one, show_selection, whole_uuids
+        from hwfleet.targeting import TargetError, is_single, parse
 
         params = parse_params(param or [])
+        try:
+            single = is_single(parse(target))
+        except TargetError as exc:
+            raise CliError(f"target: {exc}") from None
         with ApiClient(api, data_dir, timeout=60) as client:
-            reply = client.post(
-                f"/api/v1/devices/{uuid}/run", json={"method": method, "params": params}
+            if dry_run:
+                show_selection(target, resolve(client, target), as_json)
+                return
+            if single and batch is None:
+                uuid = (whole_uuids([target]) or [resolve_one(client, target)])[0]
+                _run_one(client, uuid, method, params, wait=wait, timeout=timeout, quiet=as_json)
+                return
+            _run_many(
+                client,
+                target,
+                method,
+                params,
+                follow=wait or batch is not None,
+                timeout=timeout,
+                batch=batch,
+                keep_going=continue_on_error,
+                as_json=as_json,
             )
-            if "task" in reply and wait:
-                reply = {"task": follow_task(client, reply["task"]["id"], timeout, quiet=as_json)}
-        if as_json:
-            print_json(reply)
-        elif "task" in reply:
-            task = reply["task"]
-            typer.echo(
-                f"task {task['id']}: {task['state']}"
-                + (f" — {task['msg']}" if task.get("msg") else "")
-            )
-            if task.get("result"):
-                typer.echo(json.dumps(task["result"], indent=2))
-        else:
-            typer.echo(json.dumps(reply["result"], indent=2))
-        if "task" in reply and reply["task"]["state"] == "error":
-            raise typer.Exit(2)
+
+
+def _run_one(
+    client: ApiClient,
+    uuid: str,
+    method: str,
+    params: dict[str, Any],
+    *,
+    wait: bool,
+    timeout: float,
+    quiet: bool,
+) -> None:
+    from hwfleet.cli.progress import follow_task
+
+    reply = client.post(f"/api/v1/devices/{uuid}/run", json={"method": method, "params": params})
+    if "task" in reply and wait:
+        reply = {"task": follow_task(client, reply["task"]["id"], timeout, quiet=quiet)}
+    if quiet:
+        print_json(reply)
+    elif "task" in reply:
+        task = reply["task"]
+        typer.echo(
+            f"task {task['id']}: {task['state']}" + (f" — {task['msg']}" if task.get("msg") else "")
+        )
+        if task.get("result"):
+            typer.echo(json.dumps(task["result"], indent=2))
+    else:
+        typer.echo(json.dumps(reply["result"], indent=2))
+    if "task" in reply and reply["task"]["state"] == "error":
+        raise typer.Exit(2)
+
+
+def _run_many(
+    client: ApiClient,
+    expr: str,
+    method: str,
+    params: dict[str, Any],
+    *,
+    follow: bool,
+    timeout: float,
+    batch: str | None,
+    keep_going: bool,
+    as_json: bool,
+) -> None:
+    from hwfleet.cli.fanout import Rollout, parse_batch
+    from hwfleet.cli.targets import resolve
+
+    devices = resolve(client, expr)
+    if not devices:
+        raise CliError(f"{expr!r} selects no devices")
+    size = parse_batch(batch, len(devices))
+    rollout = Rollout(client, devices, method, params, follow=follow, timeout=timeout)
+    rollout.run(size, keep_going=keep_going, show=not as_json)
+    if as_json:
+        print_json(rollout.document(expr, size))
+    summary = rollout.summary()
+    if summary["error"] or summary["lost"] or summary["skipped"]:
+        raise typer.Exit(2)

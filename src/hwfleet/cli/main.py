@@ -12,8 +12,8 @@ from hwfleet.cli.client import CliError
 
 #: The modules under hwfleet.cli that each register commands, in help order.
 COMMAND_MODULES = [
-    "server", "agent", "sim", "demo", "fleet", "device", "tasks", "scan", "mes_sim", "keys",
-    "discover", "mdp", "bootstrap", "images", "graphs",
+    "server", "agent", "sim", "demo", "listing", "fleet", "device", "tasks", "scan", "mes_sim",
+    "keys", "discover", "targets", "mdp", "bootstrap", "images", "graphs",
 ]  # fmt: skip
 
 #: Long-running commands build only their own command: an idle agent on a small device should
@@ -30,7 +30,9 @@ def build_app(only: str | None = None) -> typer.Typer:
         name="hwfleet",
         help="Control plane for fleets of physical machines.",
         no_args_is_help=True,
-        add_completion=False,
+        # Tab completes commands, targets (names and uuid prefixes from the controller, with
+        # a short timeout) and method names: hwfleet --install-completion.
+        add_completion=True,
         pretty_exceptions_enable=False,
     )
 
@@ -52,7 +54,9 @@ def build_app(only: str | None = None) -> typer.Typer:
 
 def main() -> None:
     try:
-        build_app(sys.argv[1] if len(sys.argv) > 1 else None)()
+        # One program name however it is started (python -m hwfleet too): shell completion
+        # answers to _HWFLEET_COMPLETE, and usage lines say "hwfleet".
+        build_app(sys.argv[1] if len(sys.argv) > 1 else None)(prog_name="hwfleet")
     except CliError as exc:
         sys.stderr.write(f"hwfleet: {exc}\n")
         sys.exit(1)

@@ -10,7 +10,7 @@ import typer
 
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
-from hwfleet.cli.output import console, line, print_json, table
+from hwfleet.cli.output import console, line, plain, print_json, table
 
 TASK_COLUMNS = ("id", "device", "method", "state", "percent", "eta", "msg")
 
@@ -34,16 +34,38 @@ def _task_table(rows: list[dict[str, Any]]) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("tasks")
+    group = typer.Typer(help="List tasks (long commands); `tasks cancel ID` stops one.")
+    app.add_typer(group, name="tasks")
+
+    @group.callback(invoke_without_command=True)
     def tasks(
+        ctx: typer.Context,
         watch: Annotated[bool, typer.Option(help="refresh until every task has ended")] = False,
-        device: Annotated[str | None, typer.Option(help="only this device's tasks")] = None,
+        device: Annotated[
+            str | None, typer.Option(help="only the tasks of the devices this target selects")
+        ] = None,
+        since: Annotated[
+            str | None, typer.Option(help="only tasks changed since: 1h, 30m, or an ISO time")
+        ] = None,
+        state: Annotated[
+            str | None, typer.Option(help="only tasks in these states: error, lost, running…")
+        ] = None,
+        limit: Annotated[int, typer.Option(min=1, max=5000, help="at most this many")] = 200,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """List tasks (long commands) with progress."""
-        params = {"device": device} if device else {}
+        """List tasks (long commands) with progress, newest first."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from hwfleet.cli.targets import FULL_UUID
+
+        params: dict[str, Any] = {"limit": limit}
+        # A whole uuid names the device even after it is removed (its tasks' history stays).
+        by = "device" if device and FULL_UUID.match(device) else "target"
+        for key, value in ((by, device), ("since", since), ("state", state)):
+            if value:
+                params[key] = value
         with ApiClient(api, data_dir) as client:
             rows = client.get("/api/v1/tasks", params=params)
             if as_json:
@@ -60,10 +82,38 @@ def register(app: typer.Typer) -> None:
                     rows = client.get("/api/v1/tasks", params=params)
                     live.update(_task_table(rows))
 
+    @group.command("cancel")
+    def cancel(
+        task_id: Annotated[str, typer.Argument(help="the task's id (or the start of it)")],
+        wait: Annotated[bool, typer.Option(help="wait until the device has stopped it")] = False,
+        timeout: Annotated[float, typer.Option(min=0.1, help="seconds --wait waits")] = 60.0,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Stop a running task at its next safe point; it ends in error "cancelled"."""
+        with ApiClient(api, data_dir, timeout=timeout + 30) as client:
+            task = client.post(f"/api/v1/tasks/{task_id}/cancel")
+            deadline = time.monotonic() + timeout
+            while wait and task["state"] in ("pending", "running"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CliError(f"task {task['id']} was still running after {timeout:g} s")
+                task = client.get(f"/api/v1/tasks/{task['id']}", params={"wait": min(left, 5.0)})
+        if as_json:
+            print_json(task)
+            return
+        done = f"{task['state']}: {task.get('msg')}" if task["state"] != "running" else ""
+        state = done or "cancelling at its next safe point"
+        console().print(plain(f"task {task['id']}: {state} (device {task['device_uuid']})"))
+
     @app.command("events")
     def events(
         follow: Annotated[bool, typer.Option(help="keep printing new events")] = False,
         pattern: Annotated[str, typer.Option(help="routing-key pattern (* and #)")] = "#",
+        since: Annotated[
+            str | None, typer.Option(help="only events since: 1h, 30m, or an ISO time")
+        ] = None,
         limit: Annotated[
             int, typer.Option(min=0, help="how many of the latest matching events (0: none)")
         ] = 50,
@@ -74,7 +124,7 @@ def register(app: typer.Typer) -> None:
         """Show the latest events, oldest first; --follow tails the events exchange
         (JSON lines with --json)."""
         with ApiClient(api, data_dir) as client:
-            rows = latest_events(client, pattern, limit)
+            rows = latest_events(client, pattern, limit, since)
             if as_json and not follow:
                 print_json(rows)
                 return
@@ -89,10 +139,15 @@ def register(app: typer.Typer) -> None:
 PAGE = 5000
 
 
-def latest_events(client: ApiClient, pattern: str, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` events matching ``pattern``, oldest first (paged from the newest)."""
+def latest_events(
+    client: ApiClient, pattern: str, limit: int, since: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` events matching ``pattern`` (and ``since``), oldest first (paged
+    from the newest)."""
     rows: list[dict[str, Any]] = []
     params: dict[str, Any] = {"pattern": pattern}
+    if since:
+        params["since"] = since
     while len(rows) < limit:
         params["limit"] = min(PAGE, limit - len(rows))
         page: list[dict[str, Any]] = client.get("/api/v1/events", params=params)

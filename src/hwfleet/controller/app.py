@@ -34,6 +34,7 @@ from hwfleet.controller.links import (
 )
 from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
+from hwfleet.controller.retention import Pruner
 from hwfleet.controller.scan import ScanBridge, ScanService
 from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
@@ -77,6 +78,7 @@ class Controller:
         self.images: ImageRegistry
         self.image_server: ImageServer | None = None
         self.graphs: GraphService
+        self.pruner: Pruner
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -187,6 +189,12 @@ class Controller:
         recorder = DiscoveryRecorder(self.discovery, self.store, self.events)
         await recorder.start()
         self._closers.append(recorder.close)
+
+        # --- cli: history retention ---
+        self.pruner = Pruner(self.store, s)
+        await self.pruner.start()
+        self._closers.append(self.pruner.close)
+        # --- end cli ---
 
         self.gateway = StreamGateway(
             methods,

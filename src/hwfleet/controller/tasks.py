@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from hwfleet.bus.topology import EventKey
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.protocol import envelope, methods
-from hwfleet.protocol.errors import ErrorCode, MethodError
+from hwfleet.protocol.errors import ErrorCode, MethodError, RemoteError
 
 if TYPE_CHECKING:
     from hwfleet.controller.devices import DeviceRegistry
@@ -82,6 +82,29 @@ class TaskService:
                 device_uuid=uuid,
             )
             self._finished.pop(record.id, asyncio.Event()).set()
+        return record
+
+    async def cancel(self, record: TaskRecord) -> TaskRecord:
+        """Ask the device to stop the task at its next safe point; it then reports ``error``
+        "cancelled". A task the device is not running (any more) ends here as cancelled.
+
+        Raises what a call raises (the device is offline, or does not answer in time).
+        """
+        try:
+            await self._devices.call(
+                record.device_uuid, methods.TASK_CANCEL, {"task_id": record.id}
+            )
+        except RemoteError as exc:
+            if exc.code != ErrorCode.NOT_FOUND:
+                raise
+            return await self.update(
+                record.device_uuid,
+                methods.TaskStatus(
+                    task_id=record.id,
+                    state="error",
+                    msg="cancelled (the device was not running it)",
+                ),
+            )
         return record
 
     async def reconcile(self, uuid: str, running: list[str]) -> None:

@@ -23,6 +23,9 @@ PING = "ping"
 STATUS = "status"
 LOG = "log"
 TASK_STATUS = "task_status"
+#: Controller → agent: stop a long task at its next safe point (it then reports
+#: ``error`` "cancelled"). An hwfleet addition; both carriers carry it like any command.
+TASK_CANCEL = "task_cancel"
 # hwfleet additions on the same envelope.
 INVENTORY = "inventory"
 SCAN = "scan"
@@ -115,6 +118,10 @@ class TaskStatus(msgspec.Struct, kw_only=True):
             raise ValueError(f"percent must be between 0 and 100, not {self.percent}")
         if self.state == "error" and not self.msg:
             raise ValueError("an error state needs a 'msg'")
+
+
+class TaskCancelParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    task_id: str
 
 
 class TaskParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):

@@ -143,6 +143,8 @@ class SimFleet:
             if bus is not None:
                 from hwfleet.agent.links.bus import BusLink
 
+                runtime.ipaddr = address  # a bus agent reports its own address
+
                 link: Link = BusLink(
                     runtime,
                     bus,

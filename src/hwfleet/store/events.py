@@ -118,6 +118,7 @@ class EventRepository(Repository):
         limit: int = 200,
         device_uuid: str | None = None,
         pattern: str = "#",
+        since: datetime | None = None,
     ) -> builtins.list[EventRecord]:
         """Up to ``limit`` events whose key matches ``pattern``, with ``after_id < id``
         (and ``id < before_id``): oldest first, or newest first with ``newest_first``.
@@ -129,6 +130,8 @@ class EventRepository(Repository):
         stmt = sa.select(events)
         if device_uuid is not None:
             stmt = stmt.where(events.c.device_uuid == device_uuid)
+        if since is not None:
+            stmt = stmt.where(events.c.at >= since)
         like = like_for_topic(pattern)
         if like is not None:
             stmt = stmt.where(events.c.routing_key.like(like, escape="\\"))

@@ -8,6 +8,7 @@ redelivered AMQP message, a second replica) are ignored by the UPDATE's WHERE.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -108,14 +109,30 @@ class TaskRepository(Repository):
         return None if row is None else to_task(row)
 
     async def list(
-        self, *, device_uuid: str | None = None, active_only: bool = False, limit: int = 200
+        self,
+        *,
+        device_uuid: str | None = None,
+        active_only: bool = False,
+        limit: int = 200,
+        device_uuids: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+        since: datetime | None = None,
     ) -> builtins.list[TaskRecord]:
-        """Newest first (by creation time)."""
+        """Newest first (by creation time); ``device_uuids``, ``states`` and ``since``
+        (created or updated at or after it) narrow the list further."""
         stmt = sa.select(tasks).order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
         if device_uuid is not None:
             stmt = stmt.where(tasks.c.device_uuid == device_uuid)
         if active_only:
             stmt = stmt.where(tasks.c.state.in_(TASK_ACTIVE))
+        if device_uuids is not None:
+            stmt = stmt.where(tasks.c.device_uuid.in_(list(device_uuids)))
+        if states is not None:
+            for state in states:
+                check_state(state, TASK_STATES, "task")
+            stmt = stmt.where(tasks.c.state.in_(list(states)))
+        if since is not None:
+            stmt = stmt.where(tasks.c.updated_at >= since)
         rows = await self._rows(stmt.limit(check_limit(limit)))
         return [to_task(row) for row in rows]
 

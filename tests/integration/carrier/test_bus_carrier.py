@@ -79,6 +79,10 @@ async def test_bus_devices_are_online_and_answer(setup: tuple[Controller, SimFle
     assert set(rows) == set(uuids)
     assert {r.transport for r in rows.values()} == {"amqp"}
     assert all(r.state == "online" for r in rows.values())
+    # The controller sees only the broker: each device reports its own address.
+    assert {rows[d.runtime.info.uuid].ipaddr for d in fleet.devices} == {
+        d.address for d in fleet.devices
+    }
     pings = await ctl.devices.ping_many(uuids, timeout=5)
     assert all(p["ok"] for p in pings.values()), pings
     status = await ctl.devices.call(uuids[0], "status")

@@ -51,8 +51,14 @@ async def scan(rt: AgentRuntime, params: ScanParams) -> dict[str, Any]:
     return built
 
 
+async def task_cancel(rt: AgentRuntime, params: methods.TaskCancelParams) -> dict[str, Any]:
+    """Ask a running long task to stop at its next safe point (its next progress report)."""
+    return rt.tasks.cancel(params.task_id)
+
+
 def register(registry: MethodRegistry[AgentRuntime]) -> None:
     registry.add(methods.PING, ping)
     registry.add(methods.STATUS, status)
     registry.add(methods.INVENTORY, inventory)
     registry.add(methods.SCAN, scan, ScanParams)
+    registry.add(methods.TASK_CANCEL, task_cancel, methods.TaskCancelParams)

@@ -189,7 +189,9 @@ async def _run_reporting(work: Callable[[], T], progress: _Progress, report: Rep
                 progress.changed.clear()
                 await _report(progress, report, *progress.snapshot())
         return worker.result()
-    except asyncio.CancelledError:
+    except BaseException:
+        # Cancelled, or stopped at a progress report (a task cancelled at its safe point):
+        # either way the writer thread must stop before the device is closed under it.
         progress.stop.set()
         # The thread cannot be killed; it stops at its next chunk, and the fd must outlive it.
         with contextlib.suppress(_Stopped, Exception):

@@ -72,6 +72,8 @@ class AmqpAgentLink:
         self._secrets = (password, token)
         self._fingerprint = controller_fingerprint or None
         self._local = local_address
+        # The controller sees only the broker: the device says where it is itself.
+        runtime.ipaddr = runtime.ipaddr or local_address or _address_towards(bus_url)
         self._heartbeat = heartbeat
         self._reconnect = (reconnect_min, reconnect_max)
         self._relogin_after = relogin_after
@@ -218,3 +220,12 @@ def _is_login_refusal(exc: BaseException) -> bool:
         cause,
         (aiormq.exceptions.AuthenticationError, aiormq.exceptions.ProbableAuthenticationError),
     )
+
+
+def _address_towards(bus_url: str) -> str:
+    """The address this machine uses to reach the broker (no packet is sent)."""
+    from urllib.parse import urlsplit
+
+    from hwfleet.agent.discovery import local_ip_towards
+
+    return local_ip_towards(urlsplit(bus_url).hostname or "127.0.0.1")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import HTTPException, status
 
 from hwfleet.api.convert import to_json
 from hwfleet.api.ports import DeviceLinks, TaskControl
-from hwfleet.protocol import envelope
+from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.framing import MAX_LINE
 from hwfleet.protocol.methods import is_long
 from hwfleet.store import DeviceRecord, DiscoveredRecord, Store
@@ -139,7 +140,15 @@ class DevicesService:
         await self.require_connected(uuid)
         if is_long(method):
             return {"task": to_json(await self.tasks.start(uuid, method, params))}
-        return {"result": await self.links.call(uuid, method, params, timeout)}
+        result = await self.links.call(uuid, method, params, timeout)
+        if methods.canonical(method) == methods.INVENTORY and isinstance(result, dict):
+            await self.record_inventory(uuid, result)
+        return {"result": result}
+
+    async def record_inventory(self, uuid: str, inventory: dict[str, Any]) -> None:
+        """Keep the device's latest inventory on its record (``GET /devices/{uuid}``)."""
+        async with self.store.tx() as tx:
+            await tx.devices.set_inventory(uuid, inventory, datetime.now(UTC))
 
     async def record_name(self, uuid: str, name: str) -> None:
         """Store the name a device now reports (after ``device.rename``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from hwfleet.api.convert import to_json
@@ -29,6 +30,7 @@ class EventsService:
         limit: int,
         device: str | None,
         pattern: str,
+        since: datetime | None = None,
     ) -> list[dict[str, Any]]:
         async with self.store.tx(readonly=True) as tx:
             rows = await tx.events.list(
@@ -38,6 +40,7 @@ class EventsService:
                 limit=limit,
                 device_uuid=device,
                 pattern=pattern,
+                since=since,
             )
         return [to_json(r) for r in rows]
 

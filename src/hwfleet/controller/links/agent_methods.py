@@ -89,7 +89,7 @@ class AgentMethods:
                 uuid=hs.uuid,
                 session=ctx.session,
                 transport=ctx.transport,
-                ipaddr=ctx.ipaddr,
+                ipaddr=ctx.ipaddr or _reported_address(hs.ipaddr),
                 handshake=hs,
                 drop=ctx.drop,
             )
@@ -113,3 +113,14 @@ class AgentMethods:
         self._devices.seen(uuid)
         record = await self._tasks.update(uuid, status)
         return {"state": record.state}
+
+
+def _reported_address(text: str) -> str:
+    """An address a bus agent reports for itself (the controller cannot see it): kept only
+    if it is an IP address; a stream link's peer address always wins over it."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return ""
