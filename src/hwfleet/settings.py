@@ -136,8 +136,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     boot_kea_launcher: str = ""
     #: Seconds between reads of Kea's lease table (new leases become events).
     boot_lease_poll: Positive = 1.0
-    #: Where ``hwfleet boot build-discovery`` puts the discovery kernel and initramfs.
-    boot_discovery_dir: str = ""
+    #: Served at /boot/files/ (kernels, initrds; default <data dir>/boot/files);
+    #: ``hwfleet boot build-discovery`` writes discovery/vmlinuz and discovery/initrd.img.
+    boot_files_dir: str = ""
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from hwfleet import __version__
 from hwfleet.api import (
+    boot,
     device_admin,
     devices,
     discovery,
@@ -44,8 +45,9 @@ def create_app(
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)
     docs.install(app)
-    for module in (devices, device_admin, discovery, events, keys, scans, tasks):
+    for module in (devices, device_admin, discovery, events, keys, scans, tasks, boot):
         app.include_router(module.router)
+    app.include_router(boot.boot_router)  # machines booting: no operator token (api/boot.py)
     for router in extra_routers or []:
         app.include_router(router)
 

@@ -79,6 +79,10 @@ class DhcpRpc:
     def handlers(self) -> dict[str, RpcHandler]:
         return {name: self._guarded(getattr(self, name)) for name in METHODS}
 
+    async def call(self, method: str, params: JsonObject) -> JsonObject:
+        """A method called in-process (the REST routes), with the bus's error mapping."""
+        return await self.handlers()[method](params)
+
     async def serve(self, bus: Bus) -> Subscription:
         return await bus.serve(EXCHANGE, self.handlers())
 

@@ -19,6 +19,8 @@ from hwfleet.boot.kea_supervisor import KeaSupervisor, write_config
 from hwfleet.boot.lease_watch import LeaseWatcher
 from hwfleet.boot.leases import LeaseTable
 from hwfleet.boot.nodes import NodeResolver
+from hwfleet.boot.profiles import ActiveGraphProfiles, NoActiveGraphs, ProfileLibrary
+from hwfleet.boot.scripts import BootScripts, IssueToken
 from hwfleet.boot.tftp import TftpServer, prepare_root
 from hwfleet.settings import ServerSettings, SettingsError
 from hwfleet.types import parse_host_port
@@ -55,9 +57,20 @@ async def interface_ipv4(interface: str, launcher: list[str]) -> tuple[str, int]
 
 class BootService:
     def __init__(
-        self, settings: ServerSettings, store: Store, bus: Bus, events: EventPublisher
+        self,
+        settings: ServerSettings,
+        store: Store,
+        bus: Bus,
+        events: EventPublisher,
+        *,
+        issue_token: IssueToken,
+        graphs: ActiveGraphProfiles | None = None,
     ) -> None:
+        """``issue_token(ttl)``: a single-use enrollment token (KeyAdmin.create_token);
+        ``graphs``: the task-graph engine's boot profiles (default: none)."""
         self.settings = settings
+        self._issue_token = issue_token
+        self.graphs: ActiveGraphProfiles = graphs or NoActiveGraphs()
         self._store = store
         self._bus = bus
         self._events = events
@@ -70,6 +83,10 @@ class BootService:
         self.rpc: DhcpRpc
         self.watcher: LeaseWatcher
         self.tftp: TftpServer | None = None
+        self.scripts: BootScripts
+        boot_dir = self.layout.directory.parent
+        self.files_dir = Path(settings.boot_files_dir or boot_dir / "files")
+        self.profiles = ProfileLibrary(boot_dir / "profiles")
         self._closers: list[Any] = []
 
     @property
@@ -109,6 +126,16 @@ class BootService:
         await self.watcher.start()
         self._closers.append(self.watcher.close)
         await self._start_tftp(server_ip)
+        agent_port = parse_host_port(s.agent_listen, allow_any_port=True)[1]
+        self.scripts = BootScripts(
+            self.nodes,
+            self.leases,
+            self.graphs,
+            self.profiles,
+            self._issue_token,
+            base_url=self.params.http_base,
+            controller=f"{server_ip}:{agent_port}",
+        )
 
     async def _start_tftp(self, server_ip: str) -> None:
         listen = self.settings.boot_tftp_listen
@@ -143,6 +170,10 @@ class BootService:
         return None if lease is None else (await self.nodes.find(lease.mac)).id
 
     async def _notify(self, key: str, payload: dict[str, Any]) -> None:
+        await self._events.emit(key, payload)
+
+    async def announce(self, key: str, payload: dict[str, Any]) -> None:
+        """Record and publish an event (the HTTP boot routes use it)."""
         await self._events.emit(key, payload)
 
     async def _emit(self, key: str, payload: dict[str, Any], device: str | None) -> None:

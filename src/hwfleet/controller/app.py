@@ -9,7 +9,7 @@ import logging
 import secrets
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -19,6 +19,9 @@ from hwfleet.api.auth import load_or_create_token
 from hwfleet.api.deps import ApiServices
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
+
+if TYPE_CHECKING:
+    from hwfleet.boot.service import BootService
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
 from hwfleet.controller.events import EventPublisher
@@ -68,6 +71,7 @@ class Controller:
         self.mes: MesClient
         self.outbox: OutboxWorker
         self.scans: ScanService
+        self.boot: BootService | None = None
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -163,6 +167,22 @@ class Controller:
         recorder = DiscoveryRecorder(self.discovery, self.store, self.events)
         await recorder.start()
         self._closers.append(recorder.close)
+
+        # --- boot --- DHCP (Kea), TFTP and HTTP boot, only on the interface the operator names.
+        if s.boot_interface:
+            from hwfleet.boot.profiles import BusGraphProfiles
+            from hwfleet.boot.service import BootService
+
+            self.boot = BootService(
+                s,
+                self.store,
+                self.bus,
+                self.events,
+                issue_token=self.keys.create_token,
+                graphs=BusGraphProfiles(self.bus),
+            )
+            await self.boot.start()
+            self._closers.append(self.boot.close)
 
         self.gateway = StreamGateway(
             methods,

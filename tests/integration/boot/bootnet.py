@@ -7,10 +7,13 @@ machine's own interfaces. Addresses are 10.231.77.0/24, inside the namespaces on
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ from tests.netns import namespace
 SUBNET = "10.231.77"
 SERVER_IP = f"{SUBNET}.1"
 SERVER_IF = "kea0"
+CLONE_NEWNET = 0x40000000
 
 
 def ip(*args: str) -> None:
@@ -61,8 +65,15 @@ class BootNet:
         ifname = self.clients[ns][0]
         out = workdir / f"udhcpc-{ns}.env"
         script = workdir / "udhcpc.sh"
-        script.write_text(f'#!/bin/sh\n[ "$1" = bound ] && env > "{workdir}/udhcpc-$$.tmp" '
-                          f'&& mv "{workdir}/udhcpc-$$.tmp" "{out}"\nexit 0\n')  # fmt: skip
+        # Configure the address as a real client would, then record what udhcpc saw.
+        script.write_text(
+            "#!/bin/sh\n"
+            'case "$1" in\n'
+            '  deconfig) busybox ifconfig "$interface" 0.0.0.0 ;;\n'
+            '  bound|renew) busybox ifconfig "$interface" "$ip" netmask "$subnet"\n'
+            f'    env > "{workdir}/udhcpc-$$.tmp" && mv "{workdir}/udhcpc-$$.tmp" "{out}" ;;\n'
+            "esac\nexit 0\n"
+        )
         script.chmod(0o755)
         out.unlink(missing_ok=True)
         argv = ["ip", "netns", "exec", ns, "busybox", "udhcpc", "-i", ifname,
@@ -97,3 +108,44 @@ def boot_network() -> Iterator[BootNet]:
         ip("-n", server, "link", "set", SERVER_IF, "up")
         ip("-n", server, "link", "set", "lo", "up")
         yield BootNet(switch, server, stack)
+
+
+def socket_in(ns: str, host: str, port: int = 0) -> socket.socket:
+    """A listening TCP socket made inside ``ns`` (a thread joins the namespace, makes it, ends).
+
+    A socket belongs to the namespace it was made in, whoever uses it later: the test's
+    HTTP server answers on the namespaced network without the test process moving there.
+    """
+    made: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            with open(f"/run/netns/{ns}") as f:
+                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns failed")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, port))
+            sock.listen(64)
+            made.append(sock)
+        except BaseException as exc:
+            made.append(exc)
+
+    # The thread ends inside the namespace and is discarded: the test's threads never move.
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join(10)
+    result = made[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+async def run_in(ns: str, *argv: str, timeout: float = 30) -> tuple[int, bytes]:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", ns, *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out
