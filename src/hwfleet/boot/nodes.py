@@ -10,8 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+
 from hwfleet.controller.events import utcnow
 from hwfleet.store import Store
+from hwfleet.store.models import discovered
 
 #: The uuid5 namespace of node ids made from MACs (fixed: ids must survive restarts).
 MAC_NAMESPACE = uuid.UUID("6f1c3b0e-3c6a-5a7e-9d39-7b0f5d1c2a41")
@@ -47,7 +50,10 @@ class NodeResolver:
     async def record_discovered(self, node: Node, ip: str) -> bool:
         """Keep an unknown MAC as a discovered node; True the first time it is seen."""
         async with self._store.tx() as tx:
-            known = {r.uuid for r in await tx.discovered.list()}
+            seen = await tx.conn.execute(
+                sa.select(discovered.c.uuid).where(discovered.c.uuid == node.id)
+            )
+            new = seen.first() is None
             await tx.discovered.upsert(
                 node.id,
                 {"uuid": node.id, "macs": [node.mac], "source": "dhcp", "name": node.mac},
@@ -55,4 +61,4 @@ class NodeResolver:
                 spoofed=False,
                 at=utcnow(),
             )
-        return node.id not in known
+        return new
