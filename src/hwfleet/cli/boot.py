@@ -2,7 +2,8 @@
 
 ``status`` shows Kea (alive, pid, restarts), the range and the TFTP/HTTP addresses;
 ``leases`` Kea's lease table with hwfleet's pins (``--json``: one document);
-``pin MAC IP`` reserves an address for a MAC (refused when another MAC holds or pins it).
+``pin MAC IP`` reserves an address for a MAC (refused when another MAC holds or pins it);
+``build-discovery`` builds the discovery kernel and initramfs (no controller needed).
 They use the controller's REST API with the operator token (``--api``/``HWFLEET_API``,
 ``HWFLEET_TOKEN`` or ``--data-dir``).
 """
@@ -84,3 +85,28 @@ def register(app: typer.Typer) -> None:
             print_json(doc)
         else:
             typer.echo(f"pinned {doc['mac']} to {doc['ip']}")
+
+    @boot.command("build-discovery")
+    def build_discovery(
+        out: str | None = typer.Option(
+            None, help="output directory (default: <data dir>/boot/files/discovery)"
+        ),
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Build the discovery kernel and initramfs (Debian packages + the hwfleet agent)."""
+        from pathlib import Path
+
+        from hwfleet.boot.discovery_image import BuildError, build_discovery
+        from hwfleet.cli.client import CliError
+        from hwfleet.settings import default_data_dir
+
+        target = Path(out or Path(data_dir or default_data_dir()) / "boot/files/discovery")
+        try:
+            doc = build_discovery(target)
+        except BuildError as exc:
+            raise CliError(f"build-discovery: {exc}") from None
+        if as_json:
+            print_json(doc)
+        else:
+            typer.echo(f"{doc['vmlinuz']}\n{doc['initrd']} ({doc['initrd_bytes']} bytes)")
