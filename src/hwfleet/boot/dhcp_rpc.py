@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from hwfleet.boot.kea_config import DhcpRange, Pin
@@ -28,7 +29,6 @@ from hwfleet.boot.kea_control import KeaError, KeaUnreachableError
 from hwfleet.boot.leases import LeaseTable
 from hwfleet.bus.base import Bus, RpcError, RpcHandler, Subscription
 from hwfleet.bus.topology import EXCHANGES
-from hwfleet.controller.events import utcnow
 from hwfleet.protocol.mac import normalize_mac
 from hwfleet.store import Store
 from hwfleet.store.boot_pins import BootPinRepository
@@ -192,7 +192,7 @@ class DhcpRpc:
                     EXCHANGE, method, f"{mac} is pinned to {current}; unpin it first", "conflict"
                 )
             if current is None:
-                await repo.add(mac, ip, utcnow())
+                await repo.add(mac, ip, datetime.now(UTC))
         await self._apply_pins(await self.pins())
         return {"mac": mac, "ip": ip}
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from hwfleet.controller.events import utcnow
 from hwfleet.store import Store
 from hwfleet.store.models import discovered
 
@@ -59,6 +59,6 @@ class NodeResolver:
                 {"uuid": node.id, "macs": [node.mac], "source": "dhcp", "name": node.mac},
                 ipaddr=ip,
                 spoofed=False,
-                at=utcnow(),
+                at=datetime.now(UTC),
             )
         return new

@@ -11,7 +11,7 @@ import json
 import logging
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hwfleet.boot.dhcp_rpc import DhcpRpc
 from hwfleet.boot.kea_config import DhcpRange, KeaLayout, KeaParams, Pin, build_config, check_pin
@@ -27,10 +27,18 @@ from hwfleet.types import parse_host_port
 
 if TYPE_CHECKING:
     from hwfleet.bus.base import Bus, Subscription
-    from hwfleet.controller.events import EventPublisher
     from hwfleet.store import Store
 
 log = logging.getLogger(__name__)
+
+
+class EventPublisher(Protocol):
+    """Records an event and announces it on ``events`` (the controller's EventPublisher);
+    a protocol here so that boot does not import the controller (layering)."""
+
+    async def emit(
+        self, routing_key: str, payload: dict[str, Any], *, device_uuid: str | None = None
+    ) -> None: ...
 
 
 async def interface_ipv4(interface: str, launcher: list[str]) -> tuple[str, int]:
