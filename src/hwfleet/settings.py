@@ -146,6 +146,31 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retention_tasks_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     #: Seconds between pruning runs (the first runs at start-up).
     retention_interval: Positive = 3600.0
+    # --- boot ---
+    #: Serve DHCP (Kea), TFTP and HTTP boot on this interface (empty: boot services off).
+    boot_interface: str = ""
+    #: The dynamic DHCP pool, ``A-B``; its subnet is the boot interface's.
+    dhcp_range: str = ""
+    #: Seconds a DHCP lease lasts.
+    dhcp_lease_time: Annotated[int, msgspec.Meta(ge=60)] = 3600
+    #: This server's address on the boot network (default: the interface's IPv4 address).
+    boot_server_ip: str = ""
+    #: Base URL iPXE fetches its scripts from (default: http://<boot server ip>:<API port>).
+    boot_http_url: str = ""
+    #: TFTP H:P (default: <boot server ip>:69); "off" serves no TFTP.
+    boot_tftp_listen: str = ""
+    #: The directory TFTP serves (read-only; default: <data dir>/boot/tftp, filled at start
+    #: with iPXE's loaders from ``boot_ipxe_dir``).
+    boot_tftp_root: str = ""
+    #: Where Debian's ipxe package keeps undionly.kpxe, ipxe.efi and snponly.efi.
+    boot_ipxe_dir: str = "/usr/lib/ipxe"
+    #: Words put before ``kea-dhcp4`` (e.g. ``ip netns exec NS`` to run Kea in a namespace).
+    boot_kea_launcher: str = ""
+    #: Seconds between reads of Kea's lease table (new leases become events).
+    boot_lease_poll: Positive = 1.0
+    #: Served at /boot/files/ (kernels, initrds; default <data dir>/boot/files);
+    #: ``hwfleet boot build-discovery`` writes discovery/vmlinuz and discovery/initrd.img.
+    boot_files_dir: str = ""
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

@@ -6,6 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from hwfleet import __version__
 from hwfleet.api import (
+    boot,
     device_admin,
     devices,
     discovery,
@@ -60,8 +61,10 @@ def create_app(
         tasks,
         targets,
         lifecycle,
+        boot,
     ):
         app.include_router(module.router)
+    app.include_router(boot.boot_router)  # machines booting: no operator token (api/boot.py)
     for router in extra_routers or []:
         app.include_router(router)
 

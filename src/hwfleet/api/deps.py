@@ -18,6 +18,7 @@ from hwfleet.api.services.devices import DevicesService
 from hwfleet.api.services.events import EventsService
 from hwfleet.api.services.scans import ScansService
 from hwfleet.api.services.tasks import TasksService
+from hwfleet.boot.service import BootService
 from hwfleet.discovery.browser import DiscoveryBrowser
 from hwfleet.trust.keyadmin import KeyAdmin
 
@@ -34,6 +35,8 @@ class ApiServices:
     events: EventsService
     keys: KeyAdmin
     discovery: DiscoveryBrowser | None
+    # --- boot ---
+    boot: BootService | None = None
 
     @classmethod
     def build(cls, parts: ControllerParts) -> ApiServices:
@@ -44,6 +47,7 @@ class ApiServices:
             events=EventsService(parts.store, parts.bus, parts.events),
             keys=parts.keys,
             discovery=parts.discovery,
+            boot=getattr(parts, "boot", None),
         )
 
 

@@ -106,6 +106,25 @@ def register(app: typer.Typer) -> None:
         image_dir: Annotated[
             str | None, Opt(help="where uploaded images are kept (DATA_DIR/images)")
         ] = None,
+        # --- boot ---
+        boot_interface: Annotated[
+            str | None, Opt(help="serve DHCP (Kea), TFTP and HTTP boot on this interface")
+        ] = None,
+        dhcp_range: Annotated[
+            str | None, Opt(help="DHCP pool A-B on the boot interface's subnet")
+        ] = None,
+        boot_server_ip: Annotated[
+            str | None, Opt(help="this server's boot-network address (default: the interface's)")
+        ] = None,
+        boot_http_url: Annotated[
+            str | None, Opt(help="base URL iPXE fetches scripts from (http://IP:API port)")
+        ] = None,
+        boot_tftp_listen: Annotated[
+            str | None, Opt(help="TFTP H:P (<boot server ip>:69), or off")
+        ] = None,
+        boot_kea_launcher: Annotated[
+            str | None, Opt(help="words before kea-dhcp4, e.g. 'ip netns exec NS'")
+        ] = None,
         log_level: Annotated[str | None, Opt(help="debug|info|warning|error")] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with a \\[server] table (or HWFLEET_CONFIG)")

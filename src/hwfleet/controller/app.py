@@ -20,6 +20,9 @@ from hwfleet.api.auth import load_or_create_token
 from hwfleet.api.deps import ApiServices, provide
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
+
+if TYPE_CHECKING:
+    from hwfleet.boot.service import BootService
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.discovery import DiscoveryRecorder, EnrolledKeys, build_browser
 from hwfleet.controller.events import EventPublisher
@@ -79,6 +82,7 @@ class Controller:
         self.image_server: ImageServer | None = None
         self.graphs: GraphService
         self.pruner: Pruner
+        self.boot: BootService | None = None
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -195,6 +199,21 @@ class Controller:
         await self.pruner.start()
         self._closers.append(self.pruner.close)
         # --- end cli ---
+        # --- boot --- DHCP (Kea), TFTP and HTTP boot, only on the interface the operator names.
+        if s.boot_interface:
+            from hwfleet.boot.profiles import BusGraphProfiles
+            from hwfleet.boot.service import BootService
+
+            self.boot = BootService(
+                s,
+                self.store,
+                self.bus,
+                self.events,
+                issue_token=self.keys.create_token,
+                graphs=BusGraphProfiles(self.bus),
+            )
+            await self.boot.start()
+            self._closers.append(self.boot.close)
 
         self.gateway = StreamGateway(
             methods,

@@ -186,3 +186,14 @@ discovered = sa.Table(
     sa.Column("first_seen", UTCDateTime(), nullable=False),
     sa.Column("last_seen", UTCDateTime(), nullable=False),
 )
+
+# --- boot ---
+# DHCP pins (reservations): Debian's Kea has no host_cmds hook, so hwfleet keeps them and
+# writes them into Kea's configuration (docs/boot.md).
+boot_pins = sa.Table(
+    "boot_pins",
+    metadata,
+    sa.Column("mac", sa.String(17), primary_key=True),
+    sa.Column("ip", sa.String(15), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
