@@ -365,6 +365,11 @@ class Controller:
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---
         provide(app, self.graphs)  # graphs (DESIGN §11)
+        # --- mdp: the latest diagnostics reports over REST ---
+        from hwfleet.api.services.mdp import MdpService
+
+        provide(app, MdpService(self.settings.data_dir, self.settings.mdp_report_listen))
+        # --- end mdp ---
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

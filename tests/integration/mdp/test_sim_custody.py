@@ -27,20 +27,22 @@ OUTSIDE = str(Path(__file__).with_name("outside_client.py"))
 PORT = 12345
 
 
-async def run(*argv: str, timeout: float) -> tuple[int, str, str]:
+async def run(
+    *argv: str, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
     )
     async with asyncio.timeout(timeout):
         out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def hwfleet(*args: str, timeout: float) -> Any:
-    code, out, err = await run(sys.executable, "-m", "hwfleet", *args, timeout=timeout)
+async def hwfleet(*args: str, timeout: float, env: dict[str, str] | None = None) -> Any:
+    code, out, err = await run(sys.executable, "-m", "hwfleet", *args, timeout=timeout, env=env)
     assert code == 0, err
     return json.loads(out)
 
@@ -162,6 +164,24 @@ async def test_cli_call_methods_and_status(
     [report] = reports
     assert report["ip"] == addr and report["machine"] == device.runtime.info.uuid
     assert report["operations"]["load_and_memory"]["result"]["cpus"] >= 1
+    # The same document through the REST API, and through the CLI when HWFLEET_API is set.
+    import httpx
+
+    bearer = {"Authorization": f"Bearer {ctl.operator_token}"}
+    async with httpx.AsyncClient(base_url=ctl.api_url, headers=bearer) as http:
+        got = await http.get("/api/v1/mdp/status", params={"ip": addr})
+        assert got.status_code == 200 and got.json() == reports
+        assert got.headers["X-Mdp-Collecting"] == "yes"
+        assert (await http.get("/api/v1/mdp/status", params={"ip": "127.0.0.250"})).json() == []
+        assert (await http.get("/api/v1/mdp/status", params={"ip": "x"})).status_code == 422
+        anonymous = await http.get("/api/v1/mdp/status", headers={"Authorization": ""})
+        assert anonymous.status_code == 401
+    # --data-dir names a directory with no reports: only the API can answer.
+    empty = str(tmp_path / "empty")
+    via_api = await hwfleet("mdp", "status", "--data-dir", empty, "--json", timeout=deadline * 3,
+                            env={"HWFLEET_API": ctl.api_url,
+                                 "HWFLEET_TOKEN": ctl.operator_token})  # fmt: skip
+    assert via_api == reports
     # A report from a machine the controller holds no key for is dropped and counted.
     stranger = Reporter(fleet.devices[1].mdp, f"127.0.0.1:{collector.port}", 60.0, ())  # type: ignore[arg-type]
     stranger.endpoint.key = b"\x01" * 32
