@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -16,15 +15,13 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.integration.controller.conftest import PASSWORD, controller_settings
+from tests.integration.mdp.sim_site import PORT, sim_site
 
 from hwfleet.controller.app import Controller
 from hwfleet.mdp.reports import Reporter
-from hwfleet.sim.fleet import FleetOptions, SimFleet
-from hwfleet.sim.profiles import generate
+from hwfleet.sim.fleet import SimFleet
 
 OUTSIDE = str(Path(__file__).with_name("outside_client.py"))
-PORT = 12345
 
 
 async def run(
@@ -49,35 +46,13 @@ async def hwfleet(*args: str, timeout: float, env: dict[str, str] | None = None)
 
 @pytest.fixture
 async def site(tmp_path: Path, deadline: float) -> AsyncIterator[tuple[Controller, SimFleet]]:
-    ctl = Controller(controller_settings(tmp_path / "ctl", mdp_report_listen="127.0.0.1:0"))
-    await ctl.start()
-    host, gateway_port = ctl.gateway.address
-    # A block of loopback addresses of our own, so parallel runs do not collide on :12345.
-    base = f"127.{random.randint(40, 250)}.{random.randint(0, 255)}.1"
-    fleet = SimFleet(
-        generate(2, seed=7),
-        host,
-        gateway_port,
-        options=FleetOptions(
-            seed=7,
-            data_dir=str(tmp_path / "sim"),
-            enroll_password=PASSWORD,
-            address_base=base,
-            mdp_port=PORT,
-        ),
-    )
-    try:
-        await fleet.start()
-        assert await fleet.wait_connected(deadline * 3) == 2
+    async with sim_site(tmp_path, deadline) as (ctl, fleet):
         known = ctl.mdp_keys.known
         async with asyncio.timeout(deadline):
             while not all(known.get(d.address) for d in fleet.devices):
                 await ctl.mdp_keys.recorded.wait()
                 ctl.mdp_keys.recorded.clear()
         yield ctl, fleet
-    finally:
-        await fleet.close()
-        await ctl.close()
 
 
 async def test_controller_mirrors_each_key_privately(
