@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.bootstrap.sshd import free_port, keygen, sshd
+from tests.integration.bootstrap.sshd import Sshd, free_port, keygen, sshd
 from tests.integration.bootstrap.users import grant_sudo, login_user
 from tests.integration.controller.conftest import controller_settings, running_controller
 
@@ -35,6 +35,20 @@ async def cli(*args: str, timeout: float) -> tuple[int, Any, str]:
     return proc.returncode or 0, json.loads(out or b"null"), err.decode()
 
 
+def bootstrap_argv(
+    ctl: Any, server: Sshd, user: str, fake_root: Path, wheels: Path, mdp_port: int
+) -> list[str]:
+    gw_host, gw_port = ctl.gateway.address
+    return [
+        "bootstrap", "127.0.0.1", "--port", str(server.port), "--user", user,
+        "--identity", str(server.client_key), "--controller", f"{gw_host}:{gw_port}",
+        "--root", str(fake_root), "--wheelhouse", str(wheels),
+        "--agent-setting", f"mdp_listen=127.0.0.1:{mdp_port}",
+        "--agent-setting", "discovery=false", "--api", ctl.api_url,
+        "--data-dir", ctl.settings.data_dir, "--enroll-timeout", "120", "--json",
+    ]  # fmt: skip
+
+
 async def test_bootstrap_over_sshd(tmp_path: Path, deadline: float) -> None:
     wheels = await asyncio.to_thread(wheelhouse, str(tmp_path / "build"))
     fake_root = tmp_path / "target"
@@ -42,16 +56,8 @@ async def test_bootstrap_over_sshd(tmp_path: Path, deadline: float) -> None:
     with sshd(tmp_path / "sshd", deadline) as server:
         settings = controller_settings(tmp_path / "ctl", enroll_password="")
         async with running_controller(settings) as ctl:
-            gw_host, gw_port = ctl.gateway.address
             mdp_port = free_port()
-            argv = [
-                "bootstrap", "127.0.0.1", "--port", str(server.port), "--user", "root",
-                "--identity", str(server.client_key), "--controller", f"{gw_host}:{gw_port}",
-                "--root", str(fake_root), "--wheelhouse", str(wheels),
-                "--agent-setting", f"mdp_listen=127.0.0.1:{mdp_port}",
-                "--agent-setting", "discovery=false", "--api", ctl.api_url,
-                "--data-dir", settings.data_dir, "--enroll-timeout", "120", "--json",
-            ]  # fmt: skip
+            argv = bootstrap_argv(ctl, server, "root", fake_root, wheels, mdp_port)
             try:
                 code, first, err = await cli(*argv, timeout=600)
                 assert code == 0, json.dumps(first) + err
@@ -110,15 +116,7 @@ async def test_bootstrap_as_a_sudo_user(tmp_path: Path, deadline: float) -> None
     ):
         settings = controller_settings(tmp_path / "ctl", enroll_password="")
         async with running_controller(settings) as ctl:
-            gw_host, gw_port = ctl.gateway.address
-            argv = [
-                "bootstrap", "127.0.0.1", "--port", str(server.port), "--user", user,
-                "--identity", str(server.client_key), "--controller", f"{gw_host}:{gw_port}",
-                "--root", str(fake_root), "--wheelhouse", str(wheels),
-                "--agent-setting", f"mdp_listen=127.0.0.1:{free_port()}",
-                "--agent-setting", "discovery=false", "--api", ctl.api_url,
-                "--data-dir", settings.data_dir, "--enroll-timeout", "120", "--json",
-            ]  # fmt: skip
+            argv = bootstrap_argv(ctl, server, user, fake_root, wheels, free_port())
             try:
                 code, refused, err = await cli(*argv, timeout=120)
                 assert code == 1, err
