@@ -269,7 +269,7 @@ class Controller:
 
     # --- graphs (DESIGN §11) ---
     async def _start_graphs(self, replica: str) -> None:
-        from hwfleet.workflows.ports import ControllerAgent
+        from hwfleet.controller.graph_agent import ControllerAgent
         from hwfleet.workflows.runner import RunnerSettings
 
         s = self.settings
