@@ -26,7 +26,7 @@ def test_migrations_ship_inside_the_package() -> None:
     assert MIGRATIONS.parent == package
     assert (MIGRATIONS / "env.py").is_file()
     assert (MIGRATIONS / "versions" / "0001_initial.py").is_file()
-    assert head_revision() == "0003"
+    assert head_revision() == "0008"
 
 
 async def test_open_creates_the_schema_at_head(store: Store) -> None:
