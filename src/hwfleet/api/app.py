@@ -13,6 +13,7 @@ from hwfleet.api import (
     errors,
     events,
     keys,
+    oob,
     scans,
     tasks,
 )
@@ -44,7 +45,7 @@ def create_app(
     app.add_middleware(RequestGuard, token=operator_token, max_body=max_body)
     errors.install(app)
     docs.install(app)
-    for module in (devices, device_admin, discovery, events, keys, scans, tasks):
+    for module in (devices, device_admin, discovery, events, keys, oob, scans, tasks):
         app.include_router(module.router)
     for router in extra_routers or []:
         app.include_router(router)

@@ -16,7 +16,7 @@ import uvicorn
 
 from hwfleet.api.app import create_app
 from hwfleet.api.auth import load_or_create_token
-from hwfleet.api.deps import ApiServices
+from hwfleet.api.deps import ApiServices, provide
 from hwfleet.bus import open_bus
 from hwfleet.bus.base import Bus
 from hwfleet.controller.devices import DeviceRegistry
@@ -38,6 +38,7 @@ from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient
 from hwfleet.integrations.rabbitmq_policy import apply_hwinfo_policy
+from hwfleet.oob.wiring import Oob
 from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService
@@ -68,6 +69,7 @@ class Controller:
         self.mes: MesClient
         self.outbox: OutboxWorker
         self.scans: ScanService
+        self.oob: Oob | None = None
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -178,6 +180,11 @@ class Controller:
         with _listening("agent_listen", host, port, "agent gateway"):
             await self.gateway.start()
         self._closers.append(self.gateway.close)
+
+        # --- oob --- BMCs, pollers, task-channel commands (docs/oob.md)
+        self.oob = await Oob.start(s, self.store, self.bus, self.events, replica)
+        self._closers.append(self.oob.close)
+        # --- end oob ---
         await self._start_api()
 
     def _apply_bus_policy(self) -> None:
@@ -226,6 +233,8 @@ class Controller:
         app = create_app(
             ApiServices.build(self), self.operator_token, max_body=self.settings.api_max_body
         )
+        if self.oob is not None:  # --- oob ---
+            provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from hwfleet.oob.driver import BmcAddress, BmcDriver, BmcError, PowerAction
 from hwfleet.oob.drivers import load_driver
 from hwfleet.oob.errors import scrub
+from hwfleet.oob.pollers import PollerAdmin
 from hwfleet.oob.vault import Vault, VaultError
 from hwfleet.store import Store
 from hwfleet.store.bmcs import BmcRepository
@@ -60,6 +61,9 @@ class OobService:
         self.store = store
         self.vault = vault
         self.timeout = timeout
+        self.pollers = PollerAdmin(store)
+        #: Called when pollers were added or changed (the worker looks for due ones at once).
+        self.on_change: Callable[[], None] = lambda: None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bmc")
 
     async def close(self) -> None:
@@ -76,6 +80,7 @@ class OobService:
             pollers = PollerRepository(tx.conn)
             for kind, interval in cls.poller_defaults.items():
                 await pollers.ensure(node, kind, interval, now, [])
+        self.on_change()
         log.info("BMC of %s set (%s at %s)", node, address.driver, address.address)
         return await self.describe(node)
 

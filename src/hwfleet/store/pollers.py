@@ -122,6 +122,19 @@ class PollerRepository(Repository):
         )
         return None if row is None else to_poller(row)
 
+    async def next_due(self) -> datetime | None:
+        """When the earliest unpaused poller is next due."""
+        stmt = sa.select(sa.func.min(pollers.c.next_run_at)).where(pollers.c.paused.is_(False))
+        row = await self._row(stmt)
+        value = None if row is None else row[0]
+        if isinstance(value, str):  # SQLite's MIN() bypasses the column type
+            value = datetime.fromisoformat(value)
+        if value is not None and value.tzinfo is None:
+            from datetime import UTC
+
+            value = value.replace(tzinfo=UTC)
+        return value
+
     async def delete_node(self, node: str) -> None:
         await self._conn.execute(sa.delete(pollers).where(pollers.c.node == node))
 
