@@ -81,9 +81,13 @@ class BmcDriver(abc.ABC):
     #: Poller types this driver serves and their default intervals (seconds): RackHD's.
     poller_defaults: ClassVar[dict[str, float]] = {}
 
-    def __init__(self, address: BmcAddress, *, timeout: float) -> None:
+    def __init__(
+        self, address: BmcAddress, *, timeout: float, sessions: dict[str, Any] | None = None
+    ) -> None:
+        """``sessions``: the caller's store for sessions a driver keeps between calls."""
         self.address = address
         self.timeout = timeout
+        self.sessions = {} if sessions is None else sessions
 
     @abc.abstractmethod
     def power(self, action: PowerAction) -> str:

@@ -37,6 +37,8 @@ def classify(exc: BaseException) -> ErrorKind:
         return "auth"
     if "unauthorized" in text or "incorrect password" in text or "authorization" in text:
         return "auth"
+    if name == "IpmiException" and text in ("", "none"):
+        return "timeout"  # pyghmi's bare exception: the session got no answer
     if isinstance(exc, ValueError):  # requests' JSONDecodeError is also an OSError
         return "protocol"
     if isinstance(exc, TimeoutError | socket.timeout) or "timed out" in text or "timeout" in text:

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from hwfleet.oob.driver import BmcDriver, BmcError, FirmwareItem, PowerAction, SelEntry, Sensor
+from hwfleet.oob.driver import (
+    BmcAddress,
+    BmcDriver,
+    BmcError,
+    FirmwareItem,
+    PowerAction,
+    SelEntry,
+    Sensor,
+)
 from hwfleet.oob.errors import translate
 
 _RESET = {"on": "On", "off": "ForceOff", "cycle": "PowerCycle", "reset": "ForceRestart"}
@@ -33,8 +41,10 @@ class RedfishDriver(BmcDriver):
 
     poller_defaults: ClassVar[dict[str, float]] = {"sel": 60.0, "sdr": 60.0, "chassis": 15.0}
 
-    def __init__(self, address: Any, *, timeout: float) -> None:
-        super().__init__(address, timeout=timeout)
+    def __init__(
+        self, address: BmcAddress, *, timeout: float, sessions: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(address, timeout=timeout, sessions=sessions)
         self._root: Any = None
 
     def _connect(self) -> Any:

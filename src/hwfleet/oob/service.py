@@ -62,6 +62,8 @@ class OobService:
         self.vault = vault
         self.timeout = timeout
         self.pollers = PollerAdmin(store)
+        #: Sessions drivers keep between calls (pyghmi's, one per BMC).
+        self._sessions: dict[str, Any] = {}
         #: Called when pollers were added or changed (the worker looks for due ones at once).
         self.on_change: Callable[[], None] = lambda: None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bmc")
@@ -138,7 +140,7 @@ class OobService:
         cls = load_driver(address.driver)
 
         def call() -> T:
-            driver = cls(address, timeout=self.timeout)
+            driver = cls(address, timeout=self.timeout, sessions=self._sessions)
             try:
                 return work(driver)
             finally:
