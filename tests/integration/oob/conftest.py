@@ -24,7 +24,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def oob(store: Store, tmp_path: Path) -> AsyncIterator[OobService]:
-    service = OobService(store, Vault.open(tmp_path / "data"), timeout=3.0, workers=4)
+    service = OobService(store, Vault.open(tmp_path / "data"), timeout=8.0, workers=4)
     try:
         yield service
     finally:
