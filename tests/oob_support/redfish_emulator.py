@@ -171,9 +171,21 @@ def install(app: flask.Flask) -> None:
                 "error": {"message": f"image is for {fields.get('component')}, not {component}"}
             }, 400
         emu.app.systems.set_versions(_uuid(), {component: fields["version"]})
-        return "", 204
+        # Done at once; the Location names the (finished) task, as sushy requires one.
+        return "", 204, {"Location": "/redfish/v1/TaskService/Tasks/1"}
 
     app.view_functions["UpdateService.update_service_simple_update"] = simple_update
+
+    @app.route("/redfish/v1/TaskService/Tasks/<task>")
+    def task_resource(task: str) -> Any:
+        return {
+            "@odata.type": "#Task.v1_4_3.Task",
+            "Id": task,
+            "Name": "firmware update",
+            "TaskState": "Completed",
+            "TaskStatus": "OK",
+            "PercentComplete": 100,
+        }
 
     @app.route("/_test/sel", methods=["POST"])
     def add_sel() -> Any:

@@ -57,6 +57,12 @@ class PowerRequest(BaseModel):
     action: Literal["on", "off", "cycle", "reset", "status"]
 
 
+class FirmwareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    spec: dict[str, Any]
+    dry_run: bool = False
+
+
 class PollerPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     interval: float | None = Field(default=None, ge=1, le=86400)
@@ -148,3 +154,13 @@ async def poller_data(poller_id: int, oob: OobDep) -> dict[str, Any]:
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no poller {poller_id}")
     return found
+
+
+@router.post("/nodes/{uuid}/firmware")
+async def firmware_secure(uuid: str, body: FirmwareRequest, oob: OobDep) -> dict[str, Any]:
+    """``decom.firmware_secure`` through the node's BMC: the plan (``dry_run``) or the report
+    of what changed and what already matched, after the versions were read back."""
+    try:
+        return await oob.firmware_secure(uuid, body.spec, dry_run=body.dry_run)
+    except (BmcError, NoBmcError) as exc:
+        raise http_error(exc) from None

@@ -198,3 +198,37 @@ def register(app: typer.Typer) -> None:
         )
         cols = [(k, lambda r, k=k: "" if r.get(k) is None else r[k]) for k in keys]
         print_table(f"{len(rows)} pollers", rows, cols)
+
+    @app.command("firmware")
+    def firmware(
+        uuid: str,
+        spec: Annotated[Path, typer.Option(help="JSON spec: {bios: {...}, firmware: [...]}")],
+        dry_run: Annotated[bool, typer.Option(help="show the plan, change nothing")] = False,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """decom.firmware_secure through the node's BMC: firmware versions and BIOS settings."""
+        import json
+
+        try:
+            document = json.loads(spec.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"cannot read the spec {spec}: {exc}") from None
+        with ApiClient(api, data_dir, timeout=3600) as client:
+            report = client.post(
+                f"/api/v1/nodes/{uuid}/firmware", json={"spec": document, "dry_run": dry_run}
+            )
+        if as_json:
+            print_json(report)
+            return
+        out = console()
+        if dry_run:
+            for s in report["plan"]["firmware"]:
+                out.print(f"would update {s['component']}: {s['from']} -> {s['to']}")
+            for s in report["plan"]["bios"]:
+                out.print(f"would set BIOS {s['attribute']}: {s['from']} -> {s['to']}")
+        for c in report["changed"]:
+            out.print(f"changed {c.get('firmware') or c.get('bios')}: {c['from']} -> {c['to']}")
+        for m in report["matched"]:
+            out.print(f"already matched {m.get('firmware') or m.get('bios')}")

@@ -26,6 +26,8 @@ _RESET = {"on": "On", "off": "ForceOff", "cycle": "PowerCycle", "reset": "ForceR
 _HEALTH = {"ok": "ok", "warning": "warning", "critical": "critical"}
 #: A SEL longer than this is cut to its newest entries (a poll must stay small).
 MAX_SEL = 1000
+#: Seconds to wait for one SimpleUpdate task to finish.
+UPDATE_WAIT = 1200
 
 
 def _health(value: object) -> str:
@@ -204,7 +206,9 @@ class RedfishDriver(BmcDriver):
         target = f"/redfish/v1/UpdateService/FirmwareInventory/{component}"
         with translate(self.address):
             service = root.get_update_service()
-            service.simple_update(image_uri, targets=[target])
+            monitor = service.simple_update(image_uri, targets=[target])
+            # A BMC answers 202 while it installs; wait on its task monitor (bounded).
+            monitor.wait(UPDATE_WAIT)
 
     def close(self) -> None:
         self._root = None

@@ -26,6 +26,8 @@ from hwfleet.store.pollers import PollerRepository
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: Seconds a firmware update may take before the controller stops waiting for it.
+FIRMWARE_DEADLINE = 1800.0
 
 
 class NoBmcError(LookupError):
@@ -123,11 +125,18 @@ class OobService:
         except VaultError as exc:
             raise BmcError("auth", str(exc)) from None
 
-    async def run(self, node: str, work: Callable[[BmcDriver], T], *, record: bool = True) -> T:
+    async def run(
+        self,
+        node: str,
+        work: Callable[[BmcDriver], T],
+        *,
+        record: bool = True,
+        deadline: float | None = None,
+    ) -> T:
         """``work(driver)`` in the pool under the deadline; the node's error updated."""
         address = await self.address(node)
         try:
-            result = await self.run_at(address, work)
+            result = await self.run_at(address, work, deadline=deadline)
         except BmcError as exc:
             if record:
                 await self._record(node, str(exc))
@@ -136,7 +145,9 @@ class OobService:
             await self._record(node, None)
         return result
 
-    async def run_at(self, address: BmcAddress, work: Callable[[BmcDriver], T]) -> T:
+    async def run_at(
+        self, address: BmcAddress, work: Callable[[BmcDriver], T], *, deadline: float | None = None
+    ) -> T:
         cls = load_driver(address.driver)
 
         def call() -> T:
@@ -153,7 +164,7 @@ class OobService:
         try:
             # Twice the driver's own timeout: it retries a connect once before failing.
             return await asyncio.wait_for(
-                loop.run_in_executor(self._pool, call), 2 * self.timeout + 1
+                loop.run_in_executor(self._pool, call), deadline or 2 * self.timeout + 1
             )
         except TimeoutError:
             raise BmcError(
@@ -177,3 +188,24 @@ class OobService:
 
     async def sensors(self, node: str) -> Any:
         return await self.run(node, lambda d: d.poll("sdr"))
+
+    async def firmware_secure(self, node: str, spec: Any, *, dry_run: bool) -> dict[str, Any]:
+        """Seed 001 ``decom.firmware_secure`` through the BMC (:mod:`hwfleet.oob.firmware`)."""
+        from hwfleet.oob.firmware import apply, parse_spec
+
+        parsed = parse_spec(spec)
+        settle = 3 * self.timeout
+        report = await self.run(
+            node,
+            lambda d: apply(d, parsed, dry_run=dry_run, settle=settle),
+            # Downloading and hashing images, installing, then re-reading until it settles.
+            deadline=FIRMWARE_DEADLINE + settle,
+        )
+        log.info(
+            "firmware_secure on %s: %d changed, %d matched%s",
+            node,
+            len(report["changed"]),
+            len(report["matched"]),
+            " (dry run)" if dry_run else "",
+        )
+        return {"node": node, **report}
