@@ -96,7 +96,7 @@ async def test_bad_checksum_changes_nothing(
 ) -> None:
     await set_bmc(oob, redfish)
     url, _ = images
-    with pytest.raises(BmcError, match="SHA-256.*nothing was changed"):
+    with pytest.raises(BmcError, match=r"SHA-256.*nothing was changed"):
         await oob.firmware_secure(NODE, spec(url, "0" * 64), dry_run=False)
     assert (await firmware_versions(oob))["BIOS"] == "1.0.0"
     bios = await oob.run(NODE, lambda d: d.bios())
