@@ -230,9 +230,10 @@ class Controller:
 
     async def _start_api(self) -> None:
         host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
-        app = create_app(
-            ApiServices.build(self), self.operator_token, max_body=self.settings.api_max_body
-        )
+        services = ApiServices.build(self)
+        if self.oob is not None:  # --- oob ---
+            services.devices.bmc_methods = self.oob.bmc_methods
+        app = create_app(services, self.operator_token, max_body=self.settings.api_max_body)
         if self.oob is not None:  # --- oob ---
             provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.

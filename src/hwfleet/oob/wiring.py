@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hwfleet.oob.service import OobService
+from hwfleet.api.oob import http_error
+from hwfleet.oob.driver import BmcError
+from hwfleet.oob.service import NoBmcError, OobService
 from hwfleet.oob.taskchannel import TaskChannel
 from hwfleet.oob.vault import Vault
 from hwfleet.oob.worker import PollerWorker
+from hwfleet.protocol import methods
 
 if TYPE_CHECKING:
     from hwfleet.bus.base import Bus
@@ -79,3 +82,30 @@ class Oob:
     async def close(self) -> None:
         while self._closers:
             await self._closers.pop()()
+
+    async def bmc_methods(
+        self, node: str, method: str, params: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """``hwfleet run UUID decom.firmware_secure``: served by the node's BMC when it has one.
+
+        Params: ``spec`` (the whole spec) or ``bios`` / ``firmware`` directly, and
+        ``dry_run``. A node without a BMC returns None: its agent gets the command.
+        """
+        if methods.canonical(method) != methods.DECOM_FIRMWARE_SECURE:
+            return None
+        try:
+            await self.service.address(node)
+        except NoBmcError:
+            return None
+        except BmcError as exc:
+            raise http_error(exc) from None
+        spec = params.get("spec")
+        if spec is None:
+            spec = {k: params[k] for k in ("bios", "firmware") if k in params}
+        try:
+            report = await self.service.firmware_secure(
+                node, spec, dry_run=bool(params.get("dry_run", False))
+            )
+        except (BmcError, NoBmcError) as exc:
+            raise http_error(exc) from None
+        return {"result": report}

@@ -197,3 +197,29 @@ async def test_task_channel_power_command(ctl: Controller, redfish: Redfish) -> 
     await ctl.bus.publish("task", "ipmi.command.sel.graph2", {"node": "nobody"})
     got = await asyncio.wait_for(results.get(), 20)
     assert "has no BMC" in json.loads(got.body)["error"]
+
+
+async def test_run_firmware_secure_goes_to_the_bmc(ctl: Controller, redfish: Redfish) -> None:
+    await set_bmc(ctl, redfish)
+    bios = json.dumps({"ProcTurboMode": "Disabled"})
+    code, out, err = await cli(
+        ctl,
+        "run",
+        NODE,
+        "decom.firmware_secure",
+        "--param",
+        f"bios={bios}",
+        "--param",
+        "dry_run=true",
+        "--json",
+    )
+    assert code == 0, err
+    plan = json.loads(out)["result"]["plan"]
+    assert plan["bios"] == [{"attribute": "ProcTurboMode", "from": "Enabled", "to": "Disabled"}]
+    code, out, err = await cli(
+        ctl, "run", NODE, "decom.firmware_secure", "--param", f"bios={bios}", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["result"]["changed"] == [
+        {"bios": "ProcTurboMode", "from": "Enabled", "to": "Disabled"}
+    ]
