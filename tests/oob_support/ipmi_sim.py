@@ -120,23 +120,23 @@ def ipmi_sim(tmp: Path, password: str = IPMI_PASSWORD) -> Iterator[IpmiSim]:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_udp(port, proc)
+        wait_udp(port, proc)
         yield IpmiSim("127.0.0.1", port, "admin", password, proc)
     finally:
         stop(proc)
         log.close()
 
 
-def _wait_udp(port: int, proc: subprocess.Popen[bytes], deadline: float = 20.0) -> None:
+def wait_udp(port: int, proc: subprocess.Popen[bytes], deadline: float = 20.0) -> None:
     """Until something holds the UDP port (bind fails), or the simulator exits."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"ipmi_sim exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 return
         time.sleep(0.05)  # polling a port that is not yet bound: nothing to wait on
-    raise TimeoutError(f"ipmi_sim did not bind 127.0.0.1:{port} in {deadline} s")
+    raise TimeoutError(f"{proc.args[0]} did not bind 127.0.0.1:{port} in {deadline} s")
