@@ -50,6 +50,12 @@ class RedfishDriver(BmcDriver):
         self._root: Any = None
 
     def _connect(self) -> Any:
+        # One sushy client per BMC and login, kept between calls: building one costs an HTTP
+        # session and a service-root GET, most of a poll's CPU (bench/pollers.py).
+        a = self.address
+        key = f"redfish|{a.address}|{a.username}|{hash(a.password)}|{a.verify_tls}"
+        if self._root is None:
+            self._root = self.sessions.get(key)
         if self._root is None:
             import sushy
             from sushy import auth
@@ -64,6 +70,7 @@ class RedfishDriver(BmcDriver):
                     read_timeout=self.timeout,
                     connect_timeout=self.timeout,
                 )
+            self.sessions[key] = self._root
         return self._root
 
     def _get(self, path: str) -> dict[str, Any]:
