@@ -31,6 +31,7 @@ from hwfleet.controller.links import (
     SenderCheck,
     StreamGateway,
 )
+from hwfleet.controller.oob import Oob
 from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
 from hwfleet.controller.scan import ScanBridge, ScanService
@@ -38,7 +39,6 @@ from hwfleet.controller.tasks import TaskService
 from hwfleet.discovery import DiscoveryBrowser
 from hwfleet.integrations.mes import MesClient
 from hwfleet.integrations.rabbitmq_policy import apply_hwinfo_policy
-from hwfleet.oob.wiring import Oob
 from hwfleet.settings import ServerSettings, SettingsError, fix_for
 from hwfleet.store import Store, open_store
 from hwfleet.trust import EnrollmentService

@@ -1,4 +1,4 @@
-"""Bringing out-of-band management up inside the controller (called from its composition root)."""
+"""Bringing out-of-band management (hwfleet.oob) up inside the controller: its composition."""
 
 from __future__ import annotations
 
