@@ -17,6 +17,7 @@ from hwfleet.api import (
     images,
     keys,
     lifecycle,
+    oob,
     scans,
     targets,
     tasks,
@@ -62,6 +63,7 @@ def create_app(
         targets,
         lifecycle,
         boot,
+        oob,
     ):
         app.include_router(module.router)
     app.include_router(boot.boot_router)  # machines booting: no operator token (api/boot.py)

@@ -13,7 +13,7 @@ from hwfleet.cli.client import CliError
 #: The modules under hwfleet.cli that each register commands, in help order.
 COMMAND_MODULES = [
     "server", "agent", "sim", "demo", "listing", "fleet", "device", "tasks", "scan", "mes_sim",
-    "keys", "discover", "targets", "mdp", "bootstrap", "images", "graphs", "boot",
+    "keys", "discover", "targets", "mdp", "bootstrap", "images", "graphs", "boot", "oob",
 ]  # fmt: skip
 
 #: Long-running commands build only their own command: an idle agent on a small device should

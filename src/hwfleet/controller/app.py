@@ -35,6 +35,7 @@ from hwfleet.controller.links import (
     SenderCheck,
     StreamGateway,
 )
+from hwfleet.controller.oob import Oob
 from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
 from hwfleet.controller.retention import Pruner
@@ -83,6 +84,7 @@ class Controller:
         self.graphs: GraphService
         self.pruner: Pruner
         self.boot: BootService | None = None
+        self.oob: Oob | None = None
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -231,6 +233,11 @@ class Controller:
         self._closers.append(self.gateway.close)
         await self._start_images()
         await self._start_graphs(replica)
+
+        # --- oob --- BMCs, pollers, task-channel commands (docs/oob.md)
+        self.oob = await Oob.start(s, self.store, self.bus, self.events, replica)
+        self._closers.append(self.oob.close)
+        # --- end oob ---
         await self._start_api()
 
     # --- imaging (docs/imaging.md) ---
@@ -352,8 +359,11 @@ class Controller:
         host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
         # --- dashboard (DESIGN §16): the web UI at / on the API's address ---
         dashboard = self.settings.dashboard
+        services = ApiServices.build(self)
+        if self.oob is not None:  # --- oob ---
+            services.devices.bmc_methods = self.oob.bmc_methods
         app = create_app(
-            ApiServices.build(self),
+            services,
             self.operator_token,
             web.routers() if dashboard else None,
             max_body=self.settings.api_max_body,
@@ -365,6 +375,8 @@ class Controller:
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---
         provide(app, self.graphs)  # graphs (DESIGN §11)
+        if self.oob is not None:  # --- oob ---
+            provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
