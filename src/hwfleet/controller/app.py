@@ -128,6 +128,7 @@ class Controller:
             self.devices, self.tasks, self.bus, identity_check=self.admission.check_handshake
         )
         self.admission.install(methods)
+        self._closers.append(self.admission.close)  # --- scale: the enrollment queue ---
 
         bridge = ScanBridge(self.bus, self.devices, call_timeout=s.call_timeout)
         await bridge.start()
