@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tests.integration.controller.conftest import PASSWORD
 
 from hwfleet.agent.links.enroll import enroll
+from hwfleet.agent.links.enroll_child import ChildEnrolledTls, ChildEnrollmentError
 from hwfleet.controller.app import Controller
 from hwfleet.protocol.errors import RemoteError
 from hwfleet.sim.fleet import SimFleet
@@ -90,3 +92,34 @@ async def test_agents_told_busy_come_back_and_enroll_once(
     finally:
         await sim.close()
     assert await key_rows(controller) == ["accepted"] * 3
+
+
+async def test_the_agent_enrolls_in_a_child_process_and_hears_its_refusals(
+    controller: Controller, tmp_path: Path
+) -> None:
+    host, port = controller.gateway.address
+    device = str(uuid.uuid4())
+    fingerprint = controller.admission.ca.fingerprint()
+    wrong = ChildEnrolledTls(
+        tmp_path / "agent", device, host, port, password="wrong", controller_fingerprint=fingerprint
+    )
+    with pytest.raises(ChildEnrollmentError, match="wrong enrollment password"):
+        await wrong()
+    controller.admission.enroll_queue.max_wait = 0.0
+    provider = ChildEnrolledTls(
+        tmp_path / "agent",
+        device,
+        host,
+        port,
+        password=PASSWORD,
+        controller_fingerprint=fingerprint,
+    )
+    with pytest.raises(ChildEnrollmentError) as busy:
+        await provider()
+    assert retry_after(str(busy.value)) is not None
+    assert not provider.is_enrolled
+    controller.admission.enroll_queue.max_wait = 6.0
+    context = await provider()
+    assert provider.is_enrolled and context.verify_mode == ssl.CERT_REQUIRED
+    assert await key_rows(controller) == ["accepted"]
+    assert (await provider()) is context  # enrolled: no second child, the same context
