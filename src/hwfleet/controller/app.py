@@ -83,6 +83,10 @@ class Controller:
 
     async def _start(self) -> None:
         s = self.settings
+        # --- scale: one descriptor per agent link; a storm must not run out (issue 18) ---
+        from hwfleet.controller.fdlimit import raise_open_file_limit
+
+        raise_open_file_limit()
         self.operator_token = load_or_create_token(s.data_dir)
         self.store = await open_store(s.db_url())
         self._closers.append(self.store.close)
