@@ -25,5 +25,5 @@ def raise_open_file_limit() -> int:
             soft = hard
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
-    log.info("open-file limit %s: at most about that many agent links", soft)
+    log.debug("open-file limit %s: at most about that many agent links", soft)
     return soft
