@@ -100,6 +100,10 @@ class Controller:
 
     async def _start(self) -> None:
         s = self.settings
+        # --- scale: one descriptor per agent link; a storm must not run out (issue 18) ---
+        from hwfleet.controller.fdlimit import raise_open_file_limit
+
+        raise_open_file_limit()
         self.operator_token = load_or_create_token(s.data_dir)
         self.store = await open_store(s.db_url())
         self._closers.append(self.store.close)
@@ -160,6 +164,7 @@ class Controller:
             self.devices, self.tasks, self.bus, identity_check=self.admission.check_handshake
         )
         self.admission.install(methods)
+        self._closers.append(self.admission.close)  # --- scale: the enrollment queue ---
 
         bridge = ScanBridge(self.bus, self.devices, call_timeout=s.call_timeout)
         await bridge.start()
