@@ -171,6 +171,15 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Served at /boot/files/ (kernels, initrds; default <data dir>/boot/files);
     #: ``hwfleet boot build-discovery`` writes discovery/vmlinuz and discovery/initrd.img.
     boot_files_dir: str = ""
+    # --- oob ---
+    #: Seconds one BMC operation (a power command, one poll) may take before it fails.
+    bmc_timeout: Positive = 10.0
+    #: BMC calls in flight at once (each blocks one worker thread while the BMC answers).
+    bmc_workers: AtLeastOne = 32
+    #: Seconds a replica holds a claimed poller; another replica takes it over after that.
+    poller_lease: Positive = 120.0
+    #: Seconds between looks for due pollers when none is due sooner.
+    poller_tick: Positive = 1.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 #: A device's serial number keeps the JSON type the device reported (seed 000: ``"sn": 1001``).
@@ -39,3 +40,8 @@ def parse_host_port(
     if not port_text.isdigit() or not lowest <= int(port_text) < 65536:
         raise ValueError(f"{text!r}: port {port_text!r} is not a number from {lowest} to 65535")
     return (host or default_host, int(port_text))
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware in UTC: every timestamp hwfleet stores or sends."""
+    return datetime.now(UTC)

@@ -258,7 +258,7 @@ def test_unterminated_lines_on_unidentified_links_are_bounded_and_memory_returns
     too_long = refused.pop("line longer than  bytes", 0)
     too_many = refused.pop(
         "too many unauthenticated connections to this controller (limit , "
-        "anonymous_links): retry in a few seconds",
+        "anonymous_links): busy, retry after  s",
         0,
     )
     assert refused == {}, shown

@@ -96,12 +96,12 @@ async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyn
     if settings.insecure:
         log.warning("INSECURE: plain TCP to the controller, no authentication (--insecure)")
     else:
-        from hwfleet.agent.links.tls import AgentTls
-        from hwfleet.trust import AgentIdentity
+        # Enrollment (key, CSR, certificate checks) runs in a child process: issue 18.
+        from hwfleet.agent.links.enroll_child import ChildEnrolledTls
 
-        identity = AgentIdentity.load_or_create(Path(settings.data_dir), runtime.info.uuid)
-        provider = AgentTls(
-            identity,
+        provider = ChildEnrolledTls(
+            Path(settings.data_dir),
+            runtime.info.uuid,
             host,
             port,
             password=settings.enroll_password,
@@ -121,8 +121,8 @@ async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyn
         "agent %s (%s) connecting to %s:%d", runtime.info.uuid, runtime.info.serial, host, port
     )
     running = asyncio.create_task(link.run())
-    key_path = None if provider is None else provider.identity.key_path
-    enrolled = (lambda: provider.identity.is_enrolled) if provider else (lambda: False)
+    key_path = None if provider is None else provider.key_path
+    enrolled = (lambda: provider.is_enrolled) if provider else (lambda: False)
     async with announced(settings, runtime, host, key_path, enrolled, link.connected):
         try:
             await stop.wait()

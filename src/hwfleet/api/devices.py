@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
 
 from hwfleet.api.auth import require_token
 from hwfleet.api.deps import DevicesDep
 from hwfleet.api.schemas import Device, PingRequest, PingResult, RunRequest
 from hwfleet.protocol.errors import CallTimeoutError, RemoteError, SessionClosedError
 
+#: Largest page of ``GET /api/v1/devices?limit=``.
+MAX_PAGE = 10_000
+
 router = APIRouter(prefix="/api/v1", tags=["devices"], dependencies=[Depends(require_token)])
 
 
 @router.get("/devices", response_model=list[Device])
-async def list_devices(devices: DevicesDep, discovered: bool = True) -> list[dict[str, Any]]:
+async def list_devices(
+    devices: DevicesDep,
+    response: Response,
+    discovered: bool = True,
+    state: Annotated[str | None, Query(description="only devices in this state")] = None,
+    model_id: Annotated[str | None, Query(description="only devices of this model")] = None,
+    limit: Annotated[
+        int | None, Query(ge=1, le=MAX_PAGE, description="at most this many, by uuid")
+    ] = None,
+    after: Annotated[
+        str | None, Query(description="the page after this uuid (from X-Next-After)")
+    ] = None,
+) -> list[dict[str, Any]]:
     """Enrolled devices; then (unless ``discovered=false``) devices that answered discovery
-    but never enrolled, with ``state`` ``"discovered"`` and ``enrolled`` false."""
-    return await devices.list_devices(discovered=discovered)
+    but never enrolled, with ``state`` ``"discovered"`` and ``enrolled`` false.
+
+    With ``limit`` or ``after`` the devices come in pages ordered by uuid; a full page
+    names the next page's cursor in the ``X-Next-After`` header.
+    """
+    rows = await devices.list_devices(discovered=discovered)
+    if state is not None:
+        rows = [r for r in rows if r.get("state") == state]
+    if model_id is not None:
+        rows = [r for r in rows if r.get("model_id") == model_id]
+    if limit is None and after is None:
+        return rows
+    rows.sort(key=lambda r: str(r["uuid"]))
+    if after is not None:
+        rows = [r for r in rows if str(r["uuid"]) > after]
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        response.headers["X-Next-After"] = str(rows[-1]["uuid"])
+    return rows
 
 
 @router.get("/devices/{uuid}")

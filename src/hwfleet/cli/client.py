@@ -6,10 +6,11 @@ module imports this one, and the agent must not pay for an HTTP client.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from hwfleet.errors import HwfleetError
 from hwfleet.settings import default_data_dir
@@ -60,42 +61,90 @@ class ApiClient:
     """Synchronous client: the CLI is short-lived and one request at a time is enough."""
 
     def __init__(self, api: str | None = None, data_dir: str | None = None, timeout: float = 30.0):
-        import httpx
-
         self.base = resolve_api(api)
-        self._http: httpx.Client = httpx.Client(
-            base_url=self.base,
-            timeout=timeout,
-            headers={"Authorization": f"Bearer {resolve_token(data_dir)}"},
-        )
+        self._timeout = timeout
+        self._headers = {"Authorization": f"Bearer {resolve_token(data_dir)}"}
+        self._client: httpx.Client | None = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        """httpx, made on first use: importing it costs ~0.3 s of CPU (issue 18), so plain
+        JSON requests over http:// go through the standard library instead."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(
+                base_url=self.base, timeout=self._timeout, headers=self._headers
+            )
+        return self._client
 
     def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        plain = _plain_request(kwargs) if self.base.startswith("http://") else None
+        if plain is not None:
+            status, content = self._send_plain(method, path, *plain)
+        else:
+            status, content = self._send_httpx(method, path, kwargs)
+        if status == 401:
+            raise CliError("the controller refused the operator token: check HWFLEET_TOKEN")
+        if status >= 400:
+            text = content.decode("utf-8", "replace")
+            try:
+                detail = json.loads(content).get("detail", text)
+            except (ValueError, AttributeError):
+                detail = text
+            raise CliError(f"{method} {path}: {status}: {detail}")
+        return json.loads(content) if content else None
+
+    def _refused(self) -> CliError:
+        return CliError(
+            f"the controller API at {self.base} refused the connection — is `hwfleet server` "
+            "running? set --api or HWFLEET_API"
+        )
+
+    def _late(self) -> CliError:
+        return CliError(f"the controller API at {self.base} did not answer in time")
+
+    def _send_httpx(self, method: str, path: str, kwargs: dict[str, Any]) -> tuple[int, bytes]:
         import httpx
 
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
-            raise CliError(
-                f"the controller API at {self.base} refused the connection — is `hwfleet server` "
-                "running? set --api or HWFLEET_API"
-            ) from None
+            raise self._refused() from None
         except httpx.TimeoutException:
-            raise CliError(f"the controller API at {self.base} did not answer in time") from None
-        if response.status_code == 401:
-            raise CliError("the controller refused the operator token: check HWFLEET_TOKEN")
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise CliError(f"{method} {path}: {response.status_code}: {detail}")
-        return response.json() if response.content else None
+            raise self._late() from None
+        return response.status_code, response.content
+
+    def _send_plain(
+        self, method: str, path: str, query: str, body: bytes | None
+    ) -> tuple[int, bytes]:
+        import http.client
+
+        parts = urlsplit(self.base)
+        target = parts.path.rstrip("/") + path + (f"?{query}" if query else "")
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn = http.client.HTTPConnection(
+            parts.hostname or "", parts.port or 80, timeout=self._timeout
+        )
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except TimeoutError:
+            raise self._late() from None
+        except OSError:
+            raise self._refused() from None
+        finally:
+            conn.close()
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)
@@ -105,3 +154,23 @@ class ApiClient:
 
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
+
+
+_Scalar = str | int | float | bool
+
+
+def _plain_request(kwargs: dict[str, Any]) -> tuple[str, bytes | None] | None:
+    """``(query, body)`` when the request is simple enough for the standard library, else None."""
+    if not set(kwargs) <= {"params", "json"}:
+        return None
+    pairs: list[tuple[str, str]] = []
+    for key, value in (kwargs.get("params") or {}).items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(item, _Scalar):
+                return None
+            # As httpx encodes them: booleans lower-case.
+            pairs.append((key, str(item).lower() if isinstance(item, bool) else str(item)))
+    body = None
+    if "json" in kwargs:
+        body = json.dumps(kwargs["json"]).encode()
+    return urlencode(pairs), body

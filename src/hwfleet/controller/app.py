@@ -35,6 +35,7 @@ from hwfleet.controller.links import (
     SenderCheck,
     StreamGateway,
 )
+from hwfleet.controller.oob import Oob
 from hwfleet.controller.ops import LiveConfig, default_settings, log_shipping
 from hwfleet.controller.outbox import OutboxWorker
 from hwfleet.controller.retention import Pruner
@@ -83,6 +84,7 @@ class Controller:
         self.graphs: GraphService
         self.pruner: Pruner
         self.boot: BootService | None = None
+        self.oob: Oob | None = None
         self.operator_token = ""
         self.api_url = ""
         self._api_server: uvicorn.Server | None = None
@@ -98,6 +100,10 @@ class Controller:
 
     async def _start(self) -> None:
         s = self.settings
+        # --- scale: one descriptor per agent link; a storm must not run out (issue 18) ---
+        from hwfleet.controller.fdlimit import raise_open_file_limit
+
+        raise_open_file_limit()
         self.operator_token = load_or_create_token(s.data_dir)
         self.store = await open_store(s.db_url())
         self._closers.append(self.store.close)
@@ -158,6 +164,7 @@ class Controller:
             self.devices, self.tasks, self.bus, identity_check=self.admission.check_handshake
         )
         self.admission.install(methods)
+        self._closers.append(self.admission.close)  # --- scale: the enrollment queue ---
 
         bridge = ScanBridge(self.bus, self.devices, call_timeout=s.call_timeout)
         await bridge.start()
@@ -231,6 +238,11 @@ class Controller:
         self._closers.append(self.gateway.close)
         await self._start_images()
         await self._start_graphs(replica)
+
+        # --- oob --- BMCs, pollers, task-channel commands (docs/oob.md)
+        self.oob = await Oob.start(s, self.store, self.bus, self.events, replica)
+        self._closers.append(self.oob.close)
+        # --- end oob ---
         await self._start_api()
 
     # --- imaging (docs/imaging.md) ---
@@ -269,7 +281,7 @@ class Controller:
 
     # --- graphs (DESIGN §11) ---
     async def _start_graphs(self, replica: str) -> None:
-        from hwfleet.workflows.ports import ControllerAgent
+        from hwfleet.controller.graph_agent import ControllerAgent
         from hwfleet.workflows.runner import RunnerSettings
 
         s = self.settings
@@ -352,8 +364,11 @@ class Controller:
         host, port = parse_host_port(self.settings.api_listen, allow_any_port=True)
         # --- dashboard (DESIGN §16): the web UI at / on the API's address ---
         dashboard = self.settings.dashboard
+        services = ApiServices.build(self)
+        if self.oob is not None:  # --- oob ---
+            services.devices.bmc_methods = self.oob.bmc_methods
         app = create_app(
-            ApiServices.build(self),
+            services,
             self.operator_token,
             web.routers() if dashboard else None,
             max_body=self.settings.api_max_body,
@@ -370,6 +385,8 @@ class Controller:
 
         provide(app, MdpService(self.settings.data_dir, self.settings.mdp_report_listen))
         # --- end mdp ---
+        if self.oob is not None:  # --- oob ---
+            provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from hwfleet.types import utcnow
 
 if TYPE_CHECKING:
     from hwfleet.bus.base import Bus
     from hwfleet.store import Store
 
+__all__ = ["EventPublisher", "utcnow"]  # utcnow: many modules import it from here
+
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class EventPublisher:

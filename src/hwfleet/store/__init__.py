@@ -27,6 +27,9 @@ from hwfleet.store.records import (
 from hwfleet.store.scans import ScanResultRow
 from hwfleet.store.tx import Tx
 
+# --- oob --- BMC and poller tables join the shared metadata (docs/oob.md).
+from hwfleet.store import bmcs as _bmcs, pollers as _pollers  # noqa: F401  isort: skip
+
 __all__ = [
     "DeviceRecord",
     "DiscoveredRecord",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -16,7 +17,16 @@ import sqlalchemy as sa
 from hwfleet.store.base import AnyRow, Repository
 from hwfleet.store.models import metadata
 from hwfleet.store.sqltypes import UTCDateTime, json_type
-from hwfleet.targeting.evaluate import StoredGroup
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGroup:
+    """A group as the store keeps it: an expression, or static member uuids."""
+
+    name: str
+    expr: str | None
+    members: tuple[str, ...]
+
 
 #: Group names: what fits after ``G@`` in an expression without quoting.
 GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

@@ -75,6 +75,49 @@ class KeyRepository(Repository):
         assert row is not None
         return to_key(row)
 
+    async def add_many(self, records: builtins.list[KeyRecord]) -> None:
+        """Insert whole key rows in one statement (a batch of enrollments, issue 18)."""
+        if not records:
+            return
+        for record in records:
+            check_state(record.state, KEY_STATES, "key")
+        await self._conn.execute(
+            sa.insert(agent_keys),
+            [
+                {
+                    "id": r.id,
+                    "device_uuid": r.device_uuid,
+                    "fingerprint": r.fingerprint,
+                    "public_key_pem": r.public_key_pem,
+                    "cert_pem": r.cert_pem,
+                    "state": r.state,
+                    "source": r.source,
+                    "reason": r.reason,
+                    "created_at": r.created_at,
+                    "decided_at": r.decided_at,
+                }
+                for r in records
+            ],
+        )
+
+    async def matching(
+        self, fingerprints: builtins.list[str], device_uuids: builtins.list[str]
+    ) -> builtins.list[KeyRecord]:
+        """Keys with one of these fingerprints or of one of these devices, oldest first."""
+        if not fingerprints and not device_uuids:
+            return []
+        stmt = (
+            sa.select(agent_keys)
+            .where(
+                sa.or_(
+                    agent_keys.c.fingerprint.in_(fingerprints),
+                    agent_keys.c.device_uuid.in_(device_uuids),
+                )
+            )
+            .order_by(agent_keys.c.created_at, agent_keys.c.id)
+        )
+        return [to_key(row) for row in await self._rows(stmt)]
+
     async def get(self, key_id: str) -> KeyRecord | None:
         row = await self._row(sa.select(agent_keys).where(agent_keys.c.id == key_id))
         return None if row is None else to_key(row)

@@ -6,12 +6,8 @@
 (``GET /api/v1/targets``), so every client shares one rule.
 """
 
-from hwfleet.targeting.evaluate import (
-    MIN_PREFIX,
-    Evaluator,
-    StoredGroup,
-    short_prefixes,
-)
+from hwfleet.store.groups import StoredGroup
+from hwfleet.targeting.evaluate import MIN_PREFIX, Evaluator, short_prefixes
 from hwfleet.targeting.grammar import TargetError, is_single, parse, unparse
 
 __all__ = [

@@ -12,10 +12,10 @@ is an error).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
+from hwfleet.store.groups import StoredGroup
 from hwfleet.targeting.grammar import (
     And,
     Fact,
@@ -32,15 +32,6 @@ from hwfleet.targeting.grammar import (
 MIN_PREFIX = 4
 #: Candidates named in an "ambiguous prefix" error.
 MAX_CANDIDATES = 10
-
-
-@dataclass(frozen=True, slots=True)
-class StoredGroup:
-    """A group as the store keeps it: an expression, or static member uuids."""
-
-    name: str
-    expr: str | None
-    members: tuple[str, ...]
 
 
 GroupLookup = Callable[[str], StoredGroup | None]

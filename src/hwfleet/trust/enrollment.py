@@ -25,11 +25,13 @@ Refusals raise ``MethodError`` whose message names the rule, never a secret.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.protocol.errors import ErrorCode, MethodError
+from hwfleet.store.records import KeyRecord
 from hwfleet.trust import fingerprints, tokens
 from hwfleet.trust.compare import secret_equals
 from hwfleet.trust.csr import CsrError, CsrInfo, canonical_uuid, parse_csr
@@ -44,10 +46,13 @@ from hwfleet.trust.messages import EnrollParams, EnrollReply, EventSink, RevokeH
 from hwfleet.trust.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
-    from hwfleet.store import KeyRecord, Store, Tx
+    from hwfleet.store import Store, Tx
     from hwfleet.trust.ca import CertificateAuthority
 
 log = logging.getLogger(__name__)
+
+#: One request of a batch: its index, canonical uuid, verified CSR, params and source.
+_Prepared = tuple[int, str, CsrInfo, EnrollParams, str]
 
 #: Denied keys recorded per device uuid; beyond this a theft attempt is logged, not stored.
 MAX_DENIED_PER_DEVICE = 5
@@ -129,6 +134,151 @@ class EnrollmentService(KeyAdmin):
             if outcome.by_password:
                 self.password_counter.add(source_ip)
             await self._publish(outcome.events or [])
+        result = self._report(uuid, info, source_ip, outcome)
+        if isinstance(result, MethodError):
+            raise result
+        return result
+
+    async def enroll_many(
+        self, requests: list[tuple[EnrollParams, str]]
+    ) -> list[EnrollReply | MethodError]:
+        """Decide many ``(params, source_ip)`` requests in one transaction (issue 18).
+
+        The same rules as :meth:`enroll`, request by request in order; the common case
+        of a storm (a new device, a new key, the right password, within the caps) is
+        written with one statement for all of them instead of a handful each.
+        """
+        results: list[EnrollReply | MethodError | None] = [None] * len(requests)
+        checked: list[tuple[int, str, EnrollParams, str]] = []
+        for index, (params, source_ip) in enumerate(requests):
+            try:
+                uuid = canonical_uuid(params.uuid)
+            except ValueError as exc:
+                results[index] = MethodError(f"enroll: {exc}", ErrorCode.BAD_PARAMS)
+                continue
+            if self.limiter.limited(source_ip):
+                results[index] = self._limited(source_ip, uuid)
+                continue
+            checked.append((index, uuid, params, source_ip))
+        # Verifying signatures is the CPU-heavy part: off the event loop.
+        parsed = await asyncio.to_thread(_parse_all, [p.csr for _, _, p, _ in checked])
+        prepared: list[_Prepared] = []
+        for (index, uuid, params, source_ip), info in zip(checked, parsed, strict=True):
+            if isinstance(info, CsrError):
+                self.limiter.failure(source_ip)
+                results[index] = MethodError(f"enroll: {info}", ErrorCode.BAD_PARAMS)
+            else:
+                prepared.append((index, uuid, info, params, source_ip))
+        async with self._lock:
+            events: list[PendingEvent] = []
+            async with self.store.tx() as tx:
+                fast, slow = await self._split(tx, prepared)
+                events += await self._accept_new(tx, fast, results)
+                outcomes = []
+                for index, uuid, info, params, source_ip in slow:
+                    if self.limiter.limited(source_ip):
+                        results[index] = self._limited(source_ip, uuid)
+                        continue
+                    outcome = await self._decide(tx, uuid, info, params, source_ip)
+                    if outcome.charge:
+                        self.limiter.failure(source_ip)
+                    if outcome.by_password:
+                        self.password_counter.add(source_ip)
+                    outcomes.append((index, uuid, info, source_ip, outcome))
+                    events += outcome.events or []
+            await self._publish(events)
+        for index, uuid, info, source_ip, outcome in outcomes:
+            results[index] = self._report(uuid, info, source_ip, outcome)
+        return [r if r is not None else MethodError("enroll: not decided") for r in results]
+
+    async def _split(
+        self, tx: Tx, prepared: list[_Prepared]
+    ) -> tuple[list[_Prepared], list[_Prepared]]:
+        """New device, new key, right password, within the caps → fast; the rest → one by one."""
+        known = await tx.keys.matching(
+            [item[2].fingerprint for item in prepared], [item[1] for item in prepared]
+        )
+        taken = {k.fingerprint for k in known} | {k.device_uuid for k in known}
+        caps = self.password_caps
+        room: int | None = None
+        if caps.fleet_limit:
+            room = caps.fleet_limit - await tx.keys.count_devices("accepted")
+        fast: list[_Prepared] = []
+        slow: list[_Prepared] = []
+        for item in prepared:
+            _, uuid, info, params, source_ip = item
+            simple = (
+                uuid not in taken
+                and info.fingerprint not in taken
+                and self._password_matches(params)
+                and not self.limiter.limited(source_ip)
+                and self.password_counter.retry_after(source_ip) <= 0
+                and (room is None or room > 0)
+            )
+            # A second request of the batch for the same device or key sees the first's row.
+            taken |= {uuid, info.fingerprint}
+            if simple:
+                self.password_counter.add(source_ip)
+                room = None if room is None else room - 1
+                fast.append(item)
+            else:
+                slow.append(item)
+        return fast, slow
+
+    async def _accept_new(
+        self, tx: Tx, fast: list[_Prepared], results: list[EnrollReply | MethodError | None]
+    ) -> list[PendingEvent]:
+        if not fast:
+            return []
+        now = self._clock()
+        certs = await asyncio.to_thread(
+            lambda: [self.ca.sign_csr(info, uuid) for _, uuid, info, _, _ in fast]
+        )
+        records = [
+            KeyRecord(
+                id=fingerprints.key_id(info.fingerprint),
+                device_uuid=uuid,
+                fingerprint=info.fingerprint,
+                public_key_pem=info.pem,
+                cert_pem=cert,
+                state="accepted",
+                source="password",
+                reason="enrolled with a password",
+                created_at=now,
+                decided_at=now,
+            )
+            for (_, uuid, info, _, _), cert in zip(fast, certs, strict=True)
+        ]
+        await tx.keys.add_many(records)
+        items = [
+            (
+                f"enrollment.accepted.{r.device_uuid}",
+                {
+                    "uuid": r.device_uuid,
+                    "key_id": r.id,
+                    "fingerprint": r.fingerprint,
+                    "state": r.state,
+                    "reason": r.reason,
+                    "source_ip": item[4],
+                },
+                r.device_uuid,
+            )
+            for r, item in zip(records, fast, strict=True)
+        ]
+        rows = {row.device_uuid: row for row in await tx.events.add_many(items, at=now)}
+        for record, item in zip(records, fast, strict=True):
+            results[item[0]] = self._accepted(record, record.cert_pem or "")
+            log.info(
+                "enrollment of device %s (key %s) from %s: accepted",
+                record.device_uuid,
+                record.id,
+                item[4],
+            )
+        return [(key, payload, rows[uuid]) for key, payload, uuid in items]
+
+    def _report(
+        self, uuid: str, info: CsrInfo, source_ip: str, outcome: _Outcome
+    ) -> EnrollReply | MethodError:
         if outcome.refusal is not None:
             log.warning(
                 "enrollment of device %s (key %s) from %s refused: %s",
@@ -137,16 +287,24 @@ class EnrollmentService(KeyAdmin):
                 source_ip,
                 outcome.refusal.msg,
             )
-            raise outcome.refusal
+            return outcome.refusal
         assert outcome.reply is not None
         log.info(
-            "enrollment of device %s (key %s) from %s: %s",
+            "enrollment of device %s (key %s) from %s: %s%s",
             uuid,
             outcome.reply.key_id,
             source_ip,
             outcome.reply.state,
+            "" if outcome.events else " (again: the same key, the same certificate)",
         )
         return outcome.reply
+
+    def _limited(self, source_ip: str, uuid: str) -> MethodError:
+        try:
+            self._refuse_if_limited(source_ip, uuid)
+        except MethodError as exc:
+            return exc
+        return MethodError("rate-limited", ErrorCode.REFUSED)
 
     def _refuse_if_limited(self, source_ip: str, uuid: str) -> None:
         if self.limiter.limited(source_ip):
@@ -319,3 +477,14 @@ class EnrollmentService(KeyAdmin):
             denied = updated
         event = await self._event(tx, "denied", denied, now, source_ip=source_ip)
         return _Outcome(refusal=refusal, events=[event], charge=True)
+
+
+def _parse_all(pems: list[str]) -> list[CsrInfo | CsrError]:
+    """Parse and verify CSRs (in a worker thread): each its info or its error."""
+    parsed: list[CsrInfo | CsrError] = []
+    for pem in pems:
+        try:
+            parsed.append(parse_csr(pem))
+        except CsrError as exc:
+            parsed.append(exc)
+    return parsed

@@ -9,9 +9,9 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
-from hwfleet.controller.events import utcnow
 from hwfleet.store.events import EventRepository
 from hwfleet.store.graphs import GraphRepository
+from hwfleet.types import utcnow
 from hwfleet.workflows import events
 from hwfleet.workflows.definitions import check_required, task_options
 from hwfleet.workflows.runner import announce

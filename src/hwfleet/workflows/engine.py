@@ -16,10 +16,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.store import Store
 from hwfleet.store.events import EventRepository
 from hwfleet.store.graphs import GraphRepository, GraphRow, NodeBusyError, TaskRow
+from hwfleet.types import utcnow
 from hwfleet.workflows import events
 from hwfleet.workflows.basetasks import BaseTask
 from hwfleet.workflows.definitions import (
@@ -28,6 +28,7 @@ from hwfleet.workflows.definitions import (
     check_required,
     task_options,
 )
+from hwfleet.workflows.events import Announcer
 from hwfleet.workflows.library import Library, shipped
 from hwfleet.workflows.progress import advance, record_task_end
 from hwfleet.workflows.registry import BaseTaskRegistry
@@ -71,7 +72,7 @@ class GraphEngine:
     def __init__(
         self,
         store: Store,
-        publisher: EventPublisher,
+        publisher: Announcer,
         bases: BaseTaskRegistry,
         runner: TaskRunner,
         *,

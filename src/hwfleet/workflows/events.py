@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from hwfleet.bus.topology import EventKey, word
 
 Event = tuple[str, dict[str, Any], str | None]
+
+
+class Announcer(Protocol):
+    """Publishes an event whose row is already committed (the controller's EventPublisher)."""
+
+    async def announce(
+        self, routing_key: str, payload: dict[str, Any], *, event_id: int | None, at: datetime
+    ) -> None: ...
 
 
 def graph_started(graph_id: str, name: str, node: str | None) -> Event:

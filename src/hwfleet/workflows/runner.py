@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.store import Store
 from hwfleet.store.events import EventRepository
 from hwfleet.store.graphs import GraphRepository, TaskRow
 from hwfleet.store.records import EventRecord
+from hwfleet.types import utcnow
 from hwfleet.workflows.basetasks import TaskContext, TaskFailedError
+from hwfleet.workflows.events import Announcer
 from hwfleet.workflows.progress import advance, record_task_end
 from hwfleet.workflows.registry import BaseTaskRegistry
 
@@ -72,7 +73,7 @@ class TaskRunner:
     def __init__(
         self,
         store: Store,
-        events: EventPublisher,
+        events: Announcer,
         bases: BaseTaskRegistry,
         settings: RunnerSettings,
         make_context: ContextFactory,
@@ -302,7 +303,7 @@ class TaskRunner:
         return records, ready, set(graphs)
 
 
-async def announce(publisher: EventPublisher, records: list[EventRecord]) -> None:
+async def announce(publisher: Announcer, records: list[EventRecord]) -> None:
     for record in records:
         await publisher.announce(
             record.routing_key, record.payload, event_id=record.id, at=record.at

@@ -10,12 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.store.events import EventRepository
 from hwfleet.store.graphs import GraphRepository, TaskRow
+from hwfleet.types import utcnow
 from hwfleet.workflows import events
 from hwfleet.workflows.basetasks import AgentPort, TaskContext
 from hwfleet.workflows.engine import EngineError, GraphEngine
+from hwfleet.workflows.events import Announcer
 from hwfleet.workflows.ports import http_request, poll_response
 from hwfleet.workflows.registry import BaseTaskRegistry
 from hwfleet.workflows.runner import RunnerSettings, TaskRunner, announce
@@ -32,7 +33,7 @@ class GraphService:
     def __init__(
         self,
         store: Store,
-        publisher: EventPublisher,
+        publisher: Announcer,
         agent: AgentPort,
         settings: RunnerSettings,
         *,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -14,6 +15,7 @@ from hwfleet.protocol import methods
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
+from hwfleet.trust.enroll_batch import retry_after
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class StreamLink:
         self._local = local_address
         self._heartbeat = heartbeat
         self._backoff = Backoff(reconnect_min, reconnect_max)
+        self._jitter = random.Random()  # noqa: S311 - spreading retries, not cryptography
         self._call_timeout = call_timeout
         self.connected = asyncio.Event()
         self.connects = 0
@@ -54,15 +57,24 @@ class StreamLink:
     async def run(self) -> None:
         """Connect forever; returns only after :meth:`stop`."""
         while not self._stopping:
+            busy: float | None = None
             try:
                 await self._session_once()
             except (OSError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
                 self._note_failure(str(exc) or type(exc).__name__)
+                busy = retry_after(str(exc))
             except Exception as exc:  # a refusal from the controller, a bad reply
                 self._note_failure(f"{type(exc).__name__}: {exc}")
+                busy = retry_after(str(exc))
             if self._stopping:
                 break
-            await asyncio.sleep(self._backoff.next())  # deliberate wait between attempts
+            if busy is not None:
+                # The controller said when to come back (an enrollment storm): do, spread
+                # by jitter so the devices it turned away do not return all at once.
+                delay = busy * (0.5 + self._jitter.random())
+            else:
+                delay = self._backoff.next()
+            await asyncio.sleep(delay)  # deliberate wait between attempts
 
     def stop(self) -> None:
         self._stopping = True

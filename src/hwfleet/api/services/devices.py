@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,6 +80,11 @@ class DevicesService:
         self.store = store
         self.links = links
         self.tasks = tasks
+        # --- oob --- methods served by the node's BMC instead of its agent (docs/oob.md):
+        # returns the reply, or None when the node's agent should get the command.
+        self.bmc_methods: (
+            Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any] | None]] | None
+        ) = None
 
     async def list_devices(self, *, discovered: bool) -> list[dict[str, Any]]:
         async with self.store.tx() as tx:
@@ -137,6 +143,10 @@ class DevicesService:
     ) -> dict[str, Any]:
         """A short method's ``{"result"}``, or a long one's ``{"task"}`` row."""
         check_envelope(method, params)
+        if self.bmc_methods is not None:  # --- oob ---
+            served = await self.bmc_methods(uuid, method, params)
+            if served is not None:
+                return served
         await self.require_connected(uuid)
         if is_long(method):
             return {"task": to_json(await self.tasks.start(uuid, method, params))}

@@ -45,6 +45,7 @@ from hwfleet.trust import (
     peer_identity,
     server_context,
 )
+from hwfleet.trust.enroll_batch import EnrollQueue
 from hwfleet.trust.enroll_limits import PasswordCaps
 
 if TYPE_CHECKING:
@@ -88,6 +89,8 @@ class Admission:
                 fleet_limit=settings.enroll_password_fleet_limit,
             ),
         )
+        #: Storms of ``enroll`` are decided in batches and answered ``busy`` past a bound.
+        self.enroll_queue = EnrollQueue(self.keys)
         self.ssl_context: ssl.SSLContext | None = None
         #: Creates and deletes per-device RabbitMQ users (None: devices share the bus URL's).
         self.bus_credentials: Provisioner | None = build_provisioner(
@@ -108,6 +111,9 @@ class Admission:
             paths = self.ca.issue_server_cert(certificate_hosts(listen_host))
             self.ssl_context = server_context(self.ca, paths)
             log.info("controller CA fingerprint %s", self.ca.fingerprint())
+
+    async def close(self) -> None:
+        await self.enroll_queue.close()
 
     def install(self, agent_methods: AgentMethods) -> None:
         agent_methods.add(ENROLL_HELLO, self._hello)
@@ -143,7 +149,7 @@ class Admission:
     async def _enroll(self, ctx: AgentContext, params: EnrollParams) -> dict[str, Any]:
         self._anonymous_only(ctx)
         ctx.extra["enrolling"] = True
-        reply = await self.keys.enroll(params, source_ip=ctx.ipaddr)
+        reply = await self.enroll_queue.enroll(params, source_ip=ctx.ipaddr)
         if (
             params.transport == "amqp"
             and reply.state == "accepted"

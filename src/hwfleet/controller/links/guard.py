@@ -147,7 +147,7 @@ class AnonymousGuard:
         if self.open_links >= self.limits.total:
             return (
                 f"too many unauthenticated connections to this controller (limit "
-                f"{self.limits.total}, anonymous_links): retry in a few seconds"
+                f"{self.limits.total}, anonymous_links): busy, retry after 1 s"
             )
         self._open[key] += 1
         return None
