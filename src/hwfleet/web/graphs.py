@@ -23,6 +23,7 @@ from hwfleet.web.pages import show
 
 router = APIRouter(include_in_schema=False)
 RECENT = 50
+ACTIVE = 500
 GRAPH_ACTIONS = ("cancel", "pause", "resume")
 
 
@@ -30,9 +31,10 @@ GRAPH_ACTIONS = ("cancel", "pause", "resume")
 async def graphs_page(
     request: Request, session: SessionDep, graphs: Graphs, events: EventsDep
 ) -> HTMLResponse:
-    rows = [GraphView.of(g) for g in await graphs.engine.list(active_only=False, limit=RECENT)]
-    active = [g for g in rows if g.active]
-    recent = [g for g in rows if not g.active]
+    # Active ones asked for apart: a long-running graph stays listed behind many newer ones.
+    active = [GraphView.of(g) for g in await graphs.engine.list(active_only=True, limit=ACTIVE)]
+    rows = await graphs.engine.list(active_only=False, limit=RECENT)
+    recent = [v for v in (GraphView.of(g) for g in rows) if not v.active]
     library = await library_of(graphs)
     return await show(
         request, "graphs.html", session, events, active=active, recent=recent, library=library
