@@ -43,6 +43,12 @@ async def test_upload_lists_and_deletes_an_image(
         "/images/upload", content=RAW, headers={**htmx, "X-CSRF-Token": csrf}
     )
     assert "upload refused" in bad.text and "name" in bad.text  # no name: a clear message
+    form = await browser_client.post(  # a form posted without JavaScript: told why, not stored
+        "/images/upload",
+        files={"file": ("x.img", RAW)},
+        headers={"HX-Request": "true", "X-CSRF-Token": csrf},
+    )
+    assert "needs JavaScript" in form.text and len(await controller.images.list()) == 1
     confirm = await browser_client.get(f"/images/{record.id}/delete")
     assert confirm.status_code == 200 and "Delete image disk one?" in confirm.text
     assert (await browser_client.post(f"/images/{record.id}/delete")).status_code == 403
