@@ -42,6 +42,7 @@ DEFAULT_MAX_BODY = 2 * MIB
 #: Routes whose body is streamed to disk, never held: ``api_max_body`` does not apply.
 STREAMED_ROUTES: tuple[tuple[str, re.Pattern[str], int], ...] = (
     ("POST", re.compile(r"/api/v1/images"), 1 << 42),  # image upload (docs/imaging.md)
+    ("POST", re.compile(r"/images/upload"), 1 << 42),  # the dashboard's (docs/dashboard.md)
 )
 
 

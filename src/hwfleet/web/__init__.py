@@ -13,9 +13,17 @@ from fastapi import APIRouter, FastAPI
 
 def routers() -> list[APIRouter]:
     """Every dashboard router (imported here, not at package import: no side effects)."""
-    from hwfleet.web import actions, assets, auth, live, pages
+    from hwfleet.web import actions, assets, auth, graphs, images, live, pages
 
-    return [auth.router, assets.router, pages.router, actions.router, live.router]
+    return [
+        auth.router,
+        assets.router,
+        pages.router,
+        actions.router,
+        live.router,
+        images.router,
+        graphs.router,
+    ]
 
 
 def provide_to(app: FastAPI, operator_token: str, *, session_idle: float) -> None:

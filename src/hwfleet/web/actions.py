@@ -50,6 +50,17 @@ async def attempt(action: Callable[[], Awaitable[str]]) -> tuple[bool, str]:
         return False, str(exc) or type(exc).__name__
 
 
+def json_object(form: dict[str, str], field: str, example: str) -> dict[str, object]:
+    """A form field holding a JSON object (empty: ``{}``); raises ValueError saying why not."""
+    try:
+        value = json.loads(form.get(field) or "{}")
+    except ValueError as exc:
+        raise ValueError(f"{field}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{field}: a JSON object, like {{}} or {example}")
+    return value
+
+
 @router.post("/devices/{uuid}/ping")
 async def ping(request: Request, uuid: str, session: SessionDep, devices: DevicesDep) -> Response:
     await checked_form(request, session)
@@ -71,12 +82,7 @@ async def run(request: Request, uuid: str, session: SessionDep, devices: Devices
         method = form.get("method", "").strip()
         if not method:
             raise ValueError("method: name the command to run (e.g. status)")
-        try:
-            params = json.loads(form.get("params") or "{}")
-        except ValueError as exc:
-            raise ValueError(f"params: not JSON ({exc})") from None
-        if not isinstance(params, dict):
-            raise ValueError('params: a JSON object, like {} or {"seconds": 5}')
+        params = json_object(form, "params", '{"seconds": 5}')
         reply = await devices.run(uuid, method, params, ACTION_TIMEOUT)
         if "task" in reply:
             return f"{method}: started task {reply['task'].get('id', '')}"

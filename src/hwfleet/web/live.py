@@ -6,11 +6,11 @@ event row's id as the SSE id. Pages reload the regions those names touch. A reco
 browser sends ``Last-Event-ID`` (or the page's ``after`` cursor, the newest id when it was
 rendered): the stream subscribes first, then sends what the store recorded after that id,
 then the live copies it has not sent yet — nothing is missed. The replay is coalesced to
-the newest event per name (each one only tells a page to reload). While a task, a scan or
-an MES delivery is in progress — which records no event per step — a ``progress`` event
-every :data:`TICK` seconds reloads progress bars. Comments keep proxies from closing an
-idle stream, and a stream ends after :data:`LIFETIME` (the browser reconnects and resumes)
-or once its session is logged out.
+the newest event per name (each one only tells a page to reload). While a task, a scan,
+an MES delivery or a task graph is in progress — which records no event per step — a
+``progress`` event every :data:`TICK` seconds reloads progress bars. Comments keep
+proxies from closing an idle stream, and a stream ends after :data:`LIFETIME` (the browser
+reconnects and resumes) or once its session is logged out.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -29,8 +30,10 @@ from hwfleet.api.services.scans import ScansService
 from hwfleet.api.services.tasks import TasksService
 from hwfleet.bus.base import Delivery
 from hwfleet.web.auth import SessionDep, SessionsDep
+from hwfleet.workflows.service import GraphService
 
 router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
 
 TICK = 2.0
 COALESCE = 0.25
@@ -63,14 +66,28 @@ async def replay(events: EventsService, after: int) -> tuple[dict[str, int], int
     return newest, last
 
 
-async def in_progress(tasks: TasksService, scans: ScansService) -> bool:
-    """Whether anything is moving that records no event per step."""
+async def in_progress(
+    tasks: TasksService, scans: ScansService, graphs: GraphService | None = None
+) -> bool:
+    """Whether anything is moving that records no event per step (a graph's task starting
+    records none either: only its end does)."""
     if await tasks.list_tasks(device=None, active=True, limit=1):
+        return True
+    if graphs is not None and await graphs.engine.list(active_only=True, limit=1):
         return True
     recent = await scans.list_scans(1)
     if recent and recent[0].get("state") == "running":
         return True
     return bool(await scans.outbox("pending", 1))
+
+
+def optional_service(request: Request, kind: type[T]) -> T | None:
+    """The app's service of this type, or None on a server without it (the live stream
+    still serves the other pages)."""
+    for service in getattr(request.app.state, "services", ()):
+        if isinstance(service, kind):
+            return service
+    return None
 
 
 def resume_point(last_event_id: str | None, after: int | None) -> int | None:
@@ -93,6 +110,7 @@ async def live(
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
     queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+    graphs = optional_service(request, GraphService)
 
     async def on_event(delivery: Delivery) -> None:
         if queue.full():
@@ -117,7 +135,7 @@ async def live(
 
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + TICK
-                    if await in_progress(tasks, scans):
+                    if await in_progress(tasks, scans, graphs):
                         yield ServerSentEvent(data="{}", event="progress")
                 batch = await gather(queue, max(0.0, next_tick - time.monotonic()), sent)
                 for name, event_id in sorted(batch.items(), key=lambda item: item[1]):

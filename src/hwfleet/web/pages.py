@@ -1,4 +1,5 @@
-"""The dashboard's pages: Fleet, Device, Scans, a scan, Tasks and Keys (GET only).
+"""The dashboard's pages: Fleet, Device, Scans, a scan, Tasks and Keys (GET only; Images
+and Graphs have their own modules).
 
 Each page is complete HTML (readable without JavaScript). Its ``#live`` region reloads
 itself through htmx when the page's SSE connection (:mod:`hwfleet.web.live`) names an
@@ -12,8 +13,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from hwfleet.api.deps import DevicesDep, EventsDep, KeysDep, ScansDep, TasksDep
+from hwfleet.api.graphs import Graphs
 from hwfleet.api.services.events import EventsService
 from hwfleet.web.auth import Session, SessionDep
+from hwfleet.web.graphviews import device_graphs, library_of
 from hwfleet.web.templating import render
 from hwfleet.web.views import (
     DeliveryView,
@@ -71,8 +74,10 @@ async def device(
     tasks: TasksDep,
     events: EventsDep,
     keys: KeysDep,
+    graphs: Graphs,
 ) -> HTMLResponse:
     body = await devices.get(uuid)
+    active_graph, recent_graphs = await device_graphs(graphs, uuid)
     inventory = body.get("inventory") or {}
     task_rows = await tasks.list_tasks(device=uuid, active=False, limit=50)
     event_rows = await events.list_events(
@@ -90,6 +95,9 @@ async def device(
         tasks=[from_body(TaskView, t) for t in task_rows],
         history=[EventView.of(e) for e in event_rows],
         keys=[from_body(KeyView, k) for k in key_rows],
+        active_graph=active_graph,
+        graphs=recent_graphs,
+        library=await library_of(graphs),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -13,10 +14,14 @@ from tests.integration.controller.conftest import (
     controller_settings,
     running_controller,
 )
+from tests.integration.web.browser import chromium
 
 from hwfleet.controller.app import Controller
 from hwfleet.sim.fleet import SimFleet
 from hwfleet.sim.profiles import generate
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -48,3 +53,10 @@ async def log_in(client: httpx.AsyncClient, token: str) -> str:
 async def browser_client(controller: Controller) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=controller.api_url, timeout=20) as client:
         yield client
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, for one test (its pages share nothing with the next)."""
+    async with chromium() as launched:
+        yield launched

@@ -14,7 +14,6 @@ from tests.integration.controller.conftest import (
     controller_settings,
     running_controller,
 )
-from tests.integration.web.browser import chromium
 
 from hwfleet.cli.demo_session import mes_records
 from hwfleet.controller.app import Controller
@@ -50,12 +49,6 @@ async def controller(tmp_path: Path, mes: tuple[MesSimulator, str]) -> AsyncIter
     )
     async with running_controller(settings) as ctl:
         yield ctl
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as launched:
-        yield launched
 
 
 def fleet_of(controller: Controller, profile: Profile, tmp_path: Path, password: str) -> SimFleet:
