@@ -237,13 +237,21 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mdp_report_interval: Positive = 60.0
     #: The operations each report runs, comma-separated.
     mdp_report_operations: str = "load_and_memory,disk_health"
-    #: SSH private key this machine pushes cluster folders with (empty: no folder sync).
+    #: SSH private key this machine pulls cluster folders with (empty:
+    #: DATA_DIR/cluster_ssh_key, made at first use and handed out by `hwfleet mdp cluster`).
     mdp_cluster_ssh_key: str = ""
-    #: known_hosts holding the other members' host keys (checked strictly).
+    #: known_hosts holding the other members' host keys (checked strictly; empty:
+    #: DATA_DIR/known_hosts, filled by `hwfleet mdp cluster`).
     mdp_cluster_known_hosts: str = ""
     mdp_cluster_user: str = "root"
     #: Seconds between two sync rounds.
     mdp_cluster_interval: Positive = 30.0
+    #: Take part in cluster folder sync at all (cluster_info still answers when off).
+    mdp_cluster_sync: bool = True
+    #: Where the other members' keys go (empty: ~/.ssh/authorized_keys of the agent's user).
+    mdp_cluster_authorized_keys: str = ""
+    #: This machine's sshd host public key (empty: the first of /etc/ssh/ssh_host_*_key.pub).
+    mdp_cluster_host_key: str = ""
     # --- imaging ---
     #: Where standby.cache_images keeps images (empty: DATA_DIR/image-cache).
     image_cache: str = ""

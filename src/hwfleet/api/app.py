@@ -17,6 +17,7 @@ from hwfleet.api import (
     images,
     keys,
     lifecycle,
+    mdp,
     oob,
     scans,
     targets,
@@ -63,6 +64,7 @@ def create_app(
         targets,
         lifecycle,
         boot,
+        mdp,
         oob,
     ):
         app.include_router(module.router)

@@ -18,6 +18,7 @@ from typing import Any
 
 from hwfleet.bootstrap import remote
 from hwfleet.bootstrap.hostkeys import HostKeyError, HostKeyPolicy
+from hwfleet.bootstrap.sudo import as_root, push
 from hwfleet.bootstrap.units import SERVICE, Layout, agent_config, systemd_unit, sysvinit_script
 from hwfleet.bootstrap.wheels import wheel_files
 
@@ -65,7 +66,7 @@ async def bootstrap_host(job: Job, host: str, progress: Callable[[str], None]) -
                 out["first_use"] = True
             elif key is not None:
                 out["host_key"] = key.get_fingerprint("sha256")
-            await _install(job, conn, host, out, progress)
+            await _install(job, await as_root(conn, job.user), host, out, progress)
     except asyncssh.HostKeyNotVerifiable as exc:
         out["error"] = f"host key refused: {exc} — it does not match the recorded key"
     except (asyncssh.Error, OSError, remote.RemoteError, HostKeyError, ValueError) as exc:
@@ -110,8 +111,7 @@ async def _install(job: Job, conn: Any, host: str, out: dict[str, Any],
     present = {name: int(size) for name, size in pairs if size.isdigit()}
     missing = [job.wheelhouse / n for n, size in wheels.items() if present.get(n) != size]
     if missing:
-        async with conn.start_sftp_client() as sftp:
-            await sftp.put([str(p) for p in missing], lay.wheels)
+        await push(conn, [str(p) for p in missing], lay.wheels)
     progress("installing")
     venv_python = f"{lay.venv}/bin/python"
     if not await _ok(conn, ["test", "-x", venv_python]):

@@ -65,6 +65,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
         mdp_cluster_user: Annotated[str | None, Opt(help="SSH user on the other members")] = None,
         mdp_cluster_interval: Annotated[str | None, Opt(help="seconds between sync rounds")] = None,
+        mdp_cluster_sync: Annotated[
+            bool | None, Opt(help="take part in cluster folder sync (on)")
+        ] = None,
+        mdp_cluster_authorized_keys: Annotated[
+            str | None, Opt(help="where the other members' keys go (~/.ssh/authorized_keys)")
+        ] = None,
+        mdp_cluster_host_key: Annotated[
+            str | None, Opt(help="this machine's sshd host public key (/etc/ssh's)")
+        ] = None,
         image_cache: Annotated[
             str | None, Opt(help="where standby.cache_images keeps images (DATA_DIR/image-cache)")
         ] = None,

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         hosts: list[str],
         controller: Annotated[str, Opt(help="the gateway H:P the agents connect to")],
         user: Annotated[
-            str, Opt("--user", help="SSH user (root, or one with sudo-less root)")
+            str, Opt("--user", help="SSH user: root, or one with passwordless sudo (sudo -n)")
         ] = "root",
         identity: Annotated[str | None, Opt("--identity", help="SSH private key file")] = None,
         known_hosts: Annotated[

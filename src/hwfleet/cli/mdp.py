@@ -2,8 +2,8 @@
 
 These commands speak MDP v2 over UDP directly, with the key the controller mirrored to
 ``<data-dir>/.known_machines/<ip>.txt`` (so they run on the controller's machine, or
-anywhere that directory is copied to). ``status`` reads the reports the controller
-collected.
+anywhere that directory is copied to). ``status`` shows the reports the controller
+collected, through its API (``GET /api/v1/mdp/status``) when ``HWFLEET_API`` is set.
 """
 
 from __future__ import annotations
@@ -131,11 +131,24 @@ def register(app: typer.Typer) -> None:
         console().print(table(f"operations of {host}", ["operation", "help"], rows))
 
     @mdp.command("status")
-    def status(data_dir: DataOpt = None, as_json: JsonOpt = False) -> None:
-        """The latest report each machine sent to this controller (--mdp-report-listen)."""
-        from hwfleet.mdp.reports import latest_reports
+    def status(
+        data_dir: DataOpt = None,
+        api: Annotated[
+            str | None, Opt("--api", help="ask the controller's API (default: HWFLEET_API)")
+        ] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """The latest report each machine sent to this controller (--mdp-report-listen):
+        from its API when --api or HWFLEET_API is set, else from --data-dir."""
+        if api or os.environ.get("HWFLEET_API"):
+            from hwfleet.cli.client import ApiClient
 
-        reports = latest_reports(_data_dir(data_dir))
+            with ApiClient(api, data_dir) as client:
+                reports: list[dict[str, Any]] = client.get("/api/v1/mdp/status")
+        else:
+            from hwfleet.mdp.reports import latest_reports
+
+            reports = latest_reports(_data_dir(data_dir))
         if as_json:
             from hwfleet.cli.output import print_json
 

@@ -49,6 +49,15 @@ def register(app: typer.Typer) -> None:
         mdp_legacy_keys: Annotated[
             bool, Opt(help="also accept MDP 1.0 (key inside the message; unsafe)")
         ] = False,
+        mdp_report_to: Annotated[
+            str, Opt(help="each device reports diagnostics to the monitoring host H:P")
+        ] = "",
+        mdp_report_interval: Annotated[
+            float, Opt(help="seconds between a device's reports", min=0.1)
+        ] = 60.0,
+        mdp_report_operations: Annotated[
+            str, Opt(help="operations each report runs, comma-separated")
+        ] = "load_and_memory,disk_health",
         controller_fingerprint: Annotated[str, Opt(help="pin this controller CA")] = "",
         insecure: Annotated[bool, Opt(help="plain TCP, no enrollment (unsafe)")] = False,
         log_level: Annotated[str, Opt()] = "warning",
@@ -73,6 +82,13 @@ def register(app: typer.Typer) -> None:
             raise CliError("--transport stream needs --controller H:P")
         if transport == "amqp" and not bus:
             raise CliError("--transport amqp needs --bus amqp://user:password@host/")
+        if mdp_report_to and not mdp:
+            raise CliError("--mdp-report-to needs the diagnostics endpoints (drop --no-mdp)")
+        try:
+            if mdp_report_to:
+                parse_host_port(mdp_report_to)
+        except ValueError as exc:
+            raise CliError(f"--mdp-report-to: {exc}") from None
         try:
             host, port = parse_host_port(controller) if controller else ("", 0)
             fleet_profile = load_profile(profile) if profile else generate(devices or 0, seed)
@@ -107,6 +123,11 @@ def register(app: typer.Typer) -> None:
             bus_url=(bus or "") if own_users else "",
             mdp_port=mdp_port if mdp else None,
             mdp_legacy_keys=mdp_legacy_keys,
+            mdp_report_to=mdp_report_to,
+            mdp_report_interval=mdp_report_interval,
+            mdp_report_operations=tuple(
+                n.strip() for n in mdp_report_operations.split(",") if n.strip()
+            ),
         )
         setup_logging(log_level)
 

@@ -380,6 +380,11 @@ class Controller:
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---
         provide(app, self.graphs)  # graphs (DESIGN §11)
+        # --- mdp: the latest diagnostics reports over REST ---
+        from hwfleet.api.services.mdp import MdpService
+
+        provide(app, MdpService(self.settings.data_dir, self.settings.mdp_report_listen))
+        # --- end mdp ---
         if self.oob is not None:  # --- oob ---
             provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.

@@ -23,6 +23,7 @@ from typing import Any
 
 from hwfleet.mdp.operations import OperationContext
 from hwfleet.mdp.sync import FolderSync
+from hwfleet.mdp.tombstones import PROBE_PREFIX
 
 MODES = ("sync_folders",)
 PROBE_BYTES = 4 * 1024 * 1024
@@ -39,7 +40,7 @@ def measure(folder: Path) -> dict[str, float]:
     """The three measured inputs of the score, for ``folder``."""
     cpus = os.cpu_count() or 1
     spare = _clamp(1 - os.getloadavg()[0] / cpus)
-    probe = folder / f".hwfleet-mdp-probe-{os.getpid()}"
+    probe = folder / f"{PROBE_PREFIX}{os.getpid()}"
     block = os.urandom(PROBE_BYTES)
     started = time.perf_counter()
     try:
@@ -100,6 +101,13 @@ class ClusterMember:
         members = _members(info.get("cluster_machines", []))
         modes = _modes(info.get("cluster_mode", []))
         self.context.state["cluster"] = {"machines": members, "modes": modes, "by": sender}
+        config = self.sync.config
+        if config is not None:  # machines no longer members lose their access here
+            from hwfleet.mdp.trust import forget_others
+
+            await asyncio.to_thread(
+                forget_others, config.authorized_keys, config.known_hosts, members
+            )
         answer = []
         peers = await self.sync.configure(members, modes[0]["folder"]) if modes else []
         for mode in modes:

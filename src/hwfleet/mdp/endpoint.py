@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 #: Operations one request may name; more is malformed.
 MAX_OPERATIONS = 32
+#: Operations a version "1.0" request may not run: they change who may log in here.
+V2_ONLY = frozenset({"cluster_trust"})
 #: Requests being worked on at once; more are dropped (``busy``) rather than queued.
 MAX_IN_FLIGHT = 16
 
@@ -147,8 +149,13 @@ class MdpEndpoint:
 
     # -- work ------------------------------------------------------------------
     async def _answer(self, request: dict[str, Any], addr: tuple[str, int]) -> None:
+        legacy = request.get("version") == wire.LEGACY
         entries = []
         for op in request.get("operations", []):
+            if legacy and op["name"] in V2_ONLY:  # v1.0 carries the key in the clear
+                entries.append({"name": op["name"], "status": False,
+                                "error": "this operation needs version 2"})  # fmt: skip
+                continue
             entries.append(await self.operations.run(self.context, op["name"], op.get("args")))
         cluster: dict[str, Any] = {}
         if request.get("cluster_info") and self.cluster is not None:
@@ -156,7 +163,6 @@ class MdpEndpoint:
                 cluster = await self.cluster(request["cluster_info"], addr[0])
             except ValueError as exc:
                 cluster = {"error": str(exc)}
-        legacy = request.get("version") == wire.LEGACY
         base = {
             "status": all(e["status"] for e in entries),
             "version": request["version"],

@@ -47,8 +47,9 @@ class Reporter:
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="mdp-reporter")
+    def start(self, delay: float = 0.0) -> None:
+        """Report after ``delay`` seconds, then every interval."""
+        self._task = asyncio.create_task(self._loop(delay), name="mdp-reporter")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -72,7 +73,8 @@ class Reporter:
         self.sent += sent
         return sent
 
-    async def _loop(self) -> None:
+    async def _loop(self, delay: float) -> None:
+        await asyncio.sleep(delay)  # a schedule, not a synchronisation
         while True:
             try:
                 await self.report_once()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,20 +55,28 @@ class MdpOptions:
             port=port,
             legacy=settings.mdp_legacy_keys,
             share_key=share_key,
-            sync=SyncConfig(
-                settings.mdp_cluster_ssh_key,
-                settings.mdp_cluster_known_hosts or str(Path(settings.data_dir) / "known_hosts"),
-                settings.mdp_cluster_user,
-                settings.mdp_cluster_interval,
-            )
-            if settings.mdp_cluster_ssh_key
-            else None,
+            sync=_sync_config(settings),
             report_to=settings.mdp_report_to,
             report_interval=settings.mdp_report_interval,
             report_operations=tuple(
                 n.strip() for n in settings.mdp_report_operations.split(",") if n.strip()
             ),
         )
+
+
+def _sync_config(settings: AgentSettings) -> SyncConfig | None:
+    if not settings.mdp_cluster_sync:
+        return None
+    data = Path(settings.data_dir)
+    return SyncConfig(
+        settings.mdp_cluster_ssh_key or str(data / "cluster_ssh_key"),
+        settings.mdp_cluster_known_hosts or str(data / "known_hosts"),
+        settings.mdp_cluster_user,
+        settings.mdp_cluster_interval,
+        authorized_keys=settings.mdp_cluster_authorized_keys
+        or os.path.expanduser("~/.ssh/authorized_keys"),
+        host_key=settings.mdp_cluster_host_key,
+    )
 
 
 def build_endpoint(runtime: MachineRuntime, options: MdpOptions) -> MdpEndpoint:

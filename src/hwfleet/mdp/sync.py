@@ -1,11 +1,13 @@
 """``sync_folders``: keep one folder converged across the cluster's members with rsync over SSH.
 
-Every member pushes its folder to every other member each ``interval`` seconds with
+Every ``interval`` seconds each member pulls the folder from every other member with
 ``rsync -a --update`` (a newer copy is never overwritten by an older one), so after a
 round every member holds the union of the files, each at its newest version. Deletions
-are not propagated (a deleted file comes back from a peer): documented in docs/mdp.md.
-SSH uses this machine's cluster key and a known_hosts file, strictly
-(``StrictHostKeyChecking=yes``, no password prompts).
+travel as tombstones (:mod:`hwfleet.mdp.tombstones`). Members pull rather than push so
+that a member's folder changes only in its own round or by its own users (what makes
+deletions detectable) and so that each peer needs only read access here (rrsync -ro,
+:mod:`hwfleet.mdp.trust`). SSH uses this machine's cluster key and the cluster
+known_hosts, strictly (``StrictHostKeyChecking=yes``, no password prompts).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import shlex
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from hwfleet.mdp.tombstones import PROBE_PREFIX, STATE_DIR, Tombstones
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +39,15 @@ def is_local(ip: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
+    #: This machine's sync key (made at first use, hwfleet.mdp.trust).
     ssh_key: str
     known_hosts: str
     user: str = "root"
     interval: float = 30.0
+    #: Where the peers' keys go (the SSH user's authorized_keys here).
+    authorized_keys: str = ""
+    #: This machine's sshd host public key file (empty: the first of /etc/ssh's).
+    host_key: str = ""
 
 
 class FolderSync:
@@ -47,17 +57,22 @@ class FolderSync:
         self.config = config
         self.last: dict[str, dict[str, Any]] = {}
         self.rounds = 0
+        self.deleted = 0
+        #: Peers whose sshd restricts this machine's key with rrsync (paths are relative).
+        self.rrsync_peers: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
-        return "on" if self.config else "off: the agent has no cluster SSH key (docs/mdp.md)"
+        return "on" if self.config else "off: folder sync is disabled on this machine"
 
     async def configure(self, members: list[str], folder: str) -> list[str]:
         """Start syncing ``folder`` with the members that are not this machine."""
         await self.close()
-        peers = [m for m in members if not is_local(m)]
+        local = [m for m in members if is_local(m)]
+        peers = [m for m in members if m not in local]
         if self.config is not None and peers:
-            self._task = asyncio.create_task(self._loop(peers, folder), name="mdp-sync")
+            me = local[0] if local else socket.gethostname()
+            self._task = asyncio.create_task(self._loop(me, peers, folder), name="mdp-sync")
         return peers
 
     async def close(self) -> None:
@@ -66,7 +81,8 @@ class FolderSync:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def command(self, peer: str, folder: str) -> list[str]:
+    def command(self, me: str, peer: str, folder: str) -> list[str]:
+        """rsync pulling ``peer``'s folder into ours."""
         assert self.config is not None
         cfg = self.config
         options = ["BatchMode=yes", "IdentitiesOnly=yes", "StrictHostKeyChecking=yes",
@@ -76,36 +92,48 @@ class FolderSync:
             argv += ["-o", option]
         ssh = " ".join(shlex.quote(a) for a in argv)
         path = folder.rstrip("/") + "/"
-        return ["rsync", "-a", "--update", "--timeout=60", "-e", ssh, path,
-                f"{cfg.user}@{peer}:{path}"]  # fmt: skip
+        source = "./" if peer in self.rrsync_peers else path
+        state = f"/{STATE_DIR}/"
+        return ["rsync", "-a", "--update", "--timeout=60", "--out-format=%n", "-e", ssh,
+                f"--exclude=/{PROBE_PREFIX}*", f"--exclude={state}*.seen.json",
+                f"--exclude={state}*.tmp", f"--exclude={state}{me}.json",
+                f"{cfg.user}@{peer}:{source}", path]  # fmt: skip
 
-    async def push(self, peer: str, folder: str) -> dict[str, Any]:
+    async def pull(self, me: str, peer: str, folder: str) -> tuple[dict[str, Any], set[str]]:
+        """One rsync from ``peer``: its outcome and the files it brought."""
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            *self.command(peer, folder),
-            stdout=asyncio.subprocess.DEVNULL,
+            *self.command(me, peer, folder),
+            stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
         try:
             async with asyncio.timeout(300):
-                _, err = await proc.communicate()
+                out, err = await proc.communicate()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-            return {"ok": False, "error": "rsync timed out"}
+            return {"ok": False, "error": "rsync timed out"}, set()
         result: dict[str, Any] = {"ok": proc.returncode == 0,
                                   "seconds": round(time.monotonic() - started, 2)}  # fmt: skip
         if proc.returncode:
             result["error"] = err.decode(errors="replace").strip()[-300:]
-        return result
+        names = {n for n in out.decode(errors="replace").splitlines() if n and not n.endswith("/")}
+        return result, names
 
-    async def _loop(self, peers: list[str], folder: str) -> None:
+    async def _loop(self, me: str, peers: list[str], folder: str) -> None:
+        book = Tombstones(Path(folder), me)
         while True:
+            scanned = await asyncio.to_thread(book.before, time.time())
+            pulled: set[str] = set()
             for peer in peers:
-                self.last[peer] = await self.push(peer, folder)
+                self.last[peer], names = await self.pull(me, peer, folder)
+                pulled |= names
                 if not self.last[peer]["ok"]:
-                    log.warning("sync of %s to %s failed: %s", folder, peer,
+                    log.warning("sync of %s from %s failed: %s", folder, peer,
                                 self.last[peer].get("error"))  # fmt: skip
+            deleted = await asyncio.to_thread(book.after, scanned, pulled, time.time())
+            self.deleted += len(deleted)
             self.rounds += 1
             await asyncio.sleep(self.config.interval if self.config else 30.0)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from hwfleet.bus.base import Bus
     from hwfleet.discovery import DiscoveryResponder
     from hwfleet.mdp.endpoint import MdpEndpoint
+    from hwfleet.mdp.reports import Reporter
     from hwfleet.trust import AgentIdentity
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class SimulatedDevice:
     responder: DiscoveryResponder | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     mdp: MdpEndpoint | None = None
+    reporter: Reporter | None = None
 
 
 def simulated_runtime(
@@ -111,6 +113,10 @@ class FleetOptions:
     #: UDP port of each device's diagnostics endpoint on its own address (None: none).
     mdp_port: int | None = None
     mdp_legacy_keys: bool = False
+    #: Each device reports to the monitoring host H:P (empty: no reports), as agents do.
+    mdp_report_to: str = ""
+    mdp_report_interval: float = 60.0
+    mdp_report_operations: tuple[str, ...] = ("load_and_memory", "disk_health")
 
 
 class SimFleet:
@@ -255,6 +261,20 @@ class SimFleet:
             await endpoint.start()
             device.runtime.mdp_port = endpoint.port
             device.mdp = endpoint
+        if self.options.mdp_report_to:
+            self._start_reporters()
+
+    def _start_reporters(self) -> None:
+        from hwfleet.mdp.reports import Reporter
+
+        opts = self.options
+        for device in self.devices:
+            if device.mdp is None:
+                continue
+            device.reporter = Reporter(device.mdp, opts.mdp_report_to, opts.mdp_report_interval,
+                                       opts.mdp_report_operations)  # fmt: skip
+            # Spread a fleet's reports over the interval instead of one burst.
+            device.reporter.start(delay=opts.mdp_report_interval * device.index / len(self.devices))
 
     @staticmethod
     async def _sign_when_enrolled(device: SimulatedDevice) -> None:
@@ -284,6 +304,8 @@ class SimFleet:
         for device in self.devices:
             if device.responder is not None:
                 await device.responder.close()
+            if device.reporter is not None:
+                await device.reporter.close()
             if device.mdp is not None:
                 await device.mdp.close()
         await asyncio.gather(*(d.runtime.tasks.close() for d in self.devices))

@@ -49,7 +49,9 @@ def sshd(workdir: Path, deadline: float) -> Iterator[Sshd]:
     config = workdir / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
-        f"PidFile {workdir / 'sshd.pid'}\nAuthorizedKeysFile {workdir / 'authorized_keys'}\n"
+        f"PidFile {workdir / 'sshd.pid'}\n"
+        # root: the test's file; other users (tests/integration/bootstrap/users.py): their own.
+        f"AuthorizedKeysFile {workdir / 'authorized_keys'} .ssh/authorized_keys\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "Subsystem sftp internal-sftp\n"

@@ -1,5 +1,7 @@
 """Runs one agent's diagnostics endpoint (``ip netns exec NS python THIS DATA_DIR PORT
-[SSH_KEY KNOWN_HOSTS]``); with an SSH key its cluster mode syncs folders every second.
+[AUTHORIZED_KEYS HOST_KEY_PUB]``); with those, its cluster mode syncs folders every second
+(the sync key made in DATA_DIR at first use, the peers' keys trusted by ``hwfleet mdp
+cluster``).
 
 Prints ``ready`` once listening, serves until its stdin closes, then prints its counters as
 one JSON line.
@@ -21,7 +23,17 @@ from hwfleet.mdp.sync import FolderSync, SyncConfig
 async def main(data_dir: str, port: int, ssh: list[str]) -> None:
     ops = load_operations()
     context = OperationContext(ops)
-    config = SyncConfig(ssh[0], ssh[1], interval=1.0) if ssh else None
+    config = (
+        SyncConfig(
+            f"{data_dir}/cluster_ssh_key",
+            f"{data_dir}/known_hosts",
+            interval=1.0,
+            authorized_keys=ssh[0],
+            host_key=ssh[1],
+        )
+        if ssh
+        else None
+    )
     member = ClusterMember(context, FolderSync(config))
     endpoint = MdpEndpoint(
         load_or_create_key(data_dir), ops, port=port, context=context, cluster=member.handle

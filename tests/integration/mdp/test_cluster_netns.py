@@ -1,7 +1,9 @@
-"""Cluster mode between two namespaced agents: ``hwfleet mdp cluster`` tells both the members
-and the folder, each answers its performance score, and their rsync-over-SSH loops converge
-the folder. Each member runs in its own network namespace (veth pair) and mount namespace (its
-own directory bound on the common path), with its own OpenSSH server."""
+"""Cluster mode between two namespaced agents: ``hwfleet mdp cluster`` hands each member's
+sync key and host key to the other (no key handled by hand), tells both the members and the
+folder, each answers its performance score, their rsync-over-SSH loops converge the folder,
+and a deletion on one member reaches the other and stays. Each member runs in its own
+network namespace (veth pair) and mount namespace (its own directory bound on the common
+path), with its own OpenSSH server reading the authorized_keys the agent manages."""
 
 from __future__ import annotations
 
@@ -24,21 +26,24 @@ from hwfleet.mdp.keys import KnownMachines, load_or_create_key
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 
-def member_script(ip_addr: str, own: Path, common: Path, work: Path, key: Path) -> str:
+def member_script(ip_addr: str, own: Path, common: Path, work: Path) -> str:
     config = work / "sshd_config"
+    authorized = work / "authorized_keys"
     config.write_text(
         f"ListenAddress {ip_addr}\nHostKey {work / 'host_key'}\nPidFile {work / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {key}.pub\nPermitRootLogin prohibit-password\n"
+        f"AuthorizedKeysFile {authorized}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         "StrictModes no\n"
     )
-    runner = (
-        f"{sys.executable} {ENDPOINT} {work / 'data'} 12345 {key} {work.parent / 'known_hosts'}"
-    )
+    runner = f"{sys.executable} {ENDPOINT} {work / 'data'} 12345 {authorized} {work}/host_key.pub"
     return (
         f"mount --make-rprivate / && mount --bind {own} {common} && "
         f"{SSHD} -f {config} && exec {runner}"
     )
+
+
+def files(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
 
 
 def test_two_members_converge_a_folder(tmp_path: Path, deadline: float) -> None:
@@ -48,8 +53,6 @@ def test_two_members_converge_a_folder(tmp_path: Path, deadline: float) -> None:
     addrs = [f"{subnet}.1", f"{subnet}.2"]
     common = tmp_path / "common"
     common.mkdir()
-    key = tmp_path / "cluster_key"
-    keygen(key)
     known = KnownMachines(tmp_path / "ctl")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     with namespace("mdpc") as ns_a, namespace("mdpd") as ns_b:
@@ -57,7 +60,6 @@ def test_two_members_converge_a_folder(tmp_path: Path, deadline: float) -> None:
         ip("link", "add", f"{veth}a", "netns", ns_a, "type", "veth",
            "peer", "name", f"{veth}b", "netns", ns_b)  # fmt: skip
         owns, works, procs = [], [], []
-        hosts = []
         for ns, end, addr in ((ns_a, "a", addrs[0]), (ns_b, "b", addrs[1])):
             ip("-n", ns, "addr", "add", f"{addr}/24", "dev", f"{veth}{end}")
             ip("-n", ns, "link", "set", f"{veth}{end}", "up")
@@ -66,20 +68,28 @@ def test_two_members_converge_a_folder(tmp_path: Path, deadline: float) -> None:
             own.mkdir()
             work.mkdir()
             keygen(work / "host_key")
-            hosts.append(f"{addr} {(work / 'host_key.pub').read_text().strip()}")
             known.put(addr, load_or_create_key(work / "data"))
             owns.append(own)
             works.append(work)
-        (tmp_path / "known_hosts").write_text("\n".join(hosts) + "\n")
         try:
             for ns, addr, own, work in zip((ns_a, ns_b), addrs, owns, works, strict=True):
-                script = member_script(addr, own, common, work, key)
+                script = member_script(addr, own, common, work)
                 procs.append(subprocess.Popen(
                     ["ip", "netns", "exec", ns, "unshare", "-m", "sh", "-c", script],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                 ))  # fmt: skip
             for proc in procs:
                 assert readline(proc, deadline * 3) == "ready"
+
+            def status(ns: str, addr: str) -> dict[str, object]:
+                done = subprocess.run(
+                    ["ip", "netns", "exec", ns, sys.executable, "-m", "hwfleet", "mdp", "call",
+                     addr, "cluster_status", "--data-dir", str(tmp_path / "ctl"), "--json"],
+                    capture_output=True, text=True, timeout=deadline * 3, env=env, check=True,
+                )  # fmt: skip
+                result: dict[str, object] = json.loads(done.stdout)["operations"][0]["result"]
+                return result
+
             (owns[0] / "from_a.txt").write_text("a")
             (owns[1] / "from_b.txt").write_text("b")
             (owns[1] / "both.txt").write_text("old")
@@ -103,12 +113,34 @@ def test_two_members_converge_a_folder(tmp_path: Path, deadline: float) -> None:
             want = {"from_a.txt": "a", "from_b.txt": "b", "both.txt": "new"}
 
             def converged() -> bool:
-                return all({p.name: p.read_text() for p in own.iterdir()} == want for own in owns)
+                return all(files(own) == want for own in owns)
 
             while not converged():  # other processes' work: poll it, with a deadline
                 assert time.monotonic() < end, [sorted(os.listdir(o)) for o in owns]
                 time.sleep(0.1)
             assert list(common.iterdir()) == []  # the bind mounts stayed in their namespaces
+            for work, addr in zip(works, addrs, strict=True):  # the keys the agents manage
+                [line] = (work / "authorized_keys").read_text().splitlines()
+                other = next(a for a in addrs if a != addr)
+                assert line.startswith(f'command="/usr/bin/rrsync -ro {common}",restrict,')
+                assert line.endswith(f"hwfleet-mdp-cluster:{other}") and f'from="{other}"' in line
+
+            # A deletion on member b reaches member a, and stays deleted over later rounds.
+            (owns[1] / "from_a.txt").unlink()
+            del want["from_a.txt"]
+            end = time.monotonic() + deadline * 6
+            while not converged():
+                assert time.monotonic() < end, [sorted(os.listdir(o)) for o in owns]
+                time.sleep(0.1)
+            pairs = list(zip((ns_a, ns_b), addrs, strict=True))
+            rounds = [status(ns, addr)["sync_rounds"] for ns, addr in pairs]
+            while any(
+                status(ns, addr)["sync_rounds"] < r + 2
+                for (ns, addr), r in zip(pairs, rounds, strict=True)
+            ):
+                assert time.monotonic() < end
+                time.sleep(0.2)
+            assert converged(), [sorted(os.listdir(o)) for o in owns]
         finally:
             for proc, work in zip(procs, works, strict=False):
                 if proc.stdin:

@@ -130,6 +130,12 @@ async def test_legacy_requests_are_refused_unless_enabled(deadline: float) -> No
         reply = await client.recv(deadline)
         assert reply["version"] == "1.0" and reply["status"] is True
         assert "key" not in reply and KEY.hex() not in json.dumps(reply)
+        # v1.0 carries the key in the clear: it may not change who can log in.
+        trusting = {**legacy, "operations": [{"name": "cluster_trust", "args": {}}]}
+        await client.send(json.dumps(trusting).encode())
+        [entry] = (await client.recv(deadline))["operations"]
+        assert entry == {"name": "cluster_trust", "status": False,
+                         "error": "this operation needs version 2"}  # fmt: skip
         wrong = {**legacy, "key": "00" * 32}
         assert await client.silent(json.dumps(wrong).encode(), deadline)
         assert on.counters["bad_key"] == 1

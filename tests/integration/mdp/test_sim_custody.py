@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import stat
 import sys
 from collections.abc import AsyncIterator
@@ -16,66 +15,44 @@ from typing import Any
 
 import msgspec
 import pytest
-from tests.integration.controller.conftest import PASSWORD, controller_settings
+from tests.integration.mdp.sim_site import PORT, sim_site
 
 from hwfleet.controller.app import Controller
 from hwfleet.mdp.reports import Reporter
-from hwfleet.sim.fleet import FleetOptions, SimFleet
-from hwfleet.sim.profiles import generate
+from hwfleet.sim.fleet import SimFleet
 
 OUTSIDE = str(Path(__file__).with_name("outside_client.py"))
-PORT = 12345
 
 
-async def run(*argv: str, timeout: float) -> tuple[int, str, str]:
+async def run(
+    *argv: str, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **(env or {})},
     )
     async with asyncio.timeout(timeout):
         out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def hwfleet(*args: str, timeout: float) -> Any:
-    code, out, err = await run(sys.executable, "-m", "hwfleet", *args, timeout=timeout)
+async def hwfleet(*args: str, timeout: float, env: dict[str, str] | None = None) -> Any:
+    code, out, err = await run(sys.executable, "-m", "hwfleet", *args, timeout=timeout, env=env)
     assert code == 0, err
     return json.loads(out)
 
 
 @pytest.fixture
 async def site(tmp_path: Path, deadline: float) -> AsyncIterator[tuple[Controller, SimFleet]]:
-    ctl = Controller(controller_settings(tmp_path / "ctl", mdp_report_listen="127.0.0.1:0"))
-    await ctl.start()
-    host, gateway_port = ctl.gateway.address
-    # A block of loopback addresses of our own, so parallel runs do not collide on :12345.
-    base = f"127.{random.randint(40, 250)}.{random.randint(0, 255)}.1"
-    fleet = SimFleet(
-        generate(2, seed=7),
-        host,
-        gateway_port,
-        options=FleetOptions(
-            seed=7,
-            data_dir=str(tmp_path / "sim"),
-            enroll_password=PASSWORD,
-            address_base=base,
-            mdp_port=PORT,
-        ),
-    )
-    try:
-        await fleet.start()
-        assert await fleet.wait_connected(deadline * 3) == 2
+    async with sim_site(tmp_path, deadline) as (ctl, fleet):
         known = ctl.mdp_keys.known
         async with asyncio.timeout(deadline):
             while not all(known.get(d.address) for d in fleet.devices):
                 await ctl.mdp_keys.recorded.wait()
                 ctl.mdp_keys.recorded.clear()
         yield ctl, fleet
-    finally:
-        await fleet.close()
-        await ctl.close()
 
 
 async def test_controller_mirrors_each_key_privately(
@@ -162,6 +139,24 @@ async def test_cli_call_methods_and_status(
     [report] = reports
     assert report["ip"] == addr and report["machine"] == device.runtime.info.uuid
     assert report["operations"]["load_and_memory"]["result"]["cpus"] >= 1
+    # The same document through the REST API, and through the CLI when HWFLEET_API is set.
+    import httpx
+
+    bearer = {"Authorization": f"Bearer {ctl.operator_token}"}
+    async with httpx.AsyncClient(base_url=ctl.api_url, headers=bearer) as http:
+        got = await http.get("/api/v1/mdp/status", params={"ip": addr})
+        assert got.status_code == 200 and got.json() == reports
+        assert got.headers["X-Mdp-Collecting"] == "yes"
+        assert (await http.get("/api/v1/mdp/status", params={"ip": "127.0.0.250"})).json() == []
+        assert (await http.get("/api/v1/mdp/status", params={"ip": "x"})).status_code == 422
+        anonymous = await http.get("/api/v1/mdp/status", headers={"Authorization": ""})
+        assert anonymous.status_code == 401
+    # --data-dir names a directory with no reports: only the API can answer.
+    empty = str(tmp_path / "empty")
+    via_api = await hwfleet("mdp", "status", "--data-dir", empty, "--json", timeout=deadline * 3,
+                            env={"HWFLEET_API": ctl.api_url,
+                                 "HWFLEET_TOKEN": ctl.operator_token})  # fmt: skip
+    assert via_api == reports
     # A report from a machine the controller holds no key for is dropped and counted.
     stranger = Reporter(fleet.devices[1].mdp, f"127.0.0.1:{collector.port}", 60.0, ())  # type: ignore[arg-type]
     stranger.endpoint.key = b"\x01" * 32
