@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import ssl
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 
 HEADER_LIMIT = 16 * 1024
 HEADER_TIMEOUT = 15.0
+#: Read size while sending an image, and how much the TLS transport may hold unsent.
+CHUNK = 1024 * 1024
+SEND_BUFFER = 4 * CHUNK
 _PATH = re.compile(r"/images/([0-9a-f]{1,64})(/meta)?")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -177,11 +181,40 @@ class ImageServer:
         with image:
             await _send(writer, _Response(status, reason, headers))
             if method == "GET" and end > start:
-                # On TLS asyncio reads the file in a worker thread and writes it with flow control.
-                await asyncio.get_running_loop().sendfile(
-                    writer.transport, image, start, end - start
-                )
+                await _stream_file(writer, image.fileno(), start, end)
         await writer.drain()
+
+
+async def _stream_file(writer: asyncio.StreamWriter, fd: int, start: int, end: int) -> None:
+    """Send bytes ``start``..``end`` of ``fd`` over TLS, reading ahead in a worker thread.
+
+    ``loop.sendfile`` cannot use the kernel's sendfile on a TLS transport and falls back
+    to 256 KiB reads, each awaited before the next: here the next 1 MiB read runs while
+    the loop encrypts and sends the current one, and the transport may buffer a few
+    chunks, so neither the disk nor the socket waits for the other.
+    """
+    writer.transport.set_write_buffer_limits(high=SEND_BUFFER)
+    offset = start
+    pending = asyncio.ensure_future(
+        asyncio.to_thread(os.pread, fd, min(CHUNK, end - start), offset)
+    )
+    try:
+        while offset < end:
+            data = await pending
+            if not data:
+                raise ConnectionError("the image file ended early")  # truncated on disk
+            offset += len(data)
+            if offset < end:
+                pending = asyncio.ensure_future(
+                    asyncio.to_thread(os.pread, fd, min(CHUNK, end - offset), offset)
+                )
+            writer.write(data)
+            await writer.drain()
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await pending
 
 
 def _json(status: int, reason: str, document: object) -> _Response:

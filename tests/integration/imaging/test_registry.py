@@ -99,7 +99,15 @@ async def test_bad_uploads_are_refused_and_leave_nothing(
 
 
 def download(client: ImageClient, image_id: str, offset: int, size: int) -> bytes:
-    return b"".join(bytes(chunk) for chunk in client.read(image_id, offset, size))
+    transfer = client.open(image_id, offset, size)
+    buffer = bytearray(size - offset)
+    view, done = memoryview(buffer), 0
+    try:
+        while count := transfer.readinto(view[done:]):
+            done += count
+    finally:
+        transfer.close()
+    return bytes(buffer[:done])
 
 
 def _tls(port: int, context: ssl.SSLContext, request: bytes) -> bytes:

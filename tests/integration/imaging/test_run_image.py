@@ -29,8 +29,8 @@ menuentry 'Debian' {
 """
 
 
-def build_disk(tmp_path: Path) -> Path:
-    """An 8 MiB MBR disk: partition 1 (ext4, bootable) with grub.cfg, kernel and initrd."""
+def boot_partition(tmp_path: Path, size: int) -> Path:
+    """An ext4 file system of ``size`` bytes holding grub.cfg, a kernel and an initrd."""
     tree = tmp_path / "tree"
     (tree / "boot" / "grub").mkdir(parents=True)
     (tree / "boot" / "grub" / "grub.cfg").write_text(GRUB)
@@ -38,10 +38,16 @@ def build_disk(tmp_path: Path) -> Path:
     (tree / "boot" / "initrd.img-test").write_bytes(b"initrd")
     part = tmp_path / "p1.img"
     with part.open("wb") as handle:
-        handle.truncate(6 * MIB)
+        handle.truncate(size)
     subprocess.run(
         ["mkfs.ext4", "-q", "-F", "-d", str(tree), str(part)], check=True, capture_output=True
     )
+    return part
+
+
+def build_disk(tmp_path: Path) -> Path:
+    """An 8 MiB MBR disk: partition 1 (ext4, bootable) with grub.cfg, kernel and initrd."""
+    part = boot_partition(tmp_path, 6 * MIB)
     mbr = bytearray(512)
     mbr[446:462] = (
         bytes([0x80, 0, 0, 0, 0x83, 0, 0, 0])

@@ -1,9 +1,10 @@
 """Boot into the written image: find its kernel from grub, then kexec (else reboot).
 
-The boot partition is the MBR's bootable one (else each Linux partition in
-turn); it is mounted read-only (a loop over its byte range), its grub
-configuration read — the ``default`` entry, else the first — and the kernel,
-initrd and command line of that entry copied out. With ``kexec-tools`` the
+The boot partition is the bootable one (MBR flag, GPT legacy-BIOS-bootable
+bit; else each Linux partition in turn); it is mounted read-only (a loop
+over its byte range), its grub configuration read — the ``default`` entry,
+else the first — and the kernel, initrd and command line of that entry copied
+out. With ``kexec-tools`` the
 kernel is loaded (``kexec -l``) and started (``kexec -e``); without a kernel or
 ``kexec`` the machine reboots into the image's own boot loader, which the
 image's MBR boot code already makes the disk's default (BIOS); on UEFI an
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwfleet.agent.imaging.configdrive import SECTOR, Partition, read_mbr
+from hwfleet.agent.imaging.configdrive import SECTOR, Partition, read_partitions
 
 GRUB_CONFIGS = ("boot/grub/grub.cfg", "grub/grub.cfg", "boot/grub2/grub.cfg", "grub2/grub.cfg")
 LINUX_KINDS = (0x83, 0x0C, 0x0B, 0xEF)
@@ -95,7 +96,7 @@ def mounted_partition(disk: str, part: Partition) -> Iterator[Path]:
 
 def find_kernel(disk: str, plan: BootPlan, out: Path) -> tuple[Path, Path | None] | None:
     """Copy the image's default kernel (and initrd) into ``out``; None if none is found."""
-    parts = [p for p in read_mbr(disk) if p.kind in LINUX_KINDS]
+    parts = [p for p in read_partitions(disk) if p.kind in LINUX_KINDS]
     parts.sort(key=lambda p: not p.bootable)
     for part in parts:
         try:
@@ -145,7 +146,7 @@ def uefi_default(disk: str, plan: BootPlan) -> None:
     if not os.path.isdir("/sys/firmware/efi"):
         plan.steps.append("BIOS: the image's own MBR boot code is the disk's boot loader")
         return
-    esp = [p for p in read_mbr(disk) if p.kind == 0xEF]
+    esp = [p for p in read_partitions(disk) if p.kind == 0xEF]
     if not esp or shutil.which("efibootmgr") is None:
         plan.steps.append("UEFI: no EFI system partition or efibootmgr; boot order unchanged")
         return

@@ -24,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from hwfleet.agent.hardware.erase import _Progress
-from hwfleet.agent.imaging.source import ImageClient, ImageMeta, ImageSourceError
+from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
+from hwfleet.agent.imaging.source import Download, ImageClient, ImageMeta, ImageSourceError
 from hwfleet.errors import DeviceError
 
 READ = 4 * 1024 * 1024
+#: The download's buffers (the pool is BUFFERS x BUFFER bytes whatever the image's size).
+BUFFER = 2 * 1024 * 1024
+BUFFERS = 8
 
 
 class CacheError(DeviceError):
@@ -133,13 +137,12 @@ class ImageCache:
         try:
             have = _rehash(fd, sha, meta.size)
             progress.add(have)
-            os.lseek(fd, have, os.SEEK_SET)
-            for chunk in client.read(meta.id, have, meta.size):
-                sha.update(chunk)
-                view = chunk
-                while view:
-                    view = view[os.write(fd, view) :]
-                progress.add(len(chunk))
+            if have < meta.size:  # a partial already whole (cut before the rename) is just checked
+                download = client.open(meta.id, have, meta.size)
+                try:
+                    _download(fd, download, have, sha, progress)
+                finally:
+                    download.close()
             os.fsync(fd)
         except OSError as exc:
             partial.unlink(missing_ok=True)
@@ -169,6 +172,43 @@ class ImageCache:
             os.close(dir_fd)
 
 
+def _download(fd: int, download: Download, offset: int, sha: Any, progress: _Progress) -> None:
+    """Receive into pooled buffers while a hash thread and a write thread take them in turn.
+
+    TLS decryption (this thread), sha256 and the file writes all release the GIL, so they
+    overlap instead of adding up.
+    """
+    pool = BufferPool(BUFFERS, BUFFER)
+    hasher = Stage("cache-hash", lambda buf, _o, n: sha.update(memoryview(buf)[:n]), pool)
+    writer = Stage("cache-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), pool)
+    hasher.start()
+    writer.start()
+    try:
+        while True:
+            buf = pool.get()
+            if writer.error is not None:
+                pool.release(buf)
+                raise writer.error
+            try:
+                count = fill(download.readinto, buf)
+            except BaseException:
+                pool.release(buf)
+                raise
+            if not count:
+                pool.release(buf)
+                return
+            pool.share(buf, 2)
+            hasher.todo.put((buf, offset, count))
+            writer.todo.put((buf, offset, count))
+            offset += count
+            progress.add(count)
+    finally:
+        hasher.finish()
+        writer.finish()
+        if writer.error is not None:
+            raise writer.error
+
+
 def _rehash(fd: int, sha: Any, size: int) -> int:
     """Hash what an interrupted download left; its length (a partial beyond ``size`` is reset)."""
     have = os.lseek(fd, 0, os.SEEK_END)
@@ -183,13 +223,3 @@ def _rehash(fd: int, sha: Any, size: int) -> int:
         sha.update(block)
         offset += len(block)
     return offset
-
-
-def read_file(path: Path) -> Any:
-    """The cached image's bytes in blocks (for ``prepare_image``)."""
-    with open(path, "rb", buffering=0) as handle:
-        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        buffer = bytearray(READ)
-        view = memoryview(buffer)
-        while count := handle.readinto(buffer):
-            yield view[:count]

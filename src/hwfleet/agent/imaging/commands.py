@@ -20,9 +20,10 @@ import msgspec
 
 from hwfleet.agent.hardware.erase import EraseError, _Progress, _report, _run_reporting
 from hwfleet.agent.hardware.protect import BlockTarget, ProtectedDeviceError, inspect_target
-from hwfleet.agent.imaging.cache import CacheError, ImageCache, read_file
+from hwfleet.agent.imaging.cache import CacheError, ImageCache
 from hwfleet.agent.imaging.config import ImagingConfig
-from hwfleet.agent.imaging.source import ImageMeta, ImageSourceError
+from hwfleet.agent.imaging.readers import FileReader
+from hwfleet.agent.imaging.source import Download, ImageMeta, ImageSourceError
 from hwfleet.agent.imaging.writer import ImageWriteError, write_image
 from hwfleet.agent.tasks import Report, TaskFailedError
 from hwfleet.protocol import methods
@@ -132,21 +133,21 @@ async def stream_image(
     config = ImagingConfig.of(rt)
     entry = ImageCache(config.cache_dir).lookup(image)
     meta: ImageMeta
+    reader: FileReader | Download
     if entry is not None:
         meta, path = entry
-        chunks: Any = read_file(path)
+        reader = FileReader(path)
         source = "cache"
     else:
         client = config.client(rt.info.uuid)
         meta = await asyncio.to_thread(client.meta, image)
-        chunks = client.read(image, 0, meta.size)
+        reader = await asyncio.to_thread(client.open, image, 0, meta.size)
         source = client.where
     progress = new_progress(meta.size + (meta.disk_size if verify else 0))
-    await _report(progress, report, 0.0, None)
     write = functools.partial(
         write_image,
         target,
-        chunks,
+        reader,
         fmt=meta.format,
         sha256=meta.sha256,
         disk_size=meta.disk_size,
@@ -154,7 +155,11 @@ async def stream_image(
         verify=verify,
     )
     begun = time.monotonic()
-    result = await _run_reporting(write, progress, report)
+    try:
+        await _report(progress, report, 0.0, None)
+        result = await _run_reporting(write, progress, report)
+    finally:
+        reader.close()
     seconds = time.monotonic() - begun
     await _report(progress, report, 100.0, 0.0)
     return {

@@ -3,9 +3,9 @@
 cloud-init (and Ironic's agent) look for a block device labelled ``config-2``
 holding ``openstack/latest/meta_data.json``, ``user_data`` and
 ``network_data.json``. The ISO is built with ``genisoimage`` and written just
-past the image's last partition (1 MiB aligned), and a new MBR partition entry
-points at it. GPT disks are refused with a clear message for now (see
-docs/imaging.md): rewriting both GPT headers is the next step.
+past the image's last partition (1 MiB aligned); a new MBR partition entry
+points at it, or on a GPT disk a new GPT entry named ``config-2`` (:mod:`.gpt`:
+both headers and entry arrays rewritten, the backup moved to the disk's end).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwfleet.agent.imaging import gpt
 from hwfleet.errors import DeviceError
 
 SECTOR = 512
@@ -51,11 +52,39 @@ def read_mbr(disk: str) -> list[Partition]:
         kind = entry[4]
         start = int.from_bytes(entry[8:12], "little")
         sectors = int.from_bytes(entry[12:16], "little")
-        if kind == GPT_PROTECTIVE:
-            raise ConfigDriveError("GPT images are not supported for the config drive yet")
         if kind and sectors:
             found.append(Partition(index + 1, kind, start, sectors, entry[0] == 0x80))
     return found
+
+
+def is_gpt(disk: str) -> bool:
+    with open(disk, "rb") as handle:
+        mbr = handle.read(SECTOR)
+    return len(mbr) == SECTOR and mbr[MBR_ENTRIES + 4] == GPT_PROTECTIVE
+
+
+def read_partitions(disk: str) -> list[Partition]:
+    """The disk's partitions from its MBR or its GPT (GPT types mapped to MBR codes)."""
+    parts = read_mbr(disk)
+    if not any(p.kind == GPT_PROTECTIVE for p in parts):
+        return parts
+    fd = os.open(disk, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        entries = gpt.read_gpt(fd).used
+    except gpt.GptError as exc:
+        raise ConfigDriveError(str(exc)) from None
+    finally:
+        os.close(fd)
+    return [
+        Partition(
+            e.number,
+            gpt.MBR_KIND.get(e.type, 0),
+            e.first,
+            e.last - e.first + 1,
+            bool(e.attributes & gpt.LEGACY_BOOTABLE),
+        )
+        for e in entries
+    ]
 
 
 def build_iso(configdrive: dict[str, Any], workdir: Path) -> Path:
@@ -87,10 +116,11 @@ def build_iso(configdrive: dict[str, Any], workdir: Path) -> Path:
 
 def write_config_drive(disk: str, configdrive: dict[str, Any]) -> dict[str, Any]:
     """Build the ISO and add it to ``disk`` as a new partition; where it went."""
-    parts = read_mbr(disk)
+    parts = read_partitions(disk)
+    table = "gpt" if is_gpt(disk) else "mbr"
     used = {p.number for p in parts}
     free_slots = [n for n in range(1, 5) if n not in used]
-    if not free_slots:
+    if table == "mbr" and not free_slots:
         raise ConfigDriveError("the image's MBR has no free partition slot for the config drive")
     end = max((p.start + p.sectors for p in parts), default=ALIGN)
     start = -(-end // ALIGN) * ALIGN
@@ -100,17 +130,32 @@ def write_config_drive(disk: str, configdrive: dict[str, Any]) -> dict[str, Any]
         sectors = -(-len(data) // SECTOR)
         fd = os.open(disk, os.O_RDWR | os.O_CLOEXEC)
         try:
-            size = os.lseek(fd, 0, os.SEEK_END) // SECTOR
-            if start + sectors > size:
-                raise ConfigDriveError(
-                    f"no room for the config drive: it needs {sectors} sectors from {start}, "
-                    f"the disk has {size}"
-                )
+            if table == "gpt":
+                number = _add_gpt_entry(fd, start, sectors)
+            else:
+                number = free_slots[0]
+                _check_room(fd, start, sectors)
+                entry = bytes([0, 0, 0, 0, LINUX, 0, 0, 0])
+                entry += start.to_bytes(4, "little") + sectors.to_bytes(4, "little")
+                os.pwrite(fd, entry, MBR_ENTRIES + 16 * (number - 1))
             os.pwrite(fd, data.ljust(sectors * SECTOR, b"\0"), start * SECTOR)
-            entry = bytes([0, 0, 0, 0, LINUX, 0, 0, 0])
-            entry += start.to_bytes(4, "little") + sectors.to_bytes(4, "little")
-            os.pwrite(fd, entry, MBR_ENTRIES + 16 * (free_slots[0] - 1))
             os.fsync(fd)
         finally:
             os.close(fd)
-    return {"partition": free_slots[0], "start": start * SECTOR, "bytes": len(data)}
+    return {"partition": number, "table": table, "start": start * SECTOR, "bytes": len(data)}
+
+
+def _check_room(fd: int, start: int, sectors: int) -> None:
+    size = os.lseek(fd, 0, os.SEEK_END) // SECTOR
+    if start + sectors > size:
+        raise ConfigDriveError(
+            f"no room for the config drive: it needs {sectors} sectors from {start}, "
+            f"the disk has {size}"
+        )
+
+
+def _add_gpt_entry(fd: int, start: int, sectors: int) -> int:
+    try:
+        return gpt.add_partition(fd, gpt.read_gpt(fd), start, sectors, "config-2")
+    except gpt.GptError as exc:
+        raise ConfigDriveError(str(exc)) from None

@@ -1,8 +1,9 @@
 """Download images from the controller's image server (mutual TLS, range requests).
 
 Blocking on purpose: reads run in a worker thread next to the disk writes, and
-a plain socket with ``recv_into`` a reused buffer is both the fastest and the
-most memory-frugal way to move a large file (no per-chunk objects piling up).
+a plain socket ``recv_into`` the consumer's own pooled buffer (:class:`Download`)
+is both the fastest and the most memory-frugal way to move a large file: no
+per-chunk objects, no copy between the socket and the disk or the hash.
 The TLS context is the enrolled agent's (:func:`hwfleet.trust.tls.enrolled_context`):
 the pinned controller CA and the device's own certificate.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,6 @@ from hwfleet.errors import DeviceError
 CONNECT_TIMEOUT = 15.0
 #: A stalled transfer fails after this long without a byte.
 READ_TIMEOUT = 60.0
-READ_SIZE = 1024 * 1024
 HEAD_LIMIT = 16 * 1024
 
 
@@ -123,33 +122,51 @@ class ImageClient:
         except ValueError:
             raise ImageSourceError("the image server sent unusable metadata") from None
 
-    def read(self, image_id: str, offset: int, size: int) -> Iterator[memoryview]:
-        """The bytes ``offset`` to ``size`` of the image; raises on a short or failed transfer."""
+    def open(self, image_id: str, offset: int, size: int) -> Download:
+        """Bytes ``offset`` to ``size`` of the image, to ``readinto`` (a Range when resuming)."""
         extra = f"Range: bytes={offset}-\r\n" if offset else ""
         sock, status, _headers, rest = self._request(f"/images/{image_id}", extra)
-        with sock:
-            expected = 206 if offset else 200
-            if status != expected:
-                raise ImageSourceError(f"image server answered {status} for image {image_id!r}")
-            remaining = size - offset
-            if rest:
-                yield memoryview(rest)
-                remaining -= len(rest)
-            buffer = bytearray(READ_SIZE)
-            view = memoryview(buffer)
-            while remaining > 0:
-                try:
-                    count = sock.recv_into(view, min(READ_SIZE, remaining))
-                except (OSError, ssl.SSLError) as exc:
-                    raise ImageSourceError(
-                        f"download of {image_id} cut off with {remaining} bytes to go: {exc}"
-                    ) from None
-                if count == 0:
-                    raise ImageSourceError(
-                        f"download of {image_id} truncated: {remaining} bytes missing"
-                    )
-                remaining -= count
-                yield view[:count]
+        expected = 206 if offset else 200
+        if status != expected:
+            sock.close()
+            raise ImageSourceError(f"image server answered {status} for image {image_id!r}")
+        return Download(sock, image_id, size - offset, rest)
+
+
+class Download:
+    """One image transfer: ``readinto`` straight from the TLS socket into the caller's buffer.
+
+    Raises :class:`ImageSourceError` when the transfer is cut or ends short.
+    """
+
+    def __init__(self, sock: ssl.SSLSocket, image_id: str, remaining: int, head: bytes) -> None:
+        self._sock, self._id, self.remaining = sock, image_id, remaining
+        self._head = memoryview(head)[:remaining]
+
+    def readinto(self, view: memoryview) -> int:
+        if self._head:
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            self.remaining -= count
+            return count
+        if self.remaining <= 0:
+            return 0
+        try:
+            count = self._sock.recv_into(view, min(len(view), self.remaining))
+        except (OSError, ssl.SSLError) as exc:
+            raise ImageSourceError(
+                f"download of {self._id} cut off with {self.remaining} bytes to go: {exc}"
+            ) from None
+        if count == 0:
+            raise ImageSourceError(
+                f"download of {self._id} truncated: {self.remaining} bytes missing"
+            )
+        self.remaining -= count
+        return count
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _detail(body: bytes) -> str:

@@ -1,15 +1,18 @@
 """Stream an image onto a block device: decompress, hash, aligned direct writes, read back.
 
-Two threads share a few page-aligned buffers (anonymous ``mmap``): the producer
-reads the source, hashes it, decompresses into a buffer and hands the full
-buffer over; the writer thread ``pwrite``\\s it with ``O_DIRECT`` (no page
-cache: memory stays flat however large the image) while the producer fills the
-next one. Both ``hashlib`` and ``pwrite`` release the GIL, so hashing overlaps
-the I/O. A tail that is not a whole sector goes through an ordinary descriptor.
+Three stages, each in its own thread, pass page-aligned buffers from a small pool
+(:mod:`.pipeline`): the caller's worker thread reads the source straight into a
+buffer (decompressing on the way, hashing the compressed bytes), a hash thread
+feeds the written bytes to sha256, and a write thread ``pwrite``\\s the same buffer
+with ``O_DIRECT`` (no page cache: memory stays the pool's size however large the
+image). ``hashlib``, reads and ``pwrite`` all release the GIL, so sha256 (the
+costliest step, about 1.3 GB/s a core) runs beside the writes instead of before
+them. A tail that is not a whole sector goes through an ordinary descriptor.
 
 Verification reads the written bytes back (``O_DIRECT`` again, so the device
-answers, not the cache) and compares their sha256 with what was written; the
-source's own sha256 is checked against the registry's as it streams.
+answers, not the cache; a read thread ahead of the hashing) and compares their
+sha256 with what was written; the source's own sha256 is checked against the
+registry's as it streams.
 
 The target is checked with the very function ``decom.disk_erase`` uses
 (:func:`hwfleet.agent.hardware.protect.inspect_target`) and claimed with
@@ -23,18 +26,22 @@ import mmap
 import os
 import queue
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from hwfleet.agent.hardware.erase import _open_exclusive, _Progress
 from hwfleet.agent.hardware.protect import BlockTarget
+from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
+from hwfleet.agent.imaging.readers import CountingReader, Reader, decompressing
 from hwfleet.errors import DeviceError
-from hwfleet.images.formats import ImageFormatError, decompressor
+from hwfleet.images.formats import ImageFormatError
 
 MIB = 1024 * 1024
-BUFFER = 8 * MIB
-BUFFERS = 3
+#: Measured (bench/imaging.py): 2 MiB beats 4 and 8 MiB by 20-30 %: a buffer the read
+#: has just filled is still in the CPU cache when sha256 and the kernel's copy read it.
+BUFFER = 2 * MIB
+#: Enough that a stall of one stage (a flush, a busy core) does not stop the others; 16 MiB.
+BUFFERS = 8
 SECTOR = 512
 
 
@@ -53,43 +60,9 @@ class WriteResult:
         return dict(self.__dict__)
 
 
-def _buffers() -> list[mmap.mmap]:
-    return [mmap.mmap(-1, BUFFER) for _ in range(BUFFERS)]
-
-
-class _Writer(threading.Thread):
-    """Writes the buffers the producer queues; the first error stops it and is kept."""
-
-    def __init__(self, fd: int, free: queue.Queue[mmap.mmap]) -> None:
-        super().__init__(name="image-writer", daemon=True)
-        self.fd = fd
-        self.free = free
-        self.todo: queue.Queue[tuple[mmap.mmap, int, int] | None] = queue.Queue()
-        self.error: OSError | None = None
-        self.failed_at = 0
-
-    def run(self) -> None:
-        while (item := self.todo.get()) is not None:
-            buf, offset, length = item
-            if self.error is None:
-                try:
-                    _pwrite_all(self.fd, memoryview(buf)[:length], offset)
-                except OSError as exc:
-                    self.error, self.failed_at = exc, offset
-            self.free.put(buf)
-
-
-def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
-    while view:
-        written = os.pwrite(fd, view, offset)
-        if written <= 0:
-            raise OSError(0, "the device accepted no more bytes")
-        view, offset = view[written:], offset + written
-
-
 def write_image(
     target: BlockTarget,
-    chunks: Iterable[bytes | memoryview],
+    source: Reader,
     *,
     fmt: str,
     sha256: str,
@@ -97,12 +70,15 @@ def write_image(
     progress: _Progress,
     verify: bool = True,
 ) -> WriteResult:
-    """Worker thread: write the image ``chunks`` (in ``fmt``) to ``target``; verify.
+    """Worker thread: write the image read from ``source`` (in ``fmt``) to ``target``; verify.
 
     Raises :class:`ImageWriteError` with the cause (too small, checksum, I/O).
     """
+    raw = fmt == "raw"
+    # A raw image is written as it comes: the hash thread's digest is also the source's.
+    counted = CountingReader(source, progress.add, None if raw else hashlib.sha256())
     try:
-        inflate = decompressor(fmt)
+        reader = decompressing(fmt, counted)
     except ImageFormatError as exc:
         raise ImageWriteError(str(exc)) from None
     fd = _open_exclusive(target, os.O_DIRECT)
@@ -112,7 +88,13 @@ def write_image(
             raise ImageWriteError(
                 f"the image ({disk_size} bytes) is larger than {target.name} ({size} bytes)"
             )
-        written, digest = _stream(fd, target, chunks, inflate, sha256, size, progress)
+        written, digest = _stream(fd, target, reader, size)
+        source_sha = digest if raw else counted.sha.hexdigest()
+        if source_sha != sha256:
+            raise ImageWriteError(
+                f"checksum mismatch: the image downloaded hashes to {source_sha}, "
+                f"the registry says {sha256}"
+            )
         if verify:
             _verify(fd, target, written, digest, progress)
         return WriteResult(target.path, written, digest, verify)
@@ -120,81 +102,71 @@ def write_image(
         os.close(fd)
 
 
-def _stream(
-    fd: int,
-    target: BlockTarget,
-    chunks: Iterable[bytes | memoryview],
-    inflate: Any,
-    sha256: str,
-    size: int,
-    progress: _Progress,
-) -> tuple[int, str]:
-    free: queue.Queue[mmap.mmap] = queue.Queue()
-    for buf in _buffers():
-        free.put(buf)
-    writer = _Writer(fd, free)
+def _stream(fd: int, target: BlockTarget, reader: Reader, size: int) -> tuple[int, str]:
+    """Write everything ``reader`` gives; (bytes written, their sha256)."""
+    pool = BufferPool(BUFFERS, BUFFER)
+    out_sha = hashlib.sha256()
+    hasher = Stage("image-hash", lambda buf, _o, n: out_sha.update(memoryview(buf)[:n]), pool)
+    writer = Stage("image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), pool)
+    hasher.start()
     writer.start()
-    source_sha = hashlib.sha256()
-    # A raw image is written as it comes: its own hash is the written bytes' hash.
-    out_sha = source_sha if inflate.identity else hashlib.sha256()
-    offset = fill = 0
-    buf = free.get()
+    offset, tail = 0, b""
     try:
-        for chunk in chunks:
-            source_sha.update(chunk)
-            data = memoryview(inflate.feed(chunk))
-            progress.add(len(chunk))
-            while data:
-                take = min(len(data), BUFFER - fill)
-                if offset + fill + take > size:
-                    raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
-                buf[fill : fill + take] = data[:take]
-                fill += take
-                data = data[take:]
-                if fill == BUFFER:
-                    if out_sha is not source_sha:
-                        out_sha.update(buf)
-                    writer.todo.put((buf, offset, fill))
-                    offset, fill = offset + fill, 0
-                    buf = free.get()
-                    _raise_write_error(writer, target)
-        inflate.finish()
-        if not fill and offset == 0:
-            raise ImageWriteError("the image is empty")
-        if source_sha.hexdigest() != sha256:
-            raise ImageWriteError(
-                f"checksum mismatch: the image downloaded hashes to {source_sha.hexdigest()}, "
-                f"the registry says {sha256}"
-            )
-        aligned = fill - fill % SECTOR
-        if out_sha is not source_sha:
-            out_sha.update(memoryview(buf)[:fill])
-        if aligned:
+        while True:
+            buf = pool.get()
+            _raise_write_error(writer, target)
+            try:
+                count = fill(reader.readinto, buf)
+            except ImageFormatError as exc:
+                pool.release(buf)
+                raise ImageWriteError(str(exc)) from None
+            except BaseException:
+                pool.release(buf)
+                raise
+            if offset + count > size:
+                pool.release(buf)
+                raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
+            if not count:
+                pool.release(buf)
+                break
+            aligned = count - count % SECTOR
+            # O_DIRECT moves whole sectors only; the last partial one is written at the end.
+            tail = bytes(memoryview(buf)[aligned:count])
+            pool.share(buf, 2)
+            hasher.todo.put((buf, offset, count))
             writer.todo.put((buf, offset, aligned))
+            offset += count
+            if count < BUFFER:
+                break
     finally:
-        writer.todo.put(None)
-        writer.join()
+        hasher.finish()
+        writer.finish()
     _raise_write_error(writer, target)
-    tail = fill - aligned
+    if not offset:
+        raise ImageWriteError("the image is empty")
     if tail:
-        _write_tail(target, memoryview(buf)[aligned:fill], offset + aligned)
+        _write_tail(target, memoryview(tail), offset - len(tail))
     os.fsync(fd)
-    return offset + fill, out_sha.hexdigest()
+    return offset, out_sha.hexdigest()
 
 
-def _raise_write_error(writer: _Writer, target: BlockTarget) -> None:
-    if writer.error is not None:
-        raise ImageWriteError(
-            f"writing {target.name} failed at byte {writer.failed_at}: "
-            f"{writer.error.strerror or writer.error} (did the device go away?)"
-        )
+def _raise_write_error(writer: Stage, target: BlockTarget) -> None:
+    error = writer.error
+    if error is None:
+        return
+    if not isinstance(error, OSError):
+        raise error
+    raise ImageWriteError(
+        f"writing {target.name} failed at byte {writer.failed_at}: "
+        f"{error.strerror or error} (did the device go away?)"
+    )
 
 
 def _write_tail(target: BlockTarget, data: memoryview, offset: int) -> None:
     # O_DIRECT moves whole sectors only; the last partial one goes through the page cache.
     fd = os.open(target.path, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        _pwrite_all(fd, data, offset)
+        pwrite_all(fd, data, offset)
         os.fsync(fd)
     except OSError as exc:
         raise ImageWriteError(f"writing {target.name} failed at byte {offset}: {exc}") from None
@@ -203,35 +175,76 @@ def _write_tail(target: BlockTarget, data: memoryview, offset: int) -> None:
 
 
 def _verify(fd: int, target: BlockTarget, length: int, expected: str, progress: _Progress) -> None:
-    """Read the written bytes back from the device and compare their sha256."""
-    buf = mmap.mmap(-1, BUFFER)
+    """Read the written bytes back from the device and compare their sha256.
+
+    A read thread keeps the pool's buffers filled while this thread hashes.
+    """
+    pool = BufferPool(BUFFERS, BUFFER)
+    done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None] = queue.Queue()
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_read_back, args=(fd, length, pool, done, stop), name="image-verify", daemon=True
+    )
+    reader.start()
     sha = hashlib.sha256()
     offset = 0
     try:
-        while offset < length:
-            want = min(BUFFER, length - offset)
-            count = (
-                os.preadv(fd, [buf], offset) if want == BUFFER else _read_end(fd, buf, want, offset)
-            )
-            if count <= 0:
+        while (item := done.get()) is not None:
+            if isinstance(item, OSError):
+                raise ImageWriteError(
+                    f"reading {target.name} back failed at byte {offset}: {item}"
+                ) from None
+            if isinstance(item, BaseException):
+                raise item
+            buf, count = item
+            if not count:
                 raise ImageWriteError(f"{target.name} ended at byte {offset} while verifying")
-            count = min(count, want)
             sha.update(memoryview(buf)[:count])
+            pool.release(buf)
             offset += count
             progress.add(count)
-    except OSError as exc:
-        raise ImageWriteError(
-            f"reading {target.name} back failed at byte {offset}: {exc}"
-        ) from None
     finally:
-        buf.close()
+        stop.set()
+        _drain(pool, done)
+        reader.join()
     if sha.hexdigest() != expected:
         raise ImageWriteError(
             f"verification failed: {target.name} reads back {sha.hexdigest()}, wrote {expected}"
         )
 
 
-def _read_end(fd: int, buf: mmap.mmap, want: int, offset: int) -> int:
-    # Direct reads are whole sectors too: read up to the next sector boundary.
-    rounded = -(-want // SECTOR) * SECTOR
-    return os.preadv(fd, [memoryview(buf)[:rounded]], offset)
+def _read_back(
+    fd: int,
+    length: int,
+    pool: BufferPool,
+    done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    offset = 0
+    try:
+        while offset < length and not stop.is_set():
+            buf = pool.get()
+            want = min(BUFFER, length - offset)
+            # Direct reads are whole sectors too: read up to the next sector boundary.
+            rounded = -(-want // SECTOR) * SECTOR
+            count = min(os.preadv(fd, [memoryview(buf)[:rounded]], offset), want)
+            done.put((buf, count))
+            if count <= 0:
+                return
+            offset += count
+        done.put(None)
+    except BaseException as exc:  # handed to the hashing thread, which raises it
+        done.put(exc)
+
+
+def _drain(
+    pool: BufferPool, done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None]
+) -> None:
+    """Give back the buffers the reader queued, so a reader waiting for one can see ``stop``."""
+    while True:
+        try:
+            item = done.get_nowait()
+        except queue.Empty:
+            return
+        if isinstance(item, tuple):
+            pool.release(item[0])

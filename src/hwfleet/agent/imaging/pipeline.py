@@ -1,0 +1,103 @@
+"""A small pool of page-aligned buffers and in-order worker threads (the image writer's stages).
+
+The writer's stages (read and decompress, sha256, ``O_DIRECT`` writes) each run in
+their own thread and pass whole buffers along; ``hashlib``, ``pwrite``/``preadv``
+and file reads all release the GIL on large buffers, so on a machine with cores to
+spare the stages really overlap and the slowest one sets the pace. Buffers are
+anonymous ``mmap``\\s (page-aligned, as ``O_DIRECT`` needs), allocated once: memory
+is the pool's size whatever the image's size.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+#: (buffer, byte offset on the device, length)
+Item = tuple[mmap.mmap, int, int]
+
+
+class BufferPool:
+    """``count`` buffers of ``size`` bytes; a buffer handed to several stages comes back
+    to the pool when the last of them releases it."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.size = size
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        self._users: dict[int, int] = {}
+        self._lock = threading.Lock()
+        for _ in range(count):
+            self._free.put(mmap.mmap(-1, size))
+
+    def get(self) -> mmap.mmap:
+        """A free buffer; blocks while every buffer is in use (the back-pressure)."""
+        return self._free.get()
+
+    def share(self, buf: mmap.mmap, users: int) -> None:
+        with self._lock:
+            self._users[id(buf)] = users
+
+    def release(self, buf: mmap.mmap) -> None:
+        with self._lock:
+            left = self._users.get(id(buf), 1) - 1
+            if left > 0:
+                self._users[id(buf)] = left
+                return
+            self._users.pop(id(buf), None)
+        self._free.put(buf)
+
+
+class Stage(threading.Thread):
+    """Runs ``work`` on the items queued, in order, then releases each buffer.
+
+    The first error is kept (with the offset it happened at) and later items are only
+    released, so the producer can stop at its next check and nothing deadlocks.
+    """
+
+    def __init__(
+        self, name: str, work: Callable[[mmap.mmap, int, int], None], pool: BufferPool
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self.work = work
+        self.pool = pool
+        self.todo: queue.Queue[Item | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self.failed_at = 0
+
+    def run(self) -> None:
+        while (item := self.todo.get()) is not None:
+            buf, offset, length = item
+            if self.error is None:
+                try:
+                    self.work(buf, offset, length)
+                except BaseException as exc:  # handed to the producer, which re-raises
+                    self.error, self.failed_at = exc, offset
+            self.pool.release(buf)
+
+    def finish(self) -> None:
+        """Let the queued items drain, then stop the thread."""
+        self.todo.put(None)
+        self.join()
+
+
+def fill(read: Callable[[memoryview], int], buf: mmap.mmap) -> int:
+    """Read into ``buf`` until it is full or the source ends; the count."""
+    view = memoryview(buf)
+    done = 0
+    while done < len(view):
+        count = read(view[done:])
+        if not count:
+            break
+        done += count
+    return done
+
+
+def pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(0, "the device accepted no more bytes")
+        view, offset = view[written:], offset + written
