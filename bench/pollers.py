@@ -1,7 +1,7 @@
 """Poller throughput: N simulated Redfish BMCs polled every INTERVAL s by one controller worker.
 
-Prints the controller's CPU per poll (this process: event loop, store, sushy in worker
-threads; the simulated BMCs run in another process and are not counted) and the lateness
+Prints the controller's CPU per poll (this process: event loop, store, the Redfish poll
+client; the simulated BMCs run in another process and are not counted) and the lateness
 of polls against their schedule (goal: <= 1 ms CPU per Redfish poll, 99% within 1 s).
 
     python bench/pollers.py [--bmcs 500] [--interval 15] [--seconds 60]
@@ -123,7 +123,7 @@ async def run(bmcs: int, interval: float, seconds: float) -> None:
             await store.close()
             server.terminate()
             server.wait(10)
-    lateness = [s[0] for s in worker.stats]
+    lateness = list(worker.stats)
     polls = len(lateness)
     # The first round starts all at once (every poller is due at creation): count it apart.
     steady = [late for late in lateness[bmcs:]] if polls > bmcs else []

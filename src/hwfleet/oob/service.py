@@ -19,6 +19,7 @@ from hwfleet.oob.driver import BmcAddress, BmcDriver, BmcError, PowerAction
 from hwfleet.oob.drivers import load_driver
 from hwfleet.oob.errors import scrub
 from hwfleet.oob.pollers import PollerAdmin
+from hwfleet.oob.redfish_poll import RedfishPoller
 from hwfleet.oob.vault import Vault, VaultError
 from hwfleet.store import Store
 from hwfleet.store.bmcs import BmcRepository
@@ -69,8 +70,20 @@ class OobService:
         #: Called when pollers were added or changed (the worker looks for due ones at once).
         self.on_change: Callable[[], None] = lambda: None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bmc")
+        #: The Redfish poll path: one shared asyncio HTTP client, no thread per poll.
+        self._redfish = RedfishPoller(timeout=timeout)
+
+    async def redfish_poll(self, address: BmcAddress, kind: str) -> Any:
+        """One Redfish poll through the shared client, under the same deadline as a driver call."""
+        try:
+            return await asyncio.wait_for(self._redfish.poll(address, kind), 2 * self.timeout + 1)
+        except TimeoutError:
+            raise BmcError(
+                "timeout", f"redfish BMC {address.address} did not answer in time"
+            ) from None
 
     async def close(self) -> None:
+        await self._redfish.close()
         # Threads stuck on a dead BMC end on their socket timeouts; do not wait for them.
         self._pool.shutdown(wait=False, cancel_futures=True)
 

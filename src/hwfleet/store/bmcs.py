@@ -8,6 +8,7 @@ the BMC (already scrubbed of credentials), shown on the node until a call succee
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from datetime import datetime
 
 import msgspec
@@ -71,6 +72,14 @@ class BmcRepository(Repository):
     async def get(self, node: str) -> BmcRecord | None:
         row = await self._row(sa.select(bmcs).where(bmcs.c.node == node))
         return None if row is None else to_bmc(row)
+
+    async def get_many(self, nodes: Iterable[str]) -> dict[str, BmcRecord]:
+        """The records of ``nodes`` that have one, by node (one query for a claimed batch)."""
+        wanted = sorted(set(nodes))
+        if not wanted:
+            return {}
+        rows = await self._rows(sa.select(bmcs).where(bmcs.c.node.in_(wanted)))
+        return {r.node: r for r in map(to_bmc, rows)}
 
     async def list(self) -> builtins.list[BmcRecord]:
         return [to_bmc(r) for r in await self._rows(sa.select(bmcs).order_by(bmcs.c.node))]

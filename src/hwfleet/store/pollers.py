@@ -139,14 +139,24 @@ class PollerRepository(Repository):
         await self._conn.execute(sa.delete(pollers).where(pollers.c.node == node))
 
     async def claim(
-        self, *, worker: str, limit: int, lease: float, now: datetime
+        self,
+        *,
+        worker: str,
+        limit: int,
+        lease: float,
+        now: datetime,
+        until: datetime | None = None,
     ) -> builtins.list[PollerRecord]:
-        """Lease up to ``limit`` due, unpaused pollers to ``worker``, most overdue first."""
+        """Lease up to ``limit`` unpaused pollers due by ``until`` (default ``now``) to ``worker``.
+
+        Most overdue first. A worker claims a little ahead (``until`` past ``now``) so it
+        can start each poll on its own timer at the exact time, claiming in batches.
+        """
         due = (
             sa.select(pollers.c.id)
             .where(
                 pollers.c.paused.is_(False),
-                pollers.c.next_run_at <= now,
+                pollers.c.next_run_at <= (now if until is None else until),
                 sa.or_(pollers.c.lease_until.is_(None), pollers.c.lease_until <= now),
             )
             .order_by(pollers.c.next_run_at, pollers.c.id)
@@ -179,6 +189,28 @@ class PollerRepository(Repository):
                 lease_until=None,
                 next_run_at=next_run_at,
             )
+        )
+
+    async def succeeded_many(self, *, worker: str, results: builtins.list[Any]) -> None:
+        """Many :meth:`succeeded` at once (one statement, executemany): ``(id, data, next, at)``."""
+        if not results:
+            return
+        stmt = (
+            sa.update(pollers)
+            .where(pollers.c.id == sa.bindparam("b_id"), pollers.c.lease_owner == worker)
+            .values(
+                last_data=sa.bindparam("b_data", type_=pollers.c.last_data.type),
+                last_polled_at=sa.bindparam("b_at", type_=pollers.c.last_polled_at.type),
+                failures=0,
+                last_error=None,
+                lease_owner=None,
+                lease_until=None,
+                next_run_at=sa.bindparam("b_next", type_=pollers.c.next_run_at.type),
+            )
+        )
+        await self._conn.execute(
+            stmt,
+            [{"b_id": i, "b_data": d, "b_next": n, "b_at": a} for i, d, n, a in results],
         )
 
     async def failed(self, id: int, *, worker: str, error: str, at: datetime) -> None:

@@ -135,7 +135,14 @@ async def test_pollers_data_alerts_cache_and_backoff(ctl: Controller, redfish: R
     async def on_alert(delivery: Delivery) -> None:
         await alerts.put(delivery)
 
+    announced: asyncio.Queue[Delivery] = asyncio.Queue()
+
+    async def on_event(delivery: Delivery) -> None:
+        await announced.put(delivery)
+
     await ctl.bus.subscribe("task", "poller.alert.*", on_alert)
+    # Dashboards and other consumers follow the events exchange, not the task channel.
+    await ctl.bus.subscribe("events", "poller.alert.#", on_event)
     await set_bmc(ctl, redfish)
     async with api(ctl) as client:
         pollers = (await client.get("/api/v1/pollers", params={"node": NODE})).json()
@@ -167,6 +174,11 @@ async def test_pollers_data_alerts_cache_and_backoff(ctl: Controller, redfish: R
         assert alert["type"] == "sensor" and alert["sensor"] == "CPU Temp"
         events = (await client.get("/api/v1/events", params={"pattern": "poller.alert.#"})).json()
         assert any(e["routing_key"] == f"poller.alert.{NODE}" for e in events)
+        event = await asyncio.wait_for(announced.get(), 20)
+        assert event.routing_key == f"poller.alert.{NODE}"
+        body = json.loads(event.body)
+        assert body["data"]["sensor"] == "CPU Temp" and body["data"]["node"] == NODE
+        assert body["id"] in {e["id"] for e in events}  # the announcement names the record
 
         # The BMC goes away: the poller records the error and backs off (interval x 2^n).
         redfish.stop()
