@@ -125,6 +125,35 @@ def register(app: typer.Typer) -> None:
         boot_kea_launcher: Annotated[
             str | None, Opt(help="words before kea-dhcp4, e.g. 'ip netns exec NS'")
         ] = None,
+        # --- graphs ---
+        graph_lease: Annotated[
+            float | None,
+            Opt(
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="a graph task's lease: another controller takes it this long after its "
+                "runner's last heartbeat (5s)",
+            ),
+        ] = None,
+        graph_heartbeat: Annotated[
+            float | None,
+            Opt(
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="how often leases are renewed and cancels noticed; below the lease (1s)",
+            ),
+        ] = None,
+        graph_max_in_flight: Annotated[
+            int | None, Opt(min=1, help="graph tasks this controller runs at once (100)")
+        ] = None,
+        graph_task_timeout: Annotated[
+            float | None,
+            Opt(
+                parser=POSITIVE_DURATION,
+                metavar="DURATION",
+                help="a graph task's timeout when its definition gives none (1h)",
+            ),
+        ] = None,
         log_level: Annotated[str | None, Opt(help="debug|info|warning|error")] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with a \\[server] table (or HWFLEET_CONFIG)")
@@ -142,6 +171,12 @@ def register(app: typer.Typer) -> None:
             settings = load(ServerSettings, flags=flags, config_file=config, origins=origins)
         except SettingsError as exc:
             raise CliError(str(exc)) from None
+        if settings.graph_heartbeat >= settings.graph_lease:
+            # Leases would lapse between renewals: other replicas would take running tasks.
+            raise CliError(
+                f"--graph-heartbeat ({settings.graph_heartbeat:g}s) must be shorter than "
+                f"--graph-lease ({settings.graph_lease:g}s)"
+            )
         setup_logging(settings.log_level)
 
         async def main(stop: asyncio.Event) -> None:

@@ -141,6 +141,12 @@ class GraphRepository(Repository):
         row = await self._row(sa.select(graphs).where(graphs.c.id == graph_id))
         return None if row is None else _graph(row)
 
+    async def graphs_by_id(self, graph_ids: builtins.list[str]) -> dict[str, GraphRow]:
+        if not graph_ids:
+            return {}
+        stmt = sa.select(graphs).where(graphs.c.id.in_(set(graph_ids))).order_by(graphs.c.id)
+        return {r.id: _graph(r) for r in await self._rows(stmt)}
+
     async def nodes_of(self, graph_ids: builtins.list[str]) -> dict[str, str | None]:
         if not graph_ids:
             return {}

@@ -15,6 +15,7 @@ from hwfleet.bus.base import Bus, Delivery, RpcError, Subscription
 from hwfleet.bus.rpc import KeyedHandler
 from hwfleet.bus.topology import word
 from hwfleet.store.graphs import GraphRepository
+from hwfleet.workflows import bootprofile
 from hwfleet.workflows.engine import EngineError
 
 if TYPE_CHECKING:
@@ -122,7 +123,11 @@ class TaskChannel:
             "requestProfile.*": KeyedHandler(self.request_profile),
             "requestCommands.*": KeyedHandler(self.request_commands),
             "respondCommands.*": KeyedHandler(self.respond_commands),
+            "getBootProfile.*": KeyedHandler(self.get_boot_profile),
         }
+
+    async def get_boot_profile(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await bootprofile.boot_profile(self.s.engine, _id_from(method))
 
     async def active_task_exists(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         graph = await self.s.engine.active_for(_id_from(method))

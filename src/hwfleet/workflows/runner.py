@@ -23,8 +23,8 @@ from hwfleet.store.graphs import GraphRepository, TaskRow
 from hwfleet.store.records import EventRecord
 from hwfleet.types import utcnow
 from hwfleet.workflows.basetasks import TaskContext, TaskFailedError
-from hwfleet.workflows.events import Announcer
-from hwfleet.workflows.progress import advance, record_task_end
+from hwfleet.workflows.events import Announcer, Event
+from hwfleet.workflows.progress import advance_many, task_end_event
 from hwfleet.workflows.registry import BaseTaskRegistry
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class TaskRunner:
 
     async def _commit(self, tx: Any, batch: list[_End]) -> tuple[list[EventRecord], bool, set[str]]:
         repo, ev = GraphRepository(tx.conn), EventRepository(tx.conn)
-        records: list[EventRecord] = []
+        pending: list[Event] = []
         graphs: dict[str, None] = {}
         for end in batch:
             row = end.execution.row
@@ -292,14 +292,12 @@ class TaskRunner:
             )
             if done is None:
                 continue  # cancelled or taken away meanwhile: not ours to record
-            records += await record_task_end(repo, ev, done, end.execution.node, end.at)
+            pending.append(task_end_event(done, end.execution.node))
             graphs[row.graph_id] = None
-        ready = False
         at = utcnow()
-        for graph_id in graphs:
-            more, any_ready = await advance(repo, ev, graph_id, at)
-            records += more
-            ready = ready or any_ready
+        # The whole batch's readiness, graph ends and events in a few statements.
+        ready = await advance_many(repo, list(graphs), at, pending)
+        records = await ev.add_many(pending, at=at)
         return records, ready, set(graphs)
 
 
