@@ -18,6 +18,7 @@ from hwfleet.api import (
     keys,
     lifecycle,
     oob,
+    retention,
     scans,
     targets,
     tasks,
@@ -64,6 +65,7 @@ def create_app(
         lifecycle,
         boot,
         oob,
+        retention,
     ):
         app.include_router(module.router)
     app.include_router(boot.boot_router)  # machines booting: no operator token (api/boot.py)

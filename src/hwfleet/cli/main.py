@@ -21,7 +21,7 @@ COMMAND_MODULES = [
 STANDALONE = {"agent", "sim", "server"}
 #: Operator commands whose module is known without importing them all: such a command line
 #: loads only its own module, so `hwfleet devices --json` starts in a fraction (issue 18).
-COMMAND_OWNER = {"devices": "fleet", "ping": "fleet", "run": "fleet"}
+COMMAND_OWNER = {"devices": "listing", "ping": "fleet", "run": "fleet"}
 
 
 def _register(app: typer.Typer, name: str) -> None:

@@ -380,6 +380,7 @@ class Controller:
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---
         provide(app, self.graphs)  # graphs (DESIGN §11)
+        provide(app, self.pruner.report)  # --- cli: history retention ---
         if self.oob is not None:  # --- oob ---
             provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.
