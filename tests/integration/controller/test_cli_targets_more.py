@@ -16,7 +16,7 @@ from hwfleet.controller.events import utcnow
 from hwfleet.sim.fleet import SimFleet
 
 from .conftest import add_offline_device, cli, connected_fleet
-from .test_cli_targets import racks
+from .test_cli_targets import complete, racks
 
 
 @pytest.fixture
@@ -176,3 +176,23 @@ async def test_server_takes_retention_flags(tmp_path: Path, controller: Controll
         *("server", "--data-dir", str(tmp_path / "s"), "--retention-events-days", "-1"),
     )
     assert code == 1 and "retention_events_days" in err
+
+
+async def test_targets_complete_on_graphs_power_and_maintenance(
+    controller: Controller, rack_fleet: SimFleet
+) -> None:
+    rack2 = ["rack2-u2", "rack2-u5"]
+    assert await complete(controller, "hwfleet graphs run Graph.Hwfleet.Discovery rack2-u") == rack2
+    assert await complete(controller, "hwfleet power off rack2-u") == rack2
+    assert await complete(controller, "hwfleet sel rack2-u") == rack2
+    assert await complete(controller, "hwfleet device maintenance on rack2-u") == rack2
+
+
+async def test_retention_needs_the_operator_token(controller: Controller) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=controller.api_url) as http:
+        assert (await http.get("/api/v1/retention")).status_code == 401
+        headers = {"Authorization": f"Bearer {controller.operator_token}"}
+        reply = await http.get("/api/v1/retention", headers=headers)
+        assert reply.status_code == 200 and reply.json()["interval_seconds"] == 3600
