@@ -137,6 +137,8 @@ def register(app: typer.Typer) -> None:
 
         if action not in ("on", "off", "cycle", "reset", "status"):
             raise CliError(f"power action must be on, off, cycle, reset or status, not {action!r}")
+        if not words:  # power has no --all: destructive work names its targets
+            raise CliError("give a target: power ACTION TARGET… (docs/cli.md)")
         expr = target_expr(words)
         out: dict[str, dict[str, Any]] = {}
         with ApiClient(api, data_dir, timeout=60) as client:
