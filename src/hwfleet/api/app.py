@@ -19,6 +19,7 @@ from hwfleet.api import (
     lifecycle,
     mdp,
     oob,
+    retention,
     scans,
     targets,
     tasks,
@@ -66,6 +67,7 @@ def create_app(
         boot,
         mdp,
         oob,
+        retention,
     ):
         app.include_router(module.router)
     app.include_router(boot.boot_router)  # machines booting: no operator token (api/boot.py)

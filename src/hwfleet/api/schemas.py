@@ -24,6 +24,8 @@ class Device(BaseModel):
     enrolled: bool = True
     #: "agent", or "legacy": a seed-000 reference device that answered a scan (docs/scan.md).
     kind: str = "agent"
+    #: The SKU the graph engine assigned (``sku.assigned``); None before any matched.
+    sku: str | None = None
 
 
 #: The most uuids one ping request may name (``all`` has no such bound).

@@ -1,7 +1,8 @@
 """``hwfleet device``: manage one device (seed 004) through the controller's REST API.
 
 ``rename``, ``passwd``, ``network`` (no setting flags: show), ``wifi``,
-``trust list|add|remove`` and ``maintenance on|off``. Passwords come from ``--old/--new``, then from
+``trust list|add|remove`` (``show``, ``remove`` and ``maintenance`` over many devices:
+:mod:`hwfleet.cli.device_life`). Passwords come from ``--old/--new``, then from
 ``HWFLEET_DEVICE_OLD_PASSWORD`` / ``HWFLEET_DEVICE_NEW_PASSWORD``, then from a
 hidden prompt on the terminal; the Wi-Fi key from ``--psk``, then
 ``HWFLEET_WIFI_PSK``, then a hidden prompt. Flags put a secret where ``ps``
@@ -173,32 +174,6 @@ def register(app: typer.Typer) -> None:
             return
         dropped = f"; {reply['trust_removed']} other trusted keys removed" if reset_acl else ""
         console().print(plain(f"device {uuid}: password changed{dropped}"))
-
-    @device.command("maintenance")
-    def maintenance(
-        state: Annotated[
-            str, Arg(help="on: out of service (st_id -1); off: back", metavar="on|off")
-        ],
-        uuid: UuidArg,
-        api: ApiOpt = None,
-        data_dir: DataOpt = None,
-        as_json: JsonOpt = False,
-    ) -> None:
-        """Put the device in maintenance (it refuses long tasks and scans) or take it out."""
-        from hwfleet.protocol.methods import DEVICE_MAINTENANCE
-
-        if state not in ("on", "off"):
-            raise CliError(
-                f"state: {state!r} is not on or off (hwfleet device maintenance on UUID)"
-            )
-        body = {"method": DEVICE_MAINTENANCE, "params": {"on": state == "on"}}
-        with ApiClient(api, data_dir) as client:
-            uuid = resolve_one(client, uuid)
-            result = client.post(f"{_base(uuid)}/run", json=body)["result"]
-        if as_json:
-            print_json(result)
-            return
-        console().print(plain(f"device {uuid}: maintenance {state} (st_id {result['st_id']})"))
 
     @device.command("network")
     def network(

@@ -1,5 +1,6 @@
-"""``hwfleet device show TARGET`` and ``hwfleet device remove TARGET``: one device's record
-(with its latest inventory), and retiring devices from the fleet."""
+"""``hwfleet device show TARGET``, ``device remove TARGET`` and ``device maintenance on|off
+TARGET``: one device's record (with its latest inventory), retiring devices from the fleet,
+and taking devices out of service (over many devices, batch by batch with ``--batch``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from urllib.parse import quote
 import typer
 
 from hwfleet.cli.client import ApiClient, CliError
-from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
+from hwfleet.cli.options import ApiOpt, BatchOpt, DataOpt, JsonOpt, KeepGoingOpt
 from hwfleet.cli.output import console, plain, print_json, print_table
-from hwfleet.cli.targets import TargetArg, resolve, resolve_one, show_selection
+from hwfleet.cli.targets import DryRunOpt, TargetArg, resolve, resolve_one, show_selection
 
 
 def _show(device: dict[str, Any]) -> None:
@@ -93,3 +94,61 @@ def register(device: typer.Typer) -> None:
             console().print(
                 plain(f"removed {dev['name'] or dev['uuid']} ({dev['uuid']}): {keys} keys revoked")
             )
+
+    @device.command("maintenance")
+    def maintenance(
+        state: Annotated[
+            str,
+            typer.Argument(help="on: out of service (st_id -1); off: back", metavar="on|off"),
+        ],
+        target: TargetArg,
+        batch: BatchOpt = None,
+        continue_on_error: KeepGoingOpt = False,
+        dry_run: DryRunOpt = False,
+        api: ApiOpt = None,
+        data_dir: DataOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Put devices in maintenance (they refuse long tasks and scans) or take them out.
+
+        One device named by uuid, prefix or name keeps the one-device output; any other
+        target goes device by device with a live table, in batches with --batch.
+        """
+        from hwfleet.cli.fleet import run_many
+        from hwfleet.protocol.methods import DEVICE_MAINTENANCE
+        from hwfleet.targeting import TargetError, is_single, parse
+
+        if state not in ("on", "off"):
+            raise CliError(
+                f"state: {state!r} is not on or off (hwfleet device maintenance on TARGET)"
+            )
+        try:
+            single = is_single(parse(target))
+        except TargetError as exc:
+            raise CliError(f"target: {exc}") from None
+        params = {"on": state == "on"}
+        body = {"method": DEVICE_MAINTENANCE, "params": params}
+        with ApiClient(api, data_dir) as client:
+            if dry_run:
+                show_selection(target, resolve(client, target), as_json)
+                return
+            if not single or batch is not None:
+                run_many(
+                    client,
+                    target,
+                    DEVICE_MAINTENANCE,
+                    params,
+                    follow=True,
+                    timeout=60.0,
+                    batch=batch,
+                    keep_going=continue_on_error,
+                    as_json=as_json,
+                )
+                return
+            uuid = resolve_one(client, target)
+            result = client.post(f"/api/v1/devices/{quote(uuid, safe='')}/run", json=body)
+        if as_json:
+            print_json(result["result"])
+            return
+        st_id = result["result"]["st_id"]
+        console().print(plain(f"device {uuid}: maintenance {state} (st_id {st_id})"))

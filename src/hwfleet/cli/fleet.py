@@ -9,7 +9,7 @@ import typer
 
 from hwfleet.cli import completion
 from hwfleet.cli.client import ApiClient, CliError
-from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
+from hwfleet.cli.options import ApiOpt, BatchOpt, DataOpt, JsonOpt, KeepGoingOpt
 from hwfleet.cli.output import print_json, print_table
 from hwfleet.cli.params import POSITIVE_DURATION
 from hwfleet.cli.targets import DryRunOpt, TargetArg, TargetArgs
@@ -113,13 +113,8 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[
             float, Opt(parser=POSITIVE_DURATION, metavar="DURATION", help="how long to wait")
         ] = 3600.0,
-        batch: Annotated[
-            str | None,
-            Opt("--batch", help="N or N%: devices at a time; the next batch waits for this one"),
-        ] = None,
-        continue_on_error: Annotated[
-            bool, Opt("--continue-on-error", help="go on to the next batch after a failure")
-        ] = False,
+        batch: BatchOpt = None,
+        continue_on_error: KeepGoingOpt = False,
         dry_run: DryRunOpt = False,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
@@ -146,7 +141,7 @@ def register(app: typer.Typer) -> None:
                 uuid = (whole_uuids([target]) or [resolve_one(client, target)])[0]
                 _run_one(client, uuid, method, params, wait=wait, timeout=timeout, quiet=as_json)
                 return
-            _run_many(
+            run_many(
                 client,
                 target,
                 method,
@@ -189,7 +184,7 @@ def _run_one(
         raise typer.Exit(2)
 
 
-def _run_many(
+def run_many(
     client: ApiClient,
     expr: str,
     method: str,

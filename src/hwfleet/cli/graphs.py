@@ -12,6 +12,7 @@ import typer
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt, parse_params
 from hwfleet.cli.output import console, print_json, table
+from hwfleet.cli.targets import DryRunOpt, TargetArgs
 
 DONE = ("succeeded", "failed", "cancelled")
 
@@ -51,6 +52,15 @@ def _option_map(items: list[str]) -> dict[str, Any]:
         label, _, name = key.rpartition(".")
         options.setdefault(label or "defaults", {})[name] = value
     return options
+
+
+def _option_expr(node: list[str] | None, all_nodes: bool, sku: str | None) -> str | None:
+    """The target expression naming what --node/--all/--sku name (for --dry-run)."""
+    if node:
+        return ",".join(node)
+    if sku:
+        return f"sku={sku}"
+    return "state=online" if all_nodes else None
 
 
 def register(app: typer.Typer) -> None:
@@ -105,6 +115,7 @@ def register(app: typer.Typer) -> None:
     @graphs.command("run")
     def run(
         name: str,
+        words: TargetArgs = None,
         node: Annotated[
             list[str] | None, typer.Option("--node", help="target node uuid (repeat)")
         ] = None,
@@ -114,11 +125,15 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option("--option", help="k=v or label.k=v")
         ] = None,
         wait: Annotated[bool, typer.Option(help="wait until every graph ends")] = False,
+        dry_run: DryRunOpt = False,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Run a graph on explicit nodes, every online node, or a SKU's nodes."""
+        """Run a graph on the devices a TARGET selects (sku=…, G@group, globs…), or on
+        explicit --node uuids, every online node (--all) or a SKU's nodes (--sku)."""
+        from hwfleet.cli.targets import resolve, show_selection, target_expr, whole_uuids
+
         body: dict[str, Any] = {
             "name": name,
             "nodes": node or [],
@@ -128,7 +143,20 @@ def register(app: typer.Typer) -> None:
             body["all"] = True
         if sku:
             body["sku"] = sku
+        if words and (node or all_nodes or sku):
+            raise CliError("give a TARGET or one of --node, --all, --sku, not both")
+        expr = target_expr(words) if words else _option_expr(node, all_nodes, sku)
         with ApiClient(api, data_dir, timeout=120.0) as client:
+            if dry_run:
+                if expr is None:
+                    raise CliError("give a TARGET or one of --node, --all, --sku")
+                show_selection(expr, resolve(client, expr), as_json)
+                return
+            if words:
+                uuids = whole_uuids(words) or [d["uuid"] for d in resolve(client, expr or "")]
+                if not uuids:
+                    raise CliError(f"{expr!r} selects no devices")
+                body["nodes"] = uuids
             started = client.post("/api/v1/graphs", json=body)["graphs"]
             ids = [g["graphId"] for g in started if "graphId" in g]
             final = (

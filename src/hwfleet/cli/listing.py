@@ -4,7 +4,9 @@ The uuid column shows each device's shortest unique prefix (at least 4 character
 git's abbreviated hashes): it works as a target anywhere (``hwfleet run a3f9 status``).
 "last seen" is relative. Columns that do not fit the terminal are left out, least useful
 first (never the uuid prefix or the name); ``--wide`` shows every column, ``--columns``
-exactly the ones named. ``--json`` is unchanged: DESIGN §8's list of device objects.
+exactly the ones named (``sku``: the SKU the graph engine assigned). A target
+(``hwfleet devices sku=gpu-node``) lists only the devices it selects. ``--json`` is
+unchanged: DESIGN §8's list of device objects.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import DEVICE_KEYS
 from hwfleet.cli.options import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, print_json, table
+from hwfleet.cli.targets import TargetArgs
 
 Cell = Callable[[dict[str, Any]], object]
 
@@ -52,6 +55,7 @@ def columns(now: datetime) -> dict[str, Cell]:
         "st_id": lambda r: r["st_id"],
         "last seen": lambda r: ago(r.get("last_seen"), now),
         "kind": lambda r: r.get("kind", "agent"),
+        "sku": lambda r: r.get("sku") or "",
         "version": lambda r: r["version"],
         "transport": lambda r: r.get("transport", ""),
         "full uuid": lambda r: r["uuid"],
@@ -72,7 +76,7 @@ DEFAULT: tuple[str, ...] = (
 )
 #: Left out first when the terminal is too narrow.
 DROP_ORDER: tuple[str, ...] = (
-    *("kind", "version", "transport", "first seen", "full uuid", "model", "serial"),
+    *("sku", "kind", "version", "transport", "first seen", "full uuid", "model", "serial"),
     *("ipaddr", "st_id", "last seen", "state"),
 )
 
@@ -95,8 +99,9 @@ def fit(chosen: list[str], cells: dict[str, list[str]], width: int) -> list[str]
 def render(rows: list[dict[str, Any]], names: list[str], width: int | None, now: datetime) -> Any:
     from hwfleet.targeting import short_prefixes
 
+    # A selection's rows come with prefixes unique over the whole fleet: keep those.
     prefixes = short_prefixes(r["uuid"] for r in rows)
-    rows = [{**r, "short": prefixes[r["uuid"]]} for r in rows]
+    rows = [{"short": prefixes[r["uuid"]], **r} for r in rows]
     getters = columns(now)
     cells = {n: ["" if (v := getters[n](r)) is None else str(v) for r in rows] for n in names}
     shown = names if width is None else fit(names, cells, width)
@@ -109,6 +114,7 @@ def render(rows: list[dict[str, Any]], names: list[str], width: int | None, now:
 def register(app: typer.Typer) -> None:
     @app.command("devices")
     def devices(
+        words: TargetArgs = None,
         wide: Annotated[bool, typer.Option("--wide", help="every column, however wide")] = False,
         cols: Annotated[
             str | None,
@@ -118,9 +124,15 @@ def register(app: typer.Typer) -> None:
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """List devices the controller knows (short uuid prefixes work as targets)."""
+        """List devices the controller knows (short uuid prefixes work as targets); with a
+        TARGET, only the devices it selects."""
         with ApiClient(api, data_dir) as client:
-            rows = client.get("/api/v1/devices")
+            if words:
+                from hwfleet.cli.targets import resolve, target_expr
+
+                rows = resolve(client, target_expr(words))
+            else:
+                rows = client.get("/api/v1/devices")
         if as_json:
             print_json([{k: row.get(k) for k in DEVICE_KEYS} for row in rows])
             return

@@ -1,5 +1,10 @@
 """``hwfleet bmc``, ``power``, ``sel``, ``sensors``, ``pollers``: out-of-band management.
 
+Nodes are targets (docs/cli.md): ``power`` acts on every device a target selects
+(``hwfleet power cycle 'G@rack1 and state=offline'``, ``--dry-run`` lists them); the
+one-node commands take a target that selects exactly one device. A whole uuid is used
+as given, so a BMC can be set for a node before its agent ever enrolls.
+
 The BMC password is never a command-line argument (other users see those in ``ps``):
 it comes from ``--password-file``, ``HWFLEET_BMC_PASSWORD`` or a hidden prompt.
 """
@@ -16,6 +21,7 @@ import typer
 from hwfleet.cli.client import ApiClient, CliError
 from hwfleet.cli.fleet import ApiOpt, DataOpt, JsonOpt
 from hwfleet.cli.output import console, print_json, print_table
+from hwfleet.cli.targets import DryRunOpt, TargetArg, TargetArgs, resolve_one
 
 PASSWORD_ENV = "HWFLEET_BMC_PASSWORD"  # noqa: S105  (the name of a variable)
 
@@ -46,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
     @bmc.command("set")
     def bmc_set(
-        uuid: str,
+        uuid: TargetArg,
         redfish: Annotated[str | None, typer.Option(help="Redfish service URL")] = None,
         ipmi: Annotated[str | None, typer.Option(help="IPMI-over-LAN host")] = None,
         snmp: Annotated[str | None, typer.Option(help="SNMP agent host")] = None,
@@ -74,6 +80,7 @@ def register(app: typer.Typer) -> None:
             "system": system,
         }
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             result = client.request("PUT", f"/api/v1/nodes/{uuid}/bmc", json=body)
         if as_json:
             print_json(result)
@@ -82,10 +89,11 @@ def register(app: typer.Typer) -> None:
 
     @bmc.command("show")
     def bmc_show(
-        uuid: str, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
+        uuid: TargetArg, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
     ) -> None:
         """A node's BMC: driver, address, the latest error (never the credentials)."""
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             result = client.get(f"/api/v1/nodes/{uuid}/bmc")
         if as_json:
             print_json(result)
@@ -106,26 +114,40 @@ def register(app: typer.Typer) -> None:
 
     @bmc.command("delete")
     def bmc_delete(
-        uuid: str, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
+        uuid: TargetArg, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
     ) -> None:
         """Forget a node's BMC and its pollers."""
         with ApiClient(api, data_dir) as client:
+            uuid = resolve_one(client, uuid)
             result = client.delete(f"/api/v1/nodes/{uuid}/bmc")
         print_json(result) if as_json else console().print(f"{uuid}: BMC deleted")
 
     @app.command("power")
     def power(
         action: Annotated[str, typer.Argument(help="on, off, cycle, reset or status")],
-        uuids: Annotated[list[str], typer.Argument(help="node uuids")],
+        words: TargetArgs = None,
+        dry_run: DryRunOpt = False,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Power nodes through their BMCs: {uuid: {"power"} | {"error"}}; exit 1 if any failed."""
+        """Power the nodes a target selects through their BMCs: {uuid: {"power"} | {"error"}};
+        exit 1 if any failed. Whole uuids are used as given (a node known only by its BMC)."""
+        from hwfleet.cli.targets import resolve, show_selection, target_expr, whole_uuids
+
         if action not in ("on", "off", "cycle", "reset", "status"):
             raise CliError(f"power action must be on, off, cycle, reset or status, not {action!r}")
+        if not words:  # power has no --all: destructive work names its targets
+            raise CliError("give a target: power ACTION TARGET… (docs/cli.md)")
+        expr = target_expr(words)
         out: dict[str, dict[str, Any]] = {}
         with ApiClient(api, data_dir, timeout=60) as client:
+            if dry_run:
+                show_selection(expr, resolve(client, expr), as_json)
+                return
+            uuids = whole_uuids(words) or [d["uuid"] for d in resolve(client, expr)]
+            if not uuids:
+                raise CliError(f"{expr!r} selects no devices")
             for uuid in dict.fromkeys(uuids):
                 try:
                     reply = client.post(f"/api/v1/nodes/{uuid}/power", json={"action": action})
@@ -142,10 +164,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sel")
     def sel(
-        uuid: str, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
+        uuid: TargetArg, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
     ) -> None:
         """A node's system event log, read from its BMC now."""
         with ApiClient(api, data_dir, timeout=60) as client:
+            uuid = resolve_one(client, uuid)
             rows = client.get(f"/api/v1/nodes/{uuid}/sel")["sel"]
         if as_json:
             print_json(rows)
@@ -157,10 +180,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command("sensors")
     def sensors(
-        uuid: str, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
+        uuid: TargetArg, api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False
     ) -> None:
         """A node's sensor readings, read from its BMC now."""
         with ApiClient(api, data_dir, timeout=60) as client:
+            uuid = resolve_one(client, uuid)
             rows = client.get(f"/api/v1/nodes/{uuid}/sensors")["sensors"]
         if as_json:
             print_json(rows)
@@ -201,7 +225,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("firmware")
     def firmware(
-        uuid: str,
+        uuid: TargetArg,
         spec: Annotated[Path, typer.Option(help="JSON spec: {bios: {...}, firmware: [...]}")],
         dry_run: Annotated[bool, typer.Option(help="show the plan, change nothing")] = False,
         api: ApiOpt = None,
@@ -216,6 +240,7 @@ def register(app: typer.Typer) -> None:
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read the spec {spec}: {exc}") from None
         with ApiClient(api, data_dir, timeout=3600) as client:
+            uuid = resolve_one(client, uuid)
             report = client.post(
                 f"/api/v1/nodes/{uuid}/firmware", json={"spec": document, "dry_run": dry_run}
             )

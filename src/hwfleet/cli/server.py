@@ -154,6 +154,17 @@ def register(app: typer.Typer) -> None:
                 help="a graph task's timeout when its definition gives none (1h)",
             ),
         ] = None,
+        # --- cli: history retention ---
+        retention_events_days: Annotated[
+            float | None, Opt(help="prune events older than this many days; 0: keep (30)")
+        ] = None,
+        retention_tasks_days: Annotated[
+            float | None, Opt(help="prune finished tasks older than this many days; 0: keep (30)")
+        ] = None,
+        retention_interval: Annotated[
+            float | None,
+            Opt(parser=POSITIVE_DURATION, metavar="DURATION", help="how often to prune (1h)"),
+        ] = None,
         log_level: Annotated[str | None, Opt(help="debug|info|warning|error")] = None,
         config: Annotated[
             Path | None, Opt(help="TOML file with a \\[server] table (or HWFLEET_CONFIG)")

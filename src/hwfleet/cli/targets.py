@@ -24,8 +24,8 @@ FULL_UUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 TargetArgs = Annotated[
     list[str] | None,
     typer.Argument(
-        help="target: uuid or prefix, name/serial glob, a,b,c, field=value, G@group, "
-        "and/or/not (docs/cli.md)",
+        help="target: uuid or prefix, name/serial glob, a,b,c, field=value, field<N, "
+        "G@group, and/or/not (docs/cli.md)",
         metavar="TARGET...",
         autocompletion=completion.targets,
     ),

@@ -1,4 +1,8 @@
-"""``hwfleet tasks`` and ``hwfleet events``: what the fleet is doing and did."""
+"""``hwfleet tasks``, ``hwfleet events`` and ``hwfleet retention``: what the fleet is doing
+and did, and how long the store keeps it.
+
+The tasks table names each device by its name, or (unnamed, or removed since) by the
+shortest uuid prefix unique in the fleet, which works as a target."""
 
 from __future__ import annotations
 
@@ -15,14 +19,25 @@ from hwfleet.cli.output import console, line, plain, print_json, table
 TASK_COLUMNS = ("id", "device", "method", "state", "percent", "eta", "msg")
 
 
-def _task_table(rows: list[dict[str, Any]]) -> Any:
+def device_labels(client: ApiClient, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Each task's device as the table shows it: its name, else a unique uuid prefix."""
+    from hwfleet.targeting import short_prefixes
+
+    fleet = client.get("/api/v1/devices", params={"discovered": "false"}) if rows else []
+    names = {d["uuid"]: d.get("name") or "" for d in fleet}
+    prefixes = short_prefixes([*names, *(r["device_uuid"] for r in rows)])
+    return {u: names.get(u) or p for u, p in prefixes.items()}
+
+
+def _task_table(rows: list[dict[str, Any]], labels: dict[str, str] | None = None) -> Any:
+    labels = labels or {}
     cells = []
     for r in rows:
         pct = r.get("percent")
         cells.append(
             (
                 r["id"][:8],
-                r["device_uuid"][:8],
+                labels.get(r["device_uuid"]) or r["device_uuid"],
                 r["method"],
                 r["state"],
                 "" if pct is None else f"{pct:.0f}%",
@@ -71,16 +86,19 @@ def register(app: typer.Typer) -> None:
             if as_json:
                 print_json(rows)
                 return
+            labels = device_labels(client, rows)
             if not watch:
-                console().print(_task_table(rows))
+                console().print(_task_table(rows, labels))
                 return
             from rich.live import Live
 
-            with Live(_task_table(rows), console=console(), refresh_per_second=4) as live:
+            with Live(_task_table(rows, labels), console=console(), refresh_per_second=4) as live:
                 while any(r["state"] in ("pending", "running") for r in rows):
                     time.sleep(0.5)  # refresh period of a live display
                     rows = client.get("/api/v1/tasks", params=params)
-                    live.update(_task_table(rows))
+                    if any(r["device_uuid"] not in labels for r in rows):
+                        labels = device_labels(client, rows)  # a device new to the table
+                    live.update(_task_table(rows, labels))
 
     @group.command("cancel")
     def cancel(
@@ -106,6 +124,37 @@ def register(app: typer.Typer) -> None:
         done = f"{task['state']}: {task.get('msg')}" if task["state"] != "running" else ""
         state = done or "cancelling at its next safe point"
         console().print(plain(f"task {task['id']}: {state} (device {task['device_uuid']})"))
+
+    @app.command("retention")
+    def retention(api: ApiOpt = None, data_dir: DataOpt = None, as_json: JsonOpt = False) -> None:
+        """How long events and finished tasks are kept, and how many the pruner deleted."""
+        with ApiClient(api, data_dir) as client:
+            report = client.get("/api/v1/retention")
+        if as_json:
+            print_json(report)
+            return
+
+        def days(value: float) -> str:
+            return f"{value:g} days" if value else "kept for ever"
+
+        last, total = report["last"], report["total"]
+        out = console()
+        out.print(plain(f"events: {days(report['events_days'])}"))
+        out.print(plain(f"finished tasks: {days(report['tasks_days'])}"))
+        out.print(plain(f"pruned every {report['interval_seconds']:g}s; runs: {report['runs']}"))
+        if report["last_run_at"]:
+            out.print(
+                plain(
+                    f"last run {report['last_run_at']}: {last.get('events', 0)} events, "
+                    f"{last.get('tasks', 0)} tasks deleted"
+                )
+            )
+        out.print(
+            plain(
+                f"deleted since start: {total.get('events', 0)} events, "
+                f"{total.get('tasks', 0)} tasks"
+            )
+        )
 
     @app.command("events")
     def events(

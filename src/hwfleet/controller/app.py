@@ -385,6 +385,7 @@ class Controller:
 
         provide(app, MdpService(self.settings.data_dir, self.settings.mdp_report_listen))
         # --- end mdp ---
+        provide(app, self.pruner.report)  # --- cli: history retention ---
         if self.oob is not None:  # --- oob ---
             provide(app, self.oob.service)
         # Bind first, so the address is known (port 0 works) before serving starts.

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
+from hwfleet.api.retention import RetentionReport
 from hwfleet.settings import ServerSettings
 from hwfleet.store import Store
 from hwfleet.store.retention import RetentionRepository
@@ -30,6 +31,8 @@ class Pruner:
         self._task: asyncio.Task[None] | None = None
         #: What the last run deleted: ``{"events": n, "tasks": n}``.
         self.last: dict[str, int] = {}
+        #: Its settings, last run and totals, as ``GET /api/v1/retention`` shows them.
+        self.report = RetentionReport(self._events_days, self._tasks_days, self._interval)
 
     async def prune_once(self, now: datetime | None = None) -> dict[str, int]:
         """Delete what is past its age now; returns the counts."""
@@ -51,6 +54,7 @@ class Pruner:
                 self._tasks_days,
             )
         self.last = counts
+        self.report.record(counts, now)
         return counts
 
     async def start(self) -> None:

@@ -4,13 +4,16 @@ A bare word selects, in this order: the device whose uuid it is; the devices who
 or serial it is; the one device whose uuid starts with it (at least
 :data:`MIN_PREFIX` characters; several is an error that lists them). A word with
 ``*``, ``?`` or ``[`` is a glob over names and serials. Fact values are globs over the
-record's field (``state=online``, ``model_id=X11*``, ``st_id=0``). A group is its static
+record's field (``state=online``, ``model_id=X11*``, ``st_id=0``). A comparison
+(``st_id<0``, ``st_id>=16``) selects the devices whose field is a number in range (a
+field that is not a number, or absent, never matches). A group is its static
 members, or its stored expression evaluated here (a group may name other groups; a cycle
 is an error).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 from hwfleet.store.groups import StoredGroup
 from hwfleet.targeting.grammar import (
     And,
+    Compare,
     Fact,
     Group,
     Node,
@@ -34,6 +38,13 @@ MIN_PREFIX = 4
 MAX_CANDIDATES = 10
 
 
+_ORDER: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
 GroupLookup = Callable[[str], StoredGroup | None]
 
 
@@ -41,6 +52,18 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a number for a comparison; None for text that is not one (and bools)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
 
 
 class Evaluator:
@@ -63,6 +86,8 @@ class Evaluator:
             return self._word(node, expr)
         if isinstance(node, Fact):
             return self._fact(node, expr)
+        if isinstance(node, Compare):
+            return self._compare(node, expr)
         if isinstance(node, Group):
             return self._group(node, expr)
         if isinstance(node, Not):
@@ -106,16 +131,28 @@ class Evaluator:
         short = f" (a uuid prefix needs {MIN_PREFIX} characters)" if prefixed else ""
         raise TargetError(f"no device has the uuid, name or serial {text!r}{short}", expr, node.pos)
 
-    def _fact(self, node: Fact, expr: str) -> set[str]:
-        if node.field not in self.fields:
+    def _known_field(self, field: str, pos: int, expr: str) -> None:
+        if field not in self.fields:
             known = ", ".join(self.fields)
-            raise TargetError(f"unknown field {node.field!r} (fields: {known})", expr, node.pos)
+            raise TargetError(f"unknown field {field!r} (fields: {known})", expr, pos)
+
+    def _fact(self, node: Fact, expr: str) -> set[str]:
+        self._known_field(node.field, node.pos, expr)
         hits = {
             u
             for u, d in self.by_uuid.items()
             if any(fnmatchcase(_text(d.get(node.field)), v) for v in node.values)
         }
         return set(self.by_uuid) - hits if node.negated else hits
+
+    def _compare(self, node: Compare, expr: str) -> set[str]:
+        self._known_field(node.field, node.pos, expr)
+        test = _ORDER[node.op]
+        return {
+            u
+            for u, d in self.by_uuid.items()
+            if (n := _number(d.get(node.field))) is not None and test(n, node.value)
+        }
 
     def _group(self, node: Group, expr: str) -> set[str]:
         if node.name in self._resolving:

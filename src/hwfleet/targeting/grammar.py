@@ -9,10 +9,11 @@ The grammar (keywords are case-insensitive; ``,`` binds tighter than ``not``,
     primary := "(" expr ")" | atom ("," atom)*
     atom    := "G@" NAME                  a group
              | FIELD ("=" | "!=") VALUE ("," VALUE)*   a fact selector (values are globs)
+             | FIELD ("<" | "<=" | ">" | ">=") NUMBER  a numeric comparison
              | WORD                       uuid, unique uuid prefix, name or serial (or a glob)
 
 A WORD or VALUE is a run of characters other than space, ``(``, ``)``, ``,``,
-``=``, quotes and ``!=``; quote it ('rack 1', "and") to use any of those.
+``=``, ``<``, ``>``, quotes and ``!=``; quote it ('rack 1', "and") to use any of those.
 Every error says what was expected and points at the position in the text.
 """
 
@@ -28,7 +29,9 @@ KEYWORDS = frozenset({"and", "or", "not"})
 MAX_EXPR = 4096
 #: Deepest nesting of parentheses and ``not``: recursion stays far from Python's limit.
 MAX_DEPTH = 64
-_SPECIAL = set(" \t\n\r(),='\"")
+_SPECIAL = set(" \t\n\r(),='\"<>")
+#: The numeric comparison operators (``st_id<0``, ``st_id>=16``).
+COMPARISONS = ("<", "<=", ">", ">=")
 
 
 class TargetError(HwfleetError, ValueError):
@@ -47,7 +50,7 @@ class TargetError(HwfleetError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    kind: str  # "(" ")" "," "=" "!=" "word" "quoted" "end"
+    kind: str  # "(" ")" "," "=" "!=" "<" "<=" ">" ">=" "word" "quoted" "end"
     text: str
     pos: int
 
@@ -65,6 +68,10 @@ def tokenize(expr: str) -> list[Token]:
         elif ch in "(),=":
             tokens.append(Token(ch, ch, i))
             i += 1
+        elif ch in "<>":
+            op = expr[i : i + 2] if expr.startswith("=", i + 1) else ch
+            tokens.append(Token(op, op, i))
+            i += len(op)
         elif ch == "!" and expr.startswith("!=", i):
             tokens.append(Token("!=", "!=", i))
             i += 2
@@ -114,6 +121,18 @@ class Fact:
 
 
 @dataclass(frozen=True, slots=True)
+class Compare:
+    """``field<N`` (``<=``, ``>``, ``>=``): devices whose field is a number in that range;
+    ``text`` is the number as typed (kept so the expression unparses as written)."""
+
+    field: str
+    op: str
+    value: float
+    text: str
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     name: str
     pos: int
@@ -134,7 +153,7 @@ class Or:
     operands: tuple[Node, ...]
 
 
-Node = Word | Fact | Group | Not | And | Or
+Node = Word | Fact | Compare | Group | Not | And | Or
 
 
 class _Parser:
@@ -227,10 +246,12 @@ class _Parser:
             found = "the end" if token.kind == "end" else repr(token.text)
             raise self.fail(f"expected a uuid, name, glob, selector or group, found {found}")
         self.take()
-        if self.peek().kind in ("=", "!="):
+        if self.peek().kind in ("=", "!=", *COMPARISONS):
             op = self.take()
             if token.kind != "word" or not token.text.replace("_", "").isalnum():
                 raise self.fail(f"{token.text!r} is not a field name", token)
+            if op.kind in COMPARISONS:
+                return self.compare(token, op)
             values = [self.value(f"a value after '{op.text}'").text]
             while self.peek().kind == "," and self.tokens[self.i + 1].kind in ("word", "quoted"):
                 following = self.tokens[self.i + 2].kind
@@ -245,6 +266,20 @@ class _Parser:
                 raise self.fail("expected a group name after G@", token)
             return Group(name, token.pos)
         return Word(token.text, token.pos)
+
+    def compare(self, field: Token, op: Token) -> Compare:
+        number = self.peek()
+        found = "the end" if number.kind == "end" else repr(number.text)
+        if number.kind not in ("word", "quoted"):
+            raise self.fail(f"expected a number after '{op.text}', found {found}")
+        try:
+            value = float(number.text)
+        except ValueError:
+            value = float("nan")
+        if value != value or value in (float("inf"), float("-inf")):  # nan, inf: no order
+            raise self.fail(f"expected a number after '{op.text}', found {found}")
+        self.take()
+        return Compare(field.text.lower(), op.kind, value, number.text, field.pos)
 
 
 def parse(expr: str) -> Node:
@@ -267,6 +302,8 @@ def unparse(node: Node) -> str:
     if isinstance(node, Fact):
         op = "!=" if node.negated else "="
         return f"{node.field}{op}{','.join(_quote(v) for v in node.values)}"
+    if isinstance(node, Compare):
+        return f"{node.field}{node.op}{node.text}"
     if isinstance(node, Not):
         return f"not ({unparse(node.operand)})"
     joiner = " and " if isinstance(node, And) else " or "

@@ -82,18 +82,20 @@ async def fleet(controller: Controller, deadline: float, tmp_path: Path) -> Asyn
         yield sim
 
 
-async def add_offline_device(controller: Controller, uuid: str, serial: int = 9999) -> None:
+async def add_offline_device(
+    controller: Controller, uuid: str, serial: int = 9999, name: str = "", st_id: int = 0
+) -> None:
     """A device the controller knows (a stored row) but that is not connected."""
     async with controller.store.tx() as tx:
         await tx.devices.upsert(
             uuid,
             serial=serial,
-            name=f"offline-{serial}",
+            name=name or f"offline-{serial}",
             model_id="X",
             version="1",
             macs=[],
             ipaddr="127.1.9.9",
-            st_id=0,
+            st_id=st_id,
             transport="stream",
             online=False,
             at=utcnow(),

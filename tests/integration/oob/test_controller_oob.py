@@ -109,9 +109,12 @@ async def test_cli_power_sel_sensors(ctl: Controller, redfish: Redfish) -> None:
     assert [e["message"] for e in json.loads(out)] == ["PSU 1 lost input"]
     code, out, _ = await cli(ctl, "sensors", NODE, "--json")
     assert {s["name"] for s in json.loads(out)} >= {"CPU Temp", "Fan 1"}
-    # An unknown node and a node without a BMC: clear errors, exit 1.
-    code, out, _ = await cli(ctl, "power", "status", "no-such-node", "--json")
-    assert code == 1 and "has no BMC" in json.loads(out)["no-such-node"]["error"]
+    # An unknown target and a node without a BMC: clear errors, exit 1.
+    code, out, err = await cli(ctl, "power", "status", "no-such-node", "--json")
+    assert code == 1 and "no device has the uuid, name or serial 'no-such-node'" in err
+    other = str(uuid.UUID(int=8))
+    code, out, _ = await cli(ctl, "power", "status", other, "--json")
+    assert code == 1 and "has no BMC" in json.loads(out)[other]["error"]
 
 
 async def test_wrong_password_shows_on_the_node_and_never_leaks(

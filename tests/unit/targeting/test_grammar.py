@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwfleet.targeting import Evaluator, StoredGroup, TargetError, parse, short_prefixes, unparse
-from hwfleet.targeting.grammar import And, Fact, Group, Node, Not, Or, Word, is_single
+from hwfleet.targeting.grammar import And, Compare, Fact, Group, Node, Not, Or, Word, is_single
 
 WORD_CHARS = string.ascii_letters + string.digits + "-_.:*?/@+"
 words = st.text(WORD_CHARS, min_size=1, max_size=12).filter(
@@ -30,6 +30,12 @@ def trees() -> st.SearchStrategy[Node]:
             st.lists(st.one_of(words, quoted), min_size=1, max_size=3).map(tuple),
             st.booleans(),
             st.just(0),
+        ),
+        st.builds(
+            lambda f, op, n: Compare(f, op, float(n), str(n), 0),
+            fields,
+            st.sampled_from(["<", "<=", ">", ">="]),
+            st.integers(-100, 100),
         ),
         st.builds(Group, st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True), st.just(0)),
     )

@@ -59,6 +59,18 @@ def discovered_body(record: DiscoveredRecord) -> dict[str, Any]:
     }
 
 
+async def assigned_skus(conn: Any, uuid: str | None = None) -> dict[str, str]:
+    """Each node's SKU as the graph engine assigned it (the ``sku`` fact of a target)."""
+    import sqlalchemy as sa
+
+    from hwfleet.store.graph_tables import node_skus
+
+    stmt = sa.select(node_skus.c.node, node_skus.c.sku)
+    if uuid is not None:
+        stmt = stmt.where(node_skus.c.node == uuid)
+    return {str(node): str(sku) for node, sku in await conn.execute(stmt)}
+
+
 def check_envelope(method: str, params: dict[str, Any]) -> None:
     """413 for a command whose line would pass the protocol's limit (the agent would end
     the session over it): measured on the envelope exactly as it would be sent."""
@@ -89,7 +101,11 @@ class DevicesService:
     async def list_devices(self, *, discovered: bool) -> list[dict[str, Any]]:
         async with self.store.tx() as tx:
             records = await tx.devices.list(stale_before=self.links.stale_before())
-            devices = [device_body(r) | {"enrolled": r.kind != LEGACY} for r in records]
+            skus = await assigned_skus(tx.conn)
+            devices = [
+                device_body(r) | {"enrolled": r.kind != LEGACY, "sku": skus.get(r.uuid)}
+                for r in records
+            ]
             if discovered:
                 known = {d["uuid"] for d in devices}
                 devices += [
@@ -104,7 +120,9 @@ class DevicesService:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"{NO_SUCH_DEVICE}: {uuid}")
             record = as_of(record, self.links.stale_before())
             inventory = await tx.devices.get_inventory(uuid)
-        return {**device_body(record), "macs": record.macs, "inventory": inventory}
+            sku = (await assigned_skus(tx.conn, uuid)).get(uuid)
+        body = device_body(record)
+        return {**body, "sku": sku, "macs": record.macs, "inventory": inventory}
 
     async def require_connected(self, uuid: str) -> None:
         """404 for a uuid the controller has never known, 409 for a known device offline."""
