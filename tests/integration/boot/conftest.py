@@ -20,7 +20,6 @@ from hwfleet.settings import ServerSettings
 from hwfleet.store import Store, open_store
 from hwfleet.trust.tokens import expiry, new_token, token_hash
 
-
 #: What the controller's CA fingerprint looks like (the discovery script carries it).
 CA_FINGERPRINT = "SHA256:" + ":".join(["5a"] * 32)
 
