@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ async def pxe_boot(tmp_path: Path, accel: str = "tcg") -> PxeRun:
         assert server.stdout is not None
         server_log = tmp_path / "server.log"
         qemu: asyncio.subprocess.Process | None = None
+        draining: asyncio.Task[None] | None = None
         try:
             await _wait_line(server.stdout, "REST API", server_log, 120)
             draining = asyncio.create_task(_drain(server.stdout, server_log))
@@ -159,7 +161,6 @@ async def pxe_boot(tmp_path: Path, accel: str = "tcg") -> PxeRun:
             seconds = time.monotonic() - powered_on
             detail = await _api(net.server, token, f"/api/v1/devices/{device['uuid']}")
             events = _items(await _api(net.server, token, "/api/v1/events?limit=1000"))
-            draining.cancel()
             fingerprint = _fingerprint(server_log)
             return PxeRun(seconds, device, detail, events, _tail(console, 10**7), fingerprint)
         finally:
@@ -173,6 +174,17 @@ async def pxe_boot(tmp_path: Path, accel: str = "tcg") -> PxeRun:
                 except TimeoutError:
                     server.kill()
                     await server.wait()
+            if draining is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(draining, 10)
+            _stop_kea(data)
+
+
+def _stop_kea(data: Path) -> None:
+    """The Kea this server started, if it outlived the server (a kill leaves it running)."""
+    for pidfile in (data / "boot" / "kea").glob("*.pid"):
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
 
 
 def _fingerprint(log: Path) -> str:
