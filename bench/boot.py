@@ -12,7 +12,11 @@ kea tools) plays many clients doing DISCOVER/OFFER/REQUEST/ACK:
 Prints the 4-way exchanges per second perfdhcp measured, and for hwfleet how long after
 perfdhcp finished the last bind event was published.
 
-    .venv/bin/python bench/boot.py [--clients 250] [--rate 1000] [--seconds 10]
+``--vm tcg`` (or ``kvm``) also PXE-boots a qemu VM from ``hwfleet server`` into the discovery
+environment and prints the time from power-on to enrolment (tests/integration/boot/pxe_vm.py;
+``HWFLEET_TEST_DISCOVERY`` names a prebuilt discovery directory, else it is built first).
+
+    .venv/bin/python bench/boot.py [--clients 250] [--rate 1000] [--seconds 10] [--vm tcg]
 """
 
 from __future__ import annotations
@@ -140,6 +144,12 @@ async def main(args: argparse.Namespace) -> None:
     print(f"  Kea alone:            {alone:8.1f} 4-way exchanges/s")
     print(f"  Kea + hwfleet:        {hooked:8.1f} 4-way exchanges/s ({hooked / alone:.0%})")
     print(f"  last bind event {lag:.2f} s after perfdhcp ended (poll {args.poll} s)")
+    if args.vm:
+        from tests.integration.boot.pxe_vm import pxe_boot
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run = await pxe_boot(Path(tmp), accel=args.vm)
+        print(f"  qemu ({args.vm}) power-on to enrolment: {run.seconds:8.1f} s")
 
 
 if __name__ == "__main__":
@@ -148,4 +158,5 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--vm", choices=("tcg", "kvm"), help="also time a VM's PXE boot")
     asyncio.run(main(parser.parse_args()))

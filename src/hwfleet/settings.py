@@ -259,6 +259,10 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cache_budget: str = ""
     #: The controller's image server H:P (empty: the controller's host, its port + 2).
     image_server: str = ""
+    # --- boot ---
+    #: Seconds to connect (TCP + TLS) and to enroll; a slow machine (an emulated VM booted
+    #: into the discovery environment) needs more than the default.
+    connect_timeout: Positive = 15.0
 
 
 S = TypeVar("S", bound=msgspec.Struct)

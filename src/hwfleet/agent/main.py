@@ -107,6 +107,7 @@ async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyn
             password=settings.enroll_password,
             token=settings.enroll_token,
             controller_fingerprint=settings.controller_fingerprint,
+            timeout=settings.connect_timeout,
         )
     link = StreamLink(
         runtime,
@@ -116,6 +117,7 @@ async def _run_stream(settings: AgentSettings, runtime: AgentRuntime, stop: asyn
         heartbeat=settings.heartbeat_interval,
         reconnect_min=settings.reconnect_min,
         reconnect_max=settings.reconnect_max,
+        connect_timeout=settings.connect_timeout,
     )
     log.info(
         "agent %s (%s) connecting to %s:%d", runtime.info.uuid, runtime.info.serial, host, port

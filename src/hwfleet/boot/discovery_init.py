@@ -1,7 +1,8 @@
 """The ``/init`` of the discovery environment (busybox sh, PID 1 of the initramfs).
 
 It brings the network up with DHCP, reads ``hwfleet.controller``, ``hwfleet.token`` and
-``hwfleet.node`` from the kernel command line (the discovery boot script puts them
+``hwfleet.node`` and ``hwfleet.ca`` (the controller CA's fingerprint, pinned so the
+agent trusts no other controller) from the kernel command line (the discovery boot script puts them
 there) and runs the hwfleet agent, which enrolls with the single-use token, reports its
 inventory and waits for work. If the agent exits it is started again (bounded back-off),
 and a shell is kept on the console for whoever stands at the machine.
@@ -29,6 +30,9 @@ for m in $(cat /etc/hwfleet/modules); do insmod "/lib/modules/$m" 2>/dev/null; d
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -n 1; }
 CONTROLLER=$(arg hwfleet.controller)
 TOKEN=$(arg hwfleet.token)
+CA=$(arg hwfleet.ca)
+# An emulated machine is slow: connecting and enrolling get two minutes, not 15 s.
+export HWFLEET_CONNECT_TIMEOUT=120
 ip link set lo up
 NIC=""
 for dev in $(ls /sys/class/net); do
@@ -41,7 +45,7 @@ delay=1
 while true; do
   PYTHONPATH=/opt/hwfleet/site /usr/bin/python3.11 -m hwfleet agent \
     --controller "$CONTROLLER" --enroll-token "$TOKEN" --data-dir /var/lib/hwfleet \
-    --discovery-interface "${NIC:-lo}"
+    --discovery-interface "${NIC:-lo}" ${CA:+--controller-fingerprint=$CA}
   echo "hwfleet discovery: agent exited; again in $delay s"
   sleep "$delay"
   [ "$delay" -lt 60 ] && delay=$((delay * 2))

@@ -1,7 +1,8 @@
 """Boot profiles: the iPXE scripts a node is given, and where an active graph names one.
 
 A profile is an iPXE script template (``string.Template``: ``$base``, ``$node``,
-``$mac`` and the profile's options). Built in: ``discovery`` (the discovery
+``$mac``, ``$controller``, ``$ca`` (the controller CA's fingerprint, which the discovery
+agent pins) and the profile's options). Built in: ``discovery`` (the discovery
 environment, enrolling with a single-use token) and ``local`` (boot from the first
 disk). Operators add ``<data dir>/boot/profiles/<name>.ipxe``. Values are checked
 before they go into a script: a newline in an option would be a command to iPXE.
@@ -28,7 +29,8 @@ BUILTIN: dict[str, str] = {
     "discovery": """#!ipxe
 echo hwfleet: discovery for $node
 kernel $base/boot/files/discovery/vmlinuz initrd=initrd.img console=tty0 console=ttyS0,115200 \
-hwfleet.controller=$controller hwfleet.token=$token hwfleet.node=$node hwfleet.http=$base
+hwfleet.controller=$controller hwfleet.ca=$ca \
+hwfleet.token=$token hwfleet.node=$node hwfleet.http=$base
 initrd $base/boot/files/discovery/initrd.img
 boot
 """,

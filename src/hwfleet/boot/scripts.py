@@ -43,7 +43,10 @@ class BootScripts:
         *,
         base_url: str,
         controller: str,
+        ca_fingerprint: str = "",
     ) -> None:
+        """``ca_fingerprint``: the controller CA's, put in every script as ``$ca`` so that
+        the discovery agent pins the controller instead of trusting the first one it meets."""
         self._nodes = nodes
         self._leases = leases
         self._graphs = graphs
@@ -51,11 +54,13 @@ class BootScripts:
         self._issue = issue_token
         self._base = base_url.rstrip("/")
         self._controller = controller
+        self._ca = ca_fingerprint
         self._tokens: dict[str, tuple[str, float]] = {}  # mac → (token, expires, monotonic)
 
     async def for_mac(self, mac: str, client_ip: str) -> Script:
         node = await self._nodes.find(mac)
         values = {"base": self._base, "node": node.id, "mac": mac, "controller": self._controller}
+        values["ca"] = self._ca
         profile = await self._graphs.boot_profile(node.id)
         if profile is not None:
             text = self._library.render(profile.name, {**profile.options, **values})

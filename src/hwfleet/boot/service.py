@@ -73,9 +73,12 @@ class BootService:
         *,
         issue_token: IssueToken,
         graphs: ActiveGraphProfiles | None = None,
+        ca_fingerprint: str = "",
     ) -> None:
         """``issue_token(ttl)``: a single-use enrollment token (KeyAdmin.create_token);
-        ``graphs``: the task-graph engine's boot profiles (default: none)."""
+        ``graphs``: the task-graph engine's boot profiles (default: none);
+        ``ca_fingerprint``: the controller CA's, which discovery agents pin."""
+        self.ca_fingerprint = ca_fingerprint
         self.settings = settings
         self._issue_token = issue_token
         self.graphs: ActiveGraphProfiles = graphs or NoActiveGraphs()
@@ -143,6 +146,7 @@ class BootService:
             self._issue_token,
             base_url=self.params.http_base,
             controller=f"{server_ip}:{agent_port}",
+            ca_fingerprint=self.ca_fingerprint,
         )
 
     async def _start_tftp(self, server_ip: str) -> None:

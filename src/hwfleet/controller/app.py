@@ -218,6 +218,7 @@ class Controller:
                 self.events,
                 issue_token=self.keys.create_token,
                 graphs=BusGraphProfiles(self.bus),
+                ca_fingerprint=self.admission.ca.fingerprint(),
             )
             await self.boot.start()
             self._closers.append(self.boot.close)

@@ -20,6 +20,9 @@ from hwfleet.settings import ServerSettings
 from hwfleet.store import Store, open_store
 from hwfleet.trust.tokens import expiry, new_token, token_hash
 
+#: What the controller's CA fingerprint looks like (the discovery script carries it).
+CA_FINGERPRINT = "SHA256:" + ":".join(["5a"] * 32)
+
 
 class Watch:
     """Events on the bus, awaited by key."""
@@ -68,7 +71,12 @@ async def boot(bus: Bus, tmp_path: Path) -> AsyncIterator[tuple[BootService, Boo
         watch = Watch()
         subscription = await bus.subscribe("events", "#", watch)
         service = BootService(
-            settings, store, bus, EventPublisher(store, bus), issue_token=token_issuer(store)
+            settings,
+            store,
+            bus,
+            EventPublisher(store, bus),
+            issue_token=token_issuer(store),
+            ca_fingerprint=CA_FINGERPRINT,
         )
         try:
             await service.start()

@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from tests.integration.boot.bootnet import SERVER_IP, run_in, socket_in
+from tests.integration.boot.conftest import CA_FINGERPRINT
 
 from hwfleet.api import boot as boot_api
 from hwfleet.api.deps import provide
@@ -82,6 +83,8 @@ async def test_scripts_by_node_state(http: Any, tmp_path: Path) -> None:
     assert code == 0, script
     text = script.decode()
     assert "kernel " in text and f"hwfleet.node={node}" in text
+    # The agent pins the controller's CA: no trust in whichever controller answers first.
+    assert f"hwfleet.ca={CA_FINGERPRINT} " in text
     token = text.split("hwfleet.token=")[1].split()[0]
     async with service._store.tx(readonly=True) as tx:
         from datetime import UTC, datetime

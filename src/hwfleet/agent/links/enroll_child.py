@@ -29,7 +29,7 @@ from hwfleet.trust.identity import AGENT_CERT, META, PINNED_CA
 
 log = logging.getLogger(__name__)
 
-#: Seconds the child may take: key generation, TLS, the controller's answer (15 s).
+#: Seconds the child may take at least: key generation, TLS, the controller's answer (15 s).
 CHILD_TIMEOUT = 60.0
 
 
@@ -55,8 +55,12 @@ class ChildEnrolledTls:
         password: str = "",
         token: str = "",
         controller_fingerprint: str = "",
+        timeout: float = 15.0,
     ) -> None:
+        """``timeout``: seconds for the connection and each answer (the agent's
+        ``connect_timeout``); the child as a whole gets four times that, at least a minute."""
         self.data_dir = data_dir
+        self._child_timeout = max(CHILD_TIMEOUT, 4 * timeout)
         self.uuid = uuid
         self._request = {
             "data_dir": str(data_dir),
@@ -66,6 +70,7 @@ class ChildEnrolledTls:
             "password": password,
             "token": token,
             "fingerprint": controller_fingerprint,
+            "timeout": timeout,
             "log_level": logging.getLogger("hwfleet").getEffectiveLevel(),
         }
         self._context: ssl.SSLContext | None = None
@@ -100,13 +105,13 @@ class ChildEnrolledTls:
             stdout=asyncio.subprocess.PIPE,
         )
         try:
-            async with asyncio.timeout(CHILD_TIMEOUT):
+            async with asyncio.timeout(self._child_timeout):
                 out, _ = await proc.communicate(json.dumps(self._request).encode())
         except TimeoutError:
             proc.kill()
             await proc.wait()
             raise ChildEnrollmentError(
-                f"enrollment did not finish within {CHILD_TIMEOUT:g} s"
+                f"enrollment did not finish within {self._child_timeout:g} s"
             ) from None
         except asyncio.CancelledError:
             with contextlib.suppress(ProcessLookupError):
@@ -132,6 +137,7 @@ async def _child(request: dict[str, Any]) -> None:
         password=str(request.get("password") or ""),
         token=str(request.get("token") or ""),
         expected_fingerprint=str(request.get("fingerprint") or "") or None,
+        timeout=float(request.get("timeout") or 15.0),
     )
 
 

@@ -38,6 +38,7 @@ class StreamLink:
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
         call_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.runtime = runtime
         self.host = host
@@ -48,6 +49,7 @@ class StreamLink:
         self._backoff = Backoff(reconnect_min, reconnect_max)
         self._jitter = random.Random()  # noqa: S311 - spreading retries, not cryptography
         self._call_timeout = call_timeout
+        self._connect_timeout = connect_timeout
         self.connected = asyncio.Event()
         self.connects = 0
         self.last_error: str | None = None
@@ -93,7 +95,7 @@ class StreamLink:
     async def _session_once(self) -> None:
         local = (self._local, 0) if self._local else None
         context = await self._ssl_provider() if self._ssl_provider else None
-        async with asyncio.timeout(10.0):
+        async with asyncio.timeout(self._connect_timeout):
             reader, writer = await asyncio.open_connection(
                 self.host, self.port, limit=STREAM_LIMIT, ssl=context, local_addr=local
             )

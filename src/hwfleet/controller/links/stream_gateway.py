@@ -73,7 +73,8 @@ class StreamGateway:
             self._port,
             ssl=self._ssl,
             backlog=4096,
-            ssl_handshake_timeout=10.0 if self._ssl else None,
+            # A slow peer (an emulated VM) needs the handshake_timeout setting here too.
+            ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
             # A closing link waits this long for the peer's close_notify: not asyncio's
             # 30 s, or links refused in a flood would hold their buffers that long.
             ssl_shutdown_timeout=5.0 if self._ssl else None,
