@@ -26,7 +26,8 @@ def test_a_distribution_on_the_path_is_found_and_loads(
     dist = tmp_path / "ep_probe-1.0.dist-info"
     dist.mkdir()
     (dist / "entry_points.txt").write_text(
-        "# a comment\n[other]\nx = nowhere:y\n\n[ep.probe]\nthing = ep_probe_mod:Thing.VALUE [extra]\n"
+        "# a comment\n[other]\nx = nowhere:y\n\n"
+        "[ep.probe]\nthing = ep_probe_mod:Thing.VALUE [extra]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     [point] = entry_points("ep.probe")
