@@ -143,6 +143,8 @@ class KeyAdmin:
                 self.session_checks.forget(record.fingerprint)
                 assert updated is not None
                 event = await self._event(tx, "rejected", updated, now)
+            # Again after the commit: a check that began in between read the old row.
+            self.session_checks.forget(record.fingerprint)
             await self._publish([event])
         log.info("key %s of device %s rejected by an operator", record.id, record.device_uuid)
         if record.state == "accepted":
@@ -157,6 +159,7 @@ class KeyAdmin:
                 await tx.keys.delete(record.id)
                 self.session_checks.forget(record.fingerprint)
                 event = await self._event(tx, "deleted", record, self._clock())
+            self.session_checks.forget(record.fingerprint)  # again, after the commit
             await self._publish([event])
         log.info("key %s of device %s deleted by an operator", record.id, record.device_uuid)
         if record.state == "accepted":
