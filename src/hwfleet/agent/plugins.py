@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.agent.hardware.base import HardwareManager
+from hwfleet.entrypoints import EntryPoint, entry_points
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.bus.topology import EventKey
+from hwfleet.controller.attach_batch import AttachWriter
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.controller.presence import Heartbeats, LivenessRule
 from hwfleet.protocol import methods
@@ -76,6 +77,8 @@ class DeviceRegistry:
         self._sweeper: asyncio.Task[None] | None = None
         self._attach_hooks: list[Callable[[Connection], None]] = []
         self._reacher: Reacher | None = None
+        #: Rows and events of arriving devices, many per commit in a reconnect storm.
+        self._arrivals = AttachWriter(store, events)
 
     # -- lifecycle -------------------------------------------------------------
     async def start(self) -> None:
@@ -91,6 +94,7 @@ class DeviceRegistry:
         for conn in list(self._connections.values()):
             conn.session.close()
             conn.drop()
+        await self._arrivals.close()
         await self._flush_seen()
 
     # -- attach / detach -------------------------------------------------------
@@ -108,31 +112,7 @@ class DeviceRegistry:
         self._connections[conn.uuid] = conn
         at = utcnow()
         conn.recorded = at
-        async with self._store.tx() as tx:
-            await tx.devices.upsert(
-                conn.uuid,
-                serial=hs.serial,
-                name=hs.name,
-                model_id=hs.model_id,
-                version=hs.version,
-                macs=hs.macs,
-                ipaddr=conn.ipaddr,
-                st_id=hs.st_id,
-                transport=conn.transport,
-                online=True,
-                at=at,
-            )
-        await self._events.emit(
-            EventKey.device_online(conn.uuid),
-            {
-                "uuid": conn.uuid,
-                "serial": hs.serial,
-                "name": hs.name,
-                "ipaddr": conn.ipaddr,
-                "transport": conn.transport,
-            },
-            device_uuid=conn.uuid,
-        )
+        await self._arrivals.record(conn.uuid, hs, conn.ipaddr, conn.transport, at)
         self._run_hooks(conn)
 
     def adopt(self, conn: Connection) -> None:

@@ -133,6 +133,19 @@ class KeyRepository(Repository):
         row = await self._row(stmt)
         return None if row is None else to_key(row)
 
+    async def owners_if_accepted(self, fps: builtins.list[str]) -> dict[str, str]:
+        """For each fingerprint whose newest key is accepted: the uuid that key belongs to.
+
+        One query for a whole batch of connecting devices (what ``by_fingerprint`` and a
+        state check answer one at a time)."""
+        stmt = (
+            sa.select(agent_keys.c.fingerprint, agent_keys.c.device_uuid, agent_keys.c.state)
+            .where(agent_keys.c.fingerprint.in_(fps))
+            .order_by(agent_keys.c.created_at, agent_keys.c.id)
+        )
+        newest = {row.fingerprint: row for row in await self._rows(stmt)}  # the last wins
+        return {fp: row.device_uuid for fp, row in newest.items() if row.state == "accepted"}
+
     async def for_device(self, device_uuid: str) -> list[KeyRecord]:
         """Oldest first."""
         stmt = (

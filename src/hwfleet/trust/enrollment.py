@@ -436,6 +436,8 @@ class EnrollmentService(KeyAdmin):
         *,
         reason: str | None = None,
     ) -> KeyRecord:
+        # A newer row for this fingerprint decides connect checks from now on.
+        self.session_checks.forget(info.fingerprint)
         # The CSR goes in public_key_pem: it holds the public key, and accept() signs it.
         return await tx.keys.add(
             device_uuid=uuid,
@@ -473,6 +475,7 @@ class EnrollmentService(KeyAdmin):
             denied = await self._add(tx, uuid, info, "denied", "request", now, reason=reason)
         else:
             updated = await tx.keys.set_state(existing.id, "denied", reason=reason, at=now)
+            self.session_checks.forget(existing.fingerprint)
             assert updated is not None
             denied = updated
         event = await self._event(tx, "denied", denied, now, source_ip=source_ip)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints, tokens
 from hwfleet.trust.messages import EventSink, IssuedToken, RevokeHook, key_view
+from hwfleet.trust.session_checks import SessionChecks
 
 if TYPE_CHECKING:
     from hwfleet.store import EventRecord, KeyRecord, Store, Tx
@@ -68,17 +69,13 @@ class KeyAdmin:
         # One decision at a time in this process: two enrollments for one uuid
         # cannot both see "no accepted key yet" and both win.
         self._lock = asyncio.Lock()
+        #: Connect-time key checks, batched and remembered; every reject/delete forgets.
+        self.session_checks = SessionChecks(store)
 
     # -- sessions ------------------------------------------------------------------------
     async def check_session(self, identity: PeerIdentity) -> bool:
         """True only while the certificate's key is accepted for the uuid it names."""
-        async with self.store.tx(readonly=True) as tx:
-            record = await tx.keys.by_fingerprint(identity.fingerprint)
-        return (
-            record is not None
-            and record.state == "accepted"
-            and record.device_uuid == identity.device_uuid
-        )
+        return await self.session_checks.accepted(identity.fingerprint, identity.device_uuid)
 
     # -- tokens --------------------------------------------------------------------------
     async def issue_token(self, ttl: float = tokens.DEFAULT_TTL) -> IssuedToken:
@@ -143,8 +140,11 @@ class KeyAdmin:
                 updated = await tx.keys.set_state(
                     record.id, "rejected", reason="rejected by an operator", at=now
                 )
+                self.session_checks.forget(record.fingerprint)
                 assert updated is not None
                 event = await self._event(tx, "rejected", updated, now)
+            # Again after the commit: a check that began in between read the old row.
+            self.session_checks.forget(record.fingerprint)
             await self._publish([event])
         log.info("key %s of device %s rejected by an operator", record.id, record.device_uuid)
         if record.state == "accepted":
@@ -157,7 +157,9 @@ class KeyAdmin:
             async with self.store.tx() as tx:
                 record = await self._find(tx, key_id)
                 await tx.keys.delete(record.id)
+                self.session_checks.forget(record.fingerprint)
                 event = await self._event(tx, "deleted", record, self._clock())
+            self.session_checks.forget(record.fingerprint)  # again, after the commit
             await self._publish([event])
         log.info("key %s of device %s deleted by an operator", record.id, record.device_uuid)
         if record.state == "accepted":

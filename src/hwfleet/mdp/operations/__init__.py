@@ -18,8 +18,9 @@ import logging
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
+
+from hwfleet.entrypoints import entry_points
 
 if TYPE_CHECKING:
     from hwfleet.mdp.runtime import MachineRuntime
