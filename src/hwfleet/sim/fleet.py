@@ -258,7 +258,19 @@ class SimFleet:
                 share_key=not self.options.insecure and self.bus is None,
             )
             endpoint = build_endpoint(device.runtime, options)
-            await endpoint.start()
+            try:
+                await endpoint.start()
+            except OSError as exc:
+                # Another simulator (or agent) holds this address's port: the device still
+                # runs, as a real agent does, without its diagnostics endpoint.
+                log.warning(
+                    "device %d: no diagnostics endpoint on %s:%d: %s (--mdp-port or --no-mdp)",
+                    device.index,
+                    device.address,
+                    port,
+                    exc.strerror or exc,
+                )
+                continue
             device.runtime.mdp_port = endpoint.port
             device.mdp = endpoint
         if self.options.mdp_report_to:
