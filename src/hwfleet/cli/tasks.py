@@ -213,6 +213,19 @@ def _newest_id(client: ApiClient) -> int:
     return int(newest[0]["id"]) if newest else 0
 
 
+def _as_streamed(row: dict[str, Any]) -> dict[str, Any]:
+    """One shape for --follow: the stream replays stored rows (``routing_key``/``payload``)
+    beside live bus messages (``key``/``data``); scripts reading the output see the latter."""
+    if "key" in row or "routing_key" not in row:
+        return row
+    return {
+        "id": row.get("id"),
+        "at": row.get("at"),
+        "key": row["routing_key"],
+        "data": row.get("payload", {}),
+    }
+
+
 def _print_event(row: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(row), flush=True)
@@ -236,7 +249,7 @@ def _follow(client: ApiClient, pattern: str, after: int, as_json: bool) -> None:
                 if line.startswith("data:"):
                     data = json.loads(line[5:].strip())
                     if data:
-                        _print_event(data, as_json)
+                        _print_event(_as_streamed(data), as_json)
     except httpx.HTTPError as exc:
         raise CliError(f"event stream ended: {exc}") from None
     except KeyboardInterrupt:
