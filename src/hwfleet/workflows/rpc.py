@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwfleet.bus.base import Bus, Delivery, RpcError, Subscription
 from hwfleet.bus.rpc import KeyedHandler
-from hwfleet.bus.topology import word
+from hwfleet.bus.topology import EXCHANGES, word
 from hwfleet.store.graphs import GraphRepository
 from hwfleet.workflows import bootprofile
 from hwfleet.workflows.engine import EngineError
@@ -45,19 +45,8 @@ class RunnerRpc:
         self.engine = service.engine
 
     def handlers(self) -> dict[str, Any]:
-        names = [
-            "getTaskGraphLibrary",
-            "getTaskLibrary",
-            "getActiveTaskGraph",
-            "getActiveTaskGraphs",
-            "defineTaskGraph",
-            "defineTask",
-            "runTaskGraph",
-            "cancelTaskGraph",
-            "pauseTaskGraph",
-            "resumeTaskGraph",
-            "getTaskGraphProperties",
-        ]
+        # The eleven seed-003 methods, named once in the bus topology (DESIGN §4, §11).
+        names = EXCHANGES["task-graph-runner"].rpc_methods
         return {name: _guarded(name, getattr(self, name)) for name in names}
 
     async def getTaskGraphLibrary(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from tests.conftest import service_missing
 from tests.integration.hardware.conftest import Attach
 from tests.integration.imaging.conftest import MIB
 from tests.integration.imaging.test_run_image import boot_partition, isoinfo
@@ -28,9 +28,7 @@ CONFIGDRIVE = {"meta_data": {"uuid": "gpt-1", "hostname": "node-g"}, "user_data"
 
 def sgdisk(*args: str) -> str:
     if shutil.which("sgdisk") is None:
-        if os.environ.get("CI"):
-            pytest.fail("sgdisk (Debian gdisk) is needed: scripts/system-packages")
-        pytest.skip("sgdisk (Debian gdisk) is not installed")
+        service_missing("sgdisk (Debian gdisk) is needed: scripts/system-packages")
     done = subprocess.run(["sgdisk", *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
