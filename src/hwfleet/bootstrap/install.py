@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwfleet.bootstrap import remote
+from hwfleet.bootstrap import cluster, remote
 from hwfleet.bootstrap.hostkeys import HostKeyError, HostKeyPolicy
 from hwfleet.bootstrap.sudo import as_root, push
 from hwfleet.bootstrap.units import SERVICE, Layout, agent_config, systemd_unit, sysvinit_script
@@ -42,6 +42,27 @@ class Job:
     agent_settings: dict[str, object] = field(default_factory=dict)
     enroll_timeout: float = 120.0
     init: str = "auto"
+    #: ``--cluster-sync``: install the folder-sync SSH trust among the hosts (bootstrap.cluster).
+    cluster_folder: str | None = None
+
+    def settings(self) -> dict[str, object]:
+        """The agent's settings as written to its config (cluster sync adds its file)."""
+        return cluster.agent_settings(self.layout, self.cluster_folder, self.agent_settings)
+
+
+def connect(job: Job, host: str, known: str | None) -> Any:
+    """An asyncssh connection to ``host`` checked against ``known`` (None: accept any key,
+    for first use only; the caller records it)."""
+    import asyncssh
+
+    return asyncssh.connect(
+        host,
+        port=job.port,
+        username=job.user,
+        client_keys=[job.identity] if job.identity else (),
+        known_hosts=known,
+        agent_path=None,
+    )
 
 
 async def bootstrap_host(job: Job, host: str, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -52,21 +73,20 @@ async def bootstrap_host(job: Job, host: str, progress: Callable[[str], None]) -
     known, first_use = job.hostkeys.for_host(host, job.port)
     progress("connecting")
     try:
-        async with asyncssh.connect(
-            host,
-            port=job.port,
-            username=job.user,
-            client_keys=[job.identity] if job.identity else (),
-            known_hosts=known,
-            agent_path=None,
-        ) as conn:
+        async with connect(job, host, known) as conn:
             key = conn.get_server_host_key()
             if first_use and key is not None:
                 out["host_key"] = job.hostkeys.remember(host, job.port, key)
                 out["first_use"] = True
             elif key is not None:
                 out["host_key"] = key.get_fingerprint("sha256")
-            await _install(job, await as_root(conn, job.user), host, out, progress)
+            root = await as_root(conn, job.user)
+            await _install(job, root, host, out, progress)
+            if job.cluster_folder:
+                progress("cluster key")
+                out["cluster_identity"] = await cluster.identity(
+                    root, job.layout, job.cluster_folder, key
+                )
     except asyncssh.HostKeyNotVerifiable as exc:
         out["error"] = f"host key refused: {exc} — it does not match the recorded key"
     except (asyncssh.Error, OSError, remote.RemoteError, HostKeyError, ValueError) as exc:
@@ -93,7 +113,7 @@ async def _install(job: Job, conn: Any, host: str, out: dict[str, Any],
         service = systemd_unit(lay, job.controller)
     else:
         service = sysvinit_script(lay, job.controller)
-    config = agent_config(job.controller, job.agent_settings, lay)
+    config = agent_config(job.controller, job.settings(), lay)
     wheels = wheel_files(job.wheelhouse)
     digest = _digest(json.dumps(wheels, sort_keys=True), service, config)
     state = await remote.run(conn, ["cat", lay.state], check=False)
@@ -123,7 +143,7 @@ async def _install(job: Job, conn: Any, host: str, out: dict[str, Any],
     token_config = config
     if not enrolled:
         token = await job.make_token()
-        token_config = agent_config(job.controller, {**job.agent_settings, "enroll_token": token},
+        token_config = agent_config(job.controller, {**job.settings(), "enroll_token": token},
                                     lay)  # fmt: skip
     await _write(conn, lay.config, token_config, 0o600)
     progress("service")

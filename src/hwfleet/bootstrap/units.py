@@ -14,12 +14,13 @@ class Layout:
 
     root: str = "/"
 
-    def _at(self, path: str) -> str:
+    def at(self, path: str) -> str:
+        """``path`` on the target as this layout places it."""
         return path if self.root == "/" else self.root.rstrip("/") + path
 
     @property
     def prefix(self) -> str:
-        return self._at("/opt/hwfleet")
+        return self.at("/opt/hwfleet")
 
     @property
     def venv(self) -> str:
@@ -39,23 +40,23 @@ class Layout:
 
     @property
     def data_dir(self) -> str:
-        return self._at("/var/lib/hwfleet")
+        return self.at("/var/lib/hwfleet")
 
     @property
     def unit_path(self) -> str:
-        return self._at(f"/etc/systemd/system/{SERVICE}.service")
+        return self.at(f"/etc/systemd/system/{SERVICE}.service")
 
     @property
     def init_script(self) -> str:
-        return self._at(f"/etc/init.d/{SERVICE}")
+        return self.at(f"/etc/init.d/{SERVICE}")
 
     @property
     def pidfile(self) -> str:
-        return self._at(f"/run/{SERVICE}.pid")
+        return self.at(f"/run/{SERVICE}.pid")
 
     @property
     def log_file(self) -> str:
-        return self._at(f"/var/log/{SERVICE}.log")
+        return self.at(f"/var/log/{SERVICE}.log")
 
     def command(self, controller: str) -> list[str]:
         # --controller is required on the command line; everything else is in the config.

@@ -39,6 +39,14 @@ def register(app: typer.Typer) -> None:
         wheelhouse: Annotated[str | None, Opt("--wheelhouse", help="ready-made wheels")] = None,
         enroll_timeout: Annotated[float, Opt("--enroll-timeout", min=1)] = 120.0,
         parallel: Annotated[int, Opt("--parallel", min=1, max=256)] = 16,
+        cluster_sync: Annotated[
+            str | None,
+            Opt(
+                "--cluster-sync",
+                help="FOLDER: install the folder-sync SSH keys among these hosts "
+                "(rrsync -ro FOLDER) for `hwfleet mdp cluster --sync FOLDER`",
+            ),
+        ] = None,
         api: Annotated[str | None, Opt("--api", help="controller API URL (HWFLEET_API)")] = None,
         data_dir: Annotated[str | None, Opt("--data-dir", help="the controller's data dir")] = None,
         as_json: Annotated[bool, Opt("--json", help="one JSON document on stdout")] = False,
@@ -60,6 +68,13 @@ def register(app: typer.Typer) -> None:
 
         if init not in ("auto", "systemd", "sysvinit"):
             raise CliError("--init must be auto, systemd or sysvinit")
+        if cluster_sync is not None:
+            from hwfleet.mdp.trust import TrustError, safe_folder
+
+            try:
+                safe_folder(cluster_sync)
+            except TrustError as exc:
+                raise CliError(f"--cluster-sync: {exc} (and must be absolute)") from None
         try:
             import asyncssh  # noqa: F401
         except ImportError:
@@ -94,6 +109,7 @@ def register(app: typer.Typer) -> None:
             agent_settings=parse_params(agent_setting or [], "--agent-setting"),
             enroll_timeout=enroll_timeout,
             init=init,
+            cluster_folder=cluster_sync,
         )
         from hwfleet.cli.common import run
 
@@ -120,4 +136,8 @@ def _show(results: list[dict[str, Any]], as_json: bool) -> None:
         for r in results
     ]  # fmt: skip
     cols = ["host", "result", "uuid", "distribution", "init", "time", "error"]
+    if any("cluster_trust" in r for r in results):
+        cols.insert(5, "cluster keys")
+        for row, r in zip(rows, results, strict=True):
+            row.insert(5, r.get("cluster_trust", ""))
     console().print(table("bootstrap", cols, rows))

@@ -3,8 +3,9 @@
 Before the ``cluster_info`` itself, the members' folder-sync SSH trust is set up over the
 authenticated diagnostics channel (hwfleet.mdp.trust): each member's ``cluster_identity``
 (its sync key, made at first use, and its sshd host key) is handed to every other member
-with ``cluster_trust``, so no key is handled by the operator. ``--no-keys`` skips that
-(keys installed some other way).
+with ``cluster_trust``, so no key is handled by the operator. Members that ``hwfleet
+bootstrap --cluster-sync FOLDER`` already made trust each other for that folder skip it
+(the controller's ``bootstrap_cluster.json`` says so); ``--no-keys`` skips it always.
 """
 
 from __future__ import annotations
@@ -78,7 +79,16 @@ def register_cluster(mdp: typer.Typer, call: Call) -> None:
                 members.append(socket.gethostbyname(host))
             except OSError:
                 raise CliError(f"{host!r} does not resolve") from None
-        failed = exchange_keys(call, members, sync, data_dir, port, timeout) if keys else {}
+        from hwfleet.bootstrap.cluster import installed_for
+        from hwfleet.cli.mdp import _data_dir
+
+        how = "skipped"
+        failed: dict[str, str] = {}
+        if keys and installed_for(_data_dir(data_dir), sync, members):
+            how = "bootstrap"
+        elif keys:
+            how = "exchanged"
+            failed = exchange_keys(call, members, sync, data_dir, port, timeout)
         mode = {"name": "sync_folders", "folder": sync}
         info = {"cluster_machines": members, "cluster_mode": [mode]}
         answers: dict[str, Any] = {}
@@ -88,6 +98,7 @@ def register_cluster(mdp: typer.Typer, call: Call) -> None:
                 answers[host] = reply.get("cluster_info", {})
             except CliError as exc:
                 answers[host] = {"error": str(exc)}
+            answers[host]["keys"] = how
             if host in failed:
                 answers[host]["error"] = failed[host]
         _show(answers, sync, as_json)
@@ -107,5 +118,6 @@ def _show(answers: dict[str, Any], sync: str, as_json: bool) -> None:
     for host, ans in answers.items():
         modes = ans.get("machine_mode", [])
         perf = modes[0].get("performance", "") if modes else ""
-        rows.append([host, perf, ans.get("error", "")])
-    console().print(table(f"cluster sync {sync}", ["host", "performance", "error"], rows))
+        rows.append([host, perf, ans.get("keys", ""), ans.get("error", "")])
+    cols = ["host", "performance", "keys", "error"]
+    console().print(table(f"cluster sync {sync}", cols, rows))

@@ -68,6 +68,10 @@ class FolderSync:
     async def configure(self, members: list[str], folder: str) -> list[str]:
         """Start syncing ``folder`` with the members that are not this machine."""
         await self.close()
+        if self.config is not None:  # what cluster_trust or bootstrap recorded, across restarts
+            from hwfleet.mdp.trust import rrsync_peers
+
+            self.rrsync_peers |= rrsync_peers(self.config.known_hosts)
         local = [m for m in members if is_local(m)]
         peers = [m for m in members if m not in local]
         if self.config is not None and peers:

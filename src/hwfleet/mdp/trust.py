@@ -14,10 +14,15 @@ who can log in here):
    module writes end with ``hwfleet-mdp-cluster:<ip>``; other lines are left alone.
 
 Members pull from each other (:mod:`hwfleet.mdp.sync`), so read-only access is enough.
+Which peers restrict this machine's key with rrsync (so their folder is ``./``) is kept in
+``cluster_peers.json`` beside the known_hosts, so a restarted agent still pulls right.
+``hwfleet bootstrap --cluster-sync`` runs :func:`trust_peers` on each target over SSH
+(hwfleet.bootstrap.cluster), which is why it returns whether the files changed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -121,6 +126,39 @@ def merge_lines(path: str, lines: dict[str, str], keep: Iterable[str] | None = N
     write_private(target, text.encode())
 
 
+def peers_file(known_hosts: str) -> Path:
+    return Path(known_hosts).with_name("cluster_peers.json")
+
+
+def rrsync_peers(known_hosts: str) -> set[str]:
+    """Peers recorded as restricting this machine's key with rrsync (pull ``./``)."""
+    path = peers_file(known_hosts)
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(recorded, dict):
+        return set()
+    return {ip for ip, v in recorded.items() if isinstance(v, dict) and v.get("rrsync") is True}
+
+
+def _record_peers(known_hosts: str, peers: dict[str, bool]) -> None:
+    path = peers_file(known_hosts)
+    try:
+        old = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        old = {}
+    merged = {
+        **(old if isinstance(old, dict) else {}),
+        **{p: {"rrsync": r} for p, r in peers.items()},
+    }
+    write_private(path, json.dumps(merged, sort_keys=True).encode())
+
+
+def _snapshot(*paths: str) -> list[str | None]:
+    return [Path(p).read_text() if Path(p).exists() else None for p in paths]
+
+
 def trust_peers(
     *,
     authorized_keys: str,
@@ -128,13 +166,26 @@ def trust_peers(
     folder: str,
     peers: dict[str, dict[str, object]],
 ) -> dict[str, str]:
-    """Let ``peers`` (ip -> {ssh_key, host_key}) read ``folder`` and record their host keys.
-    Returns ip -> "rrsync" or "restrict" (how each peer's key is limited here)."""
+    """Let ``peers`` (ip -> {ssh_key, host_key, rrsync}) read ``folder`` and record their
+    host keys. Returns ip -> "rrsync" or "restrict" (how each peer's key is limited here)."""
+    return trust_peers_changed(
+        authorized_keys=authorized_keys, known_hosts=known_hosts, folder=folder, peers=peers
+    )[0]
+
+
+def trust_peers_changed(
+    *,
+    authorized_keys: str,
+    known_hosts: str,
+    folder: str,
+    peers: dict[str, dict[str, object]],
+) -> tuple[dict[str, str], bool]:
+    """:func:`trust_peers`, and whether any of the three files changed."""
     import ipaddress
 
     safe_folder(folder)
     restricted_by = rrsync()
-    auth, hosts, how = {}, {}, {}
+    auth, hosts, how, theirs = {}, {}, {}, {}
     for ip, ident in peers.items():
         try:
             addr = str(ipaddress.ip_address(ip))
@@ -145,9 +196,13 @@ def trust_peers(
         auth[addr] = authorized_line(addr, ssh_key, folder, restricted_by)
         hosts[addr] = f"{addr} {its_host} {TAG}:{addr}"
         how[addr] = "rrsync" if restricted_by else "restrict"
+        theirs[addr] = ident.get("rrsync") is True
+    files = (authorized_keys, known_hosts, str(peers_file(known_hosts)))
+    before = _snapshot(*files)
     merge_lines(authorized_keys, auth)
     merge_lines(known_hosts, hosts)
-    return how
+    _record_peers(known_hosts, theirs)
+    return how, _snapshot(*files) != before
 
 
 def forget_others(authorized_keys: str, known_hosts: str, members: Iterable[str]) -> None:

@@ -37,7 +37,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def sshd(workdir: Path, deadline: float) -> Iterator[Sshd]:
+def sshd(
+    workdir: Path,
+    deadline: float,
+    *,
+    address: str = "127.0.0.1",
+    port: int | None = None,
+    authorized: str = ".ssh/authorized_keys",
+    mount: tuple[Path, Path] | None = None,
+) -> Iterator[Sshd]:
+    """``authorized``: root's other authorized_keys file; ``mount=(own, common)``: run sshd
+    (and so everything a session starts) in its own mount namespace with ``own`` bound on
+    ``common``, so two targets on one machine each have their own ``--root``."""
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None or os.geteuid() != 0:
         service_missing("bootstrap tests need root and openssh-server (scripts/system-packages)")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -45,24 +56,29 @@ def sshd(workdir: Path, deadline: float) -> Iterator[Sshd]:
     keygen(host_key)
     keygen(client_key)
     (workdir / "authorized_keys").write_text((workdir / "client_key.pub").read_text())
-    port = free_port()
+    port = port or free_port()
     config = workdir / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"Port {port}\nListenAddress {address}\nHostKey {host_key}\n"
         f"PidFile {workdir / 'sshd.pid'}\n"
         # root: the test's file; other users (tests/integration/bootstrap/users.py): their own.
-        f"AuthorizedKeysFile {workdir / 'authorized_keys'} .ssh/authorized_keys\n"
+        f"AuthorizedKeysFile {workdir / 'authorized_keys'} {authorized}\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         "Subsystem sftp internal-sftp\n"
     )
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation directory
-    with subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL) as proc:
+    argv = [SSHD, "-D", "-e", "-f", str(config)]
+    if mount is not None:
+        own, common = mount
+        script = f"mount --make-rprivate / && mount --bind {own} {common} && exec {' '.join(argv)}"
+        argv = ["unshare", "-m", "sh", "-c", script]
+    with subprocess.Popen(argv, stderr=subprocess.DEVNULL) as proc:
         try:
             end = time.monotonic() + deadline
             while True:  # a process we do not control: wait for its port, with a deadline
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    socket.create_connection((address, port), timeout=1).close()
                     break
                 except OSError:
                     if time.monotonic() > end or proc.poll() is not None:

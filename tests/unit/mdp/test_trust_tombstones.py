@@ -113,3 +113,35 @@ def test_tombstones_from_peers_cannot_reach_outside_the_folder(tmp_path: Path) -
     (folder / STATE_DIR / "10.0.0.2.json").write_text(json.dumps(forged))
     assert book.after(scanned, set(), later) == []
     assert (tmp_path / "victim").exists() and (outside / "secret").exists()
+
+
+def test_trust_records_which_peers_use_rrsync_and_says_when_nothing_changed(
+    tmp_path: Path,
+) -> None:
+    """A restarted agent must still pull ``./`` from an rrsync peer: the peer's rrsync-ness
+    is kept beside known_hosts; running the same trust again changes no file."""
+    auth, known = str(tmp_path / "authorized_keys"), str(tmp_path / "known_hosts")
+    other = "10.9.8.6"
+    peers = {PEER: identity(tmp_path, "peer"), other: {**identity(tmp_path, "o"), "rrsync": False}}
+    args = {"authorized_keys": auth, "known_hosts": known, "folder": "/srv/s", "peers": peers}
+    _, changed = trust.trust_peers_changed(**args)  # type: ignore[arg-type]
+    assert changed is True
+    assert trust.rrsync_peers(known) == {PEER}
+    assert oct(trust.peers_file(known).stat().st_mode & 0o777) == "0o600"
+    _, changed = trust.trust_peers_changed(**args)  # type: ignore[arg-type]
+    assert changed is False
+    trust.peers_file(known).write_text("not json")
+    assert trust.rrsync_peers(known) == set()  # a damaged file trusts nothing extra
+
+
+async def test_a_new_sync_loop_pulls_rrsync_peers_from_the_recorded_file(tmp_path: Path) -> None:
+    from hwfleet.mdp.sync import FolderSync, SyncConfig
+
+    known = str(tmp_path / "known_hosts")
+    trust.trust_peers(authorized_keys=str(tmp_path / "ak"), known_hosts=known,
+                      folder="/srv/s", peers={PEER: identity(tmp_path, "p")})  # fmt: skip
+    sync = FolderSync(SyncConfig(str(tmp_path / "key"), known))  # a restarted agent
+    assert sync.command("10.9.8.1", PEER, "/srv/s")[-2].endswith(":./")
+    await sync.configure(["127.0.0.1"], str(tmp_path))  # only this machine: no loop starts
+    assert sync.command("10.9.8.1", PEER, "/srv/s")[-2] == f"root@{PEER}:./"
+    await sync.close()
