@@ -141,7 +141,7 @@ async def test_a_new_sync_loop_pulls_rrsync_peers_from_the_recorded_file(tmp_pat
     trust.trust_peers(authorized_keys=str(tmp_path / "ak"), known_hosts=known,
                       folder="/srv/s", peers={PEER: identity(tmp_path, "p")})  # fmt: skip
     sync = FolderSync(SyncConfig(str(tmp_path / "key"), known))  # a restarted agent
-    assert sync.command("10.9.8.1", PEER, "/srv/s")[-2].endswith(":./")
+    assert sync.command("10.9.8.1", PEER, "/srv/s")[-2] == f"root@{PEER}:/srv/s/"  # not yet
     await sync.configure(["127.0.0.1"], str(tmp_path))  # only this machine: no loop starts
     assert sync.command("10.9.8.1", PEER, "/srv/s")[-2] == f"root@{PEER}:./"
     await sync.close()
