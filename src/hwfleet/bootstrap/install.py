@@ -72,8 +72,10 @@ async def bootstrap_host(job: Job, host: str, progress: Callable[[str], None]) -
     out: dict[str, Any] = {"host": host, "status": "failed"}
     known, first_use = job.hostkeys.for_host(host, job.port)
     progress("connecting")
+    connected = False
     try:
         async with connect(job, host, known) as conn:
+            connected = True
             key = conn.get_server_host_key()
             if first_use and key is not None:
                 out["host_key"] = job.hostkeys.remember(host, job.port, key)
@@ -89,7 +91,10 @@ async def bootstrap_host(job: Job, host: str, progress: Callable[[str], None]) -
                 )
     except asyncssh.HostKeyNotVerifiable as exc:
         out["error"] = f"host key refused: {exc} — it does not match the recorded key"
-    except (asyncssh.Error, OSError, remote.RemoteError, HostKeyError, ValueError) as exc:
+    except OSError as exc:  # before the session, say where it tried, not just the errno
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        out["error"] = reason if connected else f"cannot reach SSH at {host}:{job.port}: {reason}"
+    except (asyncssh.Error, remote.RemoteError, HostKeyError, ValueError) as exc:
         out["error"] = str(exc) or type(exc).__name__
     out["seconds"] = round(time.monotonic() - started, 2)
     return out

@@ -42,7 +42,8 @@ async def trust_round(job: Job, results: list[dict[str, Any]], limit: asyncio.Se
 
     async def one(ip: str, result: dict[str, Any], ident: dict[str, Any]) -> None:
         peers = {p: i for p, (_, i) in members.items() if p != ip}
-        if not peers:
+        if not peers:  # a cluster of one: its key is made, nothing to trust yet
+            cluster.record(job.data_dir, folder, ip, ident, [])
             result["cluster_trust"] = "no peers"
             return
         known, first_use = job.hostkeys.for_host(result["host"], job.port)

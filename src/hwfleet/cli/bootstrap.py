@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
         """Install the agent over SSH, start it as a service and wait for it to enrol."""
         import asyncio
         import os
+        from pathlib import Path
 
         from hwfleet.bootstrap.hostkeys import HostKeyPolicy
         from hwfleet.bootstrap.install import Job
@@ -84,6 +85,15 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise CliError(f"--controller: {exc}") from None
         data = data_dir or os.environ.get("HWFLEET_DATA_DIR") or default_data_dir()
+        if not wheelhouse and not as_json:
+            from hwfleet import __version__
+            from hwfleet.cli.output import err_console
+
+            if not any((Path(data) / "wheelhouse" / __version__).glob("hwfleet-*.whl")):
+                err_console().print(
+                    f"building the wheelhouse for hwfleet {__version__} (pip wheel, once per "
+                    "version; a minute or two)…"
+                )
         try:
             wheels = find_wheels(data, wheelhouse)
         except WheelhouseError as exc:

@@ -163,6 +163,9 @@ class MdpEndpoint:
                 cluster = await self.cluster(request["cluster_info"], addr[0])
             except ValueError as exc:
                 cluster = {"error": str(exc)}
+            except OSError as exc:  # an authenticated sender gets a reason, never silence
+                where = f" ({exc.filename})" if exc.filename else ""
+                cluster = {"error": f"cluster_info failed here: {exc.strerror or exc}{where}"}
         base = {
             "status": all(e["status"] for e in entries),
             "version": request["version"],

@@ -98,6 +98,12 @@ async def test_bootstrap_under_live_systemd(tmp_path: Path) -> None:
                     "--data-dir", settings.data_dir, "--json"]  # fmt: skip
             code, reply, err = await cli(*call, timeout=60)
             assert code == 0 and reply["status"] is True, err
+            # Debian 12 keeps no /var/log/syslog without rsyslog: the default reads the journal.
+            tail = [*call[:3], "log_tail", "--arg", "lines=5", *call[4:]]
+            code, reply, err = await cli(*tail, timeout=60)
+            assert code == 0, json.dumps(reply) + err
+            [entry] = reply["operations"]
+            assert entry["result"]["path"] == "journal" and entry["result"]["lines"], entry
 
             # Restart=always: the agent killed outright comes back under systemd.
             killed_at = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from tests.integration.mdp.conftest import KEY, RawClient, big_operations
 
@@ -167,6 +168,38 @@ async def test_large_replies_are_split_and_too_large_results_refused(deadline: f
         merged = await call("127.0.0.1", KEY, names, port=ep.port, timeout=deadline)
         assert [e["name"] for e in merged["operations"]] == ["a", "b", "huge", "c"]
         assert merged["status"] is False
+    finally:
+        client.close()
+        await ep.close()
+
+
+async def test_a_cluster_info_that_fails_here_is_answered_with_the_reason(
+    tmp_path: Path, deadline: float
+) -> None:
+    """An authenticated sender gets a reason, not silence: here the agent's authorized_keys
+    cannot be rewritten (it is a directory; a read-only /root/.ssh did this in a trial)."""
+    from hwfleet.mdp.cluster import ClusterMember
+    from hwfleet.mdp.operations import OperationContext, load_operations
+    from hwfleet.mdp.sync import FolderSync, SyncConfig
+
+    (tmp_path / "authorized_keys").mkdir()
+    ops = load_operations()
+    context = OperationContext(ops)
+    config = SyncConfig(str(tmp_path / "key"), str(tmp_path / "known_hosts"),
+                        authorized_keys=str(tmp_path / "authorized_keys"))  # fmt: skip
+    member = ClusterMember(context, FolderSync(config))
+    ep = MdpEndpoint(KEY, ops, bind="127.0.0.1", port=0, context=context, cluster=member.handle)
+    await ep.start()
+    client = RawClient(ep.port)
+    try:
+        info = {"cluster_machines": ["127.0.0.1"],
+                "cluster_mode": [{"name": "sync_folders", "folder": str(tmp_path)}]}  # fmt: skip
+        req = client.request([], cluster_info=info)
+        await client.send(wire.encode(req))
+        [reply] = await client.until(req["nonce"], deadline)
+        assert wire.verify(KEY, reply)
+        error = reply["cluster_info"]["error"]
+        assert "cluster_info failed here" in error and "authorized_keys" in error, error
     finally:
         client.close()
         await ep.close()
