@@ -12,7 +12,6 @@ key from another address, is refused. A second run changes nothing and says so.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -29,7 +28,6 @@ from tests.integration.controller.conftest import controller_settings, running_c
 
 from hwfleet.bootstrap.cluster import installed_for
 from hwfleet.bootstrap.units import Layout
-from hwfleet.bootstrap.wheels import wheelhouse
 from hwfleet.mdp.sync import FolderSync, SyncConfig
 from hwfleet.mdp.trust import rrsync_peers
 
@@ -46,8 +44,9 @@ def ssh_as(me: str, key: Path, known: Path) -> list[str]:
             "-o", f"BindAddress={me}"]  # fmt: skip
 
 
-async def test_bootstrap_installs_cluster_keys(tmp_path: Path, deadline: float) -> None:
-    wheels = await asyncio.to_thread(wheelhouse, str(tmp_path / "build"))
+async def test_bootstrap_installs_cluster_keys(
+    tmp_path: Path, wheels: Path, deadline: float
+) -> None:
     target = tmp_path / "target"  # the --root; each sshd sees its own directory there
     target.mkdir()
     net = f"127.{random.randint(100, 250)}.{random.randint(0, 255)}"

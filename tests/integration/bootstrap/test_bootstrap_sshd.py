@@ -19,7 +19,6 @@ from tests.integration.bootstrap.users import grant_sudo, login_user
 from tests.integration.controller.conftest import controller_settings, running_controller
 
 from hwfleet.bootstrap.units import Layout
-from hwfleet.bootstrap.wheels import wheelhouse
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +48,7 @@ def bootstrap_argv(
     ]  # fmt: skip
 
 
-async def test_bootstrap_over_sshd(tmp_path: Path, deadline: float) -> None:
-    wheels = await asyncio.to_thread(wheelhouse, str(tmp_path / "build"))
+async def test_bootstrap_over_sshd(tmp_path: Path, wheels: Path, deadline: float) -> None:
     fake_root = tmp_path / "target"
     layout = Layout(str(fake_root))
     with sshd(tmp_path / "sshd", deadline) as server:
@@ -104,10 +102,9 @@ async def test_bootstrap_over_sshd(tmp_path: Path, deadline: float) -> None:
                     subprocess.run([layout.init_script, "stop"], check=False, timeout=30)
 
 
-async def test_bootstrap_as_a_sudo_user(tmp_path: Path, deadline: float) -> None:
+async def test_bootstrap_as_a_sudo_user(tmp_path: Path, wheels: Path, deadline: float) -> None:
     """A non-root SSH user: refused with a clear reason until it has passwordless sudo, then
     everything runs through ``sudo -n`` and the wheels travel through its own staging dir."""
-    wheels = await asyncio.to_thread(wheelhouse, str(tmp_path / "build"))
     fake_root = tmp_path / "target"
     layout = Layout(str(fake_root))
     with (

@@ -23,8 +23,6 @@ from tests.integration.bootstrap.systemd_target import Machine, booted, ssh
 from tests.integration.bootstrap.test_bootstrap_sshd import cli
 from tests.integration.controller.conftest import controller_settings, running_controller
 
-from hwfleet.bootstrap.wheels import wheelhouse
-
 pytestmark = pytest.mark.slow
 
 UNIT = "hwfleet-agent"
@@ -55,11 +53,10 @@ async def restarted(machine: Machine, known: Path, old_pid: str) -> dict[str, st
     raise AssertionError(f"systemd did not restart the agent within {RESTART_DEADLINE:g} s")
 
 
-async def test_bootstrap_under_live_systemd(tmp_path: Path) -> None:
+async def test_bootstrap_under_live_systemd(tmp_path: Path, wheels: Path) -> None:
     started = time.monotonic()
     root = await asyncio.to_thread(debian_root)
     root_seconds = time.monotonic() - started
-    wheels = await asyncio.to_thread(wheelhouse, str(tmp_path / "build"))
     with booted(root, tmp_path / "machine") as machine:
         settings = controller_settings(tmp_path / "ctl", enroll_password="")
         known = Path(settings.data_dir) / "bootstrap_known_hosts"
