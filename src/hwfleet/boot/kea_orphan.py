@@ -85,8 +85,26 @@ def find_orphan(directory: Path, config: Path) -> Owner | None:
     return owner if runs_config(owner.kea_pid, config) else None
 
 
-async def stop_orphan(control: KeaControl, owner: Owner, timeout: float = 10.0) -> None:
+async def stop_orphan(
+    control: KeaControl, owner: Owner, directory: Path, timeout: float = 10.0
+) -> None:
     """Shut the orphan down and return once it has exited."""
+    await _stop(control, owner, timeout)
+    remove_pidfiles(directory, owner.kea_pid)
+
+
+def remove_pidfiles(directory: Path, pid: int) -> None:
+    """Kea's pid files naming ``pid``, which has exited.
+
+    An exited orphan may stay a zombie (its new parent need not reap it), and Kea takes a
+    pid file naming any existing pid for a running Kea and refuses to start."""
+    for pidfile in directory.glob("*.pid"):
+        with contextlib.suppress(OSError):
+            if pidfile.read_text().strip() == str(pid):
+                pidfile.unlink()
+
+
+async def _stop(control: KeaControl, owner: Owner, timeout: float) -> None:
     try:
         pidfd = os.pidfd_open(owner.kea_pid)
     except ProcessLookupError:

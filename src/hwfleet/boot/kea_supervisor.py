@@ -96,7 +96,7 @@ class KeaSupervisor:
                 orphan.kea_pid,
                 orphan.controller_pid,
             )
-            await stop_orphan(self.control, orphan)
+            await stop_orphan(self.control, orphan, self.layout.directory)
         elif await self.control.alive():
             # Another Kea (an operator's, or ours from a crashed controller) owns the socket:
             # use it, with hwfleet's configuration, rather than fight it for the interface.
