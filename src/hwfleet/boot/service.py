@@ -149,13 +149,25 @@ class BootService:
             )
         if not s.dhcp_range and not s.dhcp_proxy:
             raise SettingsError("--boot-interface needs --dhcp-range A-B", setting="dhcp_range")
+        if s.boot_server_ip:
+            server_ip, prefix = s.boot_server_ip, None
+        else:
+            server_ip, prefix = await interface_ipv4(s.boot_interface, self.launcher)
         try:
-            if s.boot_server_ip:
-                server_ip, prefix = s.boot_server_ip, None
-            else:
-                server_ip, prefix = await interface_ipv4(s.boot_interface, self.launcher)
             if s.dhcp_range:
-                return server_ip, DhcpRange.parse(s.dhcp_range, prefix)
+                pool = DhcpRange.parse(s.dhcp_range, prefix)
+                if ipaddress.IPv4Address(server_ip) not in pool.network:
+                    # Kea would start and serve a subnet no client on IF is in: say so now.
+                    raise ValueError(
+                        f"DHCP range {s.dhcp_range!r} is not in the subnet of this server's "
+                        f"address {server_ip} on {s.boot_interface} ({pool.network})"
+                    )
+                if ipaddress.IPv4Address(server_ip) in pool:
+                    raise ValueError(
+                        f"DHCP range {s.dhcp_range!r} holds this server's own address "
+                        f"{server_ip}: Kea would lease it to a client"
+                    )
+                return server_ip, pool
             if prefix is None:
                 raise ValueError("--dhcp-proxy with --boot-server-ip needs --dhcp-range A-B")
             # proxyDHCP without a range: the site server's pool is taken to be the subnet.
