@@ -148,7 +148,11 @@ class BootService:
                 setting="boot_kea_launcher",
             )
         if not s.dhcp_range and not s.dhcp_proxy:
-            raise SettingsError("--boot-interface needs --dhcp-range A-B", setting="dhcp_range")
+            raise SettingsError(
+                "--boot-interface needs --dhcp-range A-B (or --dhcp-proxy beside another DHCP "
+                "server)",
+                setting="dhcp_range",
+            )
         if s.boot_server_ip:
             server_ip, prefix = s.boot_server_ip, None
         else:
