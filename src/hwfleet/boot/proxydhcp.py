@@ -34,7 +34,8 @@ MAX_PACKET = 1500
 #: Where proxyDHCP requests come (PXE spec: the client's DHCPREQUEST to the proxy).
 PROXY_PORT = 4011
 
-#: Told (MAC, address) when a PXE client asks the proxy from the address it was given.
+#: Told (MAC, address) when a PXE client takes an address (its broadcast DHCPREQUEST to the
+#: site's server) or asks the proxy from the address it was given (port 4011).
 Seen = Callable[[str, str], None]
 
 
@@ -137,6 +138,14 @@ class ProxyDhcp(asyncio.DatagramProtocol):
             return
         if request.op != 1 or not request.pxe:
             return  # not a PXE client: the site's DHCP server answers it alone
+        if self.port67 and request.kind == REQUEST:
+            # The client taking the site server's offer (broadcast, so it reaches us too):
+            # the address it asks for (option 50, or ciaddr) is the one it is about to hold.
+            # Debian's iPXE (1.0.0+git-20190125) boots from the proxy's offer and never asks
+            # on 4011, so without this hwfleet would not know its address.
+            asked = request.options.get(50, b"")
+            self._seen(request, socket.inet_ntoa(asked) if len(asked) == 4 else request.ciaddr)
+            return
         if self.port67 and request.kind == DISCOVER:
             reply, to = answer(request, OFFER, self.server_ip, self.http_base), ("<broadcast>", 68)
         elif not self.port67 and request.kind == REQUEST:
@@ -188,7 +197,7 @@ async def serve(
         first_sock.close()
         raise
     _, first = await loop.create_datagram_endpoint(
-        lambda: ProxyDhcp(server_ip, http_base, True), sock=first_sock
+        lambda: ProxyDhcp(server_ip, http_base, True, on_seen), sock=first_sock
     )
     _, second = await loop.create_datagram_endpoint(
         lambda: ProxyDhcp(server_ip, http_base, False, on_seen), sock=second_sock

@@ -74,6 +74,18 @@ def test_a_request_on_4011_is_a_sighting_of_its_source() -> None:
     assert seen == [(MAC, "10.0.0.163")] and proto.answered == 1
 
 
+def test_a_pxe_request_to_the_site_server_is_a_sighting_of_the_address_asked() -> None:
+    seen: list[tuple[str, str]] = []
+    proto = ProxyDhcp("10.0.0.1", "http://h", True, lambda mac, ip: seen.append((mac, ip)))
+    sent = Sent()
+    proto.connection_made(cast(asyncio.DatagramTransport, sent))
+    asked = (50, bytes([10, 0, 0, 170]))
+    proto.datagram_received(request((60, b"PXEClient"), asked, kind=REQUEST), ("0.0.0.0", 68))
+    assert seen == [(MAC, "10.0.0.170")] and sent.sent == []  # seen, never answered
+    proto.datagram_received(request(asked, kind=REQUEST), ("0.0.0.0", 68))  # not PXE
+    assert seen == [(MAC, "10.0.0.170")]
+
+
 def test_owner_record_tells_an_orphan_from_a_live_controller(tmp_path: Path) -> None:
     write_owner(tmp_path, kea_pid=os.getpid())
     owner = read_owner(tmp_path)
