@@ -98,8 +98,8 @@ class KeaSupervisor:
             )
             await stop_orphan(self.control, orphan, self.layout.directory)
         elif await self.control.alive():
-            # Another Kea (an operator's, or ours from a crashed controller) owns the socket:
-            # use it, with hwfleet's configuration, rather than fight it for the interface.
+            # Another Kea owns the socket and is no orphan (an operator's, or a live controller's
+            # on this data dir): use it with hwfleet's configuration rather than fight it.
             self.attached = True
             await self.control.command("config-set", config)
             log.info("attached to the Kea answering on %s", self.layout.socket)
