@@ -180,6 +180,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     poller_lease: Positive = 120.0
     #: Seconds between looks for due pollers when none is due sooner.
     poller_tick: Positive = 1.0
+    # --- boot: proxyDHCP ---
+    #: Answer only PXE boot options on the boot interface (proxyDHCP, like dnsmasq's proxy
+    #: mode): another DHCP server gives the addresses, hwfleet runs no Kea.
+    dhcp_proxy: bool = False
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

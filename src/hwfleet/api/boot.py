@@ -119,7 +119,13 @@ async def pin(boot: BootDep, body: PinRequest) -> dict[str, Any]:
     return await _rpc(boot, "pinMac", params)
 
 
-_STATUS = {"bad_params": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
+_STATUS = {
+    "bad_params": 400,
+    "not_found": 404,
+    "conflict": 409,
+    "unsupported": 409,  # proxy mode: the site DHCP server owns the addresses
+    "unavailable": 503,
+}
 
 
 async def _rpc(boot: BootService, method: str, params: dict[str, Any]) -> dict[str, Any]:

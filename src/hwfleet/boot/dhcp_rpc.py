@@ -26,7 +26,7 @@ from typing import Any
 
 from hwfleet.boot.kea_config import DhcpRange, Pin
 from hwfleet.boot.kea_control import KeaError, KeaUnreachableError
-from hwfleet.boot.leases import LeaseTable
+from hwfleet.boot.leases import LeaseSource
 from hwfleet.bus.base import Bus, RpcError, RpcHandler, Subscription
 from hwfleet.bus.topology import EXCHANGES
 from hwfleet.protocol.mac import normalize_mac
@@ -64,7 +64,7 @@ class DhcpRpc:
 
     def __init__(
         self,
-        leases: LeaseTable,
+        leases: LeaseSource,
         store: Store,
         pool: DhcpRange,
         check_pin: PinCheck,

@@ -4,6 +4,11 @@ Kea logs to stdout (the pipe this module reads); ``DHCP4_STARTED`` is the signal
 that it serves, so start-up waits on Kea's own word rather than polling. Restarts
 back off (1 s doubling to 30 s, reset after a minute of good service), so a Kea
 that cannot start is not spun on.
+
+Kea never outlives the controller: a clean stop (SIGTERM, SIGINT) terminates it in
+``close``; Kea is started under ``setpriv --pdeathsig TERM``, so the kernel stops it when
+the controller is killed outright; and a Kea orphaned anyway (no setpriv, a Kea from before)
+is found at the next start and replaced (kea_orphan).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -20,6 +26,7 @@ from typing import Any
 
 from hwfleet.boot.kea_config import KeaLayout
 from hwfleet.boot.kea_control import KeaControl
+from hwfleet.boot.kea_orphan import clear_owner, find_orphan, stop_orphan, write_owner
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +55,22 @@ class KeaSupervisor:
         binary: str = KEA_BINARY,
         start_timeout: float = 20.0,
         max_backoff: float = 30.0,
+        pdeathsig: bool = True,
     ) -> None:
-        """``launcher``: words put before the binary (tests: ``ip netns exec NS``)."""
+        """``launcher``: words put before the binary (tests: ``ip netns exec NS``);
+        ``pdeathsig``: Kea gets SIGTERM when this process dies (tests that make an orphan
+        turn it off)."""
         self.layout = layout
         self.control = KeaControl(layout.socket)
         self._notify = notify
-        self._argv = [*launcher, binary, "-c", str(layout.config)]
+        # PR_SET_PDEATHSIG survives the exec of ``ip netns exec`` and of kea-dhcp4 (neither is
+        # set-uid nor has file capabilities on Debian, which would clear it).
+        guard = (
+            ["setpriv", "--pdeathsig", "TERM", "--"]
+            if pdeathsig and shutil.which("setpriv")
+            else []
+        )
+        self._argv = [*guard, *launcher, binary, "-c", str(layout.config)]
         self._start_timeout = start_timeout
         self._max_backoff = max_backoff
         self._proc: asyncio.subprocess.Process | None = None
@@ -71,9 +88,18 @@ class KeaSupervisor:
         """Write ``config`` and run Kea, or use the one already answering on the socket."""
         self.layout.directory.mkdir(parents=True, exist_ok=True)
         write_config(self.layout.config, config)
-        if await self.control.alive():
-            # Another Kea (an operator's, or ours from a crashed controller) owns the socket:
-            # use it, with hwfleet's configuration, rather than fight it for the interface.
+        orphan = find_orphan(self.layout.directory, self.layout.config)
+        if orphan is not None:
+            log.warning(
+                "Kea (pid %s) was left running by a controller that is gone (pid %s): "
+                "stopping it and starting a supervised one",
+                orphan.kea_pid,
+                orphan.controller_pid,
+            )
+            await stop_orphan(self.control, orphan, self.layout.directory)
+        elif await self.control.alive():
+            # Another Kea owns the socket and is no orphan (an operator's, or a live controller's
+            # on this data dir): use it with hwfleet's configuration rather than fight it.
             self.attached = True
             await self.control.command("config-set", config)
             log.info("attached to the Kea answering on %s", self.layout.socket)
@@ -112,6 +138,7 @@ class KeaSupervisor:
         finally:
             if not started.done():
                 reader.cancel()
+        write_owner(self.layout.directory, self._proc.pid)
         log.info("Kea started (pid %s) on %s", self._proc.pid, self.layout.socket)
 
     async def _read_log(self, stream: asyncio.StreamReader, started: asyncio.Future[None]) -> None:
@@ -176,6 +203,8 @@ class KeaSupervisor:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
         await self._kill()
+        if not self.attached:
+            clear_owner(self.layout.directory)
 
 
 def write_config(path: Path, config: dict[str, Any]) -> None:

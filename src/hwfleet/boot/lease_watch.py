@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hwfleet.boot.kea_control import KeaError
-from hwfleet.boot.leases import Lease, LeaseTable
+from hwfleet.boot.leases import Lease, LeaseSource
 from hwfleet.boot.nodes import NodeResolver
 from hwfleet.bus.topology import word
 
@@ -29,7 +29,7 @@ def bind_key(node_id: str) -> str:
 
 class LeaseWatcher:
     def __init__(
-        self, leases: LeaseTable, nodes: NodeResolver, emit: Emit, interval: float = 1.0
+        self, leases: LeaseSource, nodes: NodeResolver, emit: Emit, interval: float = 1.0
     ) -> None:
         self._leases = leases
         self._nodes = nodes
@@ -66,10 +66,10 @@ class LeaseWatcher:
             return []
         fresh = [table[mac] for mac, seen in current.items() if previous.get(mac) != seen]
         for lease in fresh:
-            await self._announce(lease)
+            await self.announce(lease)
         return fresh
 
-    async def _announce(self, lease: Lease) -> None:
+    async def announce(self, lease: Lease) -> None:
         node = await self._nodes.find(lease.mac)
         new = False
         if not node.enrolled:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from hwfleet.boot.kea_control import KeaControl
 from hwfleet.protocol.mac import normalize_mac
@@ -51,6 +51,18 @@ def lease_of(doc: dict[str, Any]) -> Lease | None:
         hostname=str(doc.get("hostname", "")),
         state=_STATES.get(int(doc.get("state", 0)), "unknown"),
     )
+
+
+class LeaseSource(Protocol):
+    """Who holds which address: Kea's lease table, or what proxyDHCP saw (proxy_mode)."""
+
+    async def all(self) -> list[Lease]: ...
+
+    async def by_mac(self, mac: str) -> list[Lease]: ...
+
+    async def by_ip(self, ip: str) -> Lease | None: ...
+
+    async def delete(self, ip: str) -> bool: ...
 
 
 class LeaseTable:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -30,6 +31,12 @@ DISCOVER, OFFER, REQUEST, ACK = 1, 2, 3, 5
 _HEADER = struct.Struct("!BBBB4sHH4s4s4s4s16s64s128s")
 #: A DHCP message bigger than this is no boot ROM's.
 MAX_PACKET = 1500
+#: Where proxyDHCP requests come (PXE spec: the client's DHCPREQUEST to the proxy).
+PROXY_PORT = 4011
+
+#: Told (MAC, address) when a PXE client takes an address (its broadcast DHCPREQUEST to the
+#: site's server) or asks the proxy from the address it was given (port 4011).
+Seen = Callable[[str, str], None]
 
 
 class PacketError(ValueError):
@@ -106,15 +113,22 @@ def answer(request: Request, kind: int, server_ip: str, http_base: str) -> bytes
 
 
 class ProxyDhcp(asyncio.DatagramProtocol):
-    def __init__(self, server_ip: str, http_base: str, port67: bool) -> None:
+    def __init__(
+        self, server_ip: str, http_base: str, port67: bool, on_seen: Seen | None = None
+    ) -> None:
         self.server_ip = server_ip
         self.http_base = http_base
         self.port67 = port67
+        self.on_seen = on_seen
         self.transport: asyncio.DatagramTransport | None = None
         self.answered = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -124,10 +138,19 @@ class ProxyDhcp(asyncio.DatagramProtocol):
             return
         if request.op != 1 or not request.pxe:
             return  # not a PXE client: the site's DHCP server answers it alone
+        if self.port67 and request.kind == REQUEST:
+            # The client taking the site server's offer (broadcast, so it reaches us too):
+            # the address it asks for (option 50, or ciaddr) is the one it is about to hold.
+            # Debian's iPXE (1.0.0+git-20190125) boots from the proxy's offer and never asks
+            # on 4011, so without this hwfleet would not know its address.
+            asked = request.options.get(50, b"")
+            self._seen(request, socket.inet_ntoa(asked) if len(asked) == 4 else request.ciaddr)
+            return
         if self.port67 and request.kind == DISCOVER:
             reply, to = answer(request, OFFER, self.server_ip, self.http_base), ("<broadcast>", 68)
         elif not self.port67 and request.kind == REQUEST:
             reply, to = answer(request, ACK, self.server_ip, self.http_base), addr
+            self._seen(request, addr[0])
         else:
             return
         assert self.transport is not None
@@ -135,32 +158,61 @@ class ProxyDhcp(asyncio.DatagramProtocol):
         self.answered += 1
         log.info("proxyDHCP: boot file for %s (%s)", request.mac, boot_file(request, ""))
 
+    def _seen(self, request: Request, source: str) -> None:
+        # The request came from the address the site's server gave this MAC (ciaddr when
+        # the client sent it from 0.0.0.0): hwfleet's only view of who holds which address.
+        address = source if source != "0.0.0.0" else request.ciaddr
+        if self.on_seen is not None and address != "0.0.0.0":
+            self.on_seen(request.mac, address)
 
-async def serve(interface: str, server_ip: str, http_base: str) -> list[asyncio.BaseTransport]:
-    """Listen on UDP 67 (bound to ``interface``: answers leave only there) and 4011."""
-    loop = asyncio.get_running_loop()
+
+def _socket(interface: str, host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-    sock.bind(("0.0.0.0", 67))
-    first, _ = await loop.create_datagram_endpoint(
-        lambda: ProxyDhcp(server_ip, http_base, True), sock=sock
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        # Bound to the boot interface: answers leave only there, and a request routed in
+        # from elsewhere cannot claim an address on the boot network.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            exc.errno, f"proxyDHCP cannot listen on {host}:{port} on {interface}: {exc.strerror}"
+        ) from None
+    return sock
+
+
+async def serve(
+    interface: str, server_ip: str, http_base: str, on_seen: Seen | None = None
+) -> list[ProxyDhcp]:
+    """Listen on UDP 67 and on ``server_ip``:4011, both bound to ``interface``.
+
+    Returns the two listeners; ``close`` them to stop."""
+    loop = asyncio.get_running_loop()
+    first_sock = _socket(interface, "0.0.0.0", 67)
+    try:
+        second_sock = _socket(interface, server_ip, PROXY_PORT)
+    except OSError:
+        first_sock.close()
+        raise
+    _, first = await loop.create_datagram_endpoint(
+        lambda: ProxyDhcp(server_ip, http_base, True, on_seen), sock=first_sock
     )
-    second, _ = await loop.create_datagram_endpoint(
-        lambda: ProxyDhcp(server_ip, http_base, False), local_addr=(server_ip, 4011)
+    _, second = await loop.create_datagram_endpoint(
+        lambda: ProxyDhcp(server_ip, http_base, False, on_seen), sock=second_sock
     )
     return [first, second]
 
 
 async def _main(args: argparse.Namespace) -> None:
-    transports = await serve(args.interface, args.server_ip, args.http_base)
+    listeners = await serve(args.interface, args.server_ip, args.http_base)
     print("proxyDHCP ready", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
-        for transport in transports:
-            transport.close()
+        for listener in listeners:
+            listener.close()
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from hwfleet.boot.leases import LeaseTable
+from hwfleet.boot.leases import LeaseSource
 from hwfleet.boot.nodes import Node, NodeResolver
 from hwfleet.boot.profiles import ActiveGraphProfiles, ProfileLibrary
 
@@ -36,7 +36,7 @@ class BootScripts:
     def __init__(
         self,
         nodes: NodeResolver,
-        leases: LeaseTable,
+        leases: LeaseSource,
         graphs: ActiveGraphProfiles,
         library: ProfileLibrary,
         issue_token: IssueToken,

@@ -7,6 +7,7 @@ nothing runs unless ``boot_interface`` and ``dhcp_range`` are set.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import shlex
@@ -17,9 +18,10 @@ from hwfleet.boot.dhcp_rpc import DhcpRpc
 from hwfleet.boot.kea_config import DhcpRange, KeaLayout, KeaParams, Pin, build_config, check_pin
 from hwfleet.boot.kea_supervisor import KeaSupervisor, write_config
 from hwfleet.boot.lease_watch import LeaseWatcher
-from hwfleet.boot.leases import LeaseTable
+from hwfleet.boot.leases import LeaseSource, LeaseTable
 from hwfleet.boot.nodes import NodeResolver
 from hwfleet.boot.profiles import ActiveGraphProfiles, NoActiveGraphs, ProfileLibrary
+from hwfleet.boot.proxy_mode import ProxyDhcpRpc, ProxyMode, Sightings
 from hwfleet.boot.scripts import BootScripts, IssueToken
 from hwfleet.boot.tftp import TftpServer, prepare_root
 from hwfleet.settings import ServerSettings, SettingsError
@@ -89,8 +91,9 @@ class BootService:
         self.layout = KeaLayout(Path(settings.data_dir) / "boot" / "kea")
         self.nodes = NodeResolver(store)
         self.params: KeaParams
-        self.kea: KeaSupervisor
-        self.leases: LeaseTable
+        self.kea: KeaSupervisor | None = None
+        self.proxy: ProxyMode | None = None
+        self.leases: LeaseSource
         self.rpc: DhcpRpc
         self.watcher: LeaseWatcher
         self.tftp: TftpServer | None = None
@@ -106,16 +109,7 @@ class BootService:
 
     async def start(self) -> None:
         s = self.settings
-        if not s.dhcp_range:
-            raise SettingsError("--boot-interface needs --dhcp-range A-B", setting="dhcp_range")
-        try:
-            if s.boot_server_ip:
-                server_ip, prefix = s.boot_server_ip, None
-            else:
-                server_ip, prefix = await interface_ipv4(s.boot_interface, self.launcher)
-            pool = DhcpRange.parse(s.dhcp_range, prefix)
-        except ValueError as exc:
-            raise SettingsError(str(exc), setting="dhcp_range") from None
+        server_ip, pool = await self._addresses()
         api_port = parse_host_port(s.api_listen, allow_any_port=True)[1]
         self.params = KeaParams(
             interface=s.boot_interface,
@@ -125,17 +119,12 @@ class BootService:
             http_base=s.boot_http_url or f"http://{server_ip}:{api_port}",
             lease_time=s.dhcp_lease_time,
         )
-        self.kea = KeaSupervisor(self.layout, self._notify, launcher=self.launcher)
-        self.leases = LeaseTable(self.kea.control)
-        self.rpc = DhcpRpc(self.leases, self._store, pool, self._check_pin, self.apply_pins)
-        await self.kea.start(self._config(await self.rpc.pins()))
-        self._closers.append(self.kea.close)
+        if s.dhcp_proxy:
+            await self._start_proxy()
+        else:
+            await self._start_kea()
         subscription: Subscription = await self.rpc.serve(self._bus)
         self._closers.append(subscription.cancel)
-        self.watcher = LeaseWatcher(self.leases, self.nodes, self._emit, s.boot_lease_poll)
-        await self.watcher.poll()  # the baseline: leases from before this start are not news
-        await self.watcher.start()
-        self._closers.append(self.watcher.close)
         await self._start_tftp(server_ip)
         agent_port = parse_host_port(s.agent_listen, allow_any_port=True)[1]
         self.scripts = BootScripts(
@@ -148,6 +137,77 @@ class BootService:
             controller=f"{server_ip}:{agent_port}",
             ca_fingerprint=self.ca_fingerprint,
         )
+
+    async def _addresses(self) -> tuple[str, DhcpRange]:
+        """This server's boot-network address and the pool (in proxy mode: the site's)."""
+        s = self.settings
+        if s.dhcp_proxy and self.launcher:
+            raise SettingsError(
+                "--dhcp-proxy starts no Kea, so --boot-kea-launcher has nothing to launch: run "
+                "hwfleet server where the boot interface is (e.g. inside its namespace)",
+                setting="boot_kea_launcher",
+            )
+        if not s.dhcp_range and not s.dhcp_proxy:
+            raise SettingsError(
+                "--boot-interface needs --dhcp-range A-B (or --dhcp-proxy beside another DHCP "
+                "server)",
+                setting="dhcp_range",
+            )
+        if s.boot_server_ip:
+            server_ip, prefix = s.boot_server_ip, None
+        else:
+            server_ip, prefix = await interface_ipv4(s.boot_interface, self.launcher)
+        try:
+            if s.dhcp_range:
+                pool = DhcpRange.parse(s.dhcp_range, prefix)
+                if ipaddress.IPv4Address(server_ip) not in pool.network:
+                    # Kea would start and serve a subnet no client on IF is in: say so now.
+                    raise ValueError(
+                        f"DHCP range {s.dhcp_range!r} is not in the subnet of this server's "
+                        f"address {server_ip} on {s.boot_interface} ({pool.network})"
+                    )
+                if ipaddress.IPv4Address(server_ip) in pool:
+                    raise ValueError(
+                        f"DHCP range {s.dhcp_range!r} holds this server's own address "
+                        f"{server_ip}: Kea would lease it to a client"
+                    )
+                return server_ip, pool
+            if prefix is None:
+                raise ValueError("--dhcp-proxy with --boot-server-ip needs --dhcp-range A-B")
+            # proxyDHCP without a range: the site server's pool is taken to be the subnet.
+            net = ipaddress.IPv4Network(f"{server_ip}/{prefix}", strict=False)
+            return server_ip, DhcpRange.parse(f"{net[1]}-{net[-2]}", prefix)
+        except ValueError as exc:
+            raise SettingsError(str(exc), setting="dhcp_range") from None
+
+    async def _start_kea(self) -> None:
+        s = self.settings
+        self.kea = KeaSupervisor(self.layout, self._notify, launcher=self.launcher)
+        self.leases = LeaseTable(self.kea.control)
+        self.rpc = DhcpRpc(
+            self.leases, self._store, self.params.dhcp_range, self._check_pin, self.apply_pins
+        )
+        await self.kea.start(self._config(await self.rpc.pins()))
+        self._closers.append(self.kea.close)
+        self.watcher = LeaseWatcher(self.leases, self.nodes, self._emit, s.boot_lease_poll)
+        await self.watcher.poll()  # the baseline: leases from before this start are not news
+        await self.watcher.start()
+        self._closers.append(self.watcher.close)
+
+    async def _start_proxy(self) -> None:
+        sightings = Sightings(self.settings.dhcp_lease_time)
+        self.leases = sightings
+        self.rpc = ProxyDhcpRpc(
+            sightings, self._store, self.params.dhcp_range, self._check_pin, self.apply_pins
+        )
+        # Not started: sightings arrive as the proxy sees them, announced one by one.
+        self.watcher = LeaseWatcher(sightings, self.nodes, self._emit)
+        self.proxy = ProxyMode(self.params, sightings, self.watcher)
+        try:
+            await self.proxy.start()
+        except OSError as exc:
+            raise SettingsError(str(exc), setting="boot_interface") from None
+        self._closers.append(self.proxy.close)
 
     async def _start_tftp(self, server_ip: str) -> None:
         listen = self.settings.boot_tftp_listen
@@ -175,6 +235,7 @@ class BootService:
         """Kea's configuration with these pins: on disk (for restarts) and in the live Kea."""
         config = self._config(pins)
         write_config(self.layout.config, config)
+        assert self.kea is not None, "pins are refused in proxy mode (ProxyDhcpRpc)"
         await self.kea.control.command("config-set", config)
 
     async def node_of_ip(self, ip: str) -> str | None:
@@ -193,22 +254,26 @@ class BootService:
 
     async def status(self) -> dict[str, Any]:
         """What ``hwfleet boot status`` shows."""
-        alive = await self.kea.control.alive()
         return {
+            "mode": "proxy" if self.proxy is not None else "dhcp",
             "interface": self.params.interface,
             "server_ip": self.params.server_ip,
             "range": str(self.params.dhcp_range),
             "subnet": str(self.params.dhcp_range.network),
-            "kea": {
-                "alive": alive,
-                "pid": self.kea.pid,
-                "attached": self.kea.attached,
-                "restarts": self.kea.restarts,
-                "socket": str(self.layout.socket),
-            },
+            "kea": None if self.kea is None else await self._kea_status(self.kea),
+            "proxy": None if self.proxy is None else {"answered": self.proxy.answered},
             "tftp": None if self.tftp is None else "{}:{}".format(*self.tftp.address),
             "http_base": self.params.http_base,
             "binds": self.watcher.binds,
+        }
+
+    async def _kea_status(self, kea: KeaSupervisor) -> dict[str, Any]:
+        return {
+            "alive": await kea.control.alive(),
+            "pid": kea.pid,
+            "attached": kea.attached,
+            "restarts": kea.restarts,
+            "socket": str(self.layout.socket),
         }
 
     async def close(self) -> None:

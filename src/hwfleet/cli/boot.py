@@ -31,14 +31,19 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(doc)
             return
-        kea = doc["kea"]
-        state = "alive" if kea["alive"] else "NOT ANSWERING"
+        kea, proxy = doc.get("kea"), doc.get("proxy")
         rows: list[list[Any]] = [
             ["interface", doc["interface"]],
             ["server address", doc["server_ip"]],
             ["DHCP range", f"{doc['range']} (subnet {doc['subnet']})"],
-            ["Kea", f"{state}, pid {kea['pid']}, restarts {kea['restarts']}"
-             + (", attached" if kea["attached"] else "")],
+        ]
+        if kea is not None:
+            state = "alive" if kea["alive"] else "NOT ANSWERING"
+            rows.append(["Kea", f"{state}, pid {kea['pid']}, restarts {kea['restarts']}"
+                         + (", attached" if kea["attached"] else "")])  # fmt: skip
+        if proxy is not None:
+            rows.append(["proxyDHCP", f"boot files only, {proxy['answered']} answers"])
+        rows += [
             ["TFTP", doc["tftp"] or "off"],
             ["HTTP boot", doc["http_base"] + "/boot/ipxe"],
             ["binds seen", doc["binds"]],

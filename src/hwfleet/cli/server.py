@@ -125,6 +125,10 @@ def register(app: typer.Typer) -> None:
         boot_kea_launcher: Annotated[
             str | None, Opt(help="words before kea-dhcp4, e.g. 'ip netns exec NS'")
         ] = None,
+        dhcp_proxy: Annotated[
+            bool | None,
+            Opt(help="proxyDHCP: another DHCP server gives addresses, hwfleet only boot files"),
+        ] = None,
         # --- graphs ---
         graph_lease: Annotated[
             float | None,

@@ -207,6 +207,12 @@ class Controller:
         self._closers.append(self.pruner.close)
         # --- end cli ---
         # --- boot --- DHCP (Kea), TFTP and HTTP boot, only on the interface the operator names.
+        if not s.boot_interface and (s.dhcp_range or s.dhcp_proxy):
+            # Serving nothing silently would look like a broken DHCP server to the operator.
+            raise SettingsError(
+                "--dhcp-range and --dhcp-proxy need --boot-interface IF (the interface to serve)",
+                setting="boot_interface",
+            )
         if s.boot_interface:
             from hwfleet.boot.profiles import BusGraphProfiles
             from hwfleet.boot.service import BootService

@@ -25,6 +25,9 @@ from tests.netns import namespace
 SUBNET = "10.231.77"
 SERVER_IP = f"{SUBNET}.1"
 SERVER_IF = "kea0"
+#: The site's own DHCP server (busybox udhcpd) in proxyDHCP tests, and its pool.
+SITE_DHCP = f"{SUBNET}.2"
+SITE_POOL = (f"{SUBNET}.160", f"{SUBNET}.170")
 CLONE_NEWNET = 0x40000000
 
 
@@ -86,6 +89,23 @@ class BootNet:
             raise AssertionError(f"udhcpc got no lease:\n{log.decode()}")
         env = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
         return env
+
+    async def site_dhcp(self, workdir: Path) -> asyncio.subprocess.Process:
+        """busybox udhcpd in a namespace of its own: the site's DHCP server, which hands out
+        the addresses when hwfleet runs as proxyDHCP. Terminate it when done."""
+        site = self.add_client()
+        ifname = self.clients[site][0]
+        ip("-n", site, "addr", "add", f"{SITE_DHCP}/24", "dev", ifname)
+        conf = workdir / "udhcpd.conf"
+        conf.write_text(
+            f"start {SITE_POOL[0]}\nend {SITE_POOL[1]}\ninterface {ifname}\n"
+            f"lease_file {workdir / 'udhcpd.leases'}\noption subnet 255.255.255.0\n"
+        )
+        (workdir / "udhcpd.leases").touch()
+        return await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", site, "busybox", "udhcpd", "-f", str(conf),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
 
 
 @contextmanager

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -116,13 +115,18 @@ class PxeRun:
     fingerprint: str
 
 
-async def pxe_boot(tmp_path: Path, accel: str = "tcg") -> PxeRun:
-    """Boot a VM from a fresh ``hwfleet server`` until it enrols; what it became."""
+async def pxe_boot(tmp_path: Path, accel: str = "tcg", proxy: bool = False) -> PxeRun:
+    """Boot a VM from a fresh ``hwfleet server`` until it enrols; what it became.
+
+    ``proxy``: the server runs as proxyDHCP (``--dhcp-proxy``, no Kea) and busybox udhcpd,
+    the site's server, gives the VM its addresses (iPXE's and the discovery kernel's)."""
     require()
     files = tmp_path / "files"
     _place(_discovery(tmp_path), files / "discovery")
     data = tmp_path / "controller"
     with boot_network() as net:
+        site = await net.site_dhcp(tmp_path) if proxy else None
+        dhcp = ["--dhcp-proxy"] if proxy else ["--dhcp-range", f"{SUBNET}.100-{SUBNET}.150"]
         env = {
             **os.environ,
             "HWFLEET_BOOT_FILES_DIR": str(files),
@@ -134,7 +138,7 @@ async def pxe_boot(tmp_path: Path, accel: str = "tcg") -> PxeRun:
             "ip", "netns", "exec", net.server, sys.executable, "-m", "hwfleet", "server",
             "--data-dir", str(data), "--bus", "memory://",
             "--agent-listen", f"{SERVER_IP}:7800", "--api-listen", f"{SERVER_IP}:8780",
-            "--boot-interface", SERVER_IF, "--dhcp-range", f"{SUBNET}.100-{SUBNET}.150",
+            "--boot-interface", SERVER_IF, *dhcp,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
         )  # fmt: skip
         assert server.stdout is not None
@@ -177,14 +181,9 @@ async def pxe_boot(tmp_path: Path, accel: str = "tcg") -> PxeRun:
             if draining is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(draining, 10)
-            _stop_kea(data)
-
-
-def _stop_kea(data: Path) -> None:
-    """The Kea this server started, if it outlived the server (a kill leaves it running)."""
-    for pidfile in (data / "boot" / "kea").glob("*.pid"):
-        with contextlib.suppress(ValueError, ProcessLookupError):
-            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            if site is not None:
+                site.terminate()
+                await site.wait()
 
 
 def _fingerprint(log: Path) -> str:

@@ -15,11 +15,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.boot.bootnet import SERVER_IF, SERVER_IP, SUBNET, boot_network, ip, run_in
+from tests.integration.boot.bootnet import (
+    SERVER_IF,
+    SERVER_IP,
+    SITE_DHCP,
+    SUBNET,
+    boot_network,
+    run_in,
+)
 
 pytestmark = [pytest.mark.netns]
 
-SITE_DHCP = f"{SUBNET}.2"
 HTTP = f"http://{SERVER_IP}:8780"
 
 CLIENT = r"""
@@ -69,7 +75,7 @@ print(json.dumps({"offers": offers, "ack": ack}))
 """
 
 
-async def _client(ns: str, ifname: str, pxe: bool, ipxe: bool) -> dict[str, object]:
+async def pxe_client(ns: str, ifname: str, pxe: bool, ipxe: bool) -> dict[str, object]:
     code, out = await run_in(
         ns, sys.executable, "-c", CLIENT, ifname, str(int(pxe)), str(int(ipxe)), timeout=30
     )
@@ -80,18 +86,7 @@ async def _client(ns: str, ifname: str, pxe: bool, ipxe: bool) -> dict[str, obje
 
 async def test_proxy_dhcp_beside_another_server(tmp_path: Path) -> None:
     with boot_network() as net:
-        site = net.add_client()
-        ip("-n", site, "addr", "add", f"{SITE_DHCP}/24", "dev", net.clients[site][0])
-        conf = tmp_path / "udhcpd.conf"
-        conf.write_text(
-            f"start {SUBNET}.160\nend {SUBNET}.170\ninterface {net.clients[site][0]}\n"
-            f"lease_file {tmp_path / 'udhcpd.leases'}\noption subnet 255.255.255.0\n"
-        )
-        (tmp_path / "udhcpd.leases").touch()
-        udhcpd = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", site, "busybox", "udhcpd", "-f", str(conf),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        udhcpd = await net.site_dhcp(tmp_path)
         proxy = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", net.server, sys.executable, "-m", "hwfleet.boot.proxydhcp",
             "--interface", SERVER_IF, "--server-ip", SERVER_IP, "--http-base", HTTP,
@@ -102,7 +97,7 @@ async def test_proxy_dhcp_beside_another_server(tmp_path: Path) -> None:
             ready = await asyncio.wait_for(proxy.stdout.readline(), 30)
             assert b"proxyDHCP ready" in ready, ready
             pxe_ns = net.add_client()
-            got = await _client(pxe_ns, net.clients[pxe_ns][0], pxe=True, ipxe=False)
+            got = await pxe_client(pxe_ns, net.clients[pxe_ns][0], pxe=True, ipxe=False)
             offers = list(got["offers"])  # type: ignore[call-overload]
             by_server = {o["server"]: o for o in offers}
             assert set(by_server) == {SITE_DHCP, SERVER_IP}, offers
@@ -115,13 +110,13 @@ async def test_proxy_dhcp_beside_another_server(tmp_path: Path) -> None:
             assert isinstance(ack, dict) and ack["type"] == 5 and ack["file"] == "undionly.kpxe"
 
             ipxe_ns = net.add_client()
-            got = await _client(ipxe_ns, net.clients[ipxe_ns][0], pxe=True, ipxe=True)
+            got = await pxe_client(ipxe_ns, net.clients[ipxe_ns][0], pxe=True, ipxe=True)
             files = {o["file"] for o in got["offers"] if o["server"] == SERVER_IP}  # type: ignore[attr-defined]
             assert files == {f"{HTTP}/boot/ipxe"}
 
             # Not a PXE client: only the site's server answers it.
             plain = net.add_client()
-            got = await _client(plain, net.clients[plain][0], pxe=False, ipxe=False)
+            got = await pxe_client(plain, net.clients[plain][0], pxe=False, ipxe=False)
             servers = [o["server"] for o in got["offers"]]  # type: ignore[attr-defined]
             assert servers == [SITE_DHCP], got
         finally:

@@ -20,10 +20,16 @@ from tests.integration.boot.pxe_vm import VM_MAC, pxe_boot
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 
-async def test_qemu_vm_pxe_boots_into_hwfleet(tmp_path: Path) -> None:
+@pytest.mark.parametrize("proxy", [False, True], ids=["kea", "proxydhcp"])
+async def test_qemu_vm_pxe_boots_into_hwfleet(tmp_path: Path, proxy: bool) -> None:
+    """``kea``: hwfleet's Kea gives the addresses; ``proxydhcp``: busybox udhcpd does and
+    hwfleet (``--dhcp-proxy``) only tells iPXE where to boot."""
     accel = os.environ.get("HWFLEET_TEST_QEMU_ACCEL", "tcg")
-    run = await pxe_boot(tmp_path, accel=accel)
-    print(f"\nqemu ({accel}) power-on to enrolment: {run.seconds:.1f} s")
+    run = await pxe_boot(tmp_path, accel=accel, proxy=proxy)
+    print(
+        f"\nqemu ({accel}, {'proxyDHCP' if proxy else 'Kea'}) power-on to enrolment: "
+        f"{run.seconds:.1f} s"
+    )
     assert run.device["enrolled"] is True
     assert VM_MAC in json.dumps(run.detail).lower(), "the inventory reports the VM's NIC"
     keys = [str(e.get("routing_key")) for e in run.events]
