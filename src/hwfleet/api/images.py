@@ -51,7 +51,7 @@ async def upload(
     try:
         record = await registry.add(request.stream(), name)
     except ImageLimitError as exc:
-        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
+        raise HTTPException(413, str(exc)) from None
     except ImageError as exc:
         raise HTTPException(422, str(exc)) from None
     return to_json(record)

@@ -40,18 +40,22 @@ async def limited(tmp_path: Path) -> AsyncIterator[Controller]:
 
 
 def gzip_bomb(path: Path, size: int) -> None:
-    """``size`` zero bytes, gzip-compressed (about 1/1000 of it), written without holding them."""
-    block = bytes(MIB)
-    with gzip.open(path, "wb", compresslevel=1) as packed:
+    """``size`` zero bytes as gzip members of 1 MiB each (about 1/1000 of ``size``).
+
+    Concatenated members are one valid gzip stream (what pigz writes), and repeating one
+    small member is instant where deflating a gigabyte takes a minute.
+    """
+    member = gzip.compress(bytes(MIB), compresslevel=9)
+    with path.open("wb") as sink:
         for _ in range(size // MIB):
-            packed.write(block)
+            sink.write(member)
 
 
 def zstd_bomb(path: Path, size: int) -> None:
-    block = bytes(MIB)
-    with path.open("wb") as sink, zstandard.ZstdCompressor().stream_writer(sink) as packed:
+    frame = zstandard.ZstdCompressor().compress(bytes(MIB))
+    with path.open("wb") as sink:
         for _ in range(size // MIB):
-            packed.write(block)
+            sink.write(frame)
 
 
 def assert_nothing_kept(controller: Controller) -> None:

@@ -190,8 +190,11 @@ def module_closure(modules: Path, names: tuple[str, ...]) -> list[str]:
     """The modules (paths relative to ``modules``) ``names`` need, dependencies first.
 
     A name the kernel has built in (``modules.builtin``) needs nothing; an unknown one
-    stops the build.
+    stops the build. ``modules.dep`` is made first when the unpacked package has none.
     """
+    if not (modules / "modules.dep").is_file():
+        # The package leaves modules.dep to depmod at install time; busybox has one.
+        _run(str(BUSYBOX), "depmod", "-b", str(modules.parents[2]), modules.name)
     deps: dict[str, list[str]] = {}
     for line in (modules / "modules.dep").read_text().splitlines():
         path, _, rest = line.partition(":")
