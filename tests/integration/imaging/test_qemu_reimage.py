@@ -219,7 +219,8 @@ async def test_qemu_vm_reimages_its_disk_and_kexecs_into_the_image(tmp_path: Pat
             files.kernel, files.agent_initrd, cmdline, [disk, held], tmp_path / "console.log"
         ) as console:
             powered = time.monotonic()
-            await console.wait("/dev/vdb1 mounted at /mnt/held", ENROL_DEADLINE)
+            _, held_line = await console.wait("hwfleet-vm: /dev/vdb1", ENROL_DEADLINE)
+            assert "mounted at /mnt/held" in held_line, console.tail()
             agent = await enrolled(ctl, console)
             enrolled_after = time.monotonic() - powered
 

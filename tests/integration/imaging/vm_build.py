@@ -48,8 +48,9 @@ from hwfleet.boot.discovery_image import (
 
 MIB = 1024 * 1024
 SECTOR = 512
-#: The agent's environment: NIC (qemu's e1000), virtio disks, loop mounts of the boot partition.
-AGENT_MODULES = ("e1000", "virtio_pci", "virtio_blk", "loop", "ext4", "isofs")
+#: The agent's environment: NIC (qemu's e1000), virtio disks, loop mounts of the boot partition
+#: (ext4 asks the crypto API for crc32c when it mounts: no module dependency names it).
+AGENT_MODULES = ("e1000", "virtio_pci", "virtio_blk", "loop", "crc32c_generic", "ext4")
 #: The image's own initramfs: its disk and the config drive's ISO 9660.
 IMAGE_MODULES = ("virtio_pci", "virtio_blk", "isofs")
 #: Host binaries the agent runs when it re-images (kexec-tools, genisoimage, util-linux).
@@ -77,7 +78,11 @@ for dev in $(ls /sys/class/net); do
   udhcpc -i "$dev" -n -q -t 10 -T 2 -s /etc/hwfleet/udhcpc.sh && break
 done
 # A second disk with a mounted partition: the agent must refuse it as a target.
-mount -o ro /dev/vdb1 /mnt/held && echo "hwfleet-vm: /dev/vdb1 mounted at /mnt/held"
+if mount -o ro /dev/vdb1 /mnt/held; then
+  echo "hwfleet-vm: /dev/vdb1 mounted at /mnt/held"
+else
+  echo "hwfleet-vm: /dev/vdb1 could not be mounted"
+fi
 export HWFLEET_CONNECT_TIMEOUT=120
 export HWFLEET_ENROLL_PASSWORD="$(arg hwfleet.password)"
 CA=$(arg hwfleet.ca)
