@@ -172,6 +172,9 @@ def vm_files() -> VmFiles:
         _image(work / "image", vmlinuz, modules, building / "image.raw.gz")
         shutil.rmtree(out, ignore_errors=True)
         os.replace(building, out)  # whole or not at all: a cut build is never reused
+    for older in out.parent.iterdir():  # builds of earlier sources (~120 MB each)
+        if older != out and not older.name.startswith("building-"):
+            shutil.rmtree(older, ignore_errors=True)
     return files
 
 
