@@ -184,6 +184,11 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Answer only PXE boot options on the boot interface (proxyDHCP, like dnsmasq's proxy
     #: mode): another DHCP server gives the addresses, hwfleet runs no Kea.
     dhcp_proxy: bool = False
+    # --- imaging: upload limit ---
+    #: The largest disk an uploaded image may describe, in bytes: a raw upload's size, what a
+    #: raw.gz/raw.zst decompresses to, a qcow2's virtual size. A bigger one (a decompression
+    #: bomb among them) is refused with 413 as soon as it passes this (docs/imaging.md).
+    image_max_disk_size: Annotated[int, msgspec.Meta(gt=0)] = 256 * 1024**3
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

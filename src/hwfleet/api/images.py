@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from hwfleet.api.auth import require_token
 from hwfleet.api.deps import lookup
-from hwfleet.images.registry import ImageError, ImageNotFoundError, ImageRegistry
+from hwfleet.images.registry import ImageError, ImageLimitError, ImageNotFoundError, ImageRegistry
 from hwfleet.store.images import ImageRecord
 
 router = APIRouter(prefix="/api/v1", tags=["images"], dependencies=[Depends(require_token)])
@@ -50,6 +50,8 @@ async def upload(
     """Store the request body as a new image (raw, raw.gz, raw.zst or qcow2 by magic)."""
     try:
         record = await registry.add(request.stream(), name)
+    except ImageLimitError as exc:
+        raise HTTPException(413, str(exc)) from None
     except ImageError as exc:
         raise HTTPException(422, str(exc)) from None
     return to_json(record)

@@ -44,8 +44,12 @@ def _run(*argv: str, cwd: Path | None = None) -> str:
 
 
 def fetch_kernel(package: str, work: Path) -> tuple[Path, Path]:
-    """(vmlinuz, modules dir) from the Debian kernel package, downloaded and unpacked."""
-    _run("apt-get", "download", package, cwd=work)
+    """(vmlinuz, modules dir) from the Debian kernel package, downloaded and unpacked.
+
+    A ``linux-image-*.deb`` already in ``work`` is used as it is (a cached download).
+    """
+    if not any(work.glob(f"{package}_*.deb")):
+        _run("apt-get", "download", package, cwd=work)
     debs = sorted(work.glob("linux-image-*.deb"))
     if not debs:
         raise BuildError(f"apt-get download {package} left no .deb")

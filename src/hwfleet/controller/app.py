@@ -258,7 +258,9 @@ class Controller:
         from hwfleet.images.registry import ImageRegistry
 
         s = self.settings
-        self.images = ImageRegistry(self.store, s.image_dir or f"{s.data_dir}/images")
+        self.images = ImageRegistry(
+            self.store, s.image_dir or f"{s.data_dir}/images", s.image_max_disk_size
+        )
         self.image_server = None
         if s.image_listen == "off":
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -20,17 +21,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hwfleet.errors import HwfleetError
-from hwfleet.images.formats import MAGIC_BYTES, Decompressor, ImageFormatError, decompressor, detect
+from hwfleet.images.formats import (
+    MAGIC_BYTES,
+    Decompressor,
+    ImageFormatError,
+    ImageTooLargeError,
+    decompressor,
+    detect,
+    too_large,
+)
 from hwfleet.store import Store
 from hwfleet.store.images import ImageRecord, new_image_id
 
 MIB = 1024 * 1024
 BATCH = 4 * MIB
 NAME_MAX = 255
+#: The default ``image_max_disk_size``: the largest disk an upload may unpack to.
+MAX_DISK_SIZE = 256 * 1024 * MIB
 
 
 class ImageError(HwfleetError):
     """An upload that cannot become an image (bad format, conversion failed, disk full)."""
+
+
+class ImageLimitError(ImageError):
+    """The upload describes a disk larger than ``image_max_disk_size`` (answered 413)."""
 
 
 class ImageNotFoundError(ImageError, LookupError):
@@ -38,10 +53,16 @@ class ImageNotFoundError(ImageError, LookupError):
 
 
 class _Upload:
-    """Worker-thread side of one upload: file, hash, size and decompressed size."""
+    """Worker-thread side of one upload: file, hash, size and decompressed size.
 
-    def __init__(self, path: Path) -> None:
+    Every size is checked against ``limit`` as it grows (the upload's bytes, what they
+    decompress to, a qcow2's virtual size), so an over-limit image is refused while it
+    arrives, before it fills the disk, the memory or an hour of CPU.
+    """
+
+    def __init__(self, path: Path, limit: int) -> None:
         self.path = path
+        self.limit = limit
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         self.sha = hashlib.sha256()
         self.size = 0
@@ -55,18 +76,21 @@ class _Upload:
             self._head += data[:MAGIC_BYTES]
             if len(self._head) >= MAGIC_BYTES:
                 self._start(self._head)
+        if self.size + len(data) > self.limit:
+            raise too_large(self.limit)
+        if self._inflate is not None:
+            self._inflate.feed(data)  # first: a bomb is refused before its bytes are kept
+            self.disk_size = self._inflate.total
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
         self.sha.update(data)
         self.size += len(data)
-        if self._inflate is not None:
-            self.disk_size += len(self._inflate.feed(data))
 
     def _start(self, head: bytes) -> None:
         self.format = detect(head)
         if self.format in ("raw.gz", "raw.zst"):
-            self._inflate = decompressor(self.format)
+            self._inflate = decompressor(self.format, self.limit)
 
     def finish(self) -> None:
         os.fsync(self.fd)
@@ -76,6 +100,7 @@ class _Upload:
             self._start(self._head)
         if self._inflate is not None:
             self._inflate.finish()
+            self.disk_size = self._inflate.total
         else:
             self.disk_size = self.size
 
@@ -89,9 +114,12 @@ class _Upload:
 class ImageRegistry:
     """Images under ``directory`` (``<id>.img``), described by the store's ``images`` table."""
 
-    def __init__(self, store: Store, directory: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, store: Store, directory: str | os.PathLike[str], max_disk_size: int = MAX_DISK_SIZE
+    ) -> None:
         self.store = store
         self.directory = Path(directory)
+        self.max_disk_size = max_disk_size
 
     def path(self, image_id: str) -> Path:
         if not image_id.isalnum():
@@ -105,7 +133,9 @@ class ImageRegistry:
             raise ImageError(f"an image name must be 1 to {NAME_MAX} printable characters")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         image_id = new_image_id()
-        upload = _Upload(self.directory / f".upload-{image_id}-{secrets.token_hex(4)}")
+        upload = _Upload(
+            self.directory / f".upload-{image_id}-{secrets.token_hex(4)}", self.max_disk_size
+        )
         try:
             pending: list[bytes] = []
             held = 0
@@ -136,7 +166,8 @@ class ImageRegistry:
             os.rename(upload.path, self.path(image_id))
         except ImageFormatError as exc:
             upload.abort()
-            raise ImageError(str(exc)) from None
+            kind = ImageLimitError if isinstance(exc, ImageTooLargeError) else ImageError
+            raise kind(str(exc)) from None
         except OSError as exc:
             upload.abort()
             raise ImageError(f"cannot store the image: {exc.strerror or exc}") from None
@@ -169,7 +200,17 @@ class ImageRegistry:
 
 
 def _convert_qcow2(upload: _Upload) -> None:
-    """Replace the uploaded qcow2 with its raw disk, and measure and hash that instead."""
+    """Replace the uploaded qcow2 with its raw disk, and measure and hash that instead.
+
+    Its virtual size is read first (``qemu-img info``): a small qcow2 can describe a huge
+    disk, which the conversion would write out and the hash read through.
+    """
+    virtual = _qcow2_virtual_size(upload.path)
+    if virtual > upload.limit:
+        raise ImageLimitError(
+            f"the qcow2 describes a {virtual}-byte disk, more than {upload.limit} bytes, the "
+            "limit (image_max_disk_size, HWFLEET_IMAGE_MAX_DISK_SIZE): refused"
+        )
     raw = upload.path.with_name(upload.path.name + ".raw")
     try:
         done = subprocess.run(
@@ -192,3 +233,17 @@ def _convert_qcow2(upload: _Upload) -> None:
             sha.update(block)
             size += len(block)
     upload.sha, upload.size, upload.disk_size, upload.format = sha, size, size, "raw"
+
+
+def _qcow2_virtual_size(path: Path) -> int:
+    command = ["qemu-img", "info", "--output=json", "-f", "qcow2", str(path)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    except FileNotFoundError:
+        raise ImageError("qcow2 images need qemu-img (Debian: qemu-utils)") from None
+    try:
+        if done.returncode != 0:
+            raise ValueError(done.stderr.strip()[:300])
+        return int(json.loads(done.stdout)["virtual-size"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ImageError(f"qemu-img cannot read this qcow2: {exc}") from None

@@ -18,13 +18,14 @@ import contextlib
 import errno
 import hashlib
 import json
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hwfleet.agent.hardware.erase import _Progress
-from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
+from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all, start_writeback
 from hwfleet.agent.imaging.source import Download, ImageClient, ImageMeta, ImageSourceError
 from hwfleet.errors import DeviceError
 
@@ -180,7 +181,12 @@ def _download(fd: int, download: Download, offset: int, sha: Any, progress: _Pro
     """
     pool = BufferPool(BUFFERS, BUFFER)
     hasher = Stage("cache-hash", lambda buf, _o, n: sha.update(memoryview(buf)[:n]), pool)
-    writer = Stage("cache-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), pool)
+
+    def write(buf: mmap.mmap, at: int, count: int) -> None:
+        pwrite_all(fd, memoryview(buf)[:count], at)
+        start_writeback(fd, at, count)  # the final fsync then waits for the tail only
+
+    writer = Stage("cache-write", write, pool)
     hasher.start()
     writer.start()
     try:
