@@ -2,7 +2,7 @@
 
 ``debootstrap`` (Debian's package) builds it from the mirror this machine's apt already uses
 (read from its sources, never named here), the same release as the host, into
-``$HWFLEET_TEST_CACHE`` (default ``/var/cache/hwfleet-tests``) under a name that holds a
+``$HWFLEET_TEST_CACHE`` (default ``~/.cache/hwfleet-tests``, shared with the imaging VM build) under a name that holds a
 digest of the recipe: a later run, or CI on the same machine, reuses it in no time; a
 changed recipe builds a new one. The build goes to ``NAME.partial`` and is renamed when
 complete, so an interrupted build is never taken for a finished one.
@@ -25,7 +25,8 @@ BUILD_TIMEOUT = 1500
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("HWFLEET_TEST_CACHE", "/var/cache/hwfleet-tests"))
+    given = os.environ.get("HWFLEET_TEST_CACHE")
+    return Path(given) if given else Path.home() / ".cache" / "hwfleet-tests"
 
 
 def host_release() -> str:
