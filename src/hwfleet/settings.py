@@ -180,6 +180,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     poller_lease: Positive = 120.0
     #: Seconds between looks for due pollers when none is due sooner.
     poller_tick: Positive = 1.0
+    # --- oob3 ---
+    #: Seconds a firmware task's row may go untouched before another replica (or this
+    #: controller after a restart) takes it over and resumes it (docs/oob.md).
+    bmc_task_stale: Positive = 60.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"
