@@ -8,9 +8,10 @@ device by its DeviceId, its name, or one of its GUIDs. BIOS settings are not app
 in-band (use the node's BMC); a spec that asks for them is refused before anything runs.
 
 Every image is downloaded and its SHA-256 checked before the first install (one bad image
-changes nothing). After installing, the version is read back; a device that needs a
-reboot to switch is reported as such (fwupd's history records the update as done), not
-as failed or as changed.
+changes nothing). After installing, the version is read back: a device now at the version
+asked for is ``changed``; one still at the old version whose update fwupd records as
+successful (its history), or that says it needs a reboot, is ``pending`` (it switches at
+the next reboot or re-enumeration); anything else fails the task naming it.
 
 Without fwupd the command is refused, saying so: nothing is pretended.
 """
@@ -75,9 +76,13 @@ def parse_spec(raw: Any) -> FirmwareSpec:
 class Fwupd:
     """``fwupdtool`` on this machine."""
 
-    def __init__(self, tool: str, extra: list[str] | None = None) -> None:
+    def __init__(
+        self, tool: str, extra: list[str] | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.tool = tool
         self.extra = extra or []
+        #: Extra environment (tests point FWUPD_SYSCONFDIR at a config enabling test devices).
+        self.env = env
 
     @classmethod
     def find(cls) -> Fwupd:
@@ -97,6 +102,7 @@ class Fwupd:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         try:
             async with asyncio.timeout(RUN_TIMEOUT):
@@ -110,12 +116,16 @@ class Fwupd:
             raise FwupdError(f"{TOOL} {args[0]} failed: {' '.join(detail[-3:])[:300]}")
         return out.decode(errors="replace")
 
-    async def devices(self) -> list[Device]:
-        text = await self._run("get-devices", "--json")
+    async def _json(self, command: str) -> dict[str, Any]:
+        text = await self._run(command, "--json")
         try:
             body = json.loads(text[text.index("{") :])
         except ValueError:
-            raise FwupdError(f"{TOOL} get-devices did not answer JSON") from None
+            raise FwupdError(f"{TOOL} {command} did not answer JSON") from None
+        return body if isinstance(body, dict) else {}
+
+    async def devices(self) -> list[Device]:
+        body = await self._json("get-devices")
         found: list[Device] = []
         stack = list(body.get("Devices") or [])
         while stack:
@@ -133,6 +143,17 @@ class Fwupd:
                 )
             )
         return found
+
+    async def installed(self, device_id: str, version: str) -> bool:
+        """fwupd's history records ``version`` installed on the device successfully."""
+        for d in (await self._json("get-history")).get("Devices") or []:
+            if not isinstance(d, dict) or d.get("DeviceId") != device_id:
+                continue
+            releases = d.get("Releases") or []
+            versions = {str(r.get("Version")) for r in releases if isinstance(r, dict)}
+            if d.get("UpdateState") in (2, "success") and version in versions:
+                return True
+        return False
 
     async def install(self, cabinet: Path, device_id: str) -> None:
         # --no-reboot-check: the agent reports a pending reboot instead of fwupd refusing.
@@ -206,10 +227,14 @@ async def firmware_secure(
         entry = {"firmware": t.component, "from": device.version, "to": t.version}
         if now is not None and now.version == t.version:
             changed.append(entry)
-        elif now is not None and "needs-reboot" in now.flags:
+        elif (now is not None and "needs-reboot" in now.flags) or await fwupd.installed(
+            device.device_id, t.version
+        ):
+            # Written and recorded by fwupd, but the device still runs the old version
+            # (it switches at the next reboot or re-enumeration): said so, not "changed".
             pending.append(entry)
         else:
             left.append(f"{t.component} is at {now.version if now else '?'}, not {t.version}")
     if left:
         raise FwupdError("after the update: " + "; ".join(left))
-    return {"dry_run": False, "changed": changed, "pending_reboot": pending, "matched": matched}
+    return {"dry_run": False, "changed": changed, "pending": pending, "matched": matched}
