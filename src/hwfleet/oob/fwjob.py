@@ -147,7 +147,8 @@ class FirmwareJobs:
             log.exception("firmware task %s failed", record.id)
             await self._end(record, "error", msg=f"internal: {type(exc).__name__}")
         else:
-            await self._end(record, "complete", result=report)
+            done = f"{len(report['changed'])} changed, {len(report['matched'])} already matched"
+            await self._end(record, "complete", msg=done, result=report)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

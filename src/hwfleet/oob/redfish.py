@@ -188,21 +188,40 @@ class RedfishDriver(BmcDriver):
             )
         return out
 
-    def bios(self) -> dict[str, Any]:
+    def _bios(self) -> Any:
+        from sushy import exceptions as sushy_errors
+
         system = self._system()
+        try:
+            return system.bios
+        except sushy_errors.MissingAttributeError:
+            # Seen on sushy-tools' stock fake driver: the system links no Bios resource.
+            raise BmcError("unsupported", "this Redfish system has no Bios resource") from None
+
+    def bios(self) -> dict[str, Any]:
         with translate(self.address):
-            bios = system.bios
+            bios = self._bios()
             bios.refresh()
             return dict(bios.attributes)
 
     def set_bios(self, attributes: dict[str, Any]) -> None:
-        system = self._system()
         with translate(self.address):
-            system.bios.set_attributes(attributes)
+            self._bios().set_attributes(attributes)
 
     def firmware(self) -> list[FirmwareItem]:
+        from sushy import exceptions as sushy_errors
+
         items = []
-        for path in self._members("/redfish/v1/UpdateService/FirmwareInventory"):
+        inventory = "/redfish/v1/UpdateService/FirmwareInventory"
+        root = self._connect()
+        with translate(self.address):
+            try:
+                body = root._conn.get(inventory).json()
+            except sushy_errors.ResourceNotFoundError:
+                raise BmcError("unsupported", f"this Redfish service has no {inventory}") from None
+        listed = body.get("Members") or [] if isinstance(body, dict) else []
+        members = [m["@odata.id"] for m in listed if isinstance(m, dict) and "@odata.id" in m]
+        for path in members:
             body = self._get(path)
             items.append(
                 FirmwareItem(
