@@ -189,6 +189,10 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: raw.gz/raw.zst decompresses to, a qcow2's virtual size. A bigger one (a decompression
     #: bomb among them) is refused with 413 as soon as it passes this (docs/imaging.md).
     image_max_disk_size: Annotated[int, msgspec.Meta(gt=0)] = 256 * 1024**3
+    # --- oob: firmware tasks ---
+    #: Seconds a firmware task's row may go untouched before another replica (or this
+    #: controller after a restart) takes it over and resumes it (docs/oob.md).
+    bmc_task_stale: Positive = 60.0
 
     def db_url(self) -> str:
         return self.db or f"sqlite+aiosqlite:///{Path(self.data_dir) / 'hwfleet.db'}"

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
@@ -58,6 +59,13 @@ class Redfish:
     def control(self, what: str, body: dict[str, object]) -> None:
         r = httpx.post(f"{self.url}/_test/{what}", json=body, auth=(self.username, self.password))
         r.raise_for_status()
+
+    def state(self) -> dict[str, Any]:
+        """The emulator's test counters: SimpleUpdate calls and update tasks."""
+        r = httpx.get(f"{self.url}/_test/state", auth=(self.username, self.password))
+        r.raise_for_status()
+        body: dict[str, Any] = r.json()
+        return body
 
     def stop(self) -> None:
         stop(self.proc)

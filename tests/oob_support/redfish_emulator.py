@@ -9,7 +9,9 @@ component and installs the version written in it, as a real BMC would.
 
 Test-only controls (no auth, emulator only): ``POST /_test/sel`` appends a SEL entry,
 ``POST /_test/thermal`` sets the CPU temperature, ``POST /_test/garbage`` makes every
-Redfish answer invalid JSON from then on.
+Redfish answer invalid JSON from then on, ``POST /_test/slow_update {"on": true}`` makes
+SimpleUpdate answer 202 with a task monitor that runs until ``POST /_test/task`` finishes
+(or fails) it, and ``GET /_test/state`` counts the SimpleUpdate calls.
 """
 
 from __future__ import annotations
@@ -65,11 +67,36 @@ class ExtendedFakeDriver(fakedriver.FakeDriver):
         self._update(identity, versions=current)
 
 
-STATE: dict[str, Any] = {"sel": [], "cpu_temp": 41.0, "garbage": False}
+STATE: dict[str, Any] = {
+    "sel": [],
+    "cpu_temp": 41.0,
+    "garbage": False,
+    # SimpleUpdate as a real BMC does it (202 and a task monitor) instead of at once.
+    "slow_update": False,
+    "updates": 0,
+}
+#: Update tasks by id: {"state", "percent", "component", "version", "message"}.
+TASKS: dict[str, dict[str, Any]] = {}
 
 
 def _uuid() -> str:
     return str(emu.app.systems.uuid(SYSTEM))
+
+
+def _task_body(task_id: str) -> dict[str, Any]:
+    task = TASKS[task_id]
+    body = {
+        "@odata.id": f"/redfish/v1/TaskService/Tasks/{task_id}",
+        "@odata.type": "#Task.v1_4_3.Task",
+        "Id": task_id,
+        "Name": f"update {task['component']}",
+        "TaskState": task["state"],
+        "TaskStatus": "Critical" if task["state"] == "Exception" else "OK",
+        "PercentComplete": task["percent"],
+    }
+    if task["message"]:
+        body["Messages"] = [{"Message": task["message"]}]
+    return body
 
 
 def install(app: flask.Flask) -> None:
@@ -170,6 +197,19 @@ def install(app: flask.Flask) -> None:
             return {
                 "error": {"message": f"image is for {fields.get('component')}, not {component}"}
             }, 400
+        STATE["updates"] += 1
+        if STATE["slow_update"]:
+            # Installs only when the test says so (POST /_test/task): a BMC flashing.
+            task_id = str(len(TASKS) + 1)
+            TASKS[task_id] = {
+                "state": "Running",
+                "percent": 0,
+                "component": component,
+                "version": fields["version"],
+                "message": "",
+            }
+            location = f"/redfish/v1/TaskService/Tasks/{task_id}"
+            return _task_body(task_id), 202, {"Location": location}
         emu.app.systems.set_versions(_uuid(), {component: fields["version"]})
         # Done at once; the Location names the (finished) task, as sushy requires one.
         return "", 204, {"Location": "/redfish/v1/TaskService/Tasks/1"}
@@ -178,14 +218,41 @@ def install(app: flask.Flask) -> None:
 
     @app.route("/redfish/v1/TaskService/Tasks/<task>")
     def task_resource(task: str) -> Any:
-        return {
-            "@odata.type": "#Task.v1_4_3.Task",
-            "Id": task,
-            "Name": "firmware update",
-            "TaskState": "Completed",
-            "TaskStatus": "OK",
-            "PercentComplete": 100,
-        }
+        if task not in TASKS:  # the immediate update's (finished) task
+            return {
+                "@odata.type": "#Task.v1_4_3.Task",
+                "Id": task,
+                "Name": "firmware update",
+                "TaskState": "Completed",
+                "TaskStatus": "OK",
+                "PercentComplete": 100,
+            }
+        # A task monitor: 202 while the update runs, then the finished Task (200).
+        running = TASKS[task]["state"] == "Running"
+        return _task_body(task), 202 if running else 200
+
+    @app.route("/_test/task", methods=["POST"])
+    def drive_task() -> Any:
+        """``{"id", "percent"?, "finish"?: true, "fail"?: message}``: move a slow update on."""
+        body = flask.request.get_json()
+        task = TASKS[str(body["id"])]
+        if "percent" in body:
+            task["percent"] = body["percent"]
+        if body.get("finish"):
+            emu.app.systems.set_versions(_uuid(), {task["component"]: task["version"]})
+            task.update(state="Completed", percent=100)
+        if body.get("fail"):
+            task.update(state="Exception", message=str(body["fail"]))
+        return {"ok": True}
+
+    @app.route("/_test/slow_update", methods=["POST"])
+    def set_slow_update() -> Any:
+        STATE["slow_update"] = bool(flask.request.get_json()["on"])
+        return {"ok": True}
+
+    @app.route("/_test/state", methods=["GET"])
+    def test_state() -> Any:
+        return {"updates": STATE["updates"], "tasks": TASKS}
 
     @app.route("/_test/sel", methods=["POST"])
     def add_sel() -> Any:

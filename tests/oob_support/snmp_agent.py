@@ -37,6 +37,11 @@ RECORDS = """1.3.6.1.2.1.1.1.0|4|hwfleet test PDU
 """
 
 
+#: The SNMPv3 user snmpsim is started with (``snmp_agent(..., v3=True)``): user, SHA
+#: authentication passphrase, AES privacy passphrase.
+V3_USER = ("hwfleet-v3", "auth-Pass-7391", "priv-Pass-2046")
+
+
 @dataclass
 class SnmpAgent:
     host: str
@@ -49,7 +54,7 @@ class SnmpAgent:
 
 
 @contextlib.contextmanager
-def snmp_agent(tmp: Path) -> Iterator[SnmpAgent]:
+def snmp_agent(tmp: Path, *, v3: bool = False) -> Iterator[SnmpAgent]:
     tmp.mkdir(parents=True, exist_ok=True)
     # snmpsim refuses to run as root and drops to nobody, who cannot enter pytest's
     # private tmp dirs: its data and cache live in a world-readable dir of their own.
@@ -62,6 +67,10 @@ def snmp_agent(tmp: Path) -> Iterator[SnmpAgent]:
     record = data / f"{COMMUNITY}.snmprec"
     record.write_text(RECORDS)
     record.chmod(0o644)
+    # SNMPv3 requests carry an empty context name: snmpsim serves those from "self".
+    own = data / "self.snmprec"
+    own.write_text(RECORDS)
+    own.chmod(0o644)
     port = free_port(socket.SOCK_DGRAM)
     log = (tmp / "snmpsim.log").open("wb")
     # Run as nobody, it cannot import from root's Python any more: import what it loads
@@ -76,6 +85,15 @@ def snmp_agent(tmp: Path) -> Iterator[SnmpAgent]:
         f"--agent-udpv4-endpoint=127.0.0.1:{port}",
         f"--cache-dir={cache}",
     ]
+    if v3:
+        user, auth, priv = V3_USER
+        args += [
+            f"--v3-user={user}",
+            f"--v3-auth-key={auth}",
+            "--v3-auth-proto=SHA",
+            f"--v3-priv-key={priv}",
+            "--v3-priv-proto=AES",
+        ]
     if os.geteuid() == 0:
         args += ["--process-user=nobody", "--process-group=nogroup"]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from hwfleet.api.auth import require_token
+from hwfleet.api.convert import to_json
 from hwfleet.api.deps import lookup
 from hwfleet.oob.driver import BmcAddress, BmcError
 from hwfleet.oob.service import NoBmcError, OobService
@@ -50,6 +51,10 @@ class BmcRequest(BaseModel):
     port: int = Field(default=0, ge=0, le=65535)
     verify_tls: bool = True
     system: str = Field(default="", max_length=256)
+    # SNMPv3: ``username`` is the USM user, ``password`` the authentication passphrase.
+    priv_password: str = Field(default="", max_length=1024)
+    auth_protocol: str = Field(default="", max_length=16)
+    priv_protocol: str = Field(default="", max_length=16)
 
 
 class PowerRequest(BaseModel):
@@ -158,9 +163,14 @@ async def poller_data(poller_id: int, oob: OobDep) -> dict[str, Any]:
 
 @router.post("/nodes/{uuid}/firmware")
 async def firmware_secure(uuid: str, body: FirmwareRequest, oob: OobDep) -> dict[str, Any]:
-    """``decom.firmware_secure`` through the node's BMC: the plan (``dry_run``) or the report
-    of what changed and what already matched, after the versions were read back."""
+    """``decom.firmware_secure`` through the node's BMC. A dry run answers the plan; otherwise
+    ``{"task": row}``: the update runs as a task (``GET /tasks/{id}?wait=`` follows it; its
+    ``result`` is the report of what changed and what already matched, read back)."""
     try:
-        return await oob.firmware_secure(uuid, body.spec, dry_run=body.dry_run)
+        if body.dry_run:
+            return await oob.firmware_plan(uuid, body.spec)
+        if oob.firmware_jobs is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "firmware tasks not running")
+        return {"task": to_json(await oob.firmware_jobs.start(uuid, body.spec))}
     except (BmcError, NoBmcError) as exc:
         raise http_error(exc) from None

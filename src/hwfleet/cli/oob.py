@@ -6,7 +6,8 @@ one-node commands take a target that selects exactly one device. A whole uuid is
 as given, so a BMC can be set for a node before its agent ever enrolls.
 
 The BMC password is never a command-line argument (other users see those in ``ps``):
-it comes from ``--password-file``, ``HWFLEET_BMC_PASSWORD`` or a hidden prompt.
+it comes from ``--password-file``, ``HWFLEET_BMC_PASSWORD`` or a hidden prompt (SNMPv3's
+privacy passphrase likewise: ``--priv-password-file``, ``HWFLEET_BMC_PRIV_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -24,19 +25,40 @@ from hwfleet.cli.output import console, print_json, print_table
 from hwfleet.cli.targets import DryRunOpt, TargetArg, TargetArgs, resolve_one
 
 PASSWORD_ENV = "HWFLEET_BMC_PASSWORD"  # noqa: S105  (the name of a variable)
+PRIV_PASSWORD_ENV = "HWFLEET_BMC_PRIV_PASSWORD"  # noqa: S105  (SNMPv3's privacy passphrase)
 
 
-def _password(password_file: Path | None) -> str:
+def _password(
+    password_file: Path | None, env: str = PASSWORD_ENV, prompt: str = "BMC password"
+) -> str:
     if password_file is not None:
         try:
             return password_file.read_text().rstrip("\n")
         except OSError as exc:
             raise CliError(f"cannot read {password_file}: {exc.strerror}") from None
-    if PASSWORD_ENV in os.environ:
-        return os.environ[PASSWORD_ENV]
+    if env in os.environ:
+        return os.environ[env]
     if sys.stdin.isatty():
-        return str(typer.prompt("BMC password", hide_input=True, default="", show_default=False))
+        return str(typer.prompt(prompt, hide_input=True, default="", show_default=False))
     return ""
+
+
+def _snmp_v3(
+    driver: str, user: str, auth: str, priv: str, priv_file: Path | None
+) -> dict[str, str]:
+    """The SNMPv3 fields of the request (none for v2c)."""
+    if not user:
+        if auth or priv or priv_file:
+            raise CliError("--snmp-auth, --snmp-priv and --priv-password-file need --snmp-v3-user")
+        return {}
+    if driver != "snmp":
+        raise CliError("--snmp-v3-user is for an SNMP agent (--snmp HOST)")
+    return {
+        "username": user,
+        "priv_password": _password(priv_file, PRIV_PASSWORD_ENV, "SNMPv3 privacy passphrase"),
+        "auth_protocol": auth.lower(),
+        "priv_protocol": priv.lower(),
+    }
 
 
 def _address(redfish: str | None, ipmi: str | None, snmp: str | None) -> tuple[str, str]:
@@ -64,12 +86,32 @@ def register(app: typer.Typer) -> None:
         port: Annotated[int, typer.Option(help="port (0: the protocol's own)")] = 0,
         insecure: Annotated[bool, typer.Option(help="Redfish: skip TLS verification")] = False,
         system: Annotated[str, typer.Option(help="Redfish: the ComputerSystem id")] = "",
+        snmp_v3_user: Annotated[
+            str,
+            typer.Option(
+                help="SNMPv3 (authPriv) USM user; the password is then the auth passphrase"
+            ),
+        ] = "",
+        snmp_auth: Annotated[
+            str, typer.Option(help="SNMPv3 auth: sha, sha224, sha256, sha384, sha512 (sha)")
+        ] = "",
+        snmp_priv: Annotated[
+            str, typer.Option(help="SNMPv3 privacy: aes, aes192, aes256 (aes)")
+        ] = "",
+        priv_password_file: Annotated[
+            Path | None,
+            typer.Option(
+                help=f"SNMPv3: file holding the privacy passphrase (or {PRIV_PASSWORD_ENV})"
+            ),
+        ] = None,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Set a node's BMC; the credentials are stored encrypted and never shown."""
         driver, address = _address(redfish, ipmi, snmp)
+        if driver == "snmp" and username:
+            raise CliError("an SNMP agent has no --username: give --snmp-v3-user for SNMPv3")
         body = {
             "driver": driver,
             "address": address,
@@ -78,6 +120,7 @@ def register(app: typer.Typer) -> None:
             "port": port,
             "verify_tls": not insecure,
             "system": system,
+            **_snmp_v3(driver, snmp_v3_user, snmp_auth, snmp_priv, priv_password_file),
         }
         with ApiClient(api, data_dir) as client:
             uuid = resolve_one(client, uuid)
@@ -228,22 +271,44 @@ def register(app: typer.Typer) -> None:
         uuid: TargetArg,
         spec: Annotated[Path, typer.Option(help="JSON spec: {bios: {...}, firmware: [...]}")],
         dry_run: Annotated[bool, typer.Option(help="show the plan, change nothing")] = False,
+        wait: Annotated[
+            bool, typer.Option(help="follow the update task to its end (--no-wait: print it)")
+        ] = True,
         api: ApiOpt = None,
         data_dir: DataOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """decom.firmware_secure through the node's BMC: firmware versions and BIOS settings."""
+        """decom.firmware_secure through the node's BMC: firmware versions and BIOS settings.
+
+        The update runs as a task on the controller (`hwfleet tasks` lists it, with its
+        percent and ETA); this follows it and prints the report read back from the BMC.
+        """
         import json
+
+        from hwfleet.cli.progress import follow_task
 
         try:
             document = json.loads(spec.read_text())
         except (OSError, ValueError) as exc:
             raise CliError(f"cannot read the spec {spec}: {exc}") from None
-        with ApiClient(api, data_dir, timeout=3600) as client:
+        with ApiClient(api, data_dir, timeout=120) as client:
             uuid = resolve_one(client, uuid)
             report = client.post(
                 f"/api/v1/nodes/{uuid}/firmware", json={"spec": document, "dry_run": dry_run}
             )
+            if "task" in report:
+                task = report["task"]
+                if wait:
+                    task = follow_task(client, task["id"], 24 * 3600.0, quiet=as_json)
+                if not wait or task["state"] != "complete":
+                    if as_json:
+                        print_json(task)
+                    if task["state"] in ("error", "lost"):
+                        raise CliError(f"firmware task {task['id']} failed: {task.get('msg')}")
+                    if not as_json:
+                        console().print(f"firmware task {task['id']}: {task['state']}")
+                    return
+                report = {**task["result"], "task": task["id"]}
         if as_json:
             print_json(report)
             return

@@ -247,7 +247,7 @@ class Controller:
         await self._start_graphs(replica)
 
         # --- oob --- BMCs, pollers, task-channel commands (docs/oob.md)
-        self.oob = await Oob.start(s, self.store, self.bus, self.events, replica)
+        self.oob = await Oob.start(s, self.store, self.bus, self.events, replica, self.tasks)
         self._closers.append(self.oob.close)
         # --- end oob ---
         await self._start_api()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hwfleet.api.convert import to_json
 from hwfleet.api.oob import http_error
 from hwfleet.oob.driver import BmcError
+from hwfleet.oob.fwjob import FirmwareJobs, TaskUpdates
 from hwfleet.oob.service import NoBmcError, OobService
 from hwfleet.oob.taskchannel import TaskChannel
 from hwfleet.oob.vault import Vault
@@ -27,6 +29,7 @@ class Oob:
         self.service = service
         self.worker = worker
         self.channel = channel
+        self.jobs: FirmwareJobs | None = None
         self._closers: list[Any] = []
 
     @classmethod
@@ -37,6 +40,7 @@ class Oob:
         bus: Bus,
         events: EventPublisher,
         replica: str,
+        tasks: TaskUpdates,
     ) -> Oob:
         service = OobService(
             store,
@@ -65,7 +69,13 @@ class Oob:
         service.pollers.on_change = worker.wake
         channel = TaskChannel(bus, service)
         self = cls(service, worker, channel)
+        # Firmware/BIOS applies are task rows; orphaned ones are resumed (docs/oob.md).
+        jobs = self.jobs = service.firmware_jobs = FirmwareJobs(
+            service, tasks, stale=settings.bmc_task_stale
+        )
         try:
+            jobs.serve()
+            self._closers.append(jobs.close)
             await channel.start()
             self._closers.append(channel.close)
             sub = await service.pollers.serve(bus)
@@ -89,7 +99,8 @@ class Oob:
         """``hwfleet run UUID decom.firmware_secure``: served by the node's BMC when it has one.
 
         Params: ``spec`` (the whole spec) or ``bios`` / ``firmware`` directly, and
-        ``dry_run``. A node without a BMC returns None: its agent gets the command.
+        ``dry_run``. A dry run answers the plan; otherwise the answer is the task row the
+        update runs as. A node without a BMC returns None: its agent gets the command.
         """
         if methods.canonical(method) != methods.DECOM_FIRMWARE_SECURE:
             return None
@@ -103,9 +114,9 @@ class Oob:
         if spec is None:
             spec = {k: params[k] for k in ("bios", "firmware") if k in params}
         try:
-            report = await self.service.firmware_secure(
-                node, spec, dry_run=bool(params.get("dry_run", False))
-            )
+            if params.get("dry_run") in (True, "true", "1", 1):
+                return {"result": await self.service.firmware_plan(node, spec)}
+            assert self.jobs is not None  # set in start()
+            return {"task": to_json(await self.jobs.start(node, spec))}
         except (BmcError, NoBmcError) as exc:
             raise http_error(exc) from None
-        return {"result": report}

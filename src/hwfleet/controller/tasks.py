@@ -112,6 +112,8 @@ class TaskService:
         async with self._store.tx() as tx:
             active = await tx.tasks.list(device_uuid=uuid, active_only=True)
         for task in active:
+            if task.params.get("via") == "bmc":  # --- oob3 --- run by the controller, not the agent
+                continue
             if task.id not in running and task.state == "running":
                 await self.update(
                     uuid,

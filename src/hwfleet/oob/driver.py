@@ -33,7 +33,9 @@ class BmcAddress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Where a BMC is and how to log in: stored only encrypted (:mod:`hwfleet.oob.vault`).
 
     ``address`` is a URL for Redfish (``https://host:port``) and a host for IPMI/SNMP.
-    For SNMP the ``password`` is the community string.
+    For SNMP v2c the ``password`` is the community string; SNMPv3 (a ``username``, the USM
+    user) uses ``password`` as the authentication passphrase and ``priv_password`` as the
+    privacy one, with ``auth_protocol`` / ``priv_protocol`` (default SHA and AES).
     """
 
     driver: str
@@ -43,13 +45,28 @@ class BmcAddress(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 0
     verify_tls: bool = True
     system: str = ""  # Redfish: the ComputerSystem id (empty: the only/first one)
+    # --- SNMPv3 (authPriv) ---
+    priv_password: str = ""
+    auth_protocol: str = ""  # sha, sha224, sha256, sha384, sha512 (empty: sha)
+    priv_protocol: str = ""  # aes, aes192, aes256 (empty: aes)
 
     def __repr__(self) -> str:  # never print the password, not even in a traceback
         return f"BmcAddress(driver={self.driver!r}, address={self.address!r})"
 
     def public(self) -> dict[str, Any]:
         """What the API may show: everything but the credentials."""
-        return {"driver": self.driver, "address": self.address, "port": self.port}
+        shown: dict[str, Any] = {"driver": self.driver, "address": self.address, "port": self.port}
+        if self.driver == "snmp":  # which security, never the user or the passphrases
+            shown["snmp"] = (
+                f"v3 authPriv {self.auth_protocol or 'sha'}/{self.priv_protocol or 'aes'}"
+                if self.username
+                else "v2c"
+            )
+        return shown
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never appear in a message."""
+        return (self.password, self.username, self.priv_password)
 
 
 class Sensor(msgspec.Struct, kw_only=True):
@@ -73,6 +90,14 @@ class SelEntry(msgspec.Struct, kw_only=True):
 class FirmwareItem(msgspec.Struct, kw_only=True):
     component: str
     version: str
+
+
+class UpdateProgress(msgspec.Struct, kw_only=True):
+    """Where one firmware update stands on the BMC (its Redfish task monitor)."""
+
+    state: Literal["running", "done", "failed"]
+    percent: float | None = None
+    message: str = ""
 
 
 class BmcDriver(abc.ABC):
@@ -112,7 +137,12 @@ class BmcDriver(abc.ABC):
     def firmware(self) -> list[FirmwareItem]:
         raise BmcError("unsupported", f"the {self.address.driver} driver has no firmware inventory")
 
-    def update_firmware(self, image_uri: str, component: str) -> None:
+    def start_update(self, image_uri: str, component: str) -> str:
+        """Ask the BMC to install ``image_uri`` on ``component``; the task monitor to follow."""
+        raise BmcError("unsupported", f"the {self.address.driver} driver cannot update firmware")
+
+    def update_progress(self, monitor: str) -> UpdateProgress:
+        """One look at an update started by :meth:`start_update` (or before a restart)."""
         raise BmcError("unsupported", f"the {self.address.driver} driver cannot update firmware")
 
     def close(self) -> None:  # noqa: B027  (optional hook: most drivers hold no session)

@@ -22,7 +22,7 @@ MAX_MESSAGE = 300
 
 def scrub(text: str, address: BmcAddress) -> str:
     """``text`` with the credentials replaced by ``***``, at most :data:`MAX_MESSAGE` chars."""
-    for secret in (address.password, address.username):
+    for secret in address.secrets():
         if secret and len(secret) >= 2:
             text = text.replace(secret, "***")
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "…"

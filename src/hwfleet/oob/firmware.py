@@ -11,49 +11,28 @@ Bios); ``dry_run`` stops there. Otherwise every image to install is downloaded a
 SHA-256 checked *before* anything is changed (one bad image changes nothing), then each
 update goes through UpdateService.SimpleUpdate and the BIOS attributes through the Bios
 settings, and finally everything is read back: the report lists what changed, what
-already matched, and fails naming whatever did not end as asked.
+already matched, and fails naming whatever did not end as asked. Those steps run as a
+tracked task (:mod:`hwfleet.oob.fwjob`); this module holds the parts that talk to one
+driver.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import time
 from typing import Any
 
-import msgspec
-
 from hwfleet.oob.driver import BmcDriver, BmcError
+from hwfleet.protocol.firmware import SHA256, FirmwareSpec, convert_spec
 
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 #: Largest firmware image the controller will hash (a BMC image is tens of MiB).
 MAX_IMAGE = 1 << 30
 
 
-class FirmwareTarget(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    component: str
-    version: str
-    image: str = ""
-    sha256: str = ""
-
-
-class FirmwareSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    bios: dict[str, Any] = msgspec.field(default_factory=dict)
-    firmware: list[FirmwareTarget] = msgspec.field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.bios and not self.firmware:
-            raise ValueError("the spec names no BIOS setting and no firmware")
-        for t in self.firmware:
-            if not t.component or not t.version:
-                raise ValueError("each firmware entry needs 'component' and 'version'")
-
-
 def parse_spec(raw: Any) -> FirmwareSpec:
     try:
-        return msgspec.convert(raw, FirmwareSpec)
-    except (msgspec.ValidationError, ValueError) as exc:
-        raise BmcError("bad_input", f"bad firmware spec: {exc}") from None
+        return convert_spec(raw)
+    except ValueError as exc:
+        raise BmcError("bad_input", str(exc)) from None
 
 
 def plan(driver: BmcDriver, spec: FirmwareSpec) -> dict[str, Any]:
@@ -74,7 +53,7 @@ def plan(driver: BmcDriver, spec: FirmwareSpec) -> dict[str, Any]:
         else:
             if not t.image:
                 raise BmcError("bad_input", f"{t.component} needs an 'image' to go to {t.version}")
-            if not _SHA256.match(t.sha256):
+            if not SHA256.match(t.sha256):
                 raise BmcError(
                     "bad_input",
                     f"{t.component}: 'sha256' (64 hex digits) is required "
@@ -117,41 +96,29 @@ def check_image(url: str, sha256: str, timeout: float) -> None:
         )
 
 
-def apply(driver: BmcDriver, spec: FirmwareSpec, *, dry_run: bool, settle: float) -> dict[str, Any]:
-    """Plan, then (unless ``dry_run``) check images, install, set BIOS and verify."""
+def dry_run(driver: BmcDriver, spec: FirmwareSpec) -> dict[str, Any]:
+    """The report of a dry run: the plan, nothing changed."""
     steps = plan(driver, spec)
-    if dry_run:
-        return {"dry_run": True, "plan": steps, "changed": [], "matched": steps["matched"]}
-    images = {t.component: t for t in spec.firmware}
-    for step in steps["firmware"]:
-        check_image(step["image"], images[step["component"]].sha256, driver.timeout)
-    for step in steps["firmware"]:
-        driver.update_firmware(step["image"], step["component"])
-    if steps["bios"]:
-        driver.set_bios({s["attribute"]: s["to"] for s in steps["bios"]})
-    left = _verify(driver, spec, settle)
-    if left:
-        raise BmcError("protocol", "after the update: " + "; ".join(left))
-    changed = [
-        {"firmware": s["component"], "from": s["from"], "to": s["to"]} for s in steps["firmware"]
-    ]
-    changed += [{"bios": s["attribute"], "from": s["from"], "to": s["to"]} for s in steps["bios"]]
-    return {"dry_run": False, "changed": changed, "matched": steps["matched"]}
+    return {"dry_run": True, "plan": steps, "changed": [], "matched": steps["matched"]}
 
 
-def _verify(driver: BmcDriver, spec: FirmwareSpec, settle: float) -> list[str]:
-    """What still differs from the spec, re-reading until ``settle`` seconds pass."""
-    deadline = time.monotonic() + settle
-    while True:
-        left = []
-        current = {f.component: f.version for f in driver.firmware()} if spec.firmware else {}
-        for t in spec.firmware:
-            if current.get(t.component) != t.version:
-                left.append(f"{t.component} is at {current.get(t.component)}, not {t.version}")
-        bios = driver.bios() if spec.bios else {}
-        for name, value in spec.bios.items():
-            if bios.get(name) != value:
-                left.append(f"BIOS {name} is {bios.get(name)!r}, not {value!r} (pending a reboot?)")
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(1.0)  # a BMC applies updates in its own time: re-read it once a second
+def changes(steps: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a plan changed, as the report lists it."""
+    fw = steps["firmware"]
+    out = [{"firmware": s["component"], "from": s["from"], "to": s["to"]} for s in fw]
+    out += [{"bios": s["attribute"], "from": s["from"], "to": s["to"]} for s in steps["bios"]]
+    return out
+
+
+def differences(driver: BmcDriver, spec: FirmwareSpec) -> list[str]:
+    """What still differs from the spec on the BMC now (empty: all as asked)."""
+    left = []
+    current = {f.component: f.version for f in driver.firmware()} if spec.firmware else {}
+    for t in spec.firmware:
+        if current.get(t.component) != t.version:
+            left.append(f"{t.component} is at {current.get(t.component)}, not {t.version}")
+    bios = driver.bios() if spec.bios else {}
+    for name, value in spec.bios.items():
+        if bios.get(name) != value:
+            left.append(f"BIOS {name} is {bios.get(name)!r}, not {value!r} (pending a reboot?)")
+    return left

@@ -18,16 +18,20 @@ from hwfleet.oob.driver import (
     PowerAction,
     SelEntry,
     Sensor,
+    UpdateProgress,
 )
-from hwfleet.oob.errors import translate
+from hwfleet.oob.errors import scrub, translate
 
 _RESET = {"on": "On", "off": "ForceOff", "cycle": "PowerCycle", "reset": "ForceRestart"}
 #: Redfish Severity/Health words to ours.
 _HEALTH = {"ok": "ok", "warning": "warning", "critical": "critical"}
 #: A SEL longer than this is cut to its newest entries (a poll must stay small).
 MAX_SEL = 1000
-#: Seconds to wait for one SimpleUpdate task to finish.
-UPDATE_WAIT = 1200
+#: Redfish TaskState values of a task that has not ended, and of one that failed.
+_TASK_RUNNING = frozenset(
+    {"New", "Starting", "Running", "Pending", "Stopping", "Suspended", "Service", "Interrupted"}
+)
+_TASK_FAILED = frozenset({"Exception", "Killed", "Cancelled", "Cancelling"})
 
 
 def _health(value: object) -> str:
@@ -184,21 +188,40 @@ class RedfishDriver(BmcDriver):
             )
         return out
 
-    def bios(self) -> dict[str, Any]:
+    def _bios(self) -> Any:
+        from sushy import exceptions as sushy_errors
+
         system = self._system()
+        try:
+            return system.bios
+        except sushy_errors.MissingAttributeError:
+            # Seen on sushy-tools' stock fake driver: the system links no Bios resource.
+            raise BmcError("unsupported", "this Redfish system has no Bios resource") from None
+
+    def bios(self) -> dict[str, Any]:
         with translate(self.address):
-            bios = system.bios
+            bios = self._bios()
             bios.refresh()
             return dict(bios.attributes)
 
     def set_bios(self, attributes: dict[str, Any]) -> None:
-        system = self._system()
         with translate(self.address):
-            system.bios.set_attributes(attributes)
+            self._bios().set_attributes(attributes)
 
     def firmware(self) -> list[FirmwareItem]:
+        from sushy import exceptions as sushy_errors
+
         items = []
-        for path in self._members("/redfish/v1/UpdateService/FirmwareInventory"):
+        inventory = "/redfish/v1/UpdateService/FirmwareInventory"
+        root = self._connect()
+        with translate(self.address):
+            try:
+                body = root._conn.get(inventory).json()
+            except sushy_errors.ResourceNotFoundError:
+                raise BmcError("unsupported", f"this Redfish service has no {inventory}") from None
+        listed = body.get("Members") or [] if isinstance(body, dict) else []
+        members = [m["@odata.id"] for m in listed if isinstance(m, dict) and "@odata.id" in m]
+        for path in members:
             body = self._get(path)
             items.append(
                 FirmwareItem(
@@ -208,14 +231,50 @@ class RedfishDriver(BmcDriver):
             )
         return items
 
-    def update_firmware(self, image_uri: str, component: str) -> None:
+    def start_update(self, image_uri: str, component: str) -> str:
         root = self._connect()
         target = f"/redfish/v1/UpdateService/FirmwareInventory/{component}"
         with translate(self.address):
             service = root.get_update_service()
             monitor = service.simple_update(image_uri, targets=[target])
-            # A BMC answers 202 while it installs; wait on its task monitor (bounded).
-            monitor.wait(UPDATE_WAIT)
+        return str(monitor.task_monitor_uri)
+
+    def update_progress(self, monitor: str) -> UpdateProgress:
+        """Read the task monitor once: 202 (or a Task still running) is running.
+
+        Some BMCs hand out the monitor, which answers 202 until the work ends; others the
+        Task resource itself, which answers 200 with its TaskState. A monitor that is gone
+        (404) after a restart means the BMC finished and forgot it: the read-back decides.
+        """
+        from sushy import exceptions as sushy_errors
+
+        root = self._connect()
+        with translate(self.address):
+            try:
+                response = root._conn.get(path=monitor)
+            except sushy_errors.ResourceNotFoundError:
+                return UpdateProgress(state="done", message="the BMC no longer lists the task")
+            try:
+                body = response.json() if response.content else {}
+            except ValueError:
+                body = {}  # a monitor may answer 202 with no JSON at all
+        if not isinstance(body, dict):
+            body = {}
+        percent = _number(body.get("PercentComplete"))
+        state = str(body.get("TaskState") or "")
+        if response.status_code == 202 or state in _TASK_RUNNING:
+            return UpdateProgress(state="running", percent=percent)
+        if state in _TASK_FAILED or str(body.get("TaskStatus") or "") == "Critical":
+            messages = [
+                str(m.get("Message") or "")
+                for m in body.get("Messages") or []
+                if isinstance(m, dict) and m.get("Message")
+            ]
+            detail = "; ".join(messages) or f"task {state or 'failed'}"
+            return UpdateProgress(
+                state="failed", percent=percent, message=scrub(detail, self.address)
+            )
+        return UpdateProgress(state="done", percent=100.0)
 
     def close(self) -> None:
         self._root = None

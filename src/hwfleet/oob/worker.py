@@ -6,8 +6,9 @@ records, and puts each on the event loop's timer heap at its exact due time: the
 schedule's precision is the loop's, not the claim interval's, and the store sees one
 claim per tick rather than a query per poll. Redfish polls go through the shared
 asyncio client (:mod:`hwfleet.oob.redfish_poll`); other drivers run in the service's
-thread pool, at most ``slots`` at once. Results are written back in batches (one
-executemany for what finished within :data:`FLUSH_WINDOW`).
+thread pool, at most ``slots`` at once. Results wait for the next tick and are written in
+the same transaction as that tick's claim (one executemany): the store sees one
+transaction per tick, whatever the number of BMCs.
 
 A failure records the scrubbed error, counts it, and pushes the next try out by
 ``interval * 2^failures`` (capped at 1 h); the worker itself never stops on a BMC's
@@ -38,8 +39,6 @@ log = logging.getLogger(__name__)
 AlertSink = Callable[[PollerRecord, dict[str, Any]], Awaitable[None]]
 #: At most this many pollers claimed and not yet written back per worker.
 BATCH = 1024
-#: Seconds results wait to be written together (data shows up that much later, at most).
-FLUSH_WINDOW = 0.25
 
 
 def utcnow() -> datetime:
@@ -89,7 +88,6 @@ class PollerWorker:
         self._threads = asyncio.Semaphore(slots)
         self._pending: list[_Result] = []
         self._wake = asyncio.Event()
-        self._flush_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: node -> (sealed record, its address): unsealing once per change, not per poll.
         self._addresses: dict[str, tuple[bytes, BmcAddress]] = {}
@@ -98,10 +96,7 @@ class PollerWorker:
         self.keep_stats = False
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._loop(), name=f"pollers {self.worker}"),
-            asyncio.create_task(self._flusher(), name=f"pollers {self.worker} writer"),
-        ]
+        self._tasks = [asyncio.create_task(self._loop(), name=f"pollers {self.worker}")]
 
     def wake(self) -> None:
         """Look for due pollers now (a poller was added or changed)."""
@@ -116,7 +111,9 @@ class PollerWorker:
         await asyncio.gather(*self._tasks, *self._running, return_exceptions=True)
         batch, self._pending = self._pending, []
         try:  # what finished is written; what did not keeps its lease until it expires
-            await self._flush(batch)
+            if batch:
+                async with self.oob.store.tx() as tx:
+                    await self._write(tx.conn, batch)
         except Exception:
             log.exception("poller worker %s: writing the last results failed", self.worker)
 
@@ -132,25 +129,36 @@ class PollerWorker:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def run_once(self) -> float:
-        """Claim the pollers due within two ticks and time them; the seconds to the next look."""
-        free = BATCH - len(self._timers) - len(self._running) - len(self._pending)
-        if free <= 0:
-            return self.tick
+        """Write what finished, claim what is due within two ticks and time it: one
+        transaction. Returns the seconds to the next look."""
+        batch, self._pending = self._pending, []
+        free = BATCH - len(self._timers) - len(self._running)
         loop = asyncio.get_running_loop()
         t0, now = loop.time(), utcnow()
-        async with self.oob.store.tx() as tx:
-            claimed = await PollerRepository(tx.conn).claim(
-                worker=self.worker,
-                limit=free,
-                lease=self.lease,
-                now=now,
-                until=now + timedelta(seconds=2 * self.tick),
-            )
-            bmcs = await BmcRepository(tx.conn).get_many(r.node for r in claimed)
+        try:
+            async with self.oob.store.tx() as tx:
+                await self._write(tx.conn, batch)
+                claimed = (
+                    await PollerRepository(tx.conn).claim(
+                        worker=self.worker,
+                        limit=free,
+                        lease=self.lease,
+                        now=now,
+                        until=now + timedelta(seconds=2 * self.tick),
+                    )
+                    if free > 0
+                    else []
+                )
+                bmcs = await BmcRepository(tx.conn).get_many(r.node for r in claimed)
+        except Exception:  # a store outage: the results' leases expire and they are redone
+            if batch:
+                log.warning("poller worker %s: %d results not written", self.worker, len(batch))
+            raise
         for record in claimed:
             due = t0 + (record.next_run_at - now).total_seconds()
             self._timers[record.id] = loop.call_at(due, self._start, record, bmcs.get(record.node))
-        return 0.0 if len(claimed) == free else self.tick
+        await self._alerts(batch)
+        return 0.0 if free > 0 and len(claimed) == free else self.tick
 
     def _start(self, record: PollerRecord, bmc: BmcRecord | None) -> None:
         self._timers.pop(record.id, None)
@@ -192,27 +200,11 @@ class PollerWorker:
             result.error = f"internal: {type(exc).__name__}"
         result.at = utcnow()
         self._pending.append(result)
-        self._flush_wake.set()
+        if len(self._pending) >= BATCH // 2:
+            self._wake.set()  # many finished at once (a first round): write them now
 
-    async def _flusher(self) -> None:
-        while True:
-            await self._flush_wake.wait()
-            # Gather what finishes in the next moment into the same transaction: on an
-            # evenly spread schedule results come one by one, and a transaction per poll
-            # cost more CPU than the poll itself (bench/pollers.py).
-            await asyncio.sleep(FLUSH_WINDOW)
-            self._flush_wake.clear()
-            batch, self._pending = self._pending, []
-            try:
-                await self._flush(batch)
-            except Exception:  # a store outage: the leases expire and the polls are redone
-                log.exception(
-                    "poller worker %s: writing %d results failed", self.worker, len(batch)
-                )
-            if len(batch) >= BATCH // 2:
-                self._wake.set()  # the claim limit may have held pollers back: claim now
-
-    async def _flush(self, batch: list[_Result]) -> None:
+    async def _write(self, conn: Any, batch: list[_Result]) -> None:
+        """Store a batch of results in the caller's transaction."""
         if not batch:
             return
         ok = []
@@ -222,15 +214,16 @@ class PollerWorker:
                 if following <= r.at:
                     following = r.at + timedelta(seconds=spread(r.record.id, r.record.interval))
                 ok.append((r.record.id, r.data, following, r.at))
-        async with self.oob.store.tx() as tx:
-            repo = PollerRepository(tx.conn)
-            await repo.succeeded_many(worker=self.worker, results=ok)
-            bmcs = BmcRepository(tx.conn)
-            for r in batch:
-                if r.error is not None:
-                    await repo.failed(r.record.id, worker=self.worker, error=r.error, at=r.at)
-                if r.has_bmc and r.error != r.bmc_error:
-                    await bmcs.set_error(r.record.node, r.error, r.at)
+        repo = PollerRepository(conn)
+        await repo.succeeded_many(worker=self.worker, results=ok)
+        bmcs = BmcRepository(conn)
+        for r in batch:
+            if r.error is not None:
+                await repo.failed(r.record.id, worker=self.worker, error=r.error, at=r.at)
+            if r.has_bmc and r.error != r.bmc_error:
+                await bmcs.set_error(r.record.node, r.error, r.at)
+
+    async def _alerts(self, batch: list[_Result]) -> None:
         if self.alert is None:
             return
         for r in batch:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -35,3 +39,23 @@ async def oob(store: Store, tmp_path: Path) -> AsyncIterator[OobService]:
 def redfish(tmp_path: Path) -> Iterator[Redfish]:
     with redfish_emulator(tmp_path / "redfish") as emu:
         yield emu
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A firmware image served over HTTP on loopback: (url, sha256)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    image = b"HWFLEET-FW component=BIOS version=1.2.0\n" + bytes(range(256)) * 64
+    (root / "bios-1.2.0.bin").write_bytes(image)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/bios-1.2.0.bin"
+        yield url, hashlib.sha256(image).hexdigest()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

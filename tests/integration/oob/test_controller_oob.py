@@ -24,17 +24,21 @@ HWFLEET = [sys.executable, "-m", "hwfleet.cli"]
 NODE = str(uuid.UUID(int=7))
 
 
+def controller_settings(tmp_path: Path, **extra: Any) -> ServerSettings:
+    """An embedded controller on loopback ports the OS picks, with short BMC timeouts."""
+    fields: dict[str, Any] = {
+        "data_dir": str(tmp_path / "controller"),
+        "agent_listen": "127.0.0.1:0",
+        "api_listen": "127.0.0.1:0",
+        "bus": "memory://",
+        "bmc_timeout": 3.0,
+    }
+    return ServerSettings(**{**fields, **extra})
+
+
 @pytest.fixture
 async def ctl(tmp_path: Path) -> AsyncIterator[Controller]:
-    settings = ServerSettings(
-        data_dir=str(tmp_path / "controller"),
-        agent_listen="127.0.0.1:0",
-        api_listen="127.0.0.1:0",
-        bus="memory://",
-        bmc_timeout=3.0,
-        poller_tick=0.2,
-    )
-    controller = Controller(settings)
+    controller = Controller(controller_settings(tmp_path, poller_tick=0.2))
     await controller.start()
     try:
         yield controller
@@ -232,9 +236,18 @@ async def test_run_firmware_secure_goes_to_the_bmc(ctl: Controller, redfish: Red
     plan = json.loads(out)["result"]["plan"]
     assert plan["bios"] == [{"attribute": "ProcTurboMode", "from": "Enabled", "to": "Disabled"}]
     code, out, err = await cli(
-        ctl, "run", NODE, "decom.firmware_secure", "--param", f"bios={bios}", "--json"
+        ctl, "run", NODE, "decom.firmware_secure", "--param", f"bios={bios}", "--wait", "--json"
     )
     assert code == 0, err
-    assert json.loads(out)["result"]["changed"] == [
+    task = json.loads(out)["task"]
+    assert task["state"] == "complete" and task["device_uuid"] == NODE
+    assert task["result"]["changed"] == [
         {"bios": "ProcTurboMode", "from": "Enabled", "to": "Disabled"}
     ]
+    # A task like any other: `hwfleet tasks` lists it, and its end was an event.
+    code, out, err = await cli(ctl, "tasks", "--json")
+    assert code == 0, err
+    assert any(t["id"] == task["id"] and t["state"] == "complete" for t in json.loads(out))
+    async with api(ctl) as client:
+        events = (await client.get("/api/v1/events", params={"pattern": "task.finished.#"})).json()
+    assert any(e["routing_key"] == f"task.finished.{task['id']}" for e in events)

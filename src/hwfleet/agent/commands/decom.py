@@ -3,8 +3,8 @@
 ``decom.disk_erase`` needs explicit targets and refuses protected devices
 (mounted, holding the root filesystem, read-only): erasing "everything
 attached" is exactly the mistake a fleet tool must not make.
-``decom.firmware_secure`` is refused until a firmware manager exists for the
-hardware, rather than pretending to succeed.
+``decom.firmware_secure`` goes through fwupd when the device has it
+(:mod:`hwfleet.agent.fwupd`) and is refused, saying so, when it does not.
 """
 
 from __future__ import annotations
@@ -88,13 +88,33 @@ async def qc(rt: AgentRuntime, params: QcParams) -> dict[str, Any]:
     return rt.tasks.start(params.task_id, methods.DECOM_QC, work)
 
 
-async def firmware_secure(rt: AgentRuntime, params: methods.TaskParams) -> dict[str, Any]:
-    raise MethodError(
-        "no firmware manager supports this hardware (nothing was changed)", ErrorCode.FAILED
-    )
+class FirmwareParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    task_id: str
+    spec: dict[str, Any] = msgspec.field(default_factory=dict)
+    dry_run: bool = False
+
+
+async def firmware_secure(rt: AgentRuntime, params: FirmwareParams) -> dict[str, Any]:
+    from hwfleet.agent import fwupd
+
+    if rt.simulated:
+        raise MethodError("a simulated device has no firmware to update", ErrorCode.REFUSED)
+    try:  # refused before a task starts: no fwupd, or a spec it cannot apply
+        tool = fwupd.Fwupd.find()
+        spec = fwupd.parse_spec(params.spec)
+    except fwupd.FwupdError as exc:
+        raise MethodError(str(exc), ErrorCode.REFUSED) from None
+
+    async def work(report: Report) -> dict[str, Any]:
+        try:
+            return await fwupd.firmware_secure(tool, spec, dry_run=params.dry_run, report=report)
+        except fwupd.FwupdError as exc:
+            raise TaskFailedError(str(exc)) from None
+
+    return rt.tasks.start(params.task_id, methods.DECOM_FIRMWARE_SECURE, work)
 
 
 def register(registry: MethodRegistry[AgentRuntime]) -> None:
     registry.add(methods.DECOM_DISK_ERASE, disk_erase, DiskEraseParams)
     registry.add(methods.DECOM_QC, qc, QcParams)
-    registry.add(methods.DECOM_FIRMWARE_SECURE, firmware_secure, methods.TaskParams)
+    registry.add(methods.DECOM_FIRMWARE_SECURE, firmware_secure, FirmwareParams)
