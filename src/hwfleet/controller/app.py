@@ -376,7 +376,10 @@ class Controller:
         )
         if dashboard:
             web.provide_to(
-                app, self.operator_token, session_idle=self.settings.dashboard_session_idle
+                app,
+                self.operator_token,
+                self.store,
+                session_idle=self.settings.dashboard_session_idle,
             )
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---
