@@ -346,6 +346,7 @@ class Controller:
                 "because its MES record cannot be looked up"
             )
         self.outbox = OutboxWorker(self.store, self.mes, worker_id=f"outbox-{replica}")
+        self.outbox.on_change = lambda: self.events.progress("outbox.delivery", {})  # dashboard
         await self.outbox.start()
         self._closers.append(self.outbox.close)
         self.scans = ScanService(
