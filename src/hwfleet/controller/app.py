@@ -53,6 +53,7 @@ from hwfleet.workflows.service import GraphService
 if TYPE_CHECKING:
     from hwfleet.images.registry import ImageRegistry
     from hwfleet.images.server import ImageServer
+    from hwfleet.store.images import ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -247,12 +248,19 @@ class Controller:
         await self._start_api()
 
     # --- imaging (docs/imaging.md) ---
+    async def _image_changed(self, what: str, record: ImageRecord) -> None:
+        from hwfleet.bus.topology import EventKey
+
+        body = {"id": record.id, "name": record.name, "size": record.size, "sha256": record.sha256}
+        await self.events.emit(EventKey.image(what, record.id), body)
+
     async def _start_images(self) -> None:
         """The image registry, and its mTLS server for enrolled devices (not with --insecure)."""
         from hwfleet.images.registry import ImageRegistry
 
         s = self.settings
         self.images = ImageRegistry(self.store, s.image_dir or f"{s.data_dir}/images")
+        self.images.on_change = self._image_changed  # --- dashboard: image.* events ---
         self.image_server = None
         if s.image_listen == "off":
             return

@@ -15,7 +15,7 @@ import hashlib
 import os
 import secrets
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,6 +91,9 @@ class ImageRegistry:
 
     def __init__(self, store: Store, directory: str | os.PathLike[str]) -> None:
         self.store = store
+        #: Told ``("added" | "deleted", record)`` after the store has it (the controller
+        #: records an ``image.*`` event, so every dashboard's Images page shows it).
+        self.on_change: Callable[[str, ImageRecord], Awaitable[None]] | None = None
         self.directory = Path(directory)
 
     def path(self, image_id: str) -> Path:
@@ -144,10 +147,16 @@ class ImageRegistry:
             upload.abort()
             raise
         try:
-            return await self.store.write(lambda tx: tx.images.add(record))
+            stored = await self.store.write(lambda tx: tx.images.add(record))
         except BaseException:
             self.path(image_id).unlink(missing_ok=True)
             raise
+        await self._changed("added", stored)
+        return stored
+
+    async def _changed(self, what: str, record: ImageRecord) -> None:
+        if self.on_change is not None:
+            await self.on_change(what, record)
 
     async def get(self, image_id: str) -> ImageRecord:
         async with self.store.tx(readonly=True) as tx:
@@ -165,6 +174,7 @@ class ImageRegistry:
         await self.store.write(lambda tx: tx.images.delete(image_id))
         with contextlib.suppress(FileNotFoundError):
             self.path(image_id).unlink()
+        await self._changed("deleted", record)
         return record
 
 
