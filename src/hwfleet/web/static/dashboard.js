@@ -16,10 +16,36 @@
     var source = new EventSource(url, { withCredentials: false });
     // Progress is applied to the one row it names: the rest of the page (and the buttons
     // in it) stays as it is.
-    source.addEventListener("taskprogress", function (evt) { taskProgress(parse(evt.data)); });
-    source.addEventListener("graphprogress", function (evt) { graphProgress(parse(evt.data)); });
+    source.addEventListener("taskprogress", function (evt) { keep(taskProgress, evt.data); });
+    source.addEventListener("graphprogress", function (evt) { keep(graphProgress, evt.data); });
     return source;
   };
+
+  // A region reload in flight may have been rendered before a progress message arrived:
+  // the messages received since the reload was asked for are applied again after it lands
+  // (the apply functions never move a row backwards, so an older one changes nothing).
+  var recent = [];
+  var reloadAskedAt = 0;
+  function keep(apply, data) {
+    var message = parse(data);
+    var now = Date.now();
+    recent.push([now, apply, message]);
+    while (recent.length > 500 || (recent.length && recent[0][0] < now - 60000)) {
+      recent.shift();
+    }
+    apply(message);
+  }
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    if (evt.target.id === "live") { reloadAskedAt = Date.now(); }
+  });
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    if (evt.target.id !== "live") { return; }
+    recent.forEach(function (entry) {
+      if (entry[0] >= reloadAskedAt) { entry[1](entry[2]); }
+    });
+  });
+
+  var ENDED = ["complete", "error", "lost"];
 
   function parse(data) {
     try { return JSON.parse(data) || {}; } catch (err) { return {}; }
@@ -43,6 +69,7 @@
       return;
     }
     rows.forEach(function (row) {
+      if (ENDED.indexOf(row.getAttribute("data-state")) >= 0) { return; }  // never backwards
       row.setAttribute("data-state", task.state || "");
       var state = row.querySelector('[data-col="state"]');
       if (state) { state.textContent = task.state || ""; }
@@ -80,7 +107,8 @@
     if (graph.status) { refresh(); return; }  // paused or resumed: its buttons change
     rows.forEach(function (row) {
       var item = row.querySelector('li[data-label="' + CSS.escape(graph.label || "") + '"]');
-      if (!item) { return; }
+      var was = item && item.getAttribute("data-state");
+      if (was !== "pending" && was !== "running") { return; }  // ended: never backwards
       item.setAttribute("data-state", graph.state);
       var state = item.querySelector(".task-state");
       if (state) {
