@@ -69,12 +69,30 @@ class Sessions:
         store: Store,
         *,
         idle: float = 86400.0,
+        limit: int = MAX_SESSIONS,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._token = operator_token
         self._store = store
         self.idle = idle
+        self.limit = limit
         self._clock = clock
+        #: Called when this instance logs a session out (its open live streams end now;
+        #: other replicas' streams notice at their next check of the store).
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
+
+    def watch(self, sid: str, ended: Callable[[], None]) -> Callable[[], None]:
+        """Call ``ended`` when this instance closes ``sid``; returns the way to stop."""
+        self._watchers.setdefault(sid, set()).add(ended)
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(sid)
+            if watchers is not None:
+                watchers.discard(ended)
+                if not watchers:
+                    del self._watchers[sid]
+
+        return unwatch
 
     def token_ok(self, supplied: str) -> bool:
         return hmac.compare_digest(supplied.strip().encode(), self._token.encode())
@@ -86,8 +104,8 @@ class Sessions:
         async def add(tx: Tx) -> None:
             repo = WebSessionRepository(tx.conn)
             await repo.expire(now - timedelta(seconds=self.idle))
-            if await repo.count() >= MAX_SESSIONS:
-                await repo.drop_oldest(MAX_SESSIONS - 1)
+            if await repo.count() >= self.limit:
+                await repo.drop_oldest(self.limit - 1)
             await repo.add(id_hash(session.sid), now)
 
         await self._store.write(add)
@@ -120,6 +138,8 @@ class Sessions:
         if sid:
             key = id_hash(sid)
             await self._store.write(lambda tx: WebSessionRepository(tx.conn).delete(key))
+            for ended in list(self._watchers.pop(sid, ())):
+                ended()
 
 
 def sessions(request: Request) -> Sessions:

@@ -47,6 +47,8 @@ REPLAY_PAGE = 1000
 #: Pages that have fallen further behind than this reload whole instead of replaying.
 REPLAY_LIMIT = 50_000
 RETRY_MS = 2000
+#: Put on a stream's queue to wake it (carries nothing to send).
+WAKE = Delivery(exchange="", routing_key="", body=b"")
 #: SSE event names of progress messages, by the first word of their routing key.
 PROGRESS_NAMES = {"task": "taskprogress", "graph": "graphprogress", "outbox": "outbox"}
 
@@ -102,11 +104,18 @@ async def live(
     async def on_progress(delivery: Delivery) -> None:
         keep(True, delivery)
 
+    logged_out = asyncio.Event()
+
+    def log_out() -> None:  # logged out on this replica: wake the stream to end it now
+        logged_out.set()
+        keep(False, WAKE)
+
     async def stream() -> AsyncIterator[ServerSentEvent]:
         subscriptions = [
             await events.subscribe("#", on_event),
             await events.bus.subscribe(PROGRESS, "#", on_progress),
         ]
+        unwatch = sessions.watch(session.sid, log_out)
         try:
             yield ServerSentEvent(data="{}", event="hello", retry=RETRY_MS)
             start = resume_point(last_event_id, after)
@@ -118,9 +127,11 @@ async def live(
             ends = time.monotonic() + LIFETIME
             next_check = time.monotonic() + SESSION_CHECK
             while time.monotonic() < ends and not await request.is_disconnected():
+                if logged_out.is_set():
+                    return
                 if time.monotonic() >= next_check:
                     if not await sessions.alive(session.sid):
-                        return  # logged out (or expired): the reconnect gets a 401
+                        return  # logged out elsewhere (or expired): the reconnect is refused
                     next_check = time.monotonic() + SESSION_CHECK
                 batch = await gather(queue, max(0.0, next_check - time.monotonic()), sent)
                 for name, event_id in sorted(batch.events.items(), key=lambda item: item[1]):
@@ -129,6 +140,7 @@ async def live(
                 for name, data in batch.progress.values():
                     yield ServerSentEvent(data=data, event=name)
         finally:
+            unwatch()
             for subscription in subscriptions:
                 await subscription.cancel()
 
@@ -178,6 +190,8 @@ async def gather(queue: asyncio.Queue[tuple[bool, Delivery]], wait: float, sent:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 progress, delivery = await queue.get()
         except TimeoutError:
+            return batch
+        if delivery is WAKE:
             return batch
         batch.add(progress, delivery, sent)
         if len(batch) == 1 and deadline - time.monotonic() > COALESCE:

@@ -49,7 +49,8 @@ async def test_two_replicas_share_sessions_and_a_logout(
                 "/scans", headers={"HX-Request": "true", "X-CSRF-Token": csrf}
             )
             assert refused.status_code == 401
-            assert (await on_b.get("/live", params={"after": 0})).status_code == 401
+            again = await on_b.get("/live", params={"after": 0})  # a reconnect: no stream
+            assert again.status_code == 303 and again.headers["location"] == "/login"
 
 
 async def test_a_restart_keeps_the_session(tmp_path: Path) -> None:
