@@ -62,6 +62,17 @@ class Stepped:
         self._go.put_nowait(None)
 
 
+#: Reloads the live region once more and resolves when that reload has settled (with
+#: hx-sync "queue last" it runs after any reload already in flight).
+SETTLED = """region => new Promise(resolve => {
+  let started = false;
+  region.addEventListener("htmx:beforeRequest", () => { started = true; });
+  region.addEventListener("htmx:afterSettle", function done() {
+    if (started) { region.removeEventListener("htmx:afterSettle", done); resolve(); }
+  });
+  htmx.trigger(document.body, "refresh");
+})"""
+
 #: Counts what replaces nodes in a page's live region (a re-render adds and removes rows).
 COUNT_RERENDERS = """region => {
   window.reRenders = 0;
@@ -192,6 +203,9 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         soak = running.locator("li[data-label=soak][data-state=running]")
         await soak.wait_for(timeout=UI_WAIT_MS)
         cancel = running.get_by_role("button", name=f"cancel graph {graph_id[:8]}")
+        # A reload asked for by the last task.finished may still be in flight: let one
+        # more (queued behind it) land first, then count from a settled region.
+        await graphs.locator("#live").evaluate(SETTLED)
         await graphs.locator("#live").evaluate(COUNT_RERENDERS)
         await cancel.evaluate("button => { button.dataset.mark = 'kept'; }")
         # Meanwhile a task on the other device: its bar advances in place on its page.
