@@ -13,9 +13,12 @@ data and without an id (it is not replayed: the state itself is in the store, an
 next message corrects a bar): ``taskprogress`` (a task's state, percent and message) and
 ``graphprogress`` (a graph task started, a graph paused or resumed), which the page's
 script applies to the one row they name, and ``outbox`` (an MES delivery changed), which
-reloads the outbox tables. Nothing is sent on a timer but comments that keep proxies from
-closing an idle stream; a stream ends after :data:`LIFETIME` (the browser reconnects and
-resumes) or once its session is logged out, on any replica.
+reloads the outbox tables. Progress is not replayed: when a stream starts while
+something is in progress, it sends ``catchup`` once, and pages showing progress reload
+(what moved between their render, or the last stream's end, and now). Nothing is sent
+on a timer but comments that keep proxies from closing an idle stream; a stream ends
+after :data:`LIFETIME` (the browser reconnects and resumes) or once its session is
+logged out, on any replica.
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from hwfleet.api.deps import EventsDep
+from hwfleet.api.deps import EventsDep, ScansDep, TasksDep
 from hwfleet.api.services.events import EventsService
+from hwfleet.api.services.scans import ScansService
+from hwfleet.api.services.tasks import TasksService
 from hwfleet.bus.base import Delivery
 from hwfleet.web.auth import SessionDep, SessionsDep
+from hwfleet.workflows.service import GraphService
 
 router = APIRouter(include_in_schema=False)
+T = TypeVar("T")
 
 #: The exchange of unrecorded progress (hwfleet.controller.events.PROGRESS_EXCHANGE).
 PROGRESS = "progress"
@@ -74,6 +82,31 @@ async def replay(events: EventsService, after: int) -> tuple[dict[str, int], int
     return newest, last
 
 
+async def in_progress(
+    tasks: TasksService, scans: ScansService, graphs: GraphService | None = None
+) -> bool:
+    """Whether anything is moving whose steps record no event (a task's progress, a graph
+    task starting, an MES delivery): a page rendered just before its stream connected may
+    have missed one, so the stream's start tells it to reload once (``catchup``)."""
+    if await tasks.list_tasks(device=None, active=True, limit=1):
+        return True
+    if graphs is not None and await graphs.engine.list(active_only=True, limit=1):
+        return True
+    recent = await scans.list_scans(1)
+    if recent and recent[0].get("state") == "running":
+        return True
+    return bool(await scans.outbox("pending", 1))
+
+
+def optional_service(request: Request, kind: type[T]) -> T | None:
+    """The app's service of this type, or None on a server without it (the live stream
+    still serves the other pages)."""
+    for service in getattr(request.app.state, "services", ()):
+        if isinstance(service, kind):
+            return service
+    return None
+
+
 def resume_point(last_event_id: str | None, after: int | None) -> int | None:
     """Where to replay from: the browser's Last-Event-ID, else the page's cursor (0 on an
     empty log: replay it all), else nowhere (a client that asked for live events only)."""
@@ -88,6 +121,8 @@ async def live(
     session: SessionDep,
     sessions: SessionsDep,
     events: EventsDep,
+    tasks: TasksDep,
+    scans: ScansDep,
     after: int | None = Query(None, ge=0),
     last_event_id: str | None = Header(None),
 ) -> EventSourceResponse:
@@ -124,6 +159,10 @@ async def live(
                 newest, sent = await replay(events, start)
                 for name, event_id in sorted(newest.items(), key=lambda item: item[1]):
                     yield ServerSentEvent(data="{}", event=name, id=str(event_id))
+            if await in_progress(tasks, scans, optional_service(request, GraphService)):
+                # Progress is not replayed: what moved between the page's render (or the
+                # last stream's end) and now is caught up by one reload.
+                yield ServerSentEvent(data="{}", event="catchup")
             ends = time.monotonic() + LIFETIME
             next_check = time.monotonic() + SESSION_CHECK
             while time.monotonic() < ends and not await request.is_disconnected():

@@ -214,6 +214,7 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         bars = await graphs.context.new_page()
         await bars.goto(f"{controller.api_url}/devices/{other.info.uuid}")
         await live(bars)
+        await bars.locator("#live").evaluate(SETTLED)  # a graph runs: the stream's catchup
         task = await controller.tasks.start(other.info.uuid, Stepped.METHOD, {})
         row = bars.locator(f'tr[data-task="{task.id}"]')
         await row.locator("progress").wait_for(timeout=UI_WAIT_MS)  # a new task: one reload
