@@ -98,7 +98,15 @@ EXCHANGES: MappingProxyType[str, ExchangeSpec] = MappingProxyType(
                     "scan.device.<operationid>.<sn>",
                     "scan.refused.<operationid>",
                     "scan.finished.<operationid>",
+                    "image.<added|deleted>.<imageid>",
                 ),
+            ),
+            # Not recorded: moment-to-moment progress for dashboards (docs/dashboard.md).
+            ExchangeSpec(
+                "progress",
+                ExchangeType.TOPIC,
+                "live progress for dashboards, not recorded (the state is in the store)",
+                routing_keys=("task.<taskid>", "graph.<graphid>", "outbox.<kind>"),
             ),
             ExchangeSpec(
                 "http", ExchangeType.TOPIC, "HTTP boot service", routing_keys=("http.response",)
@@ -328,6 +336,13 @@ class EventKey:
     @staticmethod
     def scan_finished(operation_id: object) -> str:
         return f"scan.finished.{word(operation_id)}"
+
+    @staticmethod
+    def image(what: str, image_id: object) -> str:
+        """An image added to or deleted from the registry (``what``: added, deleted)."""
+        if what not in ("added", "deleted"):
+            raise ValueError(f"{what!r} is not an image change (added, deleted)")
+        return f"image.{what}.{word(image_id)}"
 
     ENROLLMENT_STATES = ("requested", "approved", "rejected", "revoked")
 

@@ -53,6 +53,7 @@ from hwfleet.workflows.service import GraphService
 if TYPE_CHECKING:
     from hwfleet.images.registry import ImageRegistry
     from hwfleet.images.server import ImageServer
+    from hwfleet.store.images import ImageRecord
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,12 @@ class Controller:
         await self._start_api()
 
     # --- imaging (docs/imaging.md) ---
+    async def _image_changed(self, what: str, record: ImageRecord) -> None:
+        from hwfleet.bus.topology import EventKey
+
+        body = {"id": record.id, "name": record.name, "size": record.size, "sha256": record.sha256}
+        await self.events.emit(EventKey.image(what, record.id), body)
+
     async def _start_images(self) -> None:
         """The image registry, and its mTLS server for enrolled devices (not with --insecure)."""
         from hwfleet.images.registry import ImageRegistry
@@ -261,6 +268,7 @@ class Controller:
         self.images = ImageRegistry(
             self.store, s.image_dir or f"{s.data_dir}/images", s.image_max_disk_size
         )
+        self.images.on_change = self._image_changed  # --- dashboard: image.* events ---
         self.image_server = None
         if s.image_listen == "off":
             return
@@ -354,6 +362,7 @@ class Controller:
                 "because its MES record cannot be looked up"
             )
         self.outbox = OutboxWorker(self.store, self.mes, worker_id=f"outbox-{replica}")
+        self.outbox.on_change = lambda: self.events.progress("outbox.delivery", {})  # dashboard
         await self.outbox.start()
         self._closers.append(self.outbox.close)
         self.scans = ScanService(
@@ -384,7 +393,10 @@ class Controller:
         )
         if dashboard:
             web.provide_to(
-                app, self.operator_token, session_idle=self.settings.dashboard_session_idle
+                app,
+                self.operator_token,
+                self.store,
+                session_idle=self.settings.dashboard_session_idle,
             )
         # --- end dashboard ---
         provide(app, self.images)  # --- imaging ---

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 __all__ = ["EventPublisher", "utcnow"]  # utcnow: many modules import it from here
 
 log = logging.getLogger(__name__)
+#: Where :meth:`EventPublisher.progress` publishes (docs/dashboard.md).
+PROGRESS_EXCHANGE = "progress"
 
 
 class EventPublisher:
@@ -42,3 +44,12 @@ class EventPublisher:
             await self._bus.publish("events", routing_key, body, confirm=False)
         except Exception:  # the row is the record; a bus hiccup must not fail the change
             log.exception("could not publish event %s", routing_key)
+
+    async def progress(self, routing_key: str, payload: dict[str, Any]) -> None:
+        """Announce moment-to-moment progress on the ``progress`` exchange: no row (the
+        state itself is in the store), for dashboards to update a bar in place. A lost
+        copy only delays a bar until the next one, so it never fails the caller."""
+        try:
+            await self._bus.publish(PROGRESS_EXCHANGE, routing_key, payload, confirm=False)
+        except Exception:
+            log.exception("could not publish progress %s", routing_key)

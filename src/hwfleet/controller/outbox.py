@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
@@ -81,6 +81,8 @@ class OutboxWorker:
         self._store_down = False
         #: Completed passes over the due rows (tests wait on it; operators may graph it).
         self.passes = 0
+        #: Called after a pass changed rows' delivery state (dashboards show it live).
+        self.on_change: Callable[[], Awaitable[None]] | None = None
 
     def wake(self) -> None:
         """New rows were committed: look now instead of at the next poll."""
@@ -171,6 +173,8 @@ class OutboxWorker:
                     error,
                 )
                 await tx.outbox.retry(row.id, error=error, next_attempt_at=due)
+        if self.on_change is not None:
+            await self.on_change()
         return len(rows)
 
     async def _deliver(self, row: OutboxRecord) -> PostOutcome:

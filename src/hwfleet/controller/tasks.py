@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hwfleet.bus.topology import EventKey
+from hwfleet.bus.topology import EventKey, word
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.errors import ErrorCode, MethodError, RemoteError
@@ -47,7 +47,20 @@ class TaskService:
             raise
         async with self._store.tx() as tx:
             updated = await tx.tasks.update(task_id, state="running", percent=0.0, at=utcnow())
+        await self._progress(updated or record)
         return updated or record
+
+    async def _progress(self, record: TaskRecord) -> None:
+        """Tell dashboards where the task is (its bar moves in place; nothing recorded)."""
+        body = {
+            "task_id": record.id,
+            "uuid": record.device_uuid,
+            "method": record.method,
+            "state": record.state,
+            "percent": record.percent,
+            "msg": record.msg,
+        }
+        await self._events.progress(f"task.{word(record.id)}", body)
 
     async def update(self, uuid: str, status: methods.TaskStatus) -> TaskRecord:
         """Apply a ``task_status`` from ``uuid``; refuse reports about other devices' tasks."""
@@ -68,6 +81,7 @@ class TaskService:
             )
         if record is None:
             raise MethodError(f"unknown task {status.task_id}", ErrorCode.NOT_FOUND)
+        await self._progress(record)
         if record.state in TERMINAL and current.state not in TERMINAL:
             await self._events.emit(
                 EventKey.task_finished(record.id),

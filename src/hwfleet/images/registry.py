@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,6 +118,9 @@ class ImageRegistry:
         self, store: Store, directory: str | os.PathLike[str], max_disk_size: int = MAX_DISK_SIZE
     ) -> None:
         self.store = store
+        #: Told ``("added" | "deleted", record)`` after the store has it (the controller
+        #: records an ``image.*`` event, so every dashboard's Images page shows it).
+        self.on_change: Callable[[str, ImageRecord], Awaitable[None]] | None = None
         self.directory = Path(directory)
         self.max_disk_size = max_disk_size
 
@@ -175,10 +178,16 @@ class ImageRegistry:
             upload.abort()
             raise
         try:
-            return await self.store.write(lambda tx: tx.images.add(record))
+            stored = await self.store.write(lambda tx: tx.images.add(record))
         except BaseException:
             self.path(image_id).unlink(missing_ok=True)
             raise
+        await self._changed("added", stored)
+        return stored
+
+    async def _changed(self, what: str, record: ImageRecord) -> None:
+        if self.on_change is not None:
+            await self.on_change(what, record)
 
     async def get(self, image_id: str) -> ImageRecord:
         async with self.store.tx(readonly=True) as tx:
@@ -196,6 +205,7 @@ class ImageRegistry:
         await self.store.write(lambda tx: tx.images.delete(image_id))
         with contextlib.suppress(FileNotFoundError):
             self.path(image_id).unlink()
+        await self._changed("deleted", record)
         return record
 
 

@@ -11,6 +11,7 @@ from hwfleet.errors import StoreError
 from hwfleet.store import graph_tables as _graph_tables  # noqa: F401 - its tables join the metadata
 from hwfleet.store import groups as _groups  # noqa: F401 - its table joins the metadata
 from hwfleet.store import retention as _retention  # noqa: F401 - its indexes, likewise
+from hwfleet.store import web_sessions as _web_sessions  # noqa: F401 - its table, likewise
 from hwfleet.store.database import Store, open_store
 from hwfleet.store.errors import StoreUnavailableError
 from hwfleet.store.records import (

@@ -8,7 +8,12 @@ is provided to the app beside the API's services. Pages read through the API's s
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter, FastAPI
+
+if TYPE_CHECKING:
+    from hwfleet.store import Store
 
 
 def routers() -> list[APIRouter]:
@@ -26,10 +31,11 @@ def routers() -> list[APIRouter]:
     ]
 
 
-def provide_to(app: FastAPI, operator_token: str, *, session_idle: float) -> None:
-    """Give the app the dashboard's sessions and templates (beside the API's services)."""
+def provide_to(app: FastAPI, operator_token: str, store: Store, *, session_idle: float) -> None:
+    """Give the app the dashboard's sessions (kept in ``store``) and templates (beside the
+    API's services)."""
     from hwfleet.api.deps import provide
     from hwfleet.web.auth import Sessions
     from hwfleet.web.templating import Templates
 
-    provide(app, Sessions(operator_token, idle=session_idle), Templates())
+    provide(app, Sessions(operator_token, store, idle=session_idle), Templates())

@@ -3,17 +3,22 @@
 The token is posted once in the login form body (never in a URL) and compared in
 constant time; the browser then holds only a random session id in an ``HttpOnly``,
 ``SameSite=Strict`` cookie (``Secure`` when the request came over HTTPS). Sessions live in
-this process's memory: logout deletes one, a restart ends them all (a fresh login), and
-one left unused for ``dashboard_session_idle`` seconds expires. The REST API never looks at
-the cookie: ``/api/`` routes keep requiring ``Authorization: Bearer``.
+the store (:mod:`hwfleet.store.web_sessions`, only a hash of each id), so a controller
+restart keeps browsers logged in and every replica on the database knows them: logout
+deletes the row (every replica then refuses the cookie), and one left unused for
+``dashboard_session_idle`` seconds expires. The session's CSRF token is derived from its
+id, so nothing secret is stored. The REST API never looks at the cookie: ``/api/`` routes
+keep requiring ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -21,6 +26,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hwfleet.api.deps import lookup
+from hwfleet.store import Store, Tx
+from hwfleet.store.web_sessions import WebSessionRepository
+from hwfleet.types import utcnow
 from hwfleet.web.templating import render
 
 COOKIE = "hwfleet_session"
@@ -28,52 +36,110 @@ COOKIE = "hwfleet_session"
 MAX_SESSIONS = 1000
 #: A login form body is a token and a few fields; nothing legitimate is larger.
 MAX_FORM = 8 * 1024
+#: A session's last use is written at most this often (not one write per page load).
+TOUCH_EVERY = 60.0
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     sid: str
     csrf: str
-    last_used: float
+
+    @classmethod
+    def of(cls, sid: str) -> Session:
+        return cls(sid, csrf_of(sid))
+
+
+def csrf_of(sid: str) -> str:
+    """The session's CSRF token: an HMAC of its id, so only its holder (and the server,
+    while the request is served) can know it, and the store keeps nothing secret."""
+    return hmac.new(sid.encode(), b"hwfleet dashboard csrf", hashlib.sha256).hexdigest()
+
+
+def id_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
 class Sessions:
-    """The logged-in browsers of one API app (kept in memory, bounded)."""
+    """The logged-in browsers, in the store (shared by replicas, kept across restarts)."""
 
-    def __init__(self, operator_token: str, *, idle: float = 86400.0) -> None:
+    def __init__(
+        self,
+        operator_token: str,
+        store: Store,
+        *,
+        idle: float = 86400.0,
+        limit: int = MAX_SESSIONS,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._token = operator_token
+        self._store = store
         self.idle = idle
-        self._by_id: dict[str, Session] = {}
+        self.limit = limit
+        self._clock = clock
+        #: Called when this instance logs a session out (its open live streams end now;
+        #: other replicas' streams notice at their next check of the store).
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
+
+    def watch(self, sid: str, ended: Callable[[], None]) -> Callable[[], None]:
+        """Call ``ended`` when this instance closes ``sid``; returns the way to stop."""
+        self._watchers.setdefault(sid, set()).add(ended)
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(sid)
+            if watchers is not None:
+                watchers.discard(ended)
+                if not watchers:
+                    del self._watchers[sid]
+
+        return unwatch
 
     def token_ok(self, supplied: str) -> bool:
         return hmac.compare_digest(supplied.strip().encode(), self._token.encode())
 
-    def open(self) -> Session:
-        if len(self._by_id) >= MAX_SESSIONS:
-            oldest = min(self._by_id.values(), key=lambda s: s.last_used)
-            del self._by_id[oldest.sid]
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.monotonic())
-        self._by_id[session.sid] = session
+    async def open(self) -> Session:
+        session = Session.of(secrets.token_urlsafe(32))
+        now = self._clock()
+
+        async def add(tx: Tx) -> None:
+            repo = WebSessionRepository(tx.conn)
+            await repo.expire(now - timedelta(seconds=self.idle))
+            if await repo.count() >= self.limit:
+                await repo.drop_oldest(self.limit - 1)
+            await repo.add(id_hash(session.sid), now)
+
+        await self._store.write(add)
         return session
 
-    def get(self, sid: str | None) -> Session | None:
-        """The live session with this id (touching it), or None."""
-        session = self._by_id.get(sid or "")
-        if session is None:
+    async def get(self, sid: str | None) -> Session | None:
+        """The live session with this id (counting this as a use), or None."""
+        if not sid:
             return None
-        now = time.monotonic()
-        if now - session.last_used > self.idle:
-            del self._by_id[session.sid]
+        key, now = id_hash(sid), self._clock()
+        async with self._store.tx(readonly=True) as tx:
+            row = await WebSessionRepository(tx.conn).get(key)
+        if row is None:
             return None
-        session.last_used = now
-        return session
+        unused = (now - row.last_used).total_seconds()
+        if unused > self.idle:
+            await self._store.write(lambda tx: WebSessionRepository(tx.conn).delete(key))
+            return None
+        if unused > min(TOUCH_EVERY, self.idle / 10):
+            await self._store.write(lambda tx: WebSessionRepository(tx.conn).touch(key, now))
+        return Session.of(sid)
 
-    def alive(self, sid: str) -> bool:
-        """Whether the session still exists (without counting this as a use)."""
-        return sid in self._by_id
+    async def alive(self, sid: str) -> bool:
+        """Whether the session still exists and has not expired (not counted as a use)."""
+        async with self._store.tx(readonly=True) as tx:
+            row = await WebSessionRepository(tx.conn).get(id_hash(sid))
+        return row is not None and (self._clock() - row.last_used).total_seconds() <= self.idle
 
-    def close(self, sid: str | None) -> None:
-        self._by_id.pop(sid or "", None)
+    async def close(self, sid: str | None) -> None:
+        if sid:
+            key = id_hash(sid)
+            await self._store.write(lambda tx: WebSessionRepository(tx.conn).delete(key))
+            for ended in list(self._watchers.pop(sid, ())):
+                ended()
 
 
 def sessions(request: Request) -> Sessions:
@@ -95,8 +161,8 @@ def login_required(request: Request) -> HTTPException:
     )
 
 
-def current_session(request: Request, store: SessionsDep) -> Session:
-    session = store.get(request.cookies.get(COOKIE))
+async def current_session(request: Request, store: SessionsDep) -> Session:
+    session = await store.get(request.cookies.get(COOKIE))
     if session is None:
         raise login_required(request)
     return session
@@ -129,7 +195,7 @@ async def login(request: Request, store: SessionsDep) -> Response:
         page = render(request, "login.html", error="wrong operator token")
         page.status_code = status.HTTP_401_UNAUTHORIZED
         return page
-    session = store.open()
+    session = await store.open()
     reply = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     reply.set_cookie(
         COOKIE,
@@ -147,10 +213,10 @@ async def logout(request: Request, store: SessionsDep) -> Response:
     """Ends the session; needs the CSRF token so another site cannot log an operator out."""
     from hwfleet.web.csrf import check
 
-    session = store.get(request.cookies.get(COOKIE))
+    session = await store.get(request.cookies.get(COOKIE))
     if session is not None:
         check(request, session, await read_form(request))
-        store.close(session.sid)
+        await store.close(session.sid)
     reply = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     reply.delete_cookie(COOKIE, path="/")
     return reply

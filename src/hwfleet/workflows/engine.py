@@ -254,6 +254,8 @@ class GraphEngine:
             lambda tx: GraphRepository(tx.conn).set_status(graph_id, to, only_from=only_from)
         )
         status = await self._status(graph_id)
+        if changed:
+            await self._events.progress(*events.graph_progress(graph_id, {"status": to}))
         if not changed and status["status"] != to:
             raise EngineError(
                 f"graph {graph_id} is {status['status']}, not {only_from[0]}", "state"

@@ -17,6 +17,10 @@ class Announcer(Protocol):
         self, routing_key: str, payload: dict[str, Any], *, event_id: int | None, at: datetime
     ) -> None: ...
 
+    async def progress(self, routing_key: str, payload: dict[str, Any]) -> None:
+        """Unrecorded progress for dashboards (a task started, a graph paused)."""
+        ...
+
 
 def graph_started(graph_id: str, name: str, node: str | None) -> Event:
     body = {"graphId": graph_id, "graphName": name, "nodeId": node, "status": "running"}
@@ -39,3 +43,9 @@ def task_finished(
 
 def sku_assigned(node: str, sku: str) -> Event:
     return f"sku.assigned.{word(node)}", {"nodeId": node, "sku": sku}, node
+
+
+def graph_progress(graph_id: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A ``progress`` message about a graph: a task of it started, or it was paused or resumed
+    (none of which records an event; docs/dashboard.md)."""
+    return f"graph.{word(graph_id)}", {"graphId": graph_id, **body}

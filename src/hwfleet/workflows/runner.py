@@ -22,6 +22,7 @@ from hwfleet.store.events import EventRepository
 from hwfleet.store.graphs import GraphRepository, TaskRow
 from hwfleet.store.records import EventRecord
 from hwfleet.types import utcnow
+from hwfleet.workflows import events
 from hwfleet.workflows.basetasks import TaskContext, TaskFailedError
 from hwfleet.workflows.events import Announcer, Event
 from hwfleet.workflows.progress import advance_many, task_end_event
@@ -157,6 +158,17 @@ class TaskRunner:
             execution = Execution(row, node)
             self._running[row.id] = execution
             execution.task = asyncio.create_task(self._execute(execution), name=f"task {row.id}")
+        for row, _node in claimed:
+            key, body = events.graph_progress(
+                row.graph_id,
+                {
+                    "taskId": row.id,
+                    "label": row.label,
+                    "state": "running",
+                    "attempts": row.attempts,
+                },
+            )
+            await self._events.progress(key, body)
         if len(claimed) == free:
             self._wake.set()  # there may be more
 

@@ -1,14 +1,17 @@
 """The Images and Graphs pages in a real browser (Debian's chromium through Playwright):
 upload an image and see it listed, delete it behind its confirmation; run library graphs
 on a simulated device from its Device page, watch the tasks reach the end live on the
-Graphs page (opened before the run, never reloaded), and cancel a graph from there."""
+Graphs page (opened before the run, never reloaded), and cancel a graph from there while
+another device's task progress bar advances in place."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 import pytest
 from tests.integration.controller.conftest import (
     PASSWORD,
@@ -23,7 +26,65 @@ from hwfleet.sim.profiles import generate
 if TYPE_CHECKING:
     from playwright.async_api import Browser, FilePayload
 
+    from hwfleet.agent.runtime import AgentRuntime
+    from hwfleet.agent.tasks import Report
+
 RAW = bytes(range(256)) * 256  # 64 KiB with no magic: a raw disk image
+
+
+class StepParams(msgspec.Struct, kw_only=True):
+    task_id: str
+
+
+class Stepped:
+    """A long command added to a simulated agent whose progress the test moves: each
+    :meth:`step` lets it report the next percentage (over the real link, as task_status)."""
+
+    METHOD = "test.steps"
+    PERCENTS = (10.0, 50.0, 90.0)
+
+    def __init__(self, runtime: AgentRuntime) -> None:
+        self._go: asyncio.Queue[None] = asyncio.Queue()
+
+        async def start(rt: AgentRuntime, params: StepParams) -> dict[str, Any]:
+            return rt.tasks.start(params.task_id, self.METHOD, self._work)
+
+        runtime.registry.add(self.METHOD, start, StepParams)
+
+    async def _work(self, report: Report) -> dict[str, Any]:
+        for percent in self.PERCENTS:
+            await self._go.get()
+            await report(percent, None)
+        await self._go.get()
+        return {"steps": len(self.PERCENTS)}
+
+    def step(self) -> None:
+        self._go.put_nowait(None)
+
+
+#: Reloads the live region once more and resolves when that reload has settled (with
+#: hx-sync "queue last" it runs after any reload already in flight).
+SETTLED = """region => new Promise(resolve => {
+  let started = false;
+  region.addEventListener("htmx:beforeRequest", () => { started = true; });
+  region.addEventListener("htmx:afterSettle", function done() {
+    if (started) { region.removeEventListener("htmx:afterSettle", done); resolve(); }
+  });
+  htmx.trigger(document.body, "refresh");
+})"""
+
+#: Counts what replaces nodes in a page's live region (a re-render adds and removes rows).
+COUNT_RERENDERS = """region => {
+  window.reRenders = 0;
+  new MutationObserver(records => {
+    for (const r of records) {
+      if (r.type === "childList" && (r.addedNodes.length || r.removedNodes.length)
+          && !r.target.closest("progress, [data-col], .task-state, .attempt")) {
+        window.reRenders += 1;
+      }
+    }
+  }).observe(region, {childList: true, subtree: true});
+}"""
 
 
 @pytest.fixture
@@ -58,15 +119,59 @@ async def test_upload_an_image_see_it_listed_then_delete_it(
     await page.wait_for_url(controller.api_url + "/images")
     assert await page.locator("tr[data-image]").count() == 0
     assert await controller.images.list() == []
+    await live(page)
+    # Another operator (or `hwfleet images add`) adds one: this page shows it, no reload.
+    await controller.images.add(one_chunk(RAW), "from elsewhere")
+    await page.locator('tr[data-name="from elsewhere"]').wait_for(timeout=UI_WAIT_MS)
+
+
+async def one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_upload_without_javascript_and_a_restart_keeps_the_login(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The form posts multipart (streamed to the registry) and lands on the Images page;
+    the controller restarts (same data dir and address) and the browser is still in."""
+    settings = controller_settings(tmp_path / "controller", log_level="warning")
+    context = await browser.new_context(java_script_enabled=False)
+    page = await context.new_page()
+    async with running_controller(settings) as first:
+        address = first.api_url
+        await page.goto(address + "/login")
+        await page.fill("#token", first.operator_token)
+        await page.press("#token", "Enter")
+        await page.wait_for_url(address + "/")
+        await page.goto(address + "/images")
+        image: FilePayload = {
+            "name": "plain.img",
+            "mimeType": "application/octet-stream",
+            "buffer": RAW,
+        }
+        await page.fill("#image-name", "no script")
+        await page.set_input_files("#image-file", files=[image])
+        await page.click("button:text-is('Upload')")
+        await page.wait_for_url("**/images?added=*")
+        assert "image no script stored (64.0 KiB" in await page.inner_text("#action-result")
+        assert await page.locator('tr[data-name="no script"]').count() == 1
+    again = controller_settings(
+        tmp_path / "controller", log_level="warning", api_listen=address.split("://", 1)[1]
+    )
+    async with running_controller(again) as second:
+        assert second.api_url == address
+        await page.goto(address + "/images")
+        assert page.url == address + "/images"  # not sent to /login: the session survived
+        assert await page.locator('tr[data-name="no script"]').count() == 1
 
 
 async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
     browser: Browser, controller: Controller, tmp_path: Path, deadline: float
 ) -> None:
-    sim = fleet_of(controller, generate(1, seed=31), tmp_path, PASSWORD)
+    sim = fleet_of(controller, generate(2, seed=31), tmp_path, PASSWORD)
     await sim.start()
     try:
-        assert await sim.wait_connected(deadline) == 1
+        assert await sim.wait_connected(deadline) == 2
         uuid = sim.devices[0].runtime.info.uuid
         graphs = await logged_in(browser, controller, "/graphs")
         await live(graphs)
@@ -97,10 +202,33 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         assert graph_id is not None
         soak = running.locator("li[data-label=soak][data-state=running]")
         await soak.wait_for(timeout=UI_WAIT_MS)
-        # The live region re-renders every 2 s while a graph runs, so the button is never
-        # "stable" for Playwright's actionability check: press it the way a click does.
         cancel = running.get_by_role("button", name=f"cancel graph {graph_id[:8]}")
-        await cancel.evaluate("button => button.click()")
+        # A reload asked for by the last task.finished may still be in flight: let one
+        # more (queued behind it) land first, then count from a settled region.
+        await graphs.locator("#live").evaluate(SETTLED)
+        await graphs.locator("#live").evaluate(COUNT_RERENDERS)
+        await cancel.evaluate("button => { button.dataset.mark = 'kept'; }")
+        # Meanwhile a task on the other device: its bar advances in place on its page.
+        other = sim.devices[1].runtime
+        stepped = Stepped(other)
+        bars = await graphs.context.new_page()
+        await bars.goto(f"{controller.api_url}/devices/{other.info.uuid}")
+        await live(bars)
+        await bars.locator("#live").evaluate(SETTLED)  # a graph runs: the stream's catchup
+        task = await controller.tasks.start(other.info.uuid, Stepped.METHOD, {})
+        row = bars.locator(f'tr[data-task="{task.id}"]')
+        await row.locator("progress").wait_for(timeout=UI_WAIT_MS)  # a new task: one reload
+        await row.evaluate("row => { row.dataset.mark = 'kept'; }")
+        for percent in Stepped.PERCENTS:
+            stepped.step()
+            shown = f'tr[data-task="{task.id}"][data-mark=kept] progress[value="{percent:g}"]'
+            await bars.wait_for_selector(shown, timeout=UI_WAIT_MS)  # the same row, updated
+            assert f"{percent:g} %" in await row.inner_text()
+        # No re-render of the Graphs page all that time: its button is the one marked,
+        # and Playwright's own click (which waits for a stable element) presses it.
+        assert await graphs.evaluate("() => window.reRenders") == 0
+        assert await cancel.get_attribute("data-mark") == "kept"
+        await cancel.click(timeout=UI_WAIT_MS)
         await graphs.wait_for_selector(
             f'#recent-graphs tr[data-graph="{graph_id}"][data-status=cancelled]',
             timeout=UI_WAIT_MS,
@@ -108,5 +236,9 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         await device.wait_for_selector("#active-graph >> text=no graph running", timeout=UI_WAIT_MS)
         graph = await controller.graphs.engine.get(graph_id)
         assert graph is not None and graph["status"] == "cancelled"
+        stepped.step()  # the task ends: recorded, and its page shows it
+        await bars.wait_for_selector(
+            f'tr[data-task="{task.id}"][data-state=complete]', timeout=UI_WAIT_MS
+        )
     finally:
         await sim.close()

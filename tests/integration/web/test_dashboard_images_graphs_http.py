@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 
 import httpx
 from tests.integration.web.conftest import log_in
@@ -43,12 +44,6 @@ async def test_upload_lists_and_deletes_an_image(
         "/images/upload", content=RAW, headers={**htmx, "X-CSRF-Token": csrf}
     )
     assert "upload refused" in bad.text and "name" in bad.text  # no name: a clear message
-    form = await browser_client.post(  # a form posted without JavaScript: told why, not stored
-        "/images/upload",
-        files={"file": ("x.img", RAW)},
-        headers={"HX-Request": "true", "X-CSRF-Token": csrf},
-    )
-    assert "needs JavaScript" in form.text and len(await controller.images.list()) == 1
     confirm = await browser_client.get(f"/images/{record.id}/delete")
     assert confirm.status_code == 200 and "Delete image disk one?" in confirm.text
     assert (await browser_client.post(f"/images/{record.id}/delete")).status_code == 403
@@ -113,3 +108,67 @@ async def test_run_a_graph_from_the_device_page_and_cancel_it(
     assert (
         await browser_client.post(f"/graphs/{graph_id}/explode", headers=headers)
     ).status_code == 404
+
+
+async def test_the_form_uploads_without_javascript(
+    controller: Controller, browser_client: httpx.AsyncClient
+) -> None:
+    """multipart/form-data as a browser posts the form: CSRF field, name, then the file."""
+    csrf = await log_in(browser_client, controller.operator_token)
+    big = os.urandom(3 * 1024 * 1024)  # several network reads: parsed as it streams
+    refused = await browser_client.post(
+        "/images/upload", data={"name": "no token"}, files={"file": ("a.img", big)}
+    )
+    assert refused.status_code == 403 and await controller.images.list() == []
+    wrong = await browser_client.post(
+        "/images/upload", data={"csrf": "forged", "name": "x"}, files={"file": ("a.img", big)}
+    )
+    assert wrong.status_code == 403 and await controller.images.list() == []
+    reply = await browser_client.post(
+        "/images/upload", data={"csrf": csrf, "name": "form disk"}, files={"file": ("a.img", big)}
+    )
+    assert reply.status_code == 303, reply.text
+    assert reply.headers["location"].startswith("/images?added=")
+    landed = await browser_client.get(reply.headers["location"])
+    assert "image form disk stored (3.0 MiB" in landed.text
+    [record] = await controller.images.list()
+    assert record.name == "form disk" and record.sha256 == hashlib.sha256(big).hexdigest()
+    unnamed = await browser_client.post(  # no name: the file's own
+        "/images/upload", data={"csrf": csrf}, files={"file": ("rack-a.img", RAW)}
+    )
+    assert unnamed.status_code == 303
+    assert {r.name for r in await controller.images.list()} == {"form disk", "rack-a.img"}
+    empty = await browser_client.post(
+        "/images/upload", data={"csrf": csrf, "name": "e"}, files={"file": ("e.img", b"")}
+    )
+    assert empty.status_code == 400 and "upload refused: the upload is empty" in empty.text
+    no_file = await browser_client.post(  # multipart with fields only (None: no file name)
+        "/images/upload", files={"csrf": (None, csrf), "name": (None, "n")}
+    )
+    assert no_file.status_code == 400 and "choose a file to upload" in no_file.text
+    assert len(await controller.images.list()) == 2
+
+
+async def test_an_image_added_elsewhere_reaches_an_open_page_live(
+    controller: Controller, browser_client: httpx.AsyncClient
+) -> None:
+    """Another operator (here the REST API the CLI uses) adds an image: the live stream of
+    a page already open names it (``image``), and the page's region reloads on that."""
+    await log_in(browser_client, controller.operator_token)
+    page = await browser_client.get("/images")
+    assert 'hx-trigger="sse:image' in page.text
+    api = {"Authorization": f"Bearer {controller.operator_token}"}
+    async with browser_client.stream("GET", "/live", params={"after": 0}) as stream:
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "event: hello"
+        added = await browser_client.post(
+            "/api/v1/images", params={"name": "from the cli"}, content=RAW, headers=api
+        )
+        assert added.status_code in (200, 201), added.text
+        async for line in lines:
+            if line == "event: image":
+                break
+    [record] = await controller.images.list()
+    async with controller.store.tx() as tx:
+        keys = [e.routing_key for e in await tx.events.list()]
+    assert f"image.added.{record.id}" in keys

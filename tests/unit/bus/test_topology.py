@@ -29,6 +29,7 @@ def test_every_design_exchange_with_its_type() -> None:
         "task-graph-runner": ExchangeType.TOPIC,
         "scheduler": ExchangeType.TOPIC,
         "task": ExchangeType.TOPIC,
+        "progress": ExchangeType.TOPIC,  # the dashboards' live progress (docs/dashboard.md)
         "dead-letter": ExchangeType.FANOUT,
         # The AMQP carrier of the controller↔agent protocol (docs/bus.md).
         "agents": ExchangeType.TOPIC,

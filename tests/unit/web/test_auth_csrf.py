@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
 from hwfleet import web
+from hwfleet.store import Store, open_store
 from hwfleet.web import auth, csrf
-from hwfleet.web.auth import COOKIE, MAX_SESSIONS, Session, Sessions
+from hwfleet.web.auth import COOKIE, MAX_SESSIONS, Session, Sessions, id_hash
 
 TOKEN = "operator-token-for-tests"
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'hwfleet.db'}")
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+@pytest.fixture
+async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     app.include_router(auth.router)
-    web.provide_to(app, TOKEN, session_idle=60)
+    web.provide_to(app, TOKEN, store, session_idle=60)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dash.test") as client:
         client.app = app  # type: ignore[attr-defined]
@@ -51,14 +63,27 @@ async def test_a_huge_login_body_is_refused(client: httpx.AsyncClient) -> None:
     assert reply.status_code == 401
 
 
-def test_logout_needs_the_csrf_token_and_ends_the_session() -> None:
-    sessions = Sessions(TOKEN)
-    session = sessions.open()
+async def test_logout_needs_the_csrf_token_and_ends_the_session(store: Store) -> None:
+    sessions = Sessions(TOKEN, store)
+    session = await sessions.open()
     with pytest.raises(csrf.CsrfError):
         csrf.check(request({}), session, {})
     csrf.check(request({}), session, {"csrf": session.csrf})
-    sessions.close(session.sid)
-    assert sessions.get(session.sid) is None
+    await sessions.close(session.sid)
+    assert await sessions.get(session.sid) is None
+
+
+async def test_the_store_keeps_only_a_hash_and_another_instance_shares_it(store: Store) -> None:
+    """What a second replica (or a restarted controller) sees: the same rows."""
+    first, second = Sessions(TOKEN, store), Sessions(TOKEN, store)
+    session = await first.open()
+    assert await second.get(session.sid) == session  # same id, same CSRF token
+    async with store.tx(readonly=True) as tx:
+        rows = (await tx.conn.exec_driver_sql("SELECT id_hash FROM web_sessions")).all()
+    assert [r[0] for r in rows] == [id_hash(session.sid)] and session.sid not in str(rows)
+    await second.close(session.sid)
+    assert await first.get(session.sid) is None and not await first.alive(session.sid)
+    assert await first.get("not-a-session") is None and await first.get(None) is None
 
 
 async def test_logout_over_http(client: httpx.AsyncClient) -> None:
@@ -66,20 +91,15 @@ async def test_logout_over_http(client: httpx.AsyncClient) -> None:
     sid = client.cookies[COOKIE]
     refused = await client.post("/logout", data={"csrf": "wrong"})
     assert refused.status_code == 403
-    done = await client.post("/logout", data={"csrf": csrf_of(client, sid)})
+    done = await client.post("/logout", data={"csrf": Session.of(sid).csrf})
     assert done.status_code == 303 and done.headers["location"] == "/login"
-
-
-def csrf_of(client: httpx.AsyncClient, sid: str) -> str:
     app = client.app  # type: ignore[attr-defined]
-    store = next(s for s in app.state.services if isinstance(s, Sessions))
-    session = store.get(sid)
-    assert session is not None
-    return session.csrf
+    sessions = next(s for s in app.state.services if isinstance(s, Sessions))
+    assert await sessions.get(sid) is None
 
 
 def test_csrf_takes_the_header_or_the_field_and_refuses_other_origins() -> None:
-    session = Session("sid", "the-csrf", 0.0)
+    session = Session("sid", "the-csrf")
     csrf.check(request({"X-CSRF-Token": "the-csrf"}), session, {})
     csrf.check(request({"Origin": "http://dash.test"}), session, {"csrf": "the-csrf"})
     for headers, form in (
@@ -93,15 +113,25 @@ def test_csrf_takes_the_header_or_the_field_and_refuses_other_origins() -> None:
             csrf.check(request(headers), session, form)
 
 
-def test_sessions_expire_when_idle_and_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1000.0]
-    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
-    sessions = Sessions(TOKEN, idle=10)
-    first = sessions.open()
-    now[0] += 9
-    assert sessions.get(first.sid) is first  # used: the idle clock restarts
-    now[0] += 11
-    assert sessions.get(first.sid) is None
-    opened = [sessions.open() for _ in range(MAX_SESSIONS + 1)]
-    assert sessions.get(opened[-1].sid) is not None
-    assert sum(sessions.get(s.sid) is not None for s in opened) == MAX_SESSIONS
+async def test_sessions_expire_when_idle_and_are_bounded(store: Store) -> None:
+    now = [datetime(2026, 12, 3, tzinfo=UTC)]
+    sessions = Sessions(TOKEN, store, idle=100, limit=5, clock=lambda: now[0])
+    first = await sessions.open()
+    now[0] += timedelta(seconds=90)
+    assert await sessions.get(first.sid) == first  # used: the idle clock restarts
+    now[0] += timedelta(seconds=90)
+    assert await sessions.alive(first.sid)
+    assert await sessions.get(first.sid) == first
+    now[0] += timedelta(seconds=101)
+    assert not await sessions.alive(first.sid)
+    assert await sessions.get(first.sid) is None
+    opened = []
+    for _ in range(6):
+        now[0] += timedelta(milliseconds=1)
+        opened.append(await sessions.open())
+    assert await sessions.get(opened[-1].sid) is not None
+    assert await sessions.get(opened[0].sid) is None  # the one unused longest made room
+    async with store.tx(readonly=True) as tx:
+        count = (await tx.conn.exec_driver_sql("SELECT count(*) FROM web_sessions")).scalar()
+    assert count == 5
+    assert Sessions(TOKEN, store).limit == MAX_SESSIONS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from hwfleet.bus.base import Delivery
 from hwfleet.web import live
 from hwfleet.web.views import PAGE_SIZE, DeviceView, fleet_page
 
@@ -51,11 +52,35 @@ def test_resume_prefers_last_event_id() -> None:
     assert live.resume_point(None, 0) == 0  # an empty log: replay from its start
 
 
+def message(body: object, key: str = "") -> Delivery:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Delivery(exchange="x", routing_key=key, body=raw)
+
+
 async def test_gather_coalesces_per_name_and_skips_what_was_sent() -> None:
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[bool, Delivery]] = asyncio.Queue()
     for event_id, key in ((5, "device.online.a"), (6, "device.offline.a"), (7, "scan.started.1")):
-        queue.put_nowait(json.dumps({"id": event_id, "key": key}).encode())
-    queue.put_nowait(b"not json")
-    queue.put_nowait(json.dumps({"id": 3, "key": "task.finished.x"}).encode())  # sent already
-    assert await live.gather(queue, 1.0, sent=4) == {"device": 6, "scan": 7}
-    assert await live.gather(queue, 0.01, sent=7) == {}
+        queue.put_nowait((False, message({"id": event_id, "key": key})))
+    queue.put_nowait((False, message(b"not json")))
+    queue.put_nowait((False, message({"id": 3, "key": "task.finished.x"})))  # sent already
+    batch = await live.gather(queue, 1.0, sent=4)
+    assert batch.events == {"device": 6, "scan": 7} and batch.progress == {}
+    assert len(await live.gather(queue, 0.01, sent=7)) == 0
+
+
+async def test_progress_is_sent_with_its_data_newest_per_routing_key() -> None:
+    queue: asyncio.Queue[tuple[bool, Delivery]] = asyncio.Queue()
+    for percent in (10, 20, 30):  # one task reporting three times in a burst: sent once
+        queue.put_nowait((True, message({"task_id": "t1", "percent": percent}, "task.t1")))
+    queue.put_nowait((True, message({"graphId": "g", "label": "a"}, "graph.g")))
+    queue.put_nowait((True, message({}, "outbox.delivery")))
+    queue.put_nowait((True, message({}, "unknown.thing")))  # no page shows it: dropped
+    queue.put_nowait((True, message(b"[1, 2]", "task.t2")))  # not an object: sent as {}
+    batch = await live.gather(queue, 1.0, sent=0)
+    assert batch.events == {}
+    assert batch.progress == {
+        "task.t1": ("taskprogress", '{"task_id":"t1","percent":30}'),
+        "graph.g": ("graphprogress", '{"graphId":"g","label":"a"}'),
+        "outbox.delivery": ("outbox", "{}"),
+        "task.t2": ("taskprogress", "{}"),
+    }

@@ -13,8 +13,114 @@
     if (lastId) {
       url = url.replace(/([?&])after=\d*/, "$1after=" + encodeURIComponent(lastId));
     }
-    return new EventSource(url, { withCredentials: false });
+    var source = new EventSource(url, { withCredentials: false });
+    // Progress is applied to the one row it names: the rest of the page (and the buttons
+    // in it) stays as it is.
+    source.addEventListener("taskprogress", function (evt) { keep(taskProgress, evt.data); });
+    source.addEventListener("graphprogress", function (evt) { keep(graphProgress, evt.data); });
+    return source;
   };
+
+  // A region reload in flight may have been rendered before a progress message arrived:
+  // the messages received since the reload was asked for are applied again after it lands
+  // (the apply functions never move a row backwards, so an older one changes nothing).
+  var recent = [];
+  var reloadAskedAt = 0;
+  function keep(apply, data) {
+    var message = parse(data);
+    var now = Date.now();
+    recent.push([now, apply, message]);
+    while (recent.length > 500 || (recent.length && recent[0][0] < now - 60000)) {
+      recent.shift();
+    }
+    apply(message);
+  }
+  document.addEventListener("htmx:beforeRequest", function (evt) {
+    if (evt.target.id === "live") { reloadAskedAt = Date.now(); }
+  });
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    if (evt.target.id !== "live") { return; }
+    recent.forEach(function (entry) {
+      if (entry[0] >= reloadAskedAt) { entry[1](entry[2]); }
+    });
+  });
+
+  var ENDED = ["complete", "error", "lost"];
+
+  function parse(data) {
+    try { return JSON.parse(data) || {}; } catch (err) { return {}; }
+  }
+
+  function refresh() { htmx.trigger(document.body, "refresh"); }
+
+  // Task ids this page reloaded for already: a task it does not list is asked for once.
+  var asked = {};
+
+  function taskProgress(task) {
+    if (!task.task_id) { return; }
+    var rows = document.querySelectorAll('tr[data-task="' + CSS.escape(task.task_id) + '"]');
+    if (rows.length === 0) {
+      var region = document.querySelector("[data-task-scope]");
+      var scope = region && region.getAttribute("data-task-scope");
+      if (scope && (scope === "all" || scope === task.uuid) && !asked[task.task_id]) {
+        asked[task.task_id] = true;
+        refresh();  // a task this page lists but has not shown yet
+      }
+      return;
+    }
+    rows.forEach(function (row) {
+      if (ENDED.indexOf(row.getAttribute("data-state")) >= 0) { return; }  // never backwards
+      row.setAttribute("data-state", task.state || "");
+      var state = row.querySelector('[data-col="state"]');
+      if (state) { state.textContent = task.state || ""; }
+      var msg = row.querySelector('[data-col="msg"]');
+      if (msg) { msg.textContent = task.msg || ""; }
+      var cell = row.querySelector('[data-col="progress"]');
+      if (!cell) { return; }
+      if (typeof task.percent === "number") {
+        var percent = Math.round(task.percent);
+        var bar = cell.querySelector("progress");
+        var label = cell.querySelector("span");
+        if (!bar || !label) {
+          cell.textContent = "";
+          bar = document.createElement("progress");
+          bar.max = 100;
+          bar.setAttribute("aria-label", "task " + task.task_id.slice(0, 12) + " progress");
+          label = document.createElement("span");
+          cell.appendChild(bar);
+          cell.appendChild(document.createTextNode(" "));
+          cell.appendChild(label);
+        }
+        bar.setAttribute("value", String(task.percent));
+        bar.textContent = percent + " %";
+        label.textContent = percent + " %";
+      } else if (task.state === "complete") {
+        cell.textContent = "done";
+      }
+    });
+  }
+
+  function graphProgress(graph) {
+    if (!graph.graphId) { return; }
+    var rows = document.querySelectorAll('tr[data-graph="' + CSS.escape(graph.graphId) + '"]');
+    if (rows.length === 0) { return; }  // a new graph arrives as graph.started (a reload)
+    if (graph.status) { refresh(); return; }  // paused or resumed: its buttons change
+    rows.forEach(function (row) {
+      var item = row.querySelector('li[data-label="' + CSS.escape(graph.label || "") + '"]');
+      var was = item && item.getAttribute("data-state");
+      if (was !== "pending" && was !== "running") { return; }  // ended: never backwards
+      item.setAttribute("data-state", graph.state);
+      var state = item.querySelector(".task-state");
+      if (state) {
+        state.textContent = graph.state;
+        state.className = "task-state " + graph.state;
+      }
+      var attempt = item.querySelector(".attempt");
+      if (attempt) {
+        attempt.textContent = graph.attempts > 1 ? " (attempt " + graph.attempts + ")" : "";
+      }
+    });
+  }
   document.addEventListener("htmx:sseOpen", function () {
     document.body.setAttribute("data-live", "open");
   });
