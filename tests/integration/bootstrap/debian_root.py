@@ -3,9 +3,10 @@
 ``debootstrap`` (Debian's package) builds it from the mirror this machine's apt already uses
 (read from its sources, never named here), the same release as the host, into
 ``$HWFLEET_TEST_CACHE`` (default ``~/.cache/hwfleet-tests``, shared with the imaging VM
-build) under a name that holds a digest of the recipe: a later run, or CI on the same machine, reuses it in no time; a
-changed recipe builds a new one. The build goes to ``NAME.partial`` and is renamed when
-complete, so an interrupted build is never taken for a finished one.
+build) under a name that holds a digest of the recipe: a later run, or CI on the same
+machine, reuses it in no time; a changed recipe builds a new one. The build goes to
+``NAME.partial`` and is renamed when complete, so an interrupted build is never taken for
+a finished one.
 """
 
 from __future__ import annotations
