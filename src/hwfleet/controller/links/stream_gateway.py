@@ -130,7 +130,8 @@ class StreamGateway:
             if pacing.refusal is not None:
                 if isinstance(writer.transport, asyncio.Transport):
                     writer.transport.pause_reading()  # what it sends next stays in the kernel
-                await session.fatal(pacing.refusal)
+                # Summed up by the guard: a storm would otherwise log one line per link.
+                await session.fatal(pacing.refusal, quiet=pacing.summed_up)
                 return
             await pump(reader, session, pacing=pacing)
         except Exception:
