@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds over which a device spreads its first reconnect after an established link ends.
 REJOIN_SPREAD = 5.0
+#: The ``handshake`` reply is waited for this many call timeouts.
+HANDSHAKE_WAIT_FACTOR = 3
 #: Gives the TLS context for the next attempt (None: plain TCP, only with --insecure).
 SslProvider = Callable[[], Awaitable[ssl.SSLContext | None]]
 
@@ -119,7 +121,13 @@ class StreamLink:
         reading = asyncio.create_task(pump(reader, session))
         beating: asyncio.Task[None] | None = None
         try:
-            await session.call(methods.HANDSHAKE, self.runtime.handshake())
+            # The TLS handshake is done and paid for: a controller slow to answer (thousands
+            # rejoining after a restart) is waited for, not left for a new TLS handshake.
+            await session.call(
+                methods.HANDSHAKE,
+                self.runtime.handshake(),
+                timeout=HANDSHAKE_WAIT_FACTOR * self._call_timeout,
+            )
             self._backoff.reset()
             self.connects += 1
             self.last_error = None
