@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -91,8 +90,7 @@ def register(app: typer.Typer) -> None:
         """Run an agent: connect to the controller and answer its commands."""
         # Every option but these two is a setting: derived, so a new flag cannot be forgotten.
         flags = {k: v for k, v in locals().items() if k not in ("config", "device_index")}
-        from hwfleet.agent.main import build_runtime, run_agent
-        from hwfleet.cli.common import run, setup_logging, until_signalled, with_source
+        from hwfleet.cli.agent_process import Handoff, become_agent, run_agent_process
         from hwfleet.settings import AgentSettings, SettingsError, load
 
         origins: dict[str, str] = {}
@@ -100,20 +98,7 @@ def register(app: typer.Typer) -> None:
             settings = load(AgentSettings, flags=flags, config_file=config, origins=origins)
         except SettingsError as exc:
             raise CliError(str(exc)) from None
-        setup_logging(settings.log_level)
-
-        async def main(stop: asyncio.Event) -> None:
-            if settings.simulate:
-                from hwfleet.sim.fleet import simulated_runtime
-
-                runtime = simulated_runtime(settings.simulate, device_index, settings.data_dir)
-            else:
-                runtime = build_runtime(settings)
-            await run_agent(settings, runtime, stop)
-
-        try:
-            run(until_signalled(main), fast=False)
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        except ConnectionError as exc:  # the broker (BusUnavailableError) refused or is unreachable
-            raise CliError(with_source(str(exc), "bus", origins)) from None
+        handoff = Handoff(settings=settings, device_index=device_index, origins=origins)
+        # The parser has done its work: the agent runs without it in memory (issue 18).
+        become_agent(handoff)
+        run_agent_process(handoff)

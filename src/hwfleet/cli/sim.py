@@ -150,6 +150,8 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 await fleet.close()
                 raise CliError(f"could not start the simulated devices: {exc}") from None
+            # Benchmarks time a storm from here: building the devices is the simulator's cost.
+            typer.echo(f"{len(fleet.devices)} simulated devices started", err=True)
             try:
                 connected = await fleet.wait_connected(timeout=60)
                 where = controller or bus

@@ -102,9 +102,10 @@ class Session(Generic[Ctx]):
             return False
         return True
 
-    async def fatal(self, reason: str) -> None:
-        """Tell the peer why the connection is about to close."""
-        await self._fatal(reason)
+    async def fatal(self, reason: str, *, quiet: bool = False) -> None:
+        """Tell the peer why the connection is about to close (``quiet``: logged at debug,
+        for refusals the caller sums up itself)."""
+        await self._fatal(reason, logging.DEBUG if quiet else logging.WARNING)
 
     def close(self, reason: BaseException | None = None) -> None:
         """Fail every pending call; later calls raise :class:`SessionClosedError`."""
@@ -136,8 +137,8 @@ class Session(Generic[Ctx]):
         except (ConnectionError, OSError) as exc:
             self.close(SessionClosedError(str(exc)))
 
-    async def _fatal(self, reason: str) -> None:
-        log.warning("closing session to %s: %s", self.peer, reason)
+    async def _fatal(self, reason: str, level: int = logging.WARNING) -> None:
+        log.log(level, "closing session to %s: %s", self.peer, reason)
         with contextlib.suppress(ConnectionError, OSError):
             await self._send(envelope.encode(envelope.FatalError(fatal_error=reason)))
         self.close(SessionClosedError(reason))

@@ -27,3 +27,13 @@ class Backoff:
 
     def reset(self) -> None:
         self._ceiling = self.minimum
+
+    def spread(self, window: float) -> None:
+        """Draw the next delay from up to ``window`` seconds (never past the maximum).
+
+        After a link that was up ends — the controller restarted — every device of
+        the fleet lost it at the same instant; starting from the minimum they would
+        all knock within half a second. Spread over a few seconds, ten thousand
+        arrive at a rate the controller's connect path takes without refusals.
+        """
+        self._ceiling = max(self._ceiling, min(self.maximum, window))

@@ -19,6 +19,10 @@ from hwfleet.trust.enroll_batch import retry_after
 
 log = logging.getLogger(__name__)
 
+#: Seconds over which a device spreads its first reconnect after an established link ends.
+REJOIN_SPREAD = 5.0
+#: The ``handshake`` reply is waited for this many call timeouts.
+HANDSHAKE_WAIT_FACTOR = 3
 #: Gives the TLS context for the next attempt (None: plain TCP, only with --insecure).
 SslProvider = Callable[[], Awaitable[ssl.SSLContext | None]]
 
@@ -39,6 +43,7 @@ class StreamLink:
         reconnect_max: float = 30.0,
         call_timeout: float = 10.0,
         connect_timeout: float = 10.0,
+        rejoin_spread: float = REJOIN_SPREAD,
     ) -> None:
         self.runtime = runtime
         self.host = host
@@ -47,6 +52,7 @@ class StreamLink:
         self._local = local_address
         self._heartbeat = heartbeat
         self._backoff = Backoff(reconnect_min, reconnect_max)
+        self._rejoin_spread = rejoin_spread
         self._jitter = random.Random()  # noqa: S311 - spreading retries, not cryptography
         self._call_timeout = call_timeout
         self._connect_timeout = connect_timeout
@@ -60,6 +66,7 @@ class StreamLink:
         """Connect forever; returns only after :meth:`stop`."""
         while not self._stopping:
             busy: float | None = None
+            connects = self.connects
             try:
                 await self._session_once()
             except (OSError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
@@ -70,6 +77,9 @@ class StreamLink:
                 busy = retry_after(str(exc))
             if self._stopping:
                 break
+            if self.connects > connects:
+                # A link that was up has ended: the whole fleet lost it at once (issue 18).
+                self._backoff.spread(self._rejoin_spread)
             if busy is not None:
                 # The controller said when to come back (an enrollment storm): do, spread
                 # by jitter so the devices it turned away do not return all at once.
@@ -111,7 +121,13 @@ class StreamLink:
         reading = asyncio.create_task(pump(reader, session))
         beating: asyncio.Task[None] | None = None
         try:
-            await session.call(methods.HANDSHAKE, self.runtime.handshake())
+            # The TLS handshake is done and paid for: a controller slow to answer (thousands
+            # rejoining after a restart) is waited for, not left for a new TLS handshake.
+            await session.call(
+                methods.HANDSHAKE,
+                self.runtime.handshake(),
+                timeout=HANDSHAKE_WAIT_FACTOR * self._call_timeout,
+            )
             self._backoff.reset()
             self.connects += 1
             self.last_error = None

@@ -25,6 +25,9 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +36,8 @@ from hwfleet.controller.links.agent_methods import AgentContext
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.settings import ServerSettings
 from hwfleet.trust.ratelimit import RateLimiter, source_key
+
+log = logging.getLogger(__name__)
 
 
 class LinkReader(asyncio.StreamReader):
@@ -93,18 +98,25 @@ class HeapTrimmer:
     """
 
     DELAY = 5.0
+    #: Runs at most this often: a full collection of a controller holding thousands of links
+    #: costs tenths of a second, and in an enrollment storm links end all the time.
+    SPACING = 15.0
 
     def __init__(self) -> None:
         self._pending: asyncio.TimerHandle | None = None
         self._trim: Callable[[int], int] | None = None
         self._loaded = False
+        self._last = -math.inf
 
     def soon(self) -> None:
         if self._pending is None:
-            self._pending = asyncio.get_running_loop().call_later(self.DELAY, self._run)
+            loop = asyncio.get_running_loop()
+            delay = max(self.DELAY, self._last + self.SPACING - loop.time())
+            self._pending = loop.call_later(delay, self._run)
 
     def _run(self) -> None:
         self._pending = None
+        self._last = asyncio.get_running_loop().time()
         gc.collect()
         if not self._loaded:
             self._loaded = True
@@ -119,14 +131,66 @@ class HeapTrimmer:
             self._pending = None
 
 
+class Comebacks:
+    """When to tell a link refused for lack of anonymous slots to come back (issue 18).
+
+    A rack of a thousand new devices finds 128 slots. Told "retry after 1 s", the
+    other 872 came back every second, each with a fresh TLS handshake, and the
+    handshakes of the refused — most of the controller's CPU — starved the
+    enrollments that would have freed the slots. So refusals are lined up in a
+    virtual queue served at the rate anonymous links have been finishing: the
+    n-th refused link is told to come back in about n / rate seconds (the agent
+    adds its jitter), so most devices are refused once instead of dozens of times.
+    """
+
+    #: Longest wait ever named, seconds.
+    MAX_WAIT = 30.0
+    #: The rate is never taken as lower than every slot finishing in this many seconds: a
+    #: slow first second of a storm (every device's handshake at once) must not send the
+    #: rest a minute away while the controller idles.
+    SLOWEST_LINK = 10.0
+
+    def __init__(self, slots: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: Links finishing per second: at first, every slot once a second.
+        self.rate = float(slots)
+        self._floor = slots / self.SLOWEST_LINK
+        self._next = 0.0
+        self._window = clock()
+        self._finished = 0
+
+    def finished(self) -> None:
+        """An admitted anonymous link ended (enrolled, or gave up): a slot came free."""
+        self._finished += 1
+        now = self._clock()
+        if now - self._window >= 1.0:
+            measured = self._finished / (now - self._window)
+            self.rate = max(self._floor, 0.5 * self.rate + 0.5 * measured)
+            self._window, self._finished = now, 0
+
+    def retry_after(self) -> float:
+        """Seconds until this refused link's turn (at least 1)."""
+        now = self._clock()
+        self._next = max(self._next, now) + 1.0 / self.rate
+        return min(self.MAX_WAIT, max(1.0, self._next - now))
+
+
 class AnonymousGuard:
     """Counts anonymous links per source and paces the lines they send."""
+
+    #: Refusals for lack of slots are summed up in one log line per this many seconds.
+    REFUSALS_LOGGED_EVERY = 10.0
 
     def __init__(self, limits: AnonymousLimits) -> None:
         self.limits = limits
         self._open: Counter[str] = Counter()
         self.messages = RateLimiter(rate=limits.message_rate, burst=limits.message_burst)
         self._trimmer = HeapTrimmer()
+        self.comebacks = Comebacks(limits.total)
+        self._refused = 0
+        self._refused_logged = 0.0
+        #: The last refusal of :meth:`admit` is counted in a summary line (log no more).
+        self.summed_up = False
 
     def close(self) -> None:
         self._trimmer.cancel()
@@ -138,6 +202,7 @@ class AnonymousGuard:
     def admit(self, source: str) -> str | None:
         """Count a new anonymous link; the refusal to send instead when over a limit."""
         key = source_key(source)
+        self.summed_up = False
         if self._open[key] >= self.limits.per_source:
             return (
                 f"too many unauthenticated connections from {source} (limit "
@@ -145,14 +210,34 @@ class AnonymousGuard:
                 "an open one, or retry when one closes"
             )
         if self.open_links >= self.limits.total:
+            wait = math.ceil(self.comebacks.retry_after())
+            self._note_refused(wait)
+            self.summed_up = True
             return (
                 f"too many unauthenticated connections to this controller (limit "
-                f"{self.limits.total}, anonymous_links): busy, retry after 1 s"
+                f"{self.limits.total}, anonymous_links): busy, retry after {wait} s"
             )
         self._open[key] += 1
         return None
 
+    def _note_refused(self, wait: int) -> None:
+        # One line per period, not one per refusal: in a storm the log lines alone were
+        # thousands a minute.
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= self.REFUSALS_LOGGED_EVERY:
+            log.warning(
+                "%d unauthenticated link(s) refused in the last %.0f s: all %d anonymous_links "
+                "slots taken (enrollment storm?); told to come back in up to %d s",
+                self._refused,
+                min(now - self._refused_logged, self.REFUSALS_LOGGED_EVERY),
+                self.limits.total,
+                wait,
+            )
+            self._refused, self._refused_logged = 0, now
+
     def release(self, source: str) -> None:
+        self.comebacks.finished()
         key = source_key(source)
         self._open[key] -= 1
         if self._open[key] <= 0:
@@ -186,10 +271,12 @@ class LinkPacing:
         self._source = source
         self.anonymous = False
         self.refusal: str | None = None
+        self.summed_up = False
         if self._identified():
             reader.set_limit(STREAM_LIMIT)
         else:
             self.refusal = guard.admit(source)
+            self.summed_up = guard.summed_up
             self.anonymous = self.refusal is None
             reader.set_limit(guard.limits.line_limit + 1)
             # TLS input waiting to be decrypted: no more than a line's worth either.

@@ -130,7 +130,8 @@ class StreamGateway:
             if pacing.refusal is not None:
                 if isinstance(writer.transport, asyncio.Transport):
                     writer.transport.pause_reading()  # what it sends next stays in the kernel
-                await session.fatal(pacing.refusal)
+                # Summed up by the guard: a storm would otherwise log one line per link.
+                await session.fatal(pacing.refusal, quiet=pacing.summed_up)
                 return
             await pump(reader, session, pacing=pacing)
         except Exception:
@@ -150,9 +151,12 @@ class StreamGateway:
     ) -> None:
         if ctx.uuid is not None or writer.is_closing():
             return
-        if ctx.extra.get("enrolling") and first:
+        if (ctx.extra.get("enrolling") or ctx.cert_uuid is not None) and first:
             # Enrolling takes a key exchange and perhaps an operator's decision: more time,
             # but not forever, or unauthenticated peers could hold connections open at will.
+            # A link with a certificate of our CA may be waiting on us (its handshake queued
+            # behind thousands in a reconnect storm): closing it would only cost another
+            # TLS handshake.
             asyncio.get_running_loop().call_later(
                 ENROLLING_GRACE * self._handshake_timeout,
                 self._expect_handshake,

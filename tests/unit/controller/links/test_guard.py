@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from hwfleet.controller.links.agent_methods import AgentContext
-from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
+from hwfleet.controller.links.guard import (
+    AnonymousGuard,
+    AnonymousLimits,
+    Comebacks,
+    LinkPacing,
+    LinkReader,
+)
 from hwfleet.protocol.framing import MAX_LINE, STREAM_LIMIT
+from hwfleet.trust.enroll_batch import retry_after
 
 
 def ctx(cert_uuid: str | None = None) -> AgentContext:
@@ -80,4 +89,41 @@ async def test_lines_are_paced_per_source() -> None:
     await asyncio.gather(link.before_line(), sibling.before_line())
     assert loop.time() - started >= 0.09
     assert guard.messages.reserve("10.0.0.7") == 0  # another source is not held back
+    guard.close()
+
+
+def test_refused_links_are_lined_up_at_the_rate_links_finish() -> None:
+    now = [100.0]
+    comebacks = Comebacks(slots=10, clock=lambda: now[0])
+    # Before anything has finished: every slot once a second, the first waits the minimum.
+    waits = [comebacks.retry_after() for _ in range(40)]
+    assert waits[0] == 1.0 and waits == sorted(waits)
+    assert waits[-1] == pytest.approx(4.0)  # the 40th of a line served at 10 a second
+    # Links finish 4 a second (slower than assumed): later refusals wait longer per place.
+    for _ in range(4):
+        comebacks.finished()
+    now[0] += 1.0
+    comebacks.finished()
+    assert 4.0 < comebacks.rate < 10.0
+    now[0] += 60.0  # the line has been served meanwhile
+    assert comebacks.retry_after() == 1.0
+    # Never later than the cap, never slower than every slot in SLOWEST_LINK seconds.
+    for _ in range(1000):
+        last = comebacks.retry_after()
+    assert last == Comebacks.MAX_WAIT
+    assert comebacks.rate >= 10 / Comebacks.SLOWEST_LINK
+
+
+async def test_refusals_for_lack_of_slots_name_the_wait_and_are_summed_up() -> None:
+    guard = AnonymousGuard(AnonymousLimits(per_source=1, total=1))
+    assert pacing(guard, ctx()).anonymous
+    same_source = pacing(guard, ctx())
+    # A per-source refusal is logged link by link, as before.
+    assert same_source.refusal is not None and not same_source.summed_up
+    full = [pacing(guard, ctx(), f"10.0.1.{i}") for i in range(30)]
+    refusals = [link.refusal or "" for link in full]
+    assert all(link.summed_up for link in full)
+    assert refusals[0].endswith("busy, retry after 1 s")
+    # Thirty in line behind one slot: the last is sent further out than the first.
+    assert (retry_after(refusals[-1]) or 0) > 1
     guard.close()
