@@ -121,8 +121,21 @@
       }
     });
   }
+  // What this page showed as still moving when it was rendered. Steps that record no event
+  // (an MES delivery, a task's progress) are only sent to open streams, and the server's
+  // catchup looks at what is moving when the stream starts: a step that ended in between
+  // (render done, stream not yet open) would be missed. So the first open reloads once
+  // when the page showed anything unfinished.
+  var MOVING = 'tr[data-delivery="pending"], tr[data-task][data-state="pending"], ' +
+    'tr[data-task][data-state="running"], li[data-label][data-state="pending"], ' +
+    'li[data-label][data-state="running"], [data-scan-state="running"]';
+  var opened = false;
   document.addEventListener("htmx:sseOpen", function () {
     document.body.setAttribute("data-live", "open");
+    if (!opened) {
+      opened = true;
+      if (document.querySelector("#live") && document.querySelector(MOVING)) { refresh(); }
+    }
   });
   document.addEventListener("htmx:sseError", function () {
     document.body.setAttribute("data-live", "reconnecting");
