@@ -145,6 +145,7 @@ class GraphEngine:
             raise EngineError("options must be a JSON object")
         graph_id = str(uuidlib.uuid4())
         at = utcnow()
+        specs: list[tuple[str, Any]] = []
 
         # One transaction: the definitions as committed, the node, the rows, the event.
         async def create(tx: Any) -> list[Any]:
@@ -173,6 +174,7 @@ class GraphEngine:
                 "created_at": at,
             }
             await repo.create_graph(graph_row, rows, exclusive=parent_task is None)
+            specs[:] = [(r["id"], r["spec"]) for r in rows]
             key, body, dev = events.graph_started(graph_id, name, node)
             return [await EventRepository(tx.conn).add(key, body, device_uuid=dev, at=at)]
 
@@ -182,6 +184,7 @@ class GraphEngine:
             raise EngineError(str(exc), "busy") from None
         except sa.exc.IntegrityError:  # two runs raced past the check: the index decided
             raise EngineError(f"node {node} already runs a graph", "busy") from None
+        self.runner.shapes.prime(graph_id, node, specs)
         await announce(self._events, records)
         self.runner.wake()
         return graph_id
