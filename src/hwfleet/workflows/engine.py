@@ -30,6 +30,7 @@ from hwfleet.workflows.definitions import (
 )
 from hwfleet.workflows.events import Announcer
 from hwfleet.workflows.library import Library, shipped
+from hwfleet.workflows.nodecreds import NodeCredentials
 from hwfleet.workflows.progress import advance, record_task_end
 from hwfleet.workflows.registry import BaseTaskRegistry
 from hwfleet.workflows.runner import TaskRunner, announce
@@ -89,6 +90,8 @@ class GraphEngine:
         runner.on_change = self.notify
         #: Called with each task id stopped by a cancel (the rpc layer tells other replicas).
         self.on_cancel: Callable[[list[str]], Any] = lambda ids: None
+        #: Mints the per-node credential of the bootstrap pair (None: operator token only).
+        self.credentials: NodeCredentials | None = None
 
     def notify(self, graph_id: str) -> None:
         event = self._changed.pop(graph_id, None)
