@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from urllib.parse import urlsplit, urlunsplit
+
+from _postgres import create_database, drop_database
 
 from hwfleet.bus.base import Delivery
 from hwfleet.cli.common import run
@@ -34,6 +34,8 @@ from hwfleet.controller.app import Controller
 from hwfleet.settings import ServerSettings
 
 CELERY_TASKS_PER_S = 323.0
+#: Where --profile writes the controller's cProfile stats ("" for none).
+PROFILE = ""
 PASSWORD = secrets.token_urlsafe(16)
 TASKS = 4
 GRAPH = {
@@ -53,34 +55,10 @@ GRAPH = {
 }
 
 
-async def _postgres() -> tuple[str, str]:
-    import asyncpg
-
-    base = os.environ.get("HWFLEET_TEST_DB", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"hwfleet_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(base)
-    return base, urlunsplit(("postgresql+asyncpg", parts.netloc, "/" + name, "", ""))
-
-
-async def _drop(base: str, url: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(base)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def bench(count: int, backend: str, in_flight: int) -> float:
-    base = db = ""
+    db = ""
     if backend == "postgresql":
-        base, db = await _postgres()
+        db = await create_database("hwfleet_bench")
     try:
         with tempfile.TemporaryDirectory(prefix="hwfleet-bench-") as data_dir:
             settings = ServerSettings(
@@ -105,7 +83,7 @@ async def bench(count: int, backend: str, in_flight: int) -> float:
                 await ctl.close()
     finally:
         if db:
-            await _drop(base, db)
+            await drop_database(db)
 
 
 def _start_sim(ctl: Controller, count: int, data_dir: str) -> subprocess.Popen[bytes]:
@@ -130,6 +108,17 @@ async def _run(ctl: Controller, count: int, backend: str, in_flight: int) -> flo
         if time.perf_counter() - start > 600:
             raise SystemExit(f"only {len(ctl.devices.online())}/{count} connected")
         await asyncio.sleep(0.05)  # waiting on another process; bounded above
+    # Connect-time work still running (each device's diagnostics key fetched and written to
+    # disk, after the device is online) is not graph work: start the clock once it is done
+    # (a device without its diagnostics endpoint never records one: 5 s without a fetch).
+    idle_since = time.perf_counter()
+    while len(ctl.mdp_keys.known.addresses()) < count:
+        if ctl.mdp_keys._tasks:
+            idle_since = time.perf_counter()
+        elif time.perf_counter() - idle_since > 5:
+            break
+        await asyncio.sleep(0.05)  # waiting on the devices' replies; bounded by the idle time
+    print(f"{backend:>10}: {count} devices connected in {time.perf_counter() - start:.1f} s")
     nodes = sorted(ctl.devices.online())
     engine = ctl.graphs.engine
     await engine.define_graph(GRAPH)
@@ -145,6 +134,12 @@ async def _run(ctl: Controller, count: int, backend: str, in_flight: int) -> flo
             all_done.set()
 
     sub = await ctl.bus.subscribe("events", "graph.finished.*", finished)
+    profiler = None
+    if PROFILE:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     started_graphs = await ctl.graphs.run_many(GRAPH["injectableName"], nodes, {})
     assert all("graphId" in g for g in started_graphs), started_graphs
@@ -153,6 +148,9 @@ async def _run(ctl: Controller, count: int, backend: str, in_flight: int) -> flo
         await all_done.wait()
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(f"{PROFILE}.{backend}")
     await sub.cancel()
     tasks = count * TASKS
     ok = sum(1 for s in statuses.values() if s == "succeeded")
@@ -174,7 +172,13 @@ def main() -> None:
         "--celery", action="store_true", help="also measure the Celery reference (needs Redis)"
     )
     parser.add_argument("--chains", type=int, default=1000, help="Celery chains of 4 (1000)")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="cProfile the controller during the run (FILE.<db>)"
+    )
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile or ""
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     rates = {backend: run(bench(args.devices, backend, args.in_flight)) for backend in args.db}
     reference, source = CELERY_TASKS_PER_S, "quoted in the issue, not re-run (--celery)"

@@ -71,6 +71,7 @@ def create_app(
     ):
         app.include_router(module.router)
     app.include_router(boot.boot_router)  # machines booting: no operator token (api/boot.py)
+    app.include_router(graphs.node_router)  # the bootstrap pair: a node's own credential too
     for router in extra_routers or []:
         app.include_router(router)
 

@@ -1,8 +1,10 @@
 """Task graphs, their library and SKUs over REST (the same operations as the seed-003 RPCs).
 
 Also RackHD's bootstrap pair over HTTPS for machines that cannot reach the broker:
-``GET``/``POST /api/v1/nodes/{id}/commands`` (requestCommands / respondCommands). Like
-every /api/v1 route these need the operator token.
+``GET``/``POST /api/v1/nodes/{id}/commands`` (requestCommands / respondCommands). These
+two take the operator token or the node's own credential (:mod:`hwfleet.workflows.nodecreds`:
+valid only for that node, only here, only while its graph is active); every other route
+needs the operator token.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request, status
 
-from hwfleet.api.auth import require_token
+from hwfleet.api.auth import UNAUTHORIZED, require_token, token_matches
 from hwfleet.api.deps import lookup
 from hwfleet.workflows.definitions import DefinitionError
 from hwfleet.workflows.engine import EngineError
@@ -145,12 +147,51 @@ async def define_sku(graphs: Graphs, body: JsonBody) -> dict[str, str]:
         raise _refused(exc) from None
 
 
-@router.get("/nodes/{node}/commands")
+@router.get("/graphs/{graph_id}/node-credential")
+async def node_credential(graph_id: str, graphs: Graphs) -> dict[str, Any]:
+    """The credential a machine without an agent uses for its graph's commands (operator
+    only): for a machine that does not get it from a boot profile's ``$commandsToken``."""
+    graph = await graphs.engine.get(graph_id)
+    if graph is None:
+        raise HTTPException(404, f"no graph {graph_id}")
+    if graphs.credentials is None or not graph["target"]:
+        raise HTTPException(409, "this graph has no node credential (no target node)")
+    if graph["status"] in ("succeeded", "failed", "cancelled"):
+        raise HTTPException(409, f"graph {graph_id} has ended ({graph['status']})")
+    token = graphs.credentials.mint(graph_id, graph["target"])
+    return {"graphId": graph_id, "node": graph["target"], "token": token}
+
+
+async def operator_or_node(node: str, request: Request, graphs: Graphs) -> None:
+    """The operator token, or ``node``'s own credential while its graph is active."""
+    header = request.headers.get("authorization", "")
+    if token_matches(header, request.app.state.operator_token):
+        return
+    scheme, _, supplied = header.partition(" ")
+    supplied = supplied.strip()
+    if (
+        scheme.lower() == "bearer"
+        and graphs.credentials is not None
+        and await graphs.credentials.valid(graphs.store, supplied, node)
+    ):
+        return
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        UNAUTHORIZED + "; or this node's credential while its graph runs",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+#: The bootstrap pair: its own router, since a node's credential is good here and nowhere else.
+node_router = APIRouter(prefix="/api/v1", tags=["graphs"], dependencies=[Depends(operator_or_node)])
+
+
+@node_router.get("/nodes/{node}/commands")
 async def request_commands(node: str, graphs: Graphs) -> dict[str, Any]:
     return await commands_for(graphs, node)
 
 
-@router.post("/nodes/{node}/commands")
+@node_router.post("/nodes/{node}/commands")
 async def respond_commands(node: str, graphs: Graphs, body: JsonBody) -> dict[str, Any]:
     try:
         return await accept_response(graphs, node, body)

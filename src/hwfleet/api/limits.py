@@ -6,7 +6,9 @@ comes too late to protect memory: a 200 MiB request without a token used to be
 buffered whole before being refused. :class:`RequestGuard` is a pure ASGI
 middleware that looks only at the headers first:
 
-* an ``/api/`` request without the operator token gets 401 and its body is never read;
+* an ``/api/`` request without the operator token gets 401 and its body is never read
+  (except a node's credential on that node's bootstrap pair, :data:`NODE_ROUTE`, which the
+  route itself checks against the store);
 * a declared ``Content-Length`` above the route's cap gets 413 at once;
 * a chunked body is counted as it streams in, and refused with 413 the moment it
   passes the cap (the route then sees a disconnect, and whatever it answers is dropped).
@@ -25,6 +27,7 @@ from starlette.types import ASGIApp as App
 from starlette.types import Message, Receive, Scope, Send
 
 from hwfleet.api.auth import UNAUTHORIZED, token_matches
+from hwfleet.workflows.nodecreds import looks_like
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -44,6 +47,20 @@ STREAMED_ROUTES: tuple[tuple[str, re.Pattern[str], int], ...] = (
     ("POST", re.compile(r"/api/v1/images"), 1 << 42),  # image upload (docs/imaging.md)
     ("POST", re.compile(r"/images/upload"), 1 << 42),  # the dashboard's (docs/dashboard.md)
 )
+
+
+#: The only routes a node's credential (not the operator token) may reach.
+NODE_ROUTE = re.compile(r"/api/v1/nodes/[^/]+/commands")
+
+
+def _node_credential(method: str, path: str, header: str) -> bool:
+    scheme, _, supplied = header.partition(" ")
+    return (
+        method in ("GET", "POST")
+        and NODE_ROUTE.fullmatch(path) is not None
+        and scheme.lower() == "bearer"
+        and looks_like(supplied.strip())
+    )
 
 
 def route_limit(method: str, path: str, max_body: int) -> int:
@@ -97,8 +114,11 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        if path.startswith("/api/") and not token_matches(
-            _header(scope, b"authorization") or "", self.token
+        authorization = _header(scope, b"authorization") or ""
+        if (
+            path.startswith("/api/")
+            and not token_matches(authorization, self.token)
+            and not _node_credential(method, path, authorization)
         ):
             await reply(send, 401, UNAUTHORIZED, {"WWW-Authenticate": "Bearer"})
             return

@@ -299,6 +299,7 @@ class Controller:
     # --- graphs (DESIGN §11) ---
     async def _start_graphs(self, replica: str) -> None:
         from hwfleet.controller.graph_agent import ControllerAgent
+        from hwfleet.workflows.nodecreds import NodeCredentials
         from hwfleet.workflows.runner import RunnerSettings
 
         s = self.settings
@@ -323,6 +324,7 @@ class Controller:
             runner,
             online=devices.online_now,
             held_elsewhere=held_elsewhere,
+            credentials=NodeCredentials(self.operator_token),
         )
         await self.graphs.start(self.bus)
         self._closers.append(self.graphs.close)

@@ -7,6 +7,7 @@ Short methods go through :meth:`DeviceRegistry.call`, long ones through :class:`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +23,57 @@ if TYPE_CHECKING:
 
 #: How often a long agent task's row is re-read when no local report woke us.
 _RECHECK = 1.0
+#: How long a task waits for a node the store still says is online to (re)connect here:
+#: after a controller restart its stream devices come back over a few seconds of backoff,
+#: and failing their tasks meanwhile failed graphs a restart should only have delayed.
+RECONNECT_GRACE = 30.0
 
 
 class ControllerAgent:
-    def __init__(self, store: Store, devices: DeviceRegistry, tasks: TaskService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        devices: DeviceRegistry,
+        tasks: TaskService,
+        grace: float = RECONNECT_GRACE,
+    ) -> None:
         self._store = store
         self._devices = devices
         self._tasks = tasks
+        self._grace = grace
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        devices.on_attach(self._attached)
+
+    def _attached(self, conn: Any) -> None:
+        for future in self._waiting.pop(conn.uuid, []):
+            if not future.done():
+                future.set_result(None)
+
+    async def _await_node(self, node: str) -> None:
+        """Return once ``node`` is reachable here, waiting up to the grace for a node the
+        store says is online (reconnecting); a node recorded offline fails at once."""
+        if await self._devices.reachable(node):
+            return
+        async with self._store.tx(readonly=True) as tx:
+            record = await tx.devices.get(node)
+        if record is None or record.state != "online":
+            return  # the call below says "not connected"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(node, []).append(future)
+        try:
+            if await self._devices.reachable(node):  # attached while we read the store
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, self._grace)
+        finally:
+            waiters = self._waiting.get(node, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiting.pop(node, None)
 
     async def call(self, node: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self._await_node(node)
         try:
             result = await self._devices.call(node, method, params)
         except (ProtocolError, ConnectionError, TimeoutError) as exc:
@@ -42,6 +85,7 @@ class ControllerAgent:
         return result
 
     async def run_long(self, node: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        await self._await_node(node)
         try:
             record = await self._tasks.start(node, method, params)
         except (ProtocolError, ConnectionError, TimeoutError) as exc:

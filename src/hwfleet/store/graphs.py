@@ -56,6 +56,17 @@ class TaskRow:
     finished_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskEnd:
+    """One task's end as a runner records it (:meth:`GraphRepository.finish_tasks`)."""
+
+    task_id: str
+    state: str
+    error: str | None
+    result: dict[str, Any] | None
+    at: datetime
+
+
 def _graph(row: AnyRow) -> GraphRow:
     m = row._mapping
     return GraphRow(**{k: m[k] for k in GraphRow.__dataclass_fields__})
@@ -140,12 +151,6 @@ class GraphRepository(Repository):
     async def get_graph(self, graph_id: str) -> GraphRow | None:
         row = await self._row(sa.select(graphs).where(graphs.c.id == graph_id))
         return None if row is None else _graph(row)
-
-    async def graphs_by_id(self, graph_ids: builtins.list[str]) -> dict[str, GraphRow]:
-        if not graph_ids:
-            return {}
-        stmt = sa.select(graphs).where(graphs.c.id.in_(set(graph_ids))).order_by(graphs.c.id)
-        return {r.id: _graph(r) for r in await self._rows(stmt)}
 
     async def nodes_of(self, graph_ids: builtins.list[str]) -> dict[str, str | None]:
         if not graph_ids:
@@ -264,28 +269,87 @@ class GraphRepository(Repository):
         )
         return {r.id for r in await self._rows(stmt)}
 
-    async def finish_task(
-        self,
-        task_id: str,
-        owner: str | None,
-        state: str,
-        at: datetime,
-        *,
-        error: str | None = None,
-        result: dict[str, Any] | None = None,
-    ) -> TaskRow | None:
-        """End a running (or, with ``owner`` None, any unfinished) task; None if it was not."""
-        where = [graph_tasks.c.id == task_id, graph_tasks.c.state.not_in(_FINISHED)]
-        if owner is not None:
-            where += [graph_tasks.c.lease_owner == owner, graph_tasks.c.state == "running"]
+    async def finish_tasks(self, owner: str, ends: builtins.list[TaskEnd]) -> builtins.set[str]:
+        """End many of ``owner``'s running tasks; returns the ids that were still its own.
+
+        One conditional UPDATE per distinct (state, error) — a task cancelled or taken
+        away meanwhile is not overwritten — then one executemany for each row's own
+        result and end time. The rows are not read back: the runner holds them.
+        """
+        groups: dict[tuple[str, str | None], builtins.list[str]] = {}
+        for end in ends:
+            groups.setdefault((end.state, end.error), []).append(end.task_id)
+        mine: builtins.set[str] = set()
+        for (state, error), ids in groups.items():
+            stmt = (
+                sa.update(graph_tasks)
+                .where(
+                    graph_tasks.c.id.in_(ids),
+                    graph_tasks.c.lease_owner == owner,
+                    graph_tasks.c.state == "running",
+                )
+                .values(state=state, error=error, lease_until=None)
+                .returning(graph_tasks.c.id)
+            )
+            mine.update(r.id for r in await self._rows(stmt))
+        rows = [{"tid": e.task_id, "res": e.result, "fin": e.at} for e in ends if e.task_id in mine]
+        if rows:
+            each = (
+                sa.update(graph_tasks)
+                .where(graph_tasks.c.id == sa.bindparam("tid"))
+                .values(result=sa.bindparam("res"), finished_at=sa.bindparam("fin"))
+            )
+            await self._conn.execute(each, rows)
+        return mine
+
+    async def progress_of(
+        self, graph_ids: builtins.list[str]
+    ) -> builtins.list[tuple[str, str, str, str, bool, str | None]]:
+        """``(id, graph_id, label, state, ready, error)`` of every task of these graphs: what
+        changes as a graph runs, without the definitions (JSON) the caller already knows."""
+        if not graph_ids:
+            return []
+        c = graph_tasks.c
         stmt = (
-            sa.update(graph_tasks)
-            .where(*where)
-            .values(state=state, error=error, result=result, finished_at=at, lease_until=None)
-            .returning(*_TASK_COLS)
+            sa.select(c.id, c.graph_id, c.label, c.state, c.ready, c.error)
+            .where(c.graph_id.in_(graph_ids))
+            .order_by(c.graph_id, c.position)
         )
-        row = await self._row(stmt)
-        return None if row is None else _task(row)
+        return [(r[0], r[1], r[2], r[3], bool(r[4]), r[5]) for r in await self._rows(stmt)]
+
+    async def specs_of(self, graph_ids: builtins.list[str]) -> builtins.list[tuple[str, str, Any]]:
+        """``(task id, graph id, spec)`` of every task of these graphs."""
+        if not graph_ids:
+            return []
+        c = graph_tasks.c
+        stmt = sa.select(c.id, c.graph_id, c.spec).where(c.graph_id.in_(graph_ids))
+        return [(r[0], r[1], r[2]) for r in await self._rows(stmt)]
+
+    async def heads_of(
+        self, graph_ids: builtins.list[str]
+    ) -> dict[str, tuple[str, str | None, str]]:
+        """``{graph id: (name, node, status)}``: a graph without its JSON columns."""
+        if not graph_ids:
+            return {}
+        g = graphs.c
+        stmt = sa.select(g.id, g.name, g.node, g.status).where(g.id.in_(set(graph_ids)))
+        return {r[0]: (r[1], r[2], r[3]) for r in await self._rows(stmt)}
+
+    async def finish_graphs(self, statuses: dict[str, str], at: datetime) -> builtins.set[str]:
+        """End many graphs (``{id: status}``), one UPDATE per status; the ids that were open."""
+        by_status: dict[str, builtins.list[str]] = {}
+        for graph_id, status in statuses.items():
+            by_status.setdefault(status, []).append(graph_id)
+        done: builtins.set[str] = set()
+        for status, ids in by_status.items():
+            stmt = (
+                sa.update(graphs)
+                .where(graphs.c.id.in_(ids), graphs.c.status.not_in(_GRAPH_DONE))
+                .values(status=status, finished_at=at, active_node=None)
+                .returning(graphs.c.id)
+            )
+            done.update(r.id for r in await self._rows(stmt))
+        return done
 
     async def requeue(self, task_id: str, owner: str, error: str) -> bool:
         """Back to ``pending`` for another attempt (a retry)."""

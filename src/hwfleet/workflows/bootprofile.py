@@ -6,6 +6,9 @@ PXE-boots. The answer is ``{"profile": name, "options": {str: str}}`` from the o
 a running task's options, a ready task's options (the step about to run), the run's
 ``options.defaults``, then the graph definition's ``options.defaults``.
 No active graph, or none of them naming a profile: ``{"profile": null, "options": {}}``.
+When the graph has a ``Task.Base.Linux.Commands`` task the options also carry the node's
+credential for the bootstrap pair over HTTPS, ``commandsToken`` (:mod:`.nodecreds`), so the
+profile's script can hand it to the machine (``$commandsToken``).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.store.graphs import GraphRepository, TaskRow
+from hwfleet.workflows import nodecreds
 
 if TYPE_CHECKING:
     from hwfleet.workflows.engine import GraphEngine
 
 OPTION = "bootProfile"
+COMMANDS = "Task.Base.Linux.Commands"
 NONE: dict[str, Any] = {"profile": None, "options": {}}
 
 
@@ -64,4 +69,10 @@ async def boot_profile(engine: GraphEngine, node: str) -> dict[str, Any]:
         if definition is not None:
             defaults = definition.options.get("defaults") or {}
             found = parse(defaults.get(OPTION), f"{graph.name}.options.defaults")
-    return found or dict(NONE)
+    if found is None:
+        return dict(NONE)
+    commands = any(r.spec.get("implementsTask") == COMMANDS for r in rows)
+    if commands and engine.credentials is not None:
+        token = engine.credentials.mint(graph.id, node)
+        found["options"] = {**found["options"], nodecreds.OPTION: token}
+    return found

@@ -29,6 +29,7 @@ async def start_many(
     if not isinstance(options, dict):
         raise EngineError("options must be a JSON object")
     at = utcnow()
+    by_id: dict[str, list[dict[str, Any]]] = {}
 
     async def create(tx: Any) -> tuple[list[dict[str, Any]], list[Any]]:
         repo = GraphRepository(tx.conn)
@@ -65,7 +66,9 @@ async def start_many(
                 {"id": graph_id, "name": name, "node": node, "status": "running",
                  "options": options, "context": {}, "parent_task": None, "created_at": at}
             )  # fmt: skip
-            task_rows += [engine._task_row(graph_id, *spec) for spec in specs]
+            rows = [engine._task_row(graph_id, *spec) for spec in specs]
+            by_id[graph_id] = rows
+            task_rows += rows
             items.append(events.graph_started(graph_id, name, node))
             results.append({"node": node, "graphId": graph_id})
         await repo.create_many(graph_rows, task_rows)
@@ -73,6 +76,14 @@ async def start_many(
         return results, records
 
     results, records = await engine.store.write(create)
+    shapes = engine.runner.shapes
+    for item in results:
+        if "graphId" in item:
+            shapes.prime(
+                item["graphId"],
+                item["node"],
+                ((r["id"], r["spec"]) for r in by_id[item["graphId"]]),
+            )
     await announce(engine._events, records)
     engine.runner.wake()
     return results

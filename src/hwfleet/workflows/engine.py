@@ -30,6 +30,7 @@ from hwfleet.workflows.definitions import (
 )
 from hwfleet.workflows.events import Announcer
 from hwfleet.workflows.library import Library, shipped
+from hwfleet.workflows.nodecreds import NodeCredentials
 from hwfleet.workflows.progress import advance, record_task_end
 from hwfleet.workflows.registry import BaseTaskRegistry
 from hwfleet.workflows.runner import TaskRunner, announce
@@ -89,6 +90,8 @@ class GraphEngine:
         runner.on_change = self.notify
         #: Called with each task id stopped by a cancel (the rpc layer tells other replicas).
         self.on_cancel: Callable[[list[str]], Any] = lambda ids: None
+        #: Mints the per-node credential of the bootstrap pair (None: operator token only).
+        self.credentials: NodeCredentials | None = None
 
     def notify(self, graph_id: str) -> None:
         event = self._changed.pop(graph_id, None)
@@ -145,6 +148,7 @@ class GraphEngine:
             raise EngineError("options must be a JSON object")
         graph_id = str(uuidlib.uuid4())
         at = utcnow()
+        specs: list[tuple[str, Any]] = []
 
         # One transaction: the definitions as committed, the node, the rows, the event.
         async def create(tx: Any) -> list[Any]:
@@ -173,6 +177,7 @@ class GraphEngine:
                 "created_at": at,
             }
             await repo.create_graph(graph_row, rows, exclusive=parent_task is None)
+            specs[:] = [(r["id"], r["spec"]) for r in rows]
             key, body, dev = events.graph_started(graph_id, name, node)
             return [await EventRepository(tx.conn).add(key, body, device_uuid=dev, at=at)]
 
@@ -182,6 +187,7 @@ class GraphEngine:
             raise EngineError(str(exc), "busy") from None
         except sa.exc.IntegrityError:  # two runs raced past the check: the index decided
             raise EngineError(f"node {node} already runs a graph", "busy") from None
+        self.runner.shapes.prime(graph_id, node, specs)
         await announce(self._events, records)
         self.runner.wake()
         return graph_id

@@ -19,13 +19,13 @@ from typing import Any
 
 from hwfleet.store import Store
 from hwfleet.store.events import EventRepository
-from hwfleet.store.graphs import GraphRepository, TaskRow
+from hwfleet.store.graphs import GraphRepository, TaskEnd, TaskRow
 from hwfleet.store.records import EventRecord
 from hwfleet.types import utcnow
 from hwfleet.workflows import events
 from hwfleet.workflows.basetasks import TaskContext, TaskFailedError
-from hwfleet.workflows.events import Announcer, Event
-from hwfleet.workflows.progress import advance_many, task_end_event
+from hwfleet.workflows.events import Announcer, Event, task_finished
+from hwfleet.workflows.progress import Shapes, advance_many
 from hwfleet.workflows.registry import BaseTaskRegistry
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class TaskRunner:
         self.settings = settings
         self._make_context = make_context
         self._running: dict[str, Execution] = {}
+        #: Task and node shapes of running graphs (no JSON re-read per advance or claim).
+        self.shapes = Shapes()
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[Any]] = []
         self.on_change: Callable[[str], None] = lambda graph_id: None
@@ -150,7 +152,12 @@ class TaskRunner:
         async def claim(tx: Any) -> list[tuple[TaskRow, str | None]]:
             repo = GraphRepository(tx.conn)
             rows = await repo.claim(self.settings.owner, now, until, free, skip=skip)
-            nodes = await repo.nodes_of([r.graph_id for r in rows])
+            nodes: dict[str, str | None] = {}
+            for row in rows:
+                known, node = self.shapes.node(row.graph_id)
+                if known:
+                    nodes[row.graph_id] = node
+            nodes.update(await repo.nodes_of([r.graph_id for r in rows if r.graph_id not in nodes]))
             return [(r, nodes.get(r.graph_id)) for r in rows]
 
         claimed = await self._store.write(claim)
@@ -295,20 +302,24 @@ class TaskRunner:
 
     async def _commit(self, tx: Any, batch: list[_End]) -> tuple[list[EventRecord], bool, set[str]]:
         repo, ev = GraphRepository(tx.conn), EventRepository(tx.conn)
+        ends = [
+            TaskEnd(end.execution.row.id, end.state, end.error, end.result, end.at) for end in batch
+        ]
+        # Ours only: a task cancelled or taken away meanwhile is not ours to record.
+        mine = await repo.finish_tasks(self.settings.owner, ends)
         pending: list[Event] = []
         graphs: dict[str, None] = {}
         for end in batch:
             row = end.execution.row
-            done = await repo.finish_task(
-                row.id, self.settings.owner, end.state, end.at, error=end.error, result=end.result
-            )
-            if done is None:
-                continue  # cancelled or taken away meanwhile: not ours to record
-            pending.append(task_end_event(done, end.execution.node))
-            graphs[row.graph_id] = None
+            if row.id in mine:
+                node = end.execution.node
+                pending.append(
+                    task_finished(row.id, row.graph_id, row.label, end.state, end.error, node)
+                )
+                graphs[row.graph_id] = None
         at = utcnow()
         # The whole batch's readiness, graph ends and events in a few statements.
-        ready = await advance_many(repo, list(graphs), at, pending)
+        ready = await advance_many(repo, list(graphs), at, pending, self.shapes)
         records = await ev.add_many(pending, at=at)
         return records, ready, set(graphs)
 

@@ -17,6 +17,7 @@ from hwfleet.workflows import events
 from hwfleet.workflows.basetasks import AgentPort, TaskContext
 from hwfleet.workflows.engine import EngineError, GraphEngine
 from hwfleet.workflows.events import Announcer
+from hwfleet.workflows.nodecreds import NodeCredentials
 from hwfleet.workflows.ports import http_request, poll_response
 from hwfleet.workflows.registry import BaseTaskRegistry
 from hwfleet.workflows.runner import RunnerSettings, TaskRunner, announce
@@ -40,9 +41,13 @@ class GraphService:
         bases: BaseTaskRegistry | None = None,
         online: Callable[[], Awaitable[list[str]]] | None = None,
         held_elsewhere: Callable[[str], Awaitable[bool]] | None = None,
+        credentials: NodeCredentials | None = None,
     ) -> None:
         """``online``: every device online now (for ``--all``); ``held_elsewhere(node)``:
-        another replica holds the node's connection (its agent tasks are left to that one)."""
+        another replica holds the node's connection (its agent tasks are left to that one);
+        ``credentials``: per-node credentials for the bootstrap pair over HTTPS (none: only
+        the operator token reaches it)."""
+        self.credentials = credentials
         self._online = online
         self._held_elsewhere = held_elsewhere
         self.store = store
@@ -55,6 +60,7 @@ class GraphService:
         self.engine = GraphEngine(
             store, publisher, self.bases, self.runner, node_exists=self._node_exists
         )
+        self.engine.credentials = credentials
         self._subscriptions: list[Subscription] = []
 
     async def start(self, bus: Bus | None = None) -> None:

@@ -101,21 +101,35 @@ class HeapTrimmer:
     #: Runs at most this often: a full collection of a controller holding thousands of links
     #: costs tenths of a second, and in an enrollment storm links end all the time.
     SPACING = 15.0
+    #: During a storm links close all the time: collect at least this often, not every
+    #: DELAY (a full collection of a 1,000-device controller's heap took a quarter of its
+    #: CPU while that fleet enrolled, bench/graphs.py under py-spy).
+    MAX_WAIT = 60.0
 
     def __init__(self) -> None:
         self._pending: asyncio.TimerHandle | None = None
+        self._first: float | None = None
         self._trim: Callable[[int], int] | None = None
         self._loaded = False
         self._last = -math.inf
 
     def soon(self) -> None:
-        if self._pending is None:
-            loop = asyncio.get_running_loop()
-            delay = max(self.DELAY, self._last + self.SPACING - loop.time())
-            self._pending = loop.call_later(delay, self._run)
+        """A link closed: run DELAY after the last one, or MAX_WAIT after the first, and
+        never within SPACING of the previous run."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._first is None:
+            self._first = now
+        when = max(min(now + self.DELAY, self._first + self.MAX_WAIT), self._last + self.SPACING)
+        if self._pending is not None:
+            if self._pending.when() >= when:
+                return
+            self._pending.cancel()
+        self._pending = loop.call_at(max(when, now), self._run)
 
     def _run(self) -> None:
         self._pending = None
+        self._first = None
         self._last = asyncio.get_running_loop().time()
         gc.collect()
         if not self._loaded:
@@ -129,6 +143,7 @@ class HeapTrimmer:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
+        self._first = None
 
 
 class Comebacks:
