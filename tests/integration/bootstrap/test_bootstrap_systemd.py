@@ -86,7 +86,10 @@ async def test_bootstrap_under_live_systemd(tmp_path: Path, wheels: Path) -> Non
             assert state["FragmentPath"] == f"/etc/systemd/system/{UNIT}.service"
             assert state["Restart"] == "always" and state["MainPID"] != "0"
             cmdline = ssh(machine, known, f"tr '\\0' ' ' < /proc/{state['MainPID']}/cmdline")
-            assert "/opt/hwfleet/venv/bin/hwfleet agent" in cmdline, cmdline
+            # `hwfleet agent` execs its lean agent process under the same pid (docs/scale.md).
+            assert cmdline.startswith(
+                "/opt/hwfleet/venv/bin/python -m hwfleet.cli.agent_process --settings-fd"
+            ), cmdline
 
             async with ctl.store.tx() as tx:
                 device = await tx.devices.get(result["uuid"])
