@@ -4,9 +4,11 @@ accept a held key, and find that actions need the CSRF token and a live session.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 from tests.integration.controller.conftest import (
@@ -22,7 +24,7 @@ from hwfleet.sim.mes import MesSimulator, serve
 from hwfleet.sim.profiles import Profile, generate
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Page
+    from playwright.async_api import Browser, Page, Response
 
 PROFILE = generate(3, seed=21)
 #: Browser waits: a page updates within a second of an event; leave room on a busy machine.
@@ -161,6 +163,62 @@ async def test_accept_a_pending_key(
         assert await held.wait_connected(deadline) == 1  # the device got its certificate
     finally:
         await held.close()
+
+
+#: Keys accepted in a row, and how long each press lasts (an operator's click is ~100 ms).
+QUICK_KEYS = 5
+PRESS_MS = 120
+
+
+async def test_quick_accepts_while_the_region_reloads_are_all_kept(
+    browser: Browser, controller: Controller, tmp_path: Path, deadline: float
+) -> None:
+    """Accept several held keys one after another while the live region keeps reloading
+    (as it does while a rack enrolls): every click acts. Without the reload waiting for a
+    press to end, the button pressed is replaced before its release and the click is lost."""
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+    page = await logged_in(browser, controller, "/keys")
+    await live(page)
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    held = fleet_of(controller, generate(QUICK_KEYS, seed=24), tmp_path, "")  # all held
+    await held.start()
+    stop = asyncio.Event()
+
+    async def reloads() -> None:
+        """Reload the region again each time the last reload's answer arrives."""
+        while not stop.is_set():
+            async with page.expect_response(is_reload, timeout=UI_WAIT_MS):
+                await page.dispatch_event("body", "refresh")  # what a recorded event does
+
+    try:
+        pending = page.locator("tr[data-state=pending]")
+        await pending.nth(QUICK_KEYS - 1).wait_for(timeout=UI_WAIT_MS)
+        fingerprints = await pending.locator("code").all_inner_texts()
+        storm = asyncio.create_task(reloads())
+        try:
+            for fingerprint in fingerprints:  # no wait between them: each row is read at once
+                accept = page.get_by_role("button", name=f"accept key {fingerprint}", exact=True)
+                await accept.click(delay=PRESS_MS)
+        finally:
+            stop.set()
+            await storm
+        accepted = page.locator("tr[data-state=accepted]")
+        try:
+            await accepted.nth(QUICK_KEYS - 1).wait_for(state="attached", timeout=UI_WAIT_MS)
+        except PlaywrightTimeout:
+            lost = QUICK_KEYS - sum(url.endswith("/accept") for url in posted)
+            pytest.fail(f"{lost} of {QUICK_KEYS} clicks on Accept were lost: posted {posted}")
+        assert sum(url.endswith("/accept") for url in posted) == QUICK_KEYS, posted
+        assert await held.wait_connected(deadline) == QUICK_KEYS
+    finally:
+        await held.close()
+
+
+def is_reload(response: Response) -> bool:
+    """The Keys page's live region reloading (a GET of the page itself)."""
+    return response.request.method == "GET" and urlsplit(response.url).path == "/keys"
 
 
 async def test_actions_run_then_need_the_csrf_token_and_a_live_session(

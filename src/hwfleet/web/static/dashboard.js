@@ -141,6 +141,81 @@
     document.body.setAttribute("data-live", "reconnecting");
   });
 })();
+// A live region reload waits while the operator is pressing something inside the region
+// (a pointer button or a key down, not yet up) or an action started from inside it (one
+// of its forms) is in flight, and is fetched again right after. Replacing the region under
+// a press loses the click: the browser sends it to the element under both the press and
+// the release, and the button pressed was removed in between (found by an operator trial:
+// accepting keys in quick succession lost one click in five).
+(function () {
+  "use strict";
+  var pressed = false;   // a pointer button or key went down inside #live, not yet up
+  var sending = [];      // [request, started] from inside #live (its forms), in flight
+  var deferred = false;  // a reload arrived while held: it is fetched again once free
+  function region() { return document.getElementById("live"); }
+  function inside(node) {
+    var live = region();
+    return !!(live && node instanceof Node && live.contains(node));
+  }
+  var pressedAt = 0;
+  // A press not seen to end (a release lost to a menu or a dialog), or a request that does
+  // not end, holds the region for 10 s at most.
+  var HOLD_MS = 10000;
+  function held() {
+    var since = Date.now() - HOLD_MS;
+    return (pressed && pressedAt > since) ||
+      sending.some(function (entry) { return entry[1] > since; });
+  }
+  function resume() {
+    if (held() || !deferred) { return; }
+    deferred = false;
+    var live = region();
+    if (live) { live.removeAttribute("aria-busy"); }
+    htmx.trigger(document.body, "refresh");
+  }
+  function down(evt) {
+    if (evt.button > 0 || !inside(evt.target)) { return; }  // (keydown has no button)
+    pressed = true;
+    pressedAt = Date.now();
+  }
+  function up() {
+    if (!pressed) { return; }
+    pressed = false;
+    // The release's click (and the form request it starts) is dispatched after this
+    // handler in the same task: resume once it has registered as in flight.
+    setTimeout(resume, 0);
+  }
+  document.addEventListener("pointerdown", down, true);
+  document.addEventListener("keydown", down, true);
+  ["pointerup", "pointercancel", "keyup", "contextmenu", "dragstart"].forEach(function (name) {
+    document.addEventListener(name, up, true);
+  });
+  window.addEventListener("blur", up);  // a release outside the window is never seen
+  document.addEventListener("htmx:beforeSend", function (evt) {
+    var elt = evt.detail.elt;
+    if (!elt || elt.id === "live" || !inside(elt)) { return; }
+    var xhr = evt.detail.xhr;
+    sending.push([xhr, Date.now()]);
+    // loadend follows load, error, abort and timeout, after htmx has handled the answer,
+    // and is sent to the request whether or not its form is still in the page.
+    xhr.addEventListener("loadend", function () {
+      sending = sending.filter(function (entry) { return entry[0] !== xhr; });
+      resume();
+    });
+  });
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target || target.id !== "live" || !evt.detail.shouldSwap) { return; }
+    if (!held()) {
+      deferred = false;  // this newer answer is the reload a deferred one waited for
+      target.removeAttribute("aria-busy");
+      return;
+    }
+    evt.detail.shouldSwap = false;  // stale by the time it could land: fetched again
+    deferred = true;
+    target.setAttribute("aria-busy", "true");
+  });
+})();
 // Image upload: the chosen file itself is the request body (the server streams it to the
 // registry as it arrives), with the CSRF token in its header; the answer is the page's
 // result fragment, and the list reloads.
