@@ -143,7 +143,8 @@ async def test_device_with_mounted_partition_is_refused(
             msdos = kernel_option("CONFIG_MSDOS_PARTITION")
             if msdos is False:
                 # A kernel property, not a missing service: the partition check itself is
-                # proven on every kernel by test_protect_live.py's fake-sysfs partition tests.
+                # proven on every kernel by test_protect_live.py's fake-sysfs partition tests,
+                # and on a real mounted partition inside the VM of test_qemu_reimage.py.
                 pytest.skip("this kernel has no MBR partition support (CONFIG_MSDOS_PARTITION off)")
             service_missing(
                 f"the kernel made no partition from the MBR on {partitioned} although "
