@@ -1,35 +1,16 @@
-"""A PostgreSQL database that exists for one benchmark run (created and dropped with asyncpg)."""
+"""The tests' temporary PostgreSQL database (tests/postgres.py), for benchmarks run as scripts.
+
+A benchmark runs as ``python bench/NAME.py`` with only ``bench/`` on its path; the
+repository root is added so that both use the one helper.
+"""
 
 from __future__ import annotations
 
-import os
-import uuid
-from urllib.parse import urlsplit, urlunsplit
+import sys
+from pathlib import Path
 
-#: The admin URL the tests use too (``HWFLEET_TEST_DB``).
-BASE = os.environ.get("HWFLEET_TEST_DB", "postgresql://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.postgres import create_database, drop_database
 
-async def create_database(prefix: str, base: str = BASE) -> str:
-    """A new empty database ``<prefix>_<random>``; returns its SQLAlchemy (asyncpg) URL."""
-    import asyncpg
-
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(base)
-    return urlunsplit(("postgresql+asyncpg", parts.netloc, "/" + name, "", ""))
-
-
-async def drop_database(url: str, base: str = BASE) -> None:
-    """Drop the database of ``url`` (made by :func:`create_database`), sessions and all."""
-    import asyncpg
-
-    admin = await asyncpg.connect(base)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
+__all__ = ["create_database", "drop_database"]

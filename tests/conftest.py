@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 
+from tests.postgres import DB_URL, create_database, drop_database
 from tests.rabbit import temporary_vhost
 
 AMQP_URL = os.environ.get("HWFLEET_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
-DB_URL = os.environ.get("HWFLEET_TEST_DB", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def service_missing(what: str) -> NoReturn:
@@ -66,24 +65,11 @@ async def pg_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database (SQLAlchemy asyncpg URL), dropped afterwards."""
     if not _reachable(DB_URL, 5432):
         service_missing(f"PostgreSQL is not reachable at {DB_URL}")
-    import asyncpg
-
-    name = f"hwfleet_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(DB_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(DB_URL)
-    url = urlunsplit(("postgresql+asyncpg", parts.netloc, "/" + name, "", ""))
+    url = await create_database("hwfleet_test")
     try:
         yield url
     finally:
-        admin = await asyncpg.connect(DB_URL)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(url)
 
 
 @pytest.fixture
