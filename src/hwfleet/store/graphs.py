@@ -67,6 +67,16 @@ class TaskEnd:
     at: datetime
 
 
+def _still_held(owner: str, task_ids: list[str]) -> tuple[sa.ColumnElement[bool], ...]:
+    """The guard of every update a runner makes to its own tasks: a task cancelled, ended or
+    taken over by another runner meanwhile is left alone."""
+    return (
+        graph_tasks.c.id.in_(task_ids),
+        graph_tasks.c.lease_owner == owner,
+        graph_tasks.c.state == "running",
+    )
+
+
 def _graph(row: AnyRow) -> GraphRow:
     m = row._mapping
     return GraphRow(**{k: m[k] for k in GraphRow.__dataclass_fields__})
@@ -259,11 +269,7 @@ class GraphRepository(Repository):
             return set()
         stmt = (
             sa.update(graph_tasks)
-            .where(
-                graph_tasks.c.id.in_(task_ids),
-                graph_tasks.c.lease_owner == owner,
-                graph_tasks.c.state == "running",
-            )
+            .where(*_still_held(owner, task_ids))
             .values(lease_until=until)
             .returning(graph_tasks.c.id)
         )
@@ -283,11 +289,7 @@ class GraphRepository(Repository):
         for (state, error), ids in groups.items():
             stmt = (
                 sa.update(graph_tasks)
-                .where(
-                    graph_tasks.c.id.in_(ids),
-                    graph_tasks.c.lease_owner == owner,
-                    graph_tasks.c.state == "running",
-                )
+                .where(*_still_held(owner, ids))
                 .values(state=state, error=error, lease_until=None)
                 .returning(graph_tasks.c.id)
             )
@@ -355,11 +357,7 @@ class GraphRepository(Repository):
         """Back to ``pending`` for another attempt (a retry)."""
         stmt = (
             sa.update(graph_tasks)
-            .where(
-                graph_tasks.c.id == task_id,
-                graph_tasks.c.lease_owner == owner,
-                graph_tasks.c.state == "running",
-            )
+            .where(*_still_held(owner, [task_id]))
             .values(state="pending", ready=True, lease_owner=None, lease_until=None, error=error)
         )
         return bool((await self._conn.execute(stmt)).rowcount)
@@ -368,11 +366,7 @@ class GraphRepository(Repository):
         """Give a claimed task back untouched (this runner cannot reach its node)."""
         stmt = (
             sa.update(graph_tasks)
-            .where(
-                graph_tasks.c.id == task_id,
-                graph_tasks.c.lease_owner == owner,
-                graph_tasks.c.state == "running",
-            )
+            .where(*_still_held(owner, [task_id]))
             .values(
                 state="pending",
                 lease_owner=None,

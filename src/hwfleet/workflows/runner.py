@@ -46,10 +46,7 @@ class RunnerSettings:
 @dataclass(frozen=True, slots=True)
 class _End:
     execution: Execution
-    state: str
-    error: str | None
-    result: dict[str, Any] | None
-    at: datetime
+    end: TaskEnd  # what the store records
     done: asyncio.Future[None]
 
 
@@ -266,7 +263,8 @@ class TaskRunner:
     ) -> None:
         """Queue the end for the committer and wait until it is in the store."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ends.append(_End(execution, state, error, result, utcnow(), done))
+        end = TaskEnd(execution.row.id, state, error, result, utcnow())
+        self._ends.append(_End(execution, end, done))
         self._ends_waiting.set()
         await done
 
@@ -302,17 +300,14 @@ class TaskRunner:
 
     async def _commit(self, tx: Any, batch: list[_End]) -> tuple[list[EventRecord], bool, set[str]]:
         repo, ev = GraphRepository(tx.conn), EventRepository(tx.conn)
-        ends = [
-            TaskEnd(end.execution.row.id, end.state, end.error, end.result, end.at) for end in batch
-        ]
         # Ours only: a task cancelled or taken away meanwhile is not ours to record.
-        mine = await repo.finish_tasks(self.settings.owner, ends)
+        mine = await repo.finish_tasks(self.settings.owner, [queued.end for queued in batch])
         pending: list[Event] = []
         graphs: dict[str, None] = {}
-        for end in batch:
-            row = end.execution.row
+        for queued in batch:
+            row, end = queued.execution.row, queued.end
             if row.id in mine:
-                node = end.execution.node
+                node = queued.execution.node
                 pending.append(
                     task_finished(row.id, row.graph_id, row.label, end.state, end.error, node)
                 )
