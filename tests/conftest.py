@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.postgres import DB_URL, create_database, drop_database
 from tests.rabbit import temporary_vhost
+
+if TYPE_CHECKING:
+    from hwfleet.store import Store
 
 AMQP_URL = os.environ.get("HWFLEET_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -58,6 +62,19 @@ def amqp_vhost_url() -> Iterator[str]:
 @pytest.fixture
 def amqp_url(amqp_vhost_url: str) -> str:
     return amqp_vhost_url
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty, migrated SQLite store in the test's directory (a module or folder that
+    needs another database defines its own ``store``)."""
+    from hwfleet.store import open_store
+
+    opened = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'hwfleet.db'}")
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hwfleet.bus import open_bus
 from hwfleet.controller.attach_batch import AttachWriter
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.protocol.methods import Handshake
-from hwfleet.store import Store, open_store
+from hwfleet.store import Store
 
 
 class CountingStore:
@@ -27,15 +24,6 @@ class CountingStore:
     async def write(self, work: Any) -> Any:
         self.writes += 1
         return await self._store.write(work)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'hwfleet.db'}")
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 @contextlib.asynccontextmanager

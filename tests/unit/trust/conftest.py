@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from hwfleet.store import EventRecord, Store, open_store
+from hwfleet.store import EventRecord, Store
 from hwfleet.trust import CertificateAuthority, EnrollmentService, RateLimiter
 
 PASSWORD = "correct horse battery staple"
@@ -69,15 +69,6 @@ def new_csr() -> Callable[..., str]:
 @pytest.fixture
 def ca(tmp_path: Path) -> CertificateAuthority:
     return CertificateAuthority.load_or_create(tmp_path / "controller")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'hwfleet.db'}")
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 class Recorder:

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
 from hwfleet import web
-from hwfleet.store import Store, open_store
+from hwfleet.store import Store
 from hwfleet.web import auth, csrf
 from hwfleet.web.auth import COOKIE, MAX_SESSIONS, Session, Sessions, id_hash
 
 TOKEN = "operator-token-for-tests"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    db = await open_store(f"sqlite+aiosqlite:///{tmp_path / 'hwfleet.db'}")
-    try:
-        yield db
-    finally:
-        await db.close()
 
 
 @pytest.fixture
