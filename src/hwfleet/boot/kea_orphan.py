@@ -85,23 +85,27 @@ def find_orphan(directory: Path, config: Path) -> Owner | None:
     return owner if runs_config(owner.kea_pid, config) else None
 
 
-async def stop_orphan(
-    control: KeaControl, owner: Owner, directory: Path, timeout: float = 10.0
-) -> None:
+async def stop_orphan(control: KeaControl, owner: Owner, timeout: float = 10.0) -> None:
     """Shut the orphan down and return once it has exited."""
     await _stop(control, owner, timeout)
-    remove_pidfiles(directory, owner.kea_pid)
 
 
-def remove_pidfiles(directory: Path, pid: int) -> None:
-    """Kea's pid files naming ``pid``, which has exited.
+def remove_stale_pidfiles(directory: Path, config: Path) -> list[Path]:
+    """Remove Kea's pid files in ``directory`` that name no running Kea on ``config``.
 
-    An exited orphan may stay a zombie (its new parent need not reap it), and Kea takes a
-    pid file naming any existing pid for a running Kea and refuses to start."""
+    Kea refuses to start while its pid file names any existing pid. A Kea that exited —
+    by its parent-death signal after a SIGKILLed controller, or stopped as an orphan — may
+    stay a zombie for a while (its new parent need not reap it at once), and a pid may be
+    reused by an unrelated process. The directory is hwfleet's own (KEA_PIDFILE_DIR), so a
+    pid file there that names no live kea-dhcp4 on this config is stale. A zombie has an
+    empty cmdline, so ``runs_config`` is False for it."""
+    removed = []
     for pidfile in directory.glob("*.pid"):
-        with contextlib.suppress(OSError):
-            if pidfile.read_text().strip() == str(pid):
+        with contextlib.suppress(OSError, ValueError):
+            if not runs_config(int(pidfile.read_text().strip()), config):
                 pidfile.unlink()
+                removed.append(pidfile)
+    return removed
 
 
 async def _stop(control: KeaControl, owner: Owner, timeout: float) -> None:

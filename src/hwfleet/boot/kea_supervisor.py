@@ -26,7 +26,13 @@ from typing import Any
 
 from hwfleet.boot.kea_config import KeaLayout
 from hwfleet.boot.kea_control import KeaControl
-from hwfleet.boot.kea_orphan import clear_owner, find_orphan, stop_orphan, write_owner
+from hwfleet.boot.kea_orphan import (
+    clear_owner,
+    find_orphan,
+    remove_stale_pidfiles,
+    stop_orphan,
+    write_owner,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +102,7 @@ class KeaSupervisor:
                 orphan.kea_pid,
                 orphan.controller_pid,
             )
-            await stop_orphan(self.control, orphan, self.layout.directory)
+            await stop_orphan(self.control, orphan)
         elif await self.control.alive():
             # Another Kea owns the socket and is no orphan (an operator's, or a live controller's
             # on this data dir): use it with hwfleet's configuration rather than fight it.
@@ -112,6 +118,8 @@ class KeaSupervisor:
         # Kea's pid and lock files go beside its config, so instances never share /run/kea.
         env["KEA_PIDFILE_DIR"] = str(self.layout.directory)
         env["KEA_LOCKFILE_DIR"] = str(self.layout.directory)
+        for stale in remove_stale_pidfiles(self.layout.directory, self.layout.config):
+            log.info("removed %s: it named no running Kea", stale.name)
         self._tail = []
         self._proc = await asyncio.create_subprocess_exec(
             *self._argv,
