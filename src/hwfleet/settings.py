@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_type_hints
@@ -479,6 +478,8 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {"server": ServerSettings, "agent":
 
 def _read_toml(path: Path, section: str) -> dict[str, Any]:
     """``section``'s table; every key of the file is checked, so no misplaced key is ignored."""
+    import tomllib  # only with a config file: the agent process gets its settings as JSON
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
