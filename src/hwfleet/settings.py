@@ -24,6 +24,7 @@ import msgspec
 from hwfleet.durations import parse_duration
 from hwfleet.errors import ConfigError
 from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT, parse_host_port
+from hwfleet.types import default_data_dir as default_data_dir  # its former home: re-exported
 
 ENV_PREFIX = "HWFLEET_"
 #: A duration in seconds: zero or less would spin a loop or time out at once.
@@ -44,10 +45,6 @@ class SettingsError(ConfigError, ValueError):
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
-
-
-def default_data_dir() -> str:
-    return os.path.join(os.path.expanduser("~"), ".hwfleet")
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
