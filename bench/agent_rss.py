@@ -30,6 +30,20 @@ def rss_kib(pid: int) -> dict[str, int]:
         }
 
 
+def bytecode_state() -> str:
+    """Whether the agent will find hwfleet's modules compiled or compile them at start."""
+    import importlib.util
+
+    import hwfleet.agent.main
+
+    source = hwfleet.agent.main.__file__
+    if source is not None and os.path.exists(importlib.util.cache_from_source(source)):
+        return "cached"
+    if sys.flags.dont_write_bytecode:
+        return "not cached (PYTHONDONTWRITEBYTECODE): every start compiles it"
+    return "not cached yet: the first start writes it"
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hwfleet-rss-") as data:
         log = open(os.path.join(data, "server.log"), "w")  # noqa: SIM115 - lives with the server
@@ -93,17 +107,32 @@ def main() -> None:
                         raise SystemExit(f"the agent did not become {wanted} within 60 s")
                     time.sleep(0.1)  # polling another process, bounded by the deadline
 
-            for run in ("first run (enrolled now)", "after a restart"):
+            # Then two more restarts with a bytecode cache, as a wheel install has it: without
+            # one (an editable install under PYTHONDONTWRITEBYTECODE, as here) every start
+            # compiles hwfleet's modules, and the compiler's peak stays in the heap. The
+            # first of the two writes the cache and is not printed.
+            cached_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            cached_env["PYTHONPYCACHEPREFIX"] = os.path.join(data, "pycache")
+            runs: list[tuple[str | None, dict[str, str] | None]] = [
+                ("first run (enrolled now)", None),
+                ("after a restart", None),
+                (None, cached_env),
+                ("after a restart, bytecode cached (as a wheel install has it)", cached_env),
+            ]
+            print(f"hwfleet's bytecode is {bytecode_state()} for the first two runs")
+            for run, env in runs:
                 if agent is not None:
                     agent.terminate()
                     agent.wait(10)
                     wait_state("offline")
                 deadline = time.monotonic() + 60
                 agent = subprocess.Popen(
-                    command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+                    command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env
                 )
                 wait_state("online")
                 time.sleep(3)  # let it settle into idle: this is what is being measured
+                if run is None:
+                    continue
                 mem = rss_kib(agent.pid)
                 mb = mem["VmRSS"] / 1024
                 print(

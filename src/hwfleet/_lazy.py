@@ -1,7 +1,8 @@
-"""Package exports that resolve on first use (PEP 562).
+"""Names that resolve on first use: package exports (PEP 562) and ``module:attr`` references.
 
 An agent imports only the submodules it needs this way, so the controller-side
-halves of shared packages (trust/, discovery/) never cost it memory.
+halves of shared packages (trust/, discovery/) never cost it memory, and a
+command's module is imported when the command first arrives (issue 18).
 """
 
 from __future__ import annotations
@@ -24,3 +25,12 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], An
         return value
 
     return __getattr__
+
+
+def resolve(reference: str) -> Any:
+    """What ``"package.module:attr.path"`` names (the entry-point syntax), importing the module."""
+    module, _, attrs = reference.partition(":")
+    target: Any = importlib.import_module(module.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        target = getattr(target, attr)
+    return target

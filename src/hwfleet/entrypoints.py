@@ -10,12 +10,13 @@ Distributions inside zip files are not seen (pip never installs those).
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any
+
+from hwfleet._lazy import resolve
 
 _SECTION = re.compile(r"^\[(?P<group>[^\]]+)\]\s*$")
 
@@ -29,11 +30,7 @@ class EntryPoint:
     group: str
 
     def load(self) -> Any:
-        module, _, attrs = self.value.partition(":")
-        target: Any = importlib.import_module(module.strip())
-        for attr in filter(None, attrs.strip().split(".")):
-            target = getattr(target, attr)
-        return target
+        return resolve(self.value)
 
 
 def _dist_name(directory: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_type_hints
@@ -25,6 +24,7 @@ import msgspec
 from hwfleet.durations import parse_duration
 from hwfleet.errors import ConfigError
 from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT, parse_host_port
+from hwfleet.types import default_data_dir as default_data_dir  # its former home: re-exported
 
 ENV_PREFIX = "HWFLEET_"
 #: A duration in seconds: zero or less would spin a loop or time out at once.
@@ -45,10 +45,6 @@ class SettingsError(ConfigError, ValueError):
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.setting = setting
-
-
-def default_data_dir() -> str:
-    return os.path.join(os.path.expanduser("~"), ".hwfleet")
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -479,6 +475,8 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {"server": ServerSettings, "agent":
 
 def _read_toml(path: Path, section: str) -> dict[str, Any]:
     """``section``'s table; every key of the file is checked, so no misplaced key is ignored."""
+    import tomllib  # only with a config file: the agent process gets its settings as JSON
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -13,6 +14,16 @@ DeviceId: TypeAlias = str
 JsonObject: TypeAlias = dict[str, Any]
 #: ``(host, port)`` pair.
 HostPort: TypeAlias = tuple[str, int]
+
+
+def default_data_dir() -> str:
+    """``~/.hwfleet``: where the server, the agent and the CLI keep their state by default.
+
+    Here rather than in :mod:`hwfleet.settings` so that a CLI command that only talks to
+    the API (``hwfleet devices``) need not import msgspec and the settings structs.
+    """
+    return os.path.join(os.path.expanduser("~"), ".hwfleet")
+
 
 #: Where agents answer discovery (seed 004): settings, responder and browser share these.
 DISCOVERY_PORT = 1901

@@ -46,7 +46,6 @@ class AgentRuntime:
         ``network``: where network settings go (default: the machine's own, live).
         """
         from hwfleet.agent.commands import register_all
-        from hwfleet.agent.netconfig.backend import LiveNetwork
 
         #: The device's own documents (device.* commands); a saved name beats the hardware's.
         self.local = LocalState(data_dir)
@@ -54,7 +53,7 @@ class AgentRuntime:
         self.info.name = self.local.saved_name() or info.name
         self.hardware = hardware
         self.simulated = simulated
-        self.network: NetworkBackend = network if network is not None else LiveNetwork()
+        self._network = network
         self.started = time.monotonic()
         #: The one status rule (st_id, st_ts, st_prog, error_label): see hwfleet.agent.status.
         self.status = StatusTracker()
@@ -73,6 +72,16 @@ class AgentRuntime:
         # --- mdp --- set when the diagnostics endpoint starts (hwfleet.mdp.serve)
         self.mdp_key: bytes | None = None
         self.mdp_port = 0
+
+    @property
+    def network(self) -> NetworkBackend:
+        """Where network settings go; the live one is made (and its modules imported) when a
+        ``device.network.*`` command first needs it, not at start (issue 18)."""
+        if self._network is None:
+            from hwfleet.agent.netconfig.backend import LiveNetwork
+
+            self._network = LiveNetwork()
+        return self._network
 
     def attach(self, session: Session[AgentRuntime] | None) -> None:
         """The link calls this when a session is identified (or lost: ``None``)."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from hwfleet.errors import HwfleetError
-from hwfleet.settings import default_data_dir
+from hwfleet.types import default_data_dir
 
 if TYPE_CHECKING:
     import httpx

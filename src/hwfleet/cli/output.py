@@ -13,8 +13,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 if TYPE_CHECKING:  # rich is imported on use: the agent process never needs it
     from rich.console import Console
     from rich.text import Text
@@ -59,6 +57,8 @@ def line(*parts: Part) -> Text:
 
 def print_json(document: Any) -> None:
     """Exactly one JSON document on stdout, nothing else."""
+    import msgspec  # on use: a command's start (before its request) stays light
+
     sys.stdout.write(msgspec.json.encode(document).decode() + "\n")
     sys.stdout.flush()
 

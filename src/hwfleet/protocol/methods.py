@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from hwfleet._lazy import resolve
 from hwfleet.protocol import envelope
 from hwfleet.protocol.errors import ErrorCode, MethodError
 
@@ -142,6 +143,14 @@ class _Entry(Generic[Ctx]):
     params: type[Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Deferred:
+    """A handler known by reference, imported on its first call (:meth:`MethodRegistry.defer`)."""
+
+    handler: str
+    params: str | None
+
+
 class MethodRegistry(Generic[Ctx]):
     """Maps method names to handlers; turns every outcome into a reply envelope.
 
@@ -155,10 +164,35 @@ class MethodRegistry(Generic[Ctx]):
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, _Entry[Ctx]] = {}
+        self._entries: dict[str, _Entry[Ctx] | _Deferred] = {}
 
     def add(self, method: str, handler: Handler[Ctx], params: type[Any] | None = None) -> None:
         self._entries[canonical(method)] = _Entry(handler, params)
+
+    def defer(self, method: str, handler: str, params: str | None = None) -> None:
+        """Register ``method`` by reference: ``"package.module:function"`` (and its params
+        struct the same way), imported when the method is first called.
+
+        The registry lists and accepts the method at once; a module that only some commands
+        use (imaging, network settings) then never costs an idle agent memory (issue 18).
+        """
+        self._entries[canonical(method)] = _Deferred(handler, params)
+
+    def load(self, method: str) -> tuple[Handler[Ctx], type[Any] | None]:
+        """The handler of ``method`` and its params struct, importing a deferred one now.
+
+        Raises ``KeyError`` for an unknown method, and what the import raises for a
+        reference that names nothing.
+        """
+        name = canonical(method)
+        entry = self._entries[name]
+        if isinstance(entry, _Deferred):
+            params = None if entry.params is None else resolve(entry.params)
+            if params is not None and not isinstance(params, type):
+                raise TypeError(f"{entry.params} is not a type (params of {name})")
+            entry = _Entry(resolve(entry.handler), params)
+            self._entries[name] = entry
+        return entry.handler, entry.params
 
     def method(
         self, name: str, params: type[Any] | None = None
@@ -178,22 +212,26 @@ class MethodRegistry(Generic[Ctx]):
         return canonical(method) in self._entries
 
     async def dispatch(self, ctx: Ctx, cmd: envelope.Command) -> envelope.Result | envelope.Error:
-        entry = self._entries.get(canonical(cmd.method))
-        if entry is None:
+        if cmd.method not in self:
             return envelope.error(
                 cmd.id, f"unknown method {cmd.method!r}", ErrorCode.UNKNOWN_METHOD
             )
-        if entry.params is None:
+        try:
+            handler, struct = self.load(cmd.method)
+        except Exception as exc:  # a deferred module that fails to import: answered, logged
+            log.exception("%s could not be loaded", cmd.method)
+            return envelope.error(cmd.id, failure_text(cmd.method, exc), ErrorCode.FAILED)
+        if struct is None:
             params: Any = cmd.params
         else:
             try:
-                params = msgspec.convert(cmd.params, entry.params)
+                params = msgspec.convert(cmd.params, struct)
             except (msgspec.ValidationError, ValueError, TypeError) as exc:
                 return envelope.error(
                     cmd.id, f"bad params for {cmd.method}: {exc}", ErrorCode.BAD_PARAMS
                 )
         try:
-            return envelope.result(cmd.id, to_object(await entry.handler(ctx, params)))
+            return envelope.result(cmd.id, to_object(await handler(ctx, params)))
         except MethodError as exc:
             return envelope.error(cmd.id, exc.msg, exc.code)
         except Exception as exc:  # cancellation (BaseException) still ends the handler

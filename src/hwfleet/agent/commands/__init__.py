@@ -1,8 +1,9 @@
 """The commands an agent answers, one module per group (seed 001 and hwfleet's own).
 
-Each module's ``register`` is declared in the ``hwfleet.agent_commands``
-entry-point group (pyproject.toml), where third-party commands join them
-(:mod:`hwfleet.agent.plugins`).
+Each group is declared in the ``hwfleet.agent_commands`` entry-point group
+(pyproject.toml), where third-party commands join them (:mod:`hwfleet.agent.plugins`).
+hwfleet's own groups point at :mod:`.catalog`, which registers their methods by name:
+a command's module is imported when the command first arrives, not at start.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from hwfleet.protocol.inventory import HwInfo, ScanNic, ScanParams
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
-    from hwfleet.protocol.methods import MethodRegistry
 
 
 async def ping(rt: AgentRuntime, params: dict[str, Any]) -> dict[str, Any]:
@@ -54,11 +53,3 @@ async def scan(rt: AgentRuntime, params: ScanParams) -> dict[str, Any]:
 async def task_cancel(rt: AgentRuntime, params: methods.TaskCancelParams) -> dict[str, Any]:
     """Ask a running long task to stop at its next safe point (its next progress report)."""
     return rt.tasks.cancel(params.task_id)
-
-
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
-    registry.add(methods.PING, ping)
-    registry.add(methods.STATUS, status)
-    registry.add(methods.INVENTORY, inventory)
-    registry.add(methods.SCAN, scan, ScanParams)
-    registry.add(methods.TASK_CANCEL, task_cancel, methods.TaskCancelParams)

@@ -19,7 +19,6 @@ from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
-    from hwfleet.protocol.methods import MethodRegistry
 
 
 class DiskEraseParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -112,9 +111,3 @@ async def firmware_secure(rt: AgentRuntime, params: FirmwareParams) -> dict[str,
             raise TaskFailedError(str(exc)) from None
 
     return rt.tasks.start(params.task_id, methods.DECOM_FIRMWARE_SECURE, work)
-
-
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
-    registry.add(methods.DECOM_DISK_ERASE, disk_erase, DiskEraseParams)
-    registry.add(methods.DECOM_QC, qc, QcParams)
-    registry.add(methods.DECOM_FIRMWARE_SECURE, firmware_secure, FirmwareParams)

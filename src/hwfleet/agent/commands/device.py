@@ -24,12 +24,10 @@ from hwfleet.agent.access.trustlist import (
     fingerprint_of_pem,
 )
 from hwfleet.agent.localstate import LocalStateError
-from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
-    from hwfleet.protocol.methods import MethodRegistry
 
 MAX_NAME = 64
 
@@ -138,11 +136,3 @@ async def trust_remove(rt: AgentRuntime, params: TrustRemoveParams) -> dict[str,
     dropped = rt.peers.revoke([entry.access_id])
     await rt.log("notice", "controller key removed", access_id=entry.access_id, sessions=dropped)
     return {**entry.to_doc(), "removed": True, "sessions_closed": dropped}
-
-
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
-    registry.add(methods.DEVICE_RENAME, rename, RenameParams)
-    registry.add(methods.DEVICE_SET_PASSWORD, set_password, SetPasswordParams)
-    registry.add(methods.DEVICE_TRUST_LIST, trust_list)
-    registry.add(methods.DEVICE_TRUST_ADD, trust_add, TrustAddParams)
-    registry.add(methods.DEVICE_TRUST_REMOVE, trust_remove, TrustRemoveParams)

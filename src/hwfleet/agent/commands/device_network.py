@@ -27,12 +27,10 @@ from hwfleet.agent.netconfig import (
 )
 from hwfleet.agent.netconfig.apply import ApplyError
 from hwfleet.agent.netconfig.model import check_interface
-from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
-    from hwfleet.protocol.methods import MethodRegistry
 
 NETWORK_DOC = "network.json"
 
@@ -151,9 +149,3 @@ async def wifi_list(rt: AgentRuntime, params: InterfaceParams) -> dict[str, Any]
         raise _bad(exc) from None
     except ApplyError as exc:
         raise MethodError(str(exc)) from None
-
-
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
-    registry.add(methods.DEVICE_NETWORK_GET, network_get, InterfaceParams)
-    registry.add(methods.DEVICE_NETWORK_SET, network_set, NetworkParams)
-    registry.add(methods.DEVICE_WIFI_LIST, wifi_list, InterfaceParams)

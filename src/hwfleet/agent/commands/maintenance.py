@@ -14,12 +14,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from hwfleet.agent.localstate import LocalStateError
-from hwfleet.protocol import methods
 from hwfleet.protocol.errors import MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
-    from hwfleet.protocol.methods import MethodRegistry
 
 
 class MaintenanceParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -35,7 +33,3 @@ async def maintenance(rt: AgentRuntime, params: MaintenanceParams) -> dict[str, 
         rt.status.set_maintenance(params.on)
     await rt.log("notice", "maintenance on" if params.on else "maintenance off")
     return {"maintenance": params.on, "st_id": rt.st_id()}
-
-
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
-    registry.add(methods.DEVICE_MAINTENANCE, maintenance, MaintenanceParams)

@@ -14,7 +14,7 @@ Both read the network namespace the process runs in.
 
 from __future__ import annotations
 
-import ctypes
+import array
 import fcntl
 import socket
 import struct
@@ -58,19 +58,21 @@ def permanent_mac(name: str) -> str | None:
     encoded = name.encode("utf-8", "surrogateescape")
     if not encoded or len(encoded) >= _IFNAMSIZ:
         return None
-    buffer = ctypes.create_string_buffer(
-        struct.pack("=II", _ETHTOOL_GPERMADDR, _MAX_ADDR_LEN), 8 + _MAX_ADDR_LEN
-    )
+    # The ethtool request the kernel fills in. An array, not ctypes: its buffer_info() gives
+    # the address just the same, and ctypes would stay resident in every agent (issue 18).
+    buffer = array.array("B", struct.pack("=II", _ETHTOOL_GPERMADDR, _MAX_ADDR_LEN))
+    buffer.frombytes(bytes(_MAX_ADDR_LEN))
     # struct ifreq: the name, then (in the union) a pointer to the ethtool request.
-    request = struct.pack(f"@{_IFNAMSIZ}sP", encoded, ctypes.addressof(buffer))
+    request = struct.pack(f"@{_IFNAMSIZ}sP", encoded, buffer.buffer_info()[0])
     request = request.ljust(_IFREQ_SIZE, b"\0")
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             fcntl.ioctl(sock.fileno(), _SIOCETHTOOL, request)
     except OSError:
         return None  # no such interface, or a driver without ethtool support
-    size = struct.unpack_from("=I", buffer.raw, 4)[0]
-    address = buffer.raw[8 : 8 + min(size, _MAX_ADDR_LEN)]
+    raw = buffer.tobytes()
+    size = struct.unpack_from("=I", raw, 4)[0]
+    address = raw[8 : 8 + min(size, _MAX_ADDR_LEN)]
     if size == 0 or not any(address):
         return None
     return ":".join(f"{byte:02x}" for byte in address)

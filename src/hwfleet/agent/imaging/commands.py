@@ -31,7 +31,6 @@ from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
-    from hwfleet.protocol.methods import MethodRegistry
 
 #: Failures that end a task in ``error`` with their own message.
 FAILURES = (ImageSourceError, ImageWriteError, CacheError, ProtectedDeviceError, EraseError)
@@ -181,11 +180,3 @@ async def prepare_image(rt: AgentRuntime, params: PrepareImageParams) -> dict[st
             raise TaskFailedError(str(exc)) from None
 
     return rt.tasks.start(params.task_id, methods.STANDBY_PREPARE_IMAGE, work)
-
-
-def register(registry: MethodRegistry[AgentRuntime]) -> None:
-    from hwfleet.agent.imaging.run import RunImageParams, run_image
-
-    registry.add(methods.STANDBY_CACHE_IMAGES, cache_images, CacheImagesParams)
-    registry.add(methods.STANDBY_PREPARE_IMAGE, prepare_image, PrepareImageParams)
-    registry.add(methods.STANDBY_RUN_IMAGE, run_image, RunImageParams)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,9 @@ def disk_health(ctx: OperationContext, device: str = "") -> dict[str, Any]:
     installed; says so when it is not (and on a simulated device, which has no SMART data)."""
     if ctx.simulated:
         return {"available": False, "reason": "simulated device: no SMART data", "disks": []}
+    # Imported here: shutil brings bz2, lzma and zlib, which an idle agent need not carry.
+    import shutil
+
     smartctl = shutil.which("smartctl")
     if smartctl is None:
         return {"available": False, "reason": "smartctl is not installed", "disks": []}

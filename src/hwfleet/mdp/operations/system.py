@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -47,6 +46,8 @@ def service_status(ctx: OperationContext, name: str) -> dict[str, Any]:
     """State of service NAME: systemd's ActiveState/SubState, or the sysvinit script's exit code."""
     if not _SERVICE.match(name):
         raise OperationError("name must be a service name (letters, digits, @._:-)")
+    import shutil  # here, not at the top: see _journalctl
+
     if shutil.which("systemctl") and Path("/run/systemd/system").is_dir():
         done = subprocess.run(
             ["systemctl", "show", name, "--property=LoadState,ActiveState,SubState"],
@@ -95,6 +96,7 @@ def log_tail(ctx: OperationContext, path: str = "syslog", lines: int = 20) -> di
 
 
 def _journalctl() -> str | None:
+    # Imported on use: shutil brings bz2, lzma and zlib, which an idle agent need not carry.
     import shutil
 
     return shutil.which("journalctl")
