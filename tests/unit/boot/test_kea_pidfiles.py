@@ -38,12 +38,16 @@ def test_a_pidfile_naming_a_zombie_is_removed(tmp_path: Path) -> None:
 def test_a_pidfile_naming_a_live_kea_on_this_config_is_kept(tmp_path: Path) -> None:
     config = tmp_path / "kea-dhcp4.json"
     # Something whose argv reads like Kea's: a path ending in kea-dhcp4, then the config.
-    code = "import sys; sys.stdin.read()"
+    code = "import sys; print('up', flush=True); sys.stdin.read()"
     live = subprocess.Popen(
         [sys.executable, "-c", code, "/usr/sbin/kea-dhcp4", "-c", str(config)],
         stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
     )
     try:
+        # Popen returns once the child has let go of our memory in exec, which can be before
+        # the kernel has set up its new argv (/proc/<pid>/cmdline reads empty): wait for it.
+        assert live.stdout is not None and live.stdout.readline() == b"up\n"
         pidfile = tmp_path / "kea-dhcp4.kea-dhcp4.pid"
         pidfile.write_text(str(live.pid))
         garbage = tmp_path / "other.pid"
@@ -53,6 +57,7 @@ def test_a_pidfile_naming_a_live_kea_on_this_config_is_kept(tmp_path: Path) -> N
         assert remove_stale_pidfiles(tmp_path, config) == [gone]
         assert pidfile.exists() and garbage.exists()
     finally:
-        assert live.stdin is not None
+        assert live.stdin is not None and live.stdout is not None
         live.stdin.close()
         live.wait()
+        live.stdout.close()
