@@ -2,7 +2,7 @@
 
 ``POST /api/v1/images?name=N`` takes the image as the raw request body
 (``application/octet-stream``), written to disk as it arrives; the reply is
-``{"id", "name", "sha256", "size", "format", ...}``. Devices download images
+``{"id", "name", "sha256", "blake3", "size", "format", ...}``. Devices download images
 from the separate mutual-TLS image server (:mod:`hwfleet.images.server`), never
 from this operator API.
 """
@@ -33,6 +33,8 @@ def to_json(record: ImageRecord) -> dict[str, Any]:
         "id": record.id,
         "name": record.name,
         "sha256": record.sha256,
+        # None for an image registered before blake3 was recorded (checked by sha256).
+        "blake3": record.blake3,
         "size": record.size,
         "format": record.format,
         "source_format": record.source_format,

@@ -1,7 +1,7 @@
 """``hwfleet images``: the controller's image registry (DESIGN §12).
 
 ``add FILE`` streams the file to the controller with a progress bar (never
-reading it whole), and prints ``{"id", "name", "sha256", "size", "format"}``
+reading it whole), and prints ``{"id", "name", "sha256", "blake3", "size", "format", …}``
 with ``--json``; ``list``, ``show`` and ``delete`` take the image id.
 """
 
@@ -40,7 +40,8 @@ def _show(row: dict[str, Any], as_json: bool, verb: str = "") -> None:
     converted = f" (converted from {source})" if source != row["format"] else ""
     console().print(
         f"{verb}image [bold]{row['id']}[/bold] {row['name']!r}: {row['format']}{converted}, "
-        f"{_size(row['size'])}, disk {_size(row['disk_size'])}\n  sha256 {row['sha256']}",
+        f"{_size(row['size'])}, disk {_size(row['disk_size'])}\n  sha256 {row['sha256']}"
+        + (f"\n  blake3 {row['blake3']}" if row.get("blake3") else ""),
         highlight=False,
         markup=True,
     )

@@ -1,10 +1,11 @@
 """The image registry: streamed uploads into the data dir, recorded in the store.
 
-An upload is written to a hidden temporary file as it arrives, hashed (sha256)
-and measured on the way, and only renamed to ``<id>.img`` and recorded once it
-is complete: a failed or interrupted upload leaves nothing that looks like an
-image. File work runs in a worker thread in batches of :data:`BATCH` bytes, so
-the event loop keeps serving while a large image streams in.
+An upload is written to a hidden temporary file as it arrives, hashed (sha256
+and blake3, in the same pass) and measured on the way, and only renamed to
+``<id>.img`` and recorded once it is complete: a failed or interrupted upload
+leaves nothing that looks like an image. File work runs in a worker thread in
+batches of :data:`BATCH` bytes, so the event loop keeps serving while a large
+image streams in.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hwfleet.errors import HwfleetError
+from hwfleet.images.digest import new_hasher
 from hwfleet.images.formats import (
     MAGIC_BYTES,
     Decompressor,
@@ -64,7 +66,10 @@ class _Upload:
         self.path = path
         self.limit = limit
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        # Both digests in the same pass: sha256 is the record's shape, blake3 what agents
+        # check by (hwfleet.images.digest).
         self.sha = hashlib.sha256()
+        self.b3 = new_hasher("blake3")
         self.size = 0
         self.disk_size = 0
         self.format = ""
@@ -85,6 +90,7 @@ class _Upload:
         while view:
             view = view[os.write(self.fd, view) :]
         self.sha.update(data)
+        self.b3.update(data)
         self.size += len(data)
 
     def _start(self, head: bytes) -> None:
@@ -160,6 +166,7 @@ class ImageRegistry:
                 id=image_id,
                 name=name,
                 sha256=upload.sha.hexdigest(),
+                blake3=upload.b3.hexdigest(),
                 size=upload.size,
                 format=upload.format,
                 source_format=source_format,
@@ -236,13 +243,15 @@ def _convert_qcow2(upload: _Upload) -> None:
         raw.unlink(missing_ok=True)
         raise ImageError(f"qemu-img cannot read this qcow2: {done.stderr.strip()[:300]}")
     os.replace(raw, upload.path)
-    sha = hashlib.sha256()
+    sha, b3 = hashlib.sha256(), new_hasher("blake3")
     size = 0
     with open(upload.path, "rb") as image:
         while block := image.read(BATCH):
             sha.update(block)
+            b3.update(block)
             size += len(block)
-    upload.sha, upload.size, upload.disk_size, upload.format = sha, size, size, "raw"
+    upload.sha, upload.b3 = sha, b3
+    upload.size, upload.disk_size, upload.format = size, size, "raw"
 
 
 def _qcow2_virtual_size(path: Path) -> int:

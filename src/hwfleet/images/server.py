@@ -6,7 +6,8 @@ certificate this controller issued gets past TLS, and each request is then
 checked against the key's current state (a rejected key is refused at once,
 like on the gateway). Routes:
 
-- ``GET /images/<id>/meta``: ``{"id", "name", "sha256", "size", "format", "disk_size"}``;
+- ``GET /images/<id>/meta``: ``{"id", "name", "sha256", "blake3", "size", "format",
+  "disk_size"}`` (``blake3`` null for an image registered before it was recorded);
 - ``GET|HEAD /images/<id>``: the bytes, with ``Range: bytes=a-b`` (one range) so an
   interrupted download resumes.
 
@@ -151,7 +152,7 @@ class ImageServer:
         if match[2]:
             meta = {
                 k: getattr(record, k)
-                for k in ("id", "name", "sha256", "size", "format", "disk_size")
+                for k in ("id", "name", "sha256", "blake3", "size", "format", "disk_size")
             }
             await _send(writer, _json(200, "OK", meta))
             return

@@ -5,7 +5,9 @@ what they are. ``format`` is what is served (``raw``, ``raw.gz``, ``raw.zst``),
 ``source_format`` what was uploaded (a ``qcow2`` is converted to ``raw`` at
 upload, since an agent cannot stream one onto a disk), and ``disk_size`` the
 size of the disk the image becomes once decompressed, so an agent refuses a
-device that is too small before it writes a byte.
+device that is too small before it writes a byte. ``sha256`` and ``blake3`` are
+digests of the served bytes (agents check with blake3 when it is there:
+:mod:`hwfleet.images.digest`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ images = sa.Table(
     sa.Column("source_format", sa.String(16), nullable=False),
     sa.Column("disk_size", sa.BigInteger, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # Added by migration 0012: images registered before it have none (checked by sha256).
+    sa.Column("blake3", sa.String(64), nullable=True),
     sa.Index(None, "name"),
 )
 
@@ -44,6 +48,8 @@ class ImageRecord(msgspec.Struct, kw_only=True, frozen=True):
     source_format: str
     disk_size: int
     created_at: datetime
+    #: None for an image registered before blake3 was recorded (migration 0012).
+    blake3: str | None = None
 
 
 def new_image_id() -> str:

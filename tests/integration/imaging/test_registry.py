@@ -13,6 +13,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
+import blake3
 import httpx
 import pytest
 import zstandard
@@ -43,6 +44,7 @@ async def test_add_list_show_delete_each_format(controller: Controller, tmp_path
         data = path.read_bytes()
         assert doc["format"] == fmt
         assert doc["sha256"] == hashlib.sha256(data).hexdigest()
+        assert doc["blake3"] == blake3.blake3(data).hexdigest()
         assert doc["size"] == len(data)
         assert doc["disk_size"] == len(disk)  # measured through the decompression
         assert doc["name"] == f"img-{fmt}"
@@ -51,7 +53,9 @@ async def test_add_list_show_delete_each_format(controller: Controller, tmp_path
     assert code == 0
     assert {row["id"] for row in json.loads(out)} == {d["id"] for d in added.values()}
     code, out, _ = await cli(controller, "images", "show", added["raw"]["id"])
-    assert code == 0 and added["raw"]["sha256"] in out
+    assert code == 0 and added["raw"]["sha256"] in out and added["raw"]["blake3"] in out
+    code, out, _ = await cli(controller, "images", "show", added["raw"]["id"], "--json")
+    assert code == 0 and json.loads(out) == added["raw"]
     stored = controller.images.path(added["raw"]["id"])
     assert stored.read_bytes() == disk
     code, _, _ = await cli(controller, "images", "delete", added["raw"]["id"])
@@ -71,6 +75,7 @@ async def test_qcow2_is_converted_to_raw(controller: Controller, tmp_path: Path)
     doc = await add_image(controller, qcow)
     assert (doc["source_format"], doc["format"]) == ("qcow2", "raw")
     assert doc["sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert doc["blake3"] == blake3.blake3(raw.read_bytes()).hexdigest()  # of the raw disk
     assert doc["name"] == "src.qcow2"
 
 
@@ -147,6 +152,7 @@ async def test_image_server_needs_an_enrolled_certificate_and_serves_ranges(
     client = ImageClient("127.0.0.1", port, enrolled_context(identity))
     meta = await asyncio.to_thread(client.meta, doc["id"])
     assert (meta.sha256, meta.size, meta.format) == (doc["sha256"], len(data), "raw")
+    assert meta.blake3 == doc["blake3"] and meta.digest.algorithm == "blake3"
     assert await asyncio.to_thread(download, client, doc["id"], 0, meta.size) == data
     assert await asyncio.to_thread(download, client, doc["id"], MIB, meta.size) == data[MIB:]
     with pytest.raises(UnknownImageError, match="unknown image id"):

@@ -4,7 +4,7 @@ The connection runs through :mod:`tests.tcp_proxy` in front of the controller's 
 mTLS image server; the proxy resets it (RST) once the agent's cache holds a few MiB.
 The first ``fetch`` fails naming the cut and keeps its ``.partial`` (no valid-looking
 entry); the second asks only for the rest (``Range``) and the entry it leaves hashes
-to the registry's sha256.
+to the registry's digests (checked by blake3, the resumed part re-hashed first).
 """
 
 from __future__ import annotations
@@ -97,5 +97,6 @@ async def test_a_cut_download_resumes_and_verifies(controller: Controller, tmp_p
     entry = cache.lookup(record.id)
     assert entry is not None
     assert hashlib.sha256(entry[1].read_bytes()).hexdigest() == record.sha256
+    assert meta.digest.algorithm == "blake3" and entry[0].blake3 == record.blake3
     assert entry[1].read_bytes() == data
     assert not partial.exists()

@@ -148,7 +148,7 @@ async def stream_image(
         target,
         reader,
         fmt=meta.format,
-        sha256=meta.sha256,
+        expected=meta.digest,
         disk_size=meta.disk_size,
         progress=progress,
         verify=verify,

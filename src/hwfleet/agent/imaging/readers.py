@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from hwfleet.images.digest import Hasher
 from hwfleet.images.formats import ImageFormatError
 
 #: Compressed input read per step (decompressed output goes straight into the caller's buffer).
@@ -42,15 +43,18 @@ class FileReader:
 
 
 class CountingReader:
-    """Counts the source's bytes for the progress, and hashes them when ``sha`` is given."""
+    """Counts the source's bytes for the progress, and hashes them when ``sha`` is given
+    (a :class:`~hwfleet.images.digest.Hasher`: sha256 or blake3)."""
 
-    def __init__(self, inner: Reader, progress: Callable[[int], None], sha: Any = None) -> None:
+    def __init__(
+        self, inner: Reader, progress: Callable[[int], None], sha: Hasher | None = None
+    ) -> None:
         self._inner, self._progress, self.sha = inner, progress, sha
 
     def readinto(self, view: memoryview) -> int:
         count = self._inner.readinto(view)
         if count and self.sha is not None:
-            self.sha.update(view[:count])  # hashlib drops the GIL on large buffers
+            self.sha.update(view[:count])  # both hashers drop the GIL on large buffers
         self._progress(count)
         return count
 
@@ -101,7 +105,7 @@ class GzipReader:
 class ZstdReader:
     """zstd decompression across frames (``zstd -T``), output bounded by the caller's buffer.
 
-    A frame cut short is not an error to ``zstandard``; the sha256 of the compressed bytes,
+    A frame cut short is not an error to ``zstandard``; the digest of the compressed bytes,
     which every reader checks, is what catches a truncated download.
     """
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwfleet.errors import DeviceError
+from hwfleet.images.digest import Digest, expected
 
 CONNECT_TIMEOUT = 15.0
 #: A stalled transfer fails after this long without a byte.
@@ -40,15 +41,27 @@ class ImageMeta:
     size: int
     format: str
     disk_size: int
+    #: None from a controller (or a cache entry) older than blake3 digests, or for an
+    #: image registered before them: such an image is checked by its sha256.
+    blake3: str | None = None
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> ImageMeta:
         try:
+            blake3 = doc.get("blake3")
+            if blake3 is not None and not isinstance(blake3, str):
+                raise TypeError(f"blake3 is {blake3!r}, not a hex string")
             return cls(
-                **{k: doc[k] for k in ("id", "name", "sha256", "size", "format", "disk_size")}
+                **{k: doc[k] for k in ("id", "name", "sha256", "size", "format", "disk_size")},
+                blake3=blake3,
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ImageSourceError(f"the image server sent unusable metadata: {exc}") from None
+
+    @property
+    def digest(self) -> Digest:
+        """What the image's bytes are checked by: blake3 when recorded, else sha256."""
+        return expected(self.sha256, self.blake3)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -3,15 +3,17 @@
 Three stages, each in its own thread, pass page-aligned buffers from a small pool
 (:mod:`.pipeline`): the caller's worker thread reads the source straight into a
 buffer (decompressing on the way, hashing the compressed bytes), a hash thread
-feeds the written bytes to sha256, and a write thread ``pwrite``\\s the same buffer
-with ``O_DIRECT`` (no page cache: memory stays the pool's size however large the
-image). ``hashlib``, reads and ``pwrite`` all release the GIL, so sha256 (the
-costliest step, about 1.3 GB/s a core) runs beside the writes instead of before
-them. A tail that is not a whole sector goes through an ordinary descriptor.
+feeds the written bytes to the digest, and a write thread ``pwrite``\\s the same
+buffer with ``O_DIRECT`` (no page cache: memory stays the pool's size however large
+the image). The hashers, reads and ``pwrite`` all release the GIL, so hashing runs
+beside the writes instead of before them. The digest is the image record's
+(:mod:`hwfleet.images.digest`): blake3 (about 5.7 GiB/s a core here) when the
+registry recorded one, else sha256 (1.6 GiB/s, which used to bound the whole write).
+A tail that is not a whole sector goes through an ordinary descriptor.
 
 Verification reads the written bytes back (``O_DIRECT`` again, so the device
 answers, not the cache; a read thread ahead of the hashing) and compares their
-sha256 with what was written; the source's own sha256 is checked against the
+digest with what was written; the source's own digest is checked against the
 registry's as it streams.
 
 The target is checked with the very function ``decom.disk_erase`` uses
@@ -21,7 +23,6 @@ The target is checked with the very function ``decom.disk_erase`` uses
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import queue
@@ -34,11 +35,13 @@ from hwfleet.agent.hardware.protect import BlockTarget
 from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
 from hwfleet.agent.imaging.readers import CountingReader, Reader, decompressing
 from hwfleet.errors import DeviceError
+from hwfleet.images.digest import Digest
 from hwfleet.images.formats import ImageFormatError
 
 MIB = 1024 * 1024
-#: Measured (bench/imaging.py): 2 MiB beats 4 and 8 MiB by 20-30 %: a buffer the read
-#: has just filled is still in the CPU cache when sha256 and the kernel's copy read it.
+#: Measured (bench/imaging.py, with sha256): 2 MiB beat 4 and 8 MiB by 20-30 %: a buffer
+#: the read has just filled is still in the CPU cache when the hash and the kernel's copy
+#: read it.
 BUFFER = 2 * MIB
 #: Enough that a stall of one stage (a flush, a busy core) does not stop the others; 16 MiB.
 BUFFERS = 8
@@ -53,11 +56,19 @@ class ImageWriteError(DeviceError):
 class WriteResult:
     device: str
     bytes_written: int
-    sha256: str
+    #: The algorithm (``blake3`` or ``sha256``) and the digest of the bytes written.
+    algorithm: str
+    digest: str
     verified: bool
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """``{"device", "bytes_written", "<algorithm>": digest, "verified"}``."""
+        return {
+            "device": self.device,
+            "bytes_written": self.bytes_written,
+            self.algorithm: self.digest,
+            "verified": self.verified,
+        }
 
 
 def write_image(
@@ -65,18 +76,21 @@ def write_image(
     source: Reader,
     *,
     fmt: str,
-    sha256: str,
+    expected: Digest,
     disk_size: int,
     progress: _Progress,
     verify: bool = True,
 ) -> WriteResult:
     """Worker thread: write the image read from ``source`` (in ``fmt``) to ``target``; verify.
 
-    Raises :class:`ImageWriteError` with the cause (too small, checksum, I/O).
+    ``expected`` is the source's digest as the registry recorded it (blake3, or sha256 for
+    an image registered before blake3); the written bytes are hashed and read back with
+    the same algorithm. Raises :class:`ImageWriteError` with the cause (too small,
+    checksum, I/O).
     """
     raw = fmt == "raw"
     # A raw image is written as it comes: the hash thread's digest is also the source's.
-    counted = CountingReader(source, progress.add, None if raw else hashlib.sha256())
+    counted = CountingReader(source, progress.add, None if raw else expected.hasher())
     try:
         reader = decompressing(fmt, counted)
     except ImageFormatError as exc:
@@ -88,25 +102,30 @@ def write_image(
             raise ImageWriteError(
                 f"the image ({disk_size} bytes) is larger than {target.name} ({size} bytes)"
             )
-        written, digest = _stream(fd, target, reader, size)
-        source_sha = digest if raw else counted.sha.hexdigest()
-        if source_sha != sha256:
-            raise ImageWriteError(
-                f"checksum mismatch: the image downloaded hashes to {source_sha}, "
-                f"the registry says {sha256}"
-            )
+        written, digest = _stream(fd, target, reader, size, expected)
+        source_digest = digest.hexdigest if raw or counted.sha is None else counted.sha.hexdigest()
+        mismatch = expected.mismatch("the image read", source_digest)
+        if mismatch is not None:
+            raise ImageWriteError(mismatch)
         if verify:
             _verify(fd, target, written, digest, progress)
-        return WriteResult(target.path, written, digest, verify)
+        return WriteResult(target.path, written, digest.algorithm, digest.hexdigest, verify)
     finally:
         os.close(fd)
 
 
-def _stream(fd: int, target: BlockTarget, reader: Reader, size: int) -> tuple[int, str]:
-    """Write everything ``reader`` gives; (bytes written, their sha256)."""
+def _stream(
+    fd: int, target: BlockTarget, reader: Reader, size: int, expected: Digest
+) -> tuple[int, Digest]:
+    """Write everything ``reader`` gives; (bytes written, their digest by ``expected``'s
+    algorithm)."""
     pool = BufferPool(BUFFERS, BUFFER)
-    out_sha = hashlib.sha256()
-    hasher = Stage("image-hash", lambda buf, _o, n: out_sha.update(memoryview(buf)[:n]), pool)
+    out = expected.hasher()
+
+    def hash_written(buf: mmap.mmap, _offset: int, count: int) -> None:
+        out.update(memoryview(buf)[:count])
+
+    hasher = Stage("image-hash", hash_written, pool)
     writer = Stage("image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), pool)
     hasher.start()
     writer.start()
@@ -147,7 +166,7 @@ def _stream(fd: int, target: BlockTarget, reader: Reader, size: int) -> tuple[in
     if tail:
         _write_tail(target, memoryview(tail), offset - len(tail))
     os.fsync(fd)
-    return offset, out_sha.hexdigest()
+    return offset, Digest(expected.algorithm, out.hexdigest())
 
 
 def _raise_write_error(writer: Stage, target: BlockTarget) -> None:
@@ -174,8 +193,10 @@ def _write_tail(target: BlockTarget, data: memoryview, offset: int) -> None:
         os.close(fd)
 
 
-def _verify(fd: int, target: BlockTarget, length: int, expected: str, progress: _Progress) -> None:
-    """Read the written bytes back from the device and compare their sha256.
+def _verify(
+    fd: int, target: BlockTarget, length: int, written: Digest, progress: _Progress
+) -> None:
+    """Read the written bytes back from the device and compare their digest (same algorithm).
 
     A read thread keeps the pool's buffers filled while this thread hashes.
     """
@@ -186,7 +207,7 @@ def _verify(fd: int, target: BlockTarget, length: int, expected: str, progress: 
         target=_read_back, args=(fd, length, pool, done, stop), name="image-verify", daemon=True
     )
     reader.start()
-    sha = hashlib.sha256()
+    hasher = written.hasher()
     offset = 0
     try:
         while (item := done.get()) is not None:
@@ -199,7 +220,7 @@ def _verify(fd: int, target: BlockTarget, length: int, expected: str, progress: 
             buf, count = item
             if not count:
                 raise ImageWriteError(f"{target.name} ended at byte {offset} while verifying")
-            sha.update(memoryview(buf)[:count])
+            hasher.update(memoryview(buf)[:count])
             pool.release(buf)
             offset += count
             progress.add(count)
@@ -207,9 +228,10 @@ def _verify(fd: int, target: BlockTarget, length: int, expected: str, progress: 
         stop.set()
         _drain(pool, done)
         reader.join()
-    if sha.hexdigest() != expected:
+    if hasher.hexdigest() != written.hexdigest:
         raise ImageWriteError(
-            f"verification failed: {target.name} reads back {sha.hexdigest()}, wrote {expected}"
+            f"verification failed ({written.algorithm}): {target.name} reads back "
+            f"{hasher.hexdigest()}, wrote {written.hexdigest}"
         )
 
 
