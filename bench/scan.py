@@ -11,6 +11,10 @@ For each N (default 1,000 and 10,000) it measures, in the same run:
   is start → finished (every device answered); "posts" adds the delivery of the
   deviceScan / Pair / notification posts.
 
+Beside the rates it prints CPU per device: the controller's (this process's
+``time.process_time`` from start to ``scan.finished``, its aiosqlite threads
+included; devices and mes-sim are other processes) and the floor consumer's.
+
 hwfleet runs on uvloop, as ``hwfleet server`` does when the ``fast`` extra is
 installed. The floor is measured twice, as a bare aio-pika program runs (the
 default asyncio loop) and on uvloop, and the ratio to each is printed: the
