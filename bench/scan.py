@@ -11,6 +11,10 @@ For each N (default 1,000 and 10,000) it measures, in the same run:
   is start → finished (every device answered); "posts" adds the delivery of the
   deviceScan / Pair / notification posts.
 
+Beside the rates it prints CPU per device: the controller's (this process's
+``time.process_time`` from start to ``scan.finished``, its aiosqlite threads
+included; devices and mes-sim are other processes) and the floor consumer's.
+
 hwfleet runs on uvloop, as ``hwfleet server`` does when the ``fast`` extra is
 installed. The floor is measured twice, as a bare aio-pika program runs (the
 default asyncio loop) and on uvloop, and the ratio to each is printed: the
@@ -187,7 +191,8 @@ def mes_sim(profile: Path) -> Iterator[str]:
 # -- the two measurements ---------------------------------------------------------------------
 
 
-async def floor(url: str, n: int) -> float:
+async def floor(url: str, n: int) -> tuple[float, float]:
+    """Seconds from trigger to the last reply acked, and this process's CPU seconds meanwhile."""
     conn = await aio_pika.connect(url)
     channel = await conn.channel(publisher_confirms=True)
     await channel.set_qos(prefetch_count=256)
@@ -207,18 +212,25 @@ async def floor(url: str, n: int) -> float:
 
     await queue.consume(on_reply)
     async with devices(url, n):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await exchange.publish(
             aio_pika.Message(json.dumps({"operationid": 1, "action": 1}).encode()), ""
         )
         async with asyncio.timeout(600):
             await done.wait()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     await conn.close()
-    return elapsed
+    return elapsed, cpu
 
 
-async def hwfleet_scan(url: str, n: int, mes_base: str, data: Path) -> tuple[float, float, int]:
+async def hwfleet_scan(
+    url: str, n: int, mes_base: str, data: Path
+) -> tuple[float, float, int, float]:
+    """Seconds to finish and to deliver the posts, devices passed, controller CPU seconds.
+
+    The controller is this process (its threads included: aiosqlite's); the devices and
+    mes-sim are other processes, so ``time.process_time`` is the controller's CPU alone.
+    """
     from hwfleet.bus import Delivery, open_bus
     from hwfleet.controller.outbox import OutboxWorker
     from hwfleet.controller.scan import ScanService
@@ -250,11 +262,11 @@ async def hwfleet_scan(url: str, n: int, mes_base: str, data: Path) -> tuple[flo
     try:
         async with devices(url, n):
             expected = [{"uuid": device(i)["uuid"], "sn": device(i)["sn"]} for i in range(n)]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await scans.start(expected)
             async with asyncio.timeout(600):
                 result = await finished
-            scanned = time.perf_counter() - started
+            scanned, cpu = time.perf_counter() - started, time.process_time() - cpu
             async with asyncio.timeout(120):
                 while True:
                     async with store.tx(readonly=True) as tx:
@@ -268,7 +280,7 @@ async def hwfleet_scan(url: str, n: int, mes_base: str, data: Path) -> tuple[flo
         await mes.aclose()
         await bus.close()
         await store.close()
-    return scanned, posted, int(result["passed"])
+    return scanned, posted, int(result["passed"]), cpu
 
 
 def on_loop(loop: str, main: Coroutine[Any, Any, T]) -> T:
@@ -278,14 +290,14 @@ def on_loop(loop: str, main: Coroutine[Any, Any, T]) -> T:
     return run(main, fast=loop == "uvloop")
 
 
-async def floor_in_vhost(base_url: str, n: int) -> float:
+async def floor_in_vhost(base_url: str, n: int) -> tuple[float, float]:
     async with vhost(base_url) as url:
         return await floor(url, n)
 
 
 async def hwfleet_in_vhost(
     base_url: str, n: int, mes_base: str, data: Path
-) -> tuple[float, float, int]:
+) -> tuple[float, float, int, float]:
     async with vhost(base_url) as url:
         return await hwfleet_scan(url, n, mes_base, data)
 
@@ -304,31 +316,44 @@ def main(args: argparse.Namespace) -> None:
             # --repeat interleaves floor and hwfleet rounds: this machine's speed drifts by
             # tens of percent from minute to minute, and each round compares like with like.
             for n in [n for n in sizes for _ in range(args.repeat)]:
-                bare = {loop: on_loop(loop, floor_in_vhost(args.amqp, n)) for loop in floors}
+                measured = {loop: on_loop(loop, floor_in_vhost(args.amqp, n)) for loop in floors}
+                bare = {loop: t for loop, (t, _) in measured.items()}
+                bare_cpu = {loop: c for loop, (_, c) in measured.items()}
                 data = Path(tmp) / f"data-{n}"
-                scanned, posted, passed = on_loop(
+                scanned, posted, passed, cpu = on_loop(
                     fast, hwfleet_in_vhost(args.amqp, n, mes_base, data)
                 )
                 if passed != n:
                     raise SystemExit(f"only {passed} of {n} devices passed: the benchmark is wrong")
-                rows.append((n, bare, scanned, posted))
-                floor_text = ", ".join(f"{n / t:.0f}/s on {loop}" for loop, t in bare.items())
+                rows.append((n, bare, scanned, posted, cpu, bare_cpu))
+                floor_text = ", ".join(
+                    f"{n / t:.0f}/s and {bare_cpu[loop] / n * 1e3:.3f} ms CPU/device on {loop}"
+                    for loop, t in bare.items()
+                )
                 print(
                     f"{n:>6} devices: floor {floor_text} | hwfleet ({fast}) {scanned:.2f} s = "
-                    f"{n / scanned:.0f}/s, posts delivered at {posted:.2f} s",
+                    f"{n / scanned:.0f}/s, controller CPU {cpu / n * 1e3:.3f} ms/device, "
+                    f"posts delivered at {posted:.2f} s",
                     flush=True,
                 )
     print(
-        "\nsummary (ratio = hwfleet devices/s ÷ floor devices/s, same run; goal at 10,000: ≥ 50%)"
+        "\nsummary (ratio = hwfleet devices/s ÷ floor devices/s, same run; goal at 10,000: ≥ 50%;"
+        "\n controller CPU per device = this process's CPU from start to finished ÷ N,"
+        " goal ≤ 0.5 ms;\n the floor's is its consumer's CPU)"
     )
-    for n, bare, scanned, posted in rows:
+    for n, bare, scanned, posted, cpu, bare_cpu in rows:
         ratios = ", ".join(
             f"{bare[loop] / scanned:.1%} of the {loop} floor ({n / bare[loop]:.0f}/s)"
             for loop in bare
         )
+        cpus = ", ".join(
+            f"{bare_cpu[loop] / n * 1e3:.3f} ms on the {loop} floor ({cpu / bare_cpu[loop]:.1f}x)"
+            for loop in bare_cpu
+        )
         print(
             f"  N={n}: hwfleet {n / scanned:.0f}/s = {ratios}; "
-            f"all posts delivered at {posted:.2f} s"
+            f"all posts delivered at {posted:.2f} s\n"
+            f"  N={n}: controller CPU {cpu / n * 1e3:.3f} ms/device against {cpus}"
         )
     if args.repeat > 1:
         print(f"\nmedian over {args.repeat} rounds (ratio per round, then the median)")
@@ -338,6 +363,12 @@ def main(args: argparse.Namespace) -> None:
                 ratios = sorted(r[1][loop] / r[2] for r in mine)
                 shown = ", ".join(f"{x:.0%}" for x in ratios)
                 print(f"  N={n}: {statistics.median(ratios):.1%} of the {loop} floor ({shown})")
+            per_device = sorted(r[4] / n * 1e3 for r in mine)
+            shown = ", ".join(f"{x:.3f}" for x in per_device)
+            print(
+                f"  N={n}: controller CPU median {statistics.median(per_device):.3f} ms/device"
+                f" ({shown})"
+            )
 
 
 def cli() -> None:

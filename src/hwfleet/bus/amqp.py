@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +44,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
+from hwfleet.bus.amqp_batch import publish_unconfirmed
 from hwfleet.bus.amqp_connect import BusUnavailableError, broker_address, connect
 from hwfleet.bus.amqp_consumer import AmqpConsumer
 from hwfleet.bus.amqp_legacy import declare_seed_exchange, migrate_seed_queue
@@ -262,6 +263,20 @@ class AmqpBus(Bus):
             )
             return
         await self._publish(target, encode_body(body), properties, routing_key, False)
+
+    async def notify_many(
+        self, exchange: str, messages: Sequence[tuple[str, bytes | JsonObject]]
+    ) -> None:
+        """As :meth:`Bus.notify_many`: the messages go out together (:mod:`.amqp_batch`)."""
+        self._conn()
+        if not messages:
+            return
+        target = self.topology.exchange(exchange)
+        encoded = [(key, encode_body(body)) for key, body in messages]
+        channel = await self._unconfirmed_channel()
+        assert isinstance(channel, aiormq.Channel)
+        properties = self._properties(False, None)
+        await publish_unconfirmed(channel, target, encoded, properties, self._publish_timeout)
 
     async def _unconfirmed_channel(self) -> aiormq.abc.AbstractChannel:
         # Opened on first use: only a controller announcing events needs it, and every

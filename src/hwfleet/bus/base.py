@@ -22,7 +22,7 @@ configurable prefix except for the names seed 000 fixes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -112,6 +112,18 @@ class Bus(abc.ABC):
         raises :class:`BusUnavailableError` at once instead of waiting for a reconnect. A
         connection lost meanwhile may lose the message.
         """
+
+    async def notify_many(
+        self, exchange: str, messages: Sequence[tuple[str, bytes | JsonObject]]
+    ) -> None:
+        """Publish ``(routing_key, body)`` pairs in order, as ``publish(confirm=False)`` does.
+
+        For notifications in bulk (a scan's per-device events): a backend may write them
+        together, which costs far less than one publish each. Raises as ``publish`` does;
+        a connection lost meanwhile may lose some of them.
+        """
+        for routing_key, body in messages:
+            await self.publish(exchange, routing_key, body, confirm=False)
 
     @abc.abstractmethod
     async def subscribe(

@@ -226,6 +226,30 @@ async def test_unconfirmed_publish_reaches_subscribers_in_order(bus: Bus, peer: 
     assert inbox.bodies == [{"n": n} for n in range(20)]
 
 
+async def test_notify_many_arrives_in_order_routed_by_key(bus: Bus, peer: Bus) -> None:
+    # More than one write's worth (amqp_batch.BATCH) and a body larger than RabbitMQ's
+    # default frame size (128 KiB), which goes in several body frames.
+    big = {"blob": "x" * 300_000}
+    messages: list[tuple[str, bytes | JsonObject]] = [
+        (f"scan.device.1.sn{n}", {"n": n}) for n in range(2500)
+    ]
+    messages.insert(1200, ("scan.device.1.big", big))
+    messages.insert(7, ("other.key", {"n": -1}))  # routed elsewhere: not in this inbox
+    messages.append(("scan.device.1.raw", b'{"raw": true}'))
+    inbox = Inbox()
+    await peer.subscribe("events", "scan.device.#", inbox)
+    await bus.notify_many("events", messages)
+    await bus.publish("events", "scan.device.1.after", {"after": True}, confirm=False)
+    await inbox.count(2503)
+    wanted = [m for m in messages if m[0].startswith("scan.device.")]
+    assert inbox.keys == [key for key, _ in wanted] + ["scan.device.1.after"]
+    assert inbox.bodies[:1200] == [{"n": n} for n in range(1200)]
+    assert inbox.bodies[1200] == big
+    assert inbox.bodies[-2:] == [{"raw": True}, {"after": True}]
+    assert all(d.exchange.endswith("events") for d in inbox.items)
+    await bus.notify_many("events", [])  # nothing to send is not an error
+
+
 async def test_rpc_success(bus: Bus, peer: Bus) -> None:
     settings: JsonObject = {"scan.quiet_timeout": 10.0}
 
