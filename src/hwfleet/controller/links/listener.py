@@ -17,6 +17,7 @@ timeout, as TLS would have closed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -84,7 +85,7 @@ class KnockListener:
             self._close_sockets()
             raise
         for sock in self.sockets:
-            self._spawn(self._accept(sock))
+            loop.add_reader(sock.fileno(), self._accept_all, sock)
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(coro)
@@ -98,19 +99,25 @@ class KnockListener:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _close_sockets(self) -> None:
+        loop = asyncio.get_running_loop()
         for sock in self.sockets:
+            if sock.fileno() >= 0:
+                loop.remove_reader(sock.fileno())
             sock.close()
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
+    def _accept_all(self, listener: socket.socket) -> None:
+        """Take every connection waiting (as asyncio's own servers do): one accept per loop
+        turn would let a reconnect storm of thousands queue in the backlog past the
+        agents' connect timeout while the loop is busy with handshakes."""
+        for _ in range(self._backlog):
             try:
-                conn, address = await loop.sock_accept(listener)
+                conn, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
-                # Out of descriptors, say: not a reason to stop listening for good.
+                # Out of descriptors, say: the next readiness tries again.
                 log.warning("agent port: accept failed (%s)", exc)
-                await asyncio.sleep(0.1)  # back off while the condition lasts
-                continue
+                return
             conn.setblocking(False)
             self._spawn(self._admit(conn, str(address[0])))
 
@@ -152,6 +159,11 @@ class KnockListener:
 async def _peek_knock(conn: socket.socket) -> bytes:
     """The connection's first bytes, once they show whether it knocked (not consumed)."""
     loop = asyncio.get_running_loop()
+    with contextlib.suppress(BlockingIOError, InterruptedError):
+        # Usually the ClientHello (or the knock) is there by the time we accept.
+        head = conn.recv(len(KNOCK), socket.MSG_PEEK)
+        if head and (len(head) >= len(KNOCK) or not KNOCK.startswith(head)):
+            return head
     while True:
         readable = loop.create_future()
         fd = conn.fileno()
