@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from hwfleet.bus.topology import EventKey, word
+from hwfleet.controller.active_tasks import ActiveTasks
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.errors import ErrorCode, MethodError, RemoteError
@@ -29,6 +30,8 @@ class TaskService:
         self._devices = devices
         self._events = events
         self._finished: dict[str, asyncio.Event] = {}
+        #: Arriving devices' active tasks, looked up together (a reconnect storm).
+        self._active = ActiveTasks(store)
 
     async def start(self, uuid: str, method: str, params: dict[str, Any]) -> TaskRecord:
         """Send a long command; the row exists before the command leaves."""
@@ -123,8 +126,7 @@ class TaskService:
 
     async def reconcile(self, uuid: str, running: list[str]) -> None:
         """After a handshake: tasks we think run on ``uuid`` but it no longer knows are lost."""
-        async with self._store.tx() as tx:
-            active = await tx.tasks.list(device_uuid=uuid, active_only=True)
+        active = await self._active.of(uuid)
         for task in active:
             if task.params.get("via") == "bmc":  # --- oob3 --- run by the controller, not the agent
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -151,6 +152,17 @@ class KeyRepository(Repository):
         stmt = (
             sa.select(agent_keys)
             .where(agent_keys.c.device_uuid == device_uuid)
+            .order_by(agent_keys.c.created_at, agent_keys.c.id)
+        )
+        return [to_key(row) for row in await self._rows(stmt)]
+
+    async def for_devices(self, device_uuids: Sequence[str]) -> builtins.list[KeyRecord]:
+        """The keys of these devices, oldest first (one query)."""
+        if not device_uuids:
+            return []
+        stmt = (
+            sa.select(agent_keys)
+            .where(agent_keys.c.device_uuid.in_(list(device_uuids)))
             .order_by(agent_keys.c.created_at, agent_keys.c.id)
         )
         return [to_key(row) for row in await self._rows(stmt)]

@@ -123,3 +123,46 @@ async def test_the_agent_enrolls_in_a_child_process_and_hears_its_refusals(
     assert provider.is_enrolled and context.verify_mode == ssl.CERT_REQUIRED
     assert await key_rows(controller) == ["accepted"]
     assert (await provider()) is context  # enrolled: no second child, the same context
+
+
+async def test_over_the_anonymous_cap_a_knock_is_refused_before_tls_and_the_devices_get_in_later(
+    controller: Controller, tmp_path: Path, deadline: float
+) -> None:
+    gateway = controller.gateway
+    listener = gateway._listener
+    assert listener is not None, "the TLS agent port answers knocks"
+    guard = gateway.guard
+    # Every anonymous slot taken (by sources that are not the devices').
+    holders = [f"10.77.{i // 200}.{i % 200}" for i in range(guard.limits.total)]
+    for source in holders:
+        assert guard.admit(source) is None
+    host, port = gateway.address
+    sim = SimFleet(
+        generate(3, seed=21),
+        host,
+        port,
+        data_dir=str(tmp_path / "sim"),
+        enroll_password=PASSWORD,
+    )
+    await sim.start()
+    try:
+        for _ in range(int(deadline / 0.05)):  # polling the links' state, bounded
+            if listener.knocks_refused >= 3 and all(
+                "anonymous_links" in (getattr(d.link, "last_error", None) or "")
+                for d in sim.devices
+            ):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the devices were never refused for lack of slots")
+        # Refused in plain text: no device got as far as a TLS link.
+        assert listener.knocks_admitted == 0
+        assert all("retry after" in (getattr(d.link, "last_error", "") or "") for d in sim.devices)
+        assert await key_rows(controller) == []
+        for source in holders:  # the storm is over
+            guard.release(source)
+        assert await sim.wait_connected(deadline) == 3
+    finally:
+        await sim.close()
+    assert await key_rows(controller) == ["accepted"] * 3
+    assert listener.knocks_admitted == 3  # one TLS enrollment per device, no more

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from hwfleet.errors import TrustError
@@ -26,6 +27,7 @@ from hwfleet.trust import (
     first_contact_context,
     verify_first_contact,
 )
+from hwfleet.trust.knock import BUSY, GO, KNOCK, KnockRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,33 @@ async def ensure_enrolled(
     )
 
 
+async def _knock_then_tls(
+    host: str, port: int, context: ssl.SSLContext, local: tuple[str, int] | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TLS connection for enrolling, its anonymous slot asked for before TLS (issue 18).
+
+    Raises :class:`KnockRefusedError` with the controller's reason (``retry after N s``)
+    when every slot is taken: no TLS handshake was spent on the refusal. A controller
+    that does not answer the knock gets a plain TLS connection.
+    """
+    reader, writer = await asyncio.open_connection(host, port, limit=STREAM_LIMIT, local_addr=local)
+    try:
+        writer.write(KNOCK)
+        answer = await reader.readline()
+    except OSError:
+        answer = b""
+    if answer == GO:
+        await writer.start_tls(context, server_hostname=host)
+        return reader, writer
+    writer.close()
+    if answer.startswith(BUSY):
+        raise KnockRefusedError(answer[len(BUSY) :].decode("ascii", "replace").strip())
+    log.info("controller %s:%d does not answer the enrollment knock: plain TLS", host, port)
+    return await asyncio.open_connection(
+        host, port, ssl=context, limit=STREAM_LIMIT, local_addr=local
+    )
+
+
 async def enroll(
     identity: AgentIdentity,
     host: str,
@@ -83,14 +112,9 @@ async def enroll(
     if not password and not token:
         log.info("no enrollment password or token: asking for operator approval")
     context = first_contact_context(expected_fingerprint or identity.pinned_ca_fingerprint)
+    local = (local_address, 0) if local_address else None
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(
-            host,
-            port,
-            ssl=context,
-            limit=STREAM_LIMIT,
-            local_addr=(local_address, 0) if local_address else None,
-        )
+        reader, writer = await _knock_then_tls(host, port, context, local)
     channel = StreamChannel(writer)
     session: Session[None] = Session(channel.send, MethodRegistry(), None, peer=f"{host}:{port}")
     reading = asyncio.create_task(pump(reader, session))

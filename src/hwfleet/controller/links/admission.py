@@ -110,6 +110,10 @@ class Admission:
         else:
             paths = self.ca.issue_server_cert(certificate_hosts(listen_host))
             self.ssl_context = server_context(self.ca, paths)
+            # No agent resumes a TLS session (each link is a fresh handshake), so the two
+            # session tickets TLS 1.3 issues by default are work for nothing: about a third
+            # of the controller's cost of an mTLS handshake (issue 18, an enrollment storm).
+            self.ssl_context.num_tickets = 0
             log.info("controller CA fingerprint %s", self.ca.fingerprint())
 
     async def close(self) -> None:

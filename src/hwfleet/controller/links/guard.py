@@ -279,7 +279,11 @@ class LinkPacing:
         reader: LinkReader,
         source: str,
         transport: asyncio.BaseTransport,
+        *,
+        reserved: bool = False,
     ) -> None:
+        """``reserved``: the link's anonymous slot was taken when it knocked, before TLS
+        (:class:`~hwfleet.controller.links.listener.KnockListener`)."""
         self._guard = guard
         self._ctx = ctx
         self._reader = reader
@@ -288,10 +292,13 @@ class LinkPacing:
         self.refusal: str | None = None
         self.summed_up = False
         if self._identified():
+            if reserved:  # knocked, then presented a certificate after all: no anonymous link
+                guard.release(source)
             reader.set_limit(STREAM_LIMIT)
         else:
-            self.refusal = guard.admit(source)
-            self.summed_up = guard.summed_up
+            if not reserved:
+                self.refusal = guard.admit(source)
+                self.summed_up = guard.summed_up
             self.anonymous = self.refusal is None
             reader.set_limit(guard.limits.line_limit + 1)
             # TLS input waiting to be decrypted: no more than a line's worth either.

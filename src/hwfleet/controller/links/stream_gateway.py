@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
 from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
+from hwfleet.controller.links.listener import KnockListener
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
 
@@ -51,34 +53,45 @@ class StreamGateway:
         self._on_connect = on_connect
         self.guard = guard or AnonymousGuard(AnonymousLimits())
         self._server: asyncio.Server | None = None
+        self._listener: KnockListener | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def address(self) -> tuple[str, int]:
-        assert self._server is not None, "gateway not started"
-        sock = self._server.sockets[0].getsockname()
+        if self._listener is not None:
+            sock = self._listener.sockets[0].getsockname()
+        else:
+            assert self._server is not None, "gateway not started"
+            sock = self._server.sockets[0].getsockname()
         return (sock[0], sock[1])
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def protocol() -> asyncio.StreamReaderProtocol:
+        def protocol(reserved: bool = False) -> asyncio.StreamReaderProtocol:
             # asyncio.start_server, but with a reader whose limit can change (LinkReader).
             reader = LinkReader(limit=self.guard.limits.line_limit + 1)
-            return asyncio.StreamReaderProtocol(reader, self._serve)
+            return asyncio.StreamReaderProtocol(
+                reader, functools.partial(self._serve, reserved=reserved)
+            )
 
-        self._server = await loop.create_server(
-            protocol,
-            self._host,
-            self._port,
-            ssl=self._ssl,
-            backlog=4096,
-            # A slow peer (an emulated VM) needs the handshake_timeout setting here too.
-            ssl_handshake_timeout=self._handshake_timeout if self._ssl else None,
-            # A closing link waits this long for the peer's close_notify: not asyncio's
-            # 30 s, or links refused in a flood would hold their buffers that long.
-            ssl_shutdown_timeout=5.0 if self._ssl else None,
-        )
+        if self._ssl is not None:
+            # Accepts itself so that an enrollment knock is answered before any TLS.
+            self._listener = KnockListener(
+                self._host,
+                self._port,
+                self._ssl,
+                self.guard,
+                protocol,
+                # A slow peer (an emulated VM) needs the handshake_timeout setting here too.
+                handshake_timeout=self._handshake_timeout,
+                # A closing link waits this long for the peer's close_notify: not asyncio's
+                # 30 s, or links refused in a flood would hold their buffers that long.
+                shutdown_timeout=5.0,
+            )
+            await self._listener.start()
+        else:
+            self._server = await loop.create_server(protocol, self._host, self._port, backlog=4096)
         log.info(
             "agent gateway listening on %s:%d (%s)",
             *self.address,
@@ -88,6 +101,8 @@ class StreamGateway:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._listener is not None:
+            await self._listener.close()
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
@@ -96,14 +111,19 @@ class StreamGateway:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, reserved: bool
+    ) -> None:
+        """``reserved``: the link knocked before TLS and holds an anonymous slot already."""
         assert isinstance(reader, LinkReader)
         # asyncio (3.11) logs a cancelled connection task as an error; shutdown cancels
         # them on purpose, so cancellation ends the handler quietly here.
         with contextlib.suppress(asyncio.CancelledError):
-            await self._session(reader, writer)
+            await self._session(reader, writer, reserved)
 
-    async def _session(self, reader: LinkReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(
+        self, reader: LinkReader, writer: asyncio.StreamWriter, reserved: bool
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
@@ -126,7 +146,10 @@ class StreamGateway:
         try:
             if self._on_connect is not None:
                 self._on_connect(ctx, writer)
-            pacing = LinkPacing(self.guard, ctx, reader, ipaddr, writer.transport)
+            pacing = LinkPacing(
+                self.guard, ctx, reader, ipaddr, writer.transport, reserved=reserved
+            )
+            reserved = False  # the pacing owns the slot now
             if pacing.refusal is not None:
                 if isinstance(writer.transport, asyncio.Transport):
                     writer.transport.pause_reading()  # what it sends next stays in the kernel
@@ -137,6 +160,8 @@ class StreamGateway:
         except Exception:
             log.exception("connection from %s failed", channel.peername())
         finally:
+            if reserved:  # the connection hook failed before the pacing took the slot
+                self.guard.release(ipaddr)
             watchdog.cancel()
             session.close()
             if ctx.uuid is not None:

@@ -127,3 +127,26 @@ async def test_refusals_for_lack_of_slots_name_the_wait_and_are_summed_up() -> N
     # Thirty in line behind one slot: the last is sent further out than the first.
     assert (retry_after(refusals[-1]) or 0) > 1
     guard.close()
+
+
+async def test_a_link_whose_knock_reserved_a_slot_is_not_admitted_twice() -> None:
+    guard = AnonymousGuard(AnonymousLimits(per_source=4, total=1))
+    assert guard.admit("10.0.0.1") is None  # what the listener did when the link knocked
+    link = LinkPacing(
+        guard, ctx(), LinkReader(limit=STREAM_LIMIT), "10.0.0.1", Transport(), reserved=True
+    )
+    assert link.anonymous and link.refusal is None and guard.open_links == 1
+    link.ended()
+    assert guard.open_links == 0
+    # Knocked, then presented a certificate of our CA: no anonymous link, the slot returns.
+    assert guard.admit("10.0.0.1") is None
+    device = LinkPacing(
+        guard,
+        ctx(cert_uuid="u-1"),
+        LinkReader(limit=STREAM_LIMIT),
+        "10.0.0.1",
+        Transport(),
+        reserved=True,
+    )
+    assert not device.anonymous and guard.open_links == 0
+    guard.close()
