@@ -28,6 +28,9 @@ from hwfleet.trust.knock import GO, KNOCK, busy_line
 
 log = logging.getLogger(__name__)
 
+#: Seconds accepting pauses after accept() fails for lack of descriptors or memory.
+ACCEPT_RETRY_DELAY = 1.0
+
 #: Builds the protocol of one accepted link; the flag says a knock reserved its slot.
 ProtocolFactory = Callable[[bool], asyncio.Protocol]
 
@@ -114,12 +117,23 @@ class KnockListener:
                 conn, address = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
+            except (ConnectionAbortedError, ConnectionResetError):
+                continue  # the peer gave up while it waited in the backlog
             except OSError as exc:
-                # Out of descriptors, say: the next readiness tries again.
-                log.warning("agent port: accept failed (%s)", exc)
+                # Out of descriptors or memory: the socket stays readable, so retrying at the
+                # next readiness would spin. Pause accepting for a second, as asyncio's own
+                # servers do, while established links finish and free some.
+                log.warning("agent port: accept failed (%s); pausing accepts for 1 s", exc)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(listener.fileno())
+                loop.call_later(ACCEPT_RETRY_DELAY, self._resume, listener)
                 return
             conn.setblocking(False)
             self._spawn(self._admit(conn, str(address[0])))
+
+    def _resume(self, listener: socket.socket) -> None:
+        if listener.fileno() >= 0:  # not closed meanwhile
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_all, listener)
 
     async def _admit(self, conn: socket.socket, source: str) -> None:
         reserved = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hwfleet.agent.links.enroll import _knock_then_tls
+from hwfleet.controller.links import listener as listener_module
 from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits
 from hwfleet.controller.links.listener import KnockListener
 from hwfleet.trust import CertificateAuthority, first_contact_context, server_context
@@ -160,3 +163,36 @@ async def test_an_agent_falls_back_to_tls_when_the_controller_does_not_know_the_
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_accepting_pauses_when_out_of_descriptors_then_resumes(
+    tls: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # accept() failing with EMFILE leaves the socket readable: retrying at every readiness
+    # would spin the loop. The listener stops watching it, then watches it again.
+    monkeypatch.setattr(listener_module, "ACCEPT_RETRY_DELAY", 0.05)
+    loop = asyncio.get_running_loop()
+    async with gate(tls, slots=1) as g:
+        real = g.listener.sockets[0]
+
+        class Exhausted:
+            """The listening socket, out of descriptors for its first accept only."""
+
+            failed = False
+
+            def fileno(self) -> int:
+                return real.fileno()
+
+            def accept(self) -> tuple[socket.socket, object]:
+                if not self.failed:
+                    self.failed = True
+                    raise OSError(errno.EMFILE, "Too many open files")
+                return real.accept()
+
+        g.listener._accept_all(Exhausted())  # type: ignore[arg-type]
+        assert not loop.remove_reader(real.fileno()), "still watched: it would spin"
+        # Once the pause is over, a knock is answered again.
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", g.port), 5)
+        writer.write(KNOCK)
+        assert await asyncio.wait_for(reader.readline(), 5) == GO
+        writer.close()
