@@ -11,16 +11,14 @@ tasks change all the time.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING
+
+from hwfleet.store.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from hwfleet.store import Store
     from hwfleet.store.records import TaskRecord
-
-log = logging.getLogger(__name__)
 
 #: At most this many devices in one query.
 BATCH = 500
@@ -33,53 +31,25 @@ class ActiveTasks:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._waiting: dict[str, asyncio.Future[list[TaskRecord]]] = {}
-        self._worker: asyncio.Task[None] | None = None
-        #: Queries run, for tests: fewer than the questions when they came together.
-        self.queries = 0
+        self._lookups = Coalescer(self._lookup, batch=BATCH, name="active-tasks")
+
+    @property
+    def queries(self) -> int:
+        """Queries run, for tests: fewer than the questions when they came together."""
+        return self._lookups.lookups
 
     async def of(self, uuid: str) -> list[TaskRecord]:
-        future = self._waiting.get(uuid)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[uuid] = future
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.create_task(self._drain(), name="active-tasks")
-        # shield: one caller's cancellation must not cancel the others' shared answer.
-        return await asyncio.shield(future)
+        return await self._lookups.ask(uuid) or []
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        for future in self._waiting.values():
-            future.cancel()
-        self._waiting.clear()
+        await self._lookups.close()
 
-    async def _drain(self) -> None:
-        # Bounded: each round answers at least one waiting question; new questions come
-        # only from new handshakes.
-        while self._waiting:
-            batch = dict(list(self._waiting.items())[:BATCH])
-            for uuid in batch:
-                del self._waiting[uuid]
-            self.queries += 1
-            try:
-                async with self._store.tx(readonly=True) as tx:
-                    rows = await tx.tasks.list(
-                        device_uuids=list(batch),
-                        active_only=True,
-                        limit=PER_DEVICE * len(batch),
-                    )
-            except Exception as exc:
-                log.exception("looking up the active tasks of %d devices failed", len(batch))
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            found: defaultdict[str, list[TaskRecord]] = defaultdict(list)
-            for row in rows:
-                found[row.device_uuid].append(row)
-            for uuid, future in batch.items():
-                if not future.done():
-                    future.set_result(found.get(uuid, []))
+    async def _lookup(self, uuids: list[str]) -> dict[str, list[TaskRecord]]:
+        async with self._store.tx(readonly=True) as tx:
+            rows = await tx.tasks.list(
+                device_uuids=uuids, active_only=True, limit=PER_DEVICE * len(uuids)
+            )
+        found: defaultdict[str, list[TaskRecord]] = defaultdict(list)
+        for row in rows:
+            found[row.device_uuid].append(row)
+        return found

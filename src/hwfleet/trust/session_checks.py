@@ -15,16 +15,14 @@ here (it cannot call ``forget`` in this process).
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from hwfleet.store.coalesce import Coalescer
+
 if TYPE_CHECKING:
     from hwfleet.store import Store
-
-log = logging.getLogger(__name__)
 
 #: At most this many fingerprints in one query (SQLite's bound-parameter limit is far above).
 BATCH = 500
@@ -45,9 +43,7 @@ class SessionChecks:
         self._clock = clock
         #: fingerprint -> (owner uuid, remembered until)
         self._accepted: dict[str, tuple[str, float]] = {}
-        #: Questions waiting for the next lookup: fingerprint -> its answer (owner or None).
-        self._waiting: dict[str, asyncio.Future[str | None]] = {}
-        self._worker: asyncio.Task[None] | None = None
+        self._lookups = Coalescer(self._lookup, batch=BATCH, name="session-checks")
         #: Bumped by forget(): a lookup that started before it must not remember its answers.
         self._generation = 0
 
@@ -58,14 +54,7 @@ class SessionChecks:
             if hit[1] > self._clock():
                 return hit[0] == device_uuid
             del self._accepted[fingerprint]
-        future = self._waiting.get(fingerprint)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[fingerprint] = future
-            if self._worker is None or self._worker.done():
-                self._worker = asyncio.create_task(self._drain(), name="session-checks")
-        # shield: one caller's cancellation must not cancel the others' shared answer.
-        return await asyncio.shield(future) == device_uuid
+        return await self._lookups.ask(fingerprint) == device_uuid
 
     def forget(self, fingerprint: str) -> None:
         """The key stopped being accepted (or may have): ask the store next time."""
@@ -73,34 +62,14 @@ class SessionChecks:
         self._generation += 1
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            await asyncio.gather(self._worker, return_exceptions=True)
-        for future in self._waiting.values():
-            future.cancel()
-        self._waiting.clear()
+        await self._lookups.close()
 
-    async def _drain(self) -> None:
-        # Bounded: each round takes at least one waiting question off the queue, and new
-        # questions only arrive from new connections.
-        while self._waiting:
-            batch = dict(list(self._waiting.items())[:BATCH])
-            for fingerprint in batch:
-                del self._waiting[fingerprint]
-            generation = self._generation
-            try:
-                async with self._store.tx(readonly=True) as tx:
-                    owners = await tx.keys.owners_if_accepted(list(batch))
-            except Exception as exc:
-                log.exception("key check of %d connecting devices failed", len(batch))
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
+    async def _lookup(self, fingerprints: list[str]) -> dict[str, str]:
+        generation = self._generation
+        async with self._store.tx(readonly=True) as tx:
+            owners = await tx.keys.owners_if_accepted(fingerprints)
+        if generation == self._generation:  # nothing was forgotten while it ran
             until = self._clock() + self._ttl
-            for fingerprint, future in batch.items():
-                owner = owners.get(fingerprint)
-                if owner is not None and generation == self._generation:
-                    self._accepted[fingerprint] = (owner, until)
-                if not future.done():
-                    future.set_result(owner)
+            for fingerprint, owner in owners.items():
+                self._accepted[fingerprint] = (owner, until)
+        return owners
