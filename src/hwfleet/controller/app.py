@@ -257,7 +257,13 @@ class Controller:
     async def _image_changed(self, what: str, record: ImageRecord) -> None:
         from hwfleet.bus.topology import EventKey
 
-        body = {"id": record.id, "name": record.name, "size": record.size, "sha256": record.sha256}
+        body = {
+            "id": record.id,
+            "name": record.name,
+            "size": record.size,
+            "sha256": record.sha256,
+            "blake3": record.blake3,  # None for an image registered before migration 0012
+        }
         await self.events.emit(EventKey.image(what, record.id), body)
 
     async def _start_images(self) -> None:

@@ -48,6 +48,7 @@ class ImageView:
     size: int
     disk_size: int
     sha256: str
+    blake3: str | None
     created_at: str
 
     @property
@@ -64,6 +65,7 @@ class ImageView:
             record.size,
             record.disk_size,
             record.sha256,
+            record.blake3,
             iso(record.created_at),
         )
 

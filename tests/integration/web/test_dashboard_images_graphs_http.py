@@ -40,6 +40,7 @@ async def test_upload_lists_and_deletes_an_image(
     assert record.format == "raw.gz" and record.disk_size == len(RAW)
     page = (await browser_client.get("/images")).text
     assert "disk one" in page and record.sha256[:16] in page
+    assert record.blake3 is not None and f"blake3 {record.blake3}" in page
     bad = await browser_client.post(
         "/images/upload", content=RAW, headers={**htmx, "X-CSRF-Token": csrf}
     )
@@ -170,5 +171,6 @@ async def test_an_image_added_elsewhere_reaches_an_open_page_live(
                 break
     [record] = await controller.images.list()
     async with controller.store.tx() as tx:
-        keys = [e.routing_key for e in await tx.events.list()]
-    assert f"image.added.{record.id}" in keys
+        events = {e.routing_key: e.payload for e in await tx.events.list()}
+    body = events[f"image.added.{record.id}"]
+    assert (body["sha256"], body["blake3"]) == (record.sha256, record.blake3), body
