@@ -443,6 +443,7 @@ _CHECKS: dict[str, Callable[[Any], None]] = {
     "transport": _check_transport,
     "mdp_listen": _check_optional_listen,
     "mdp_report_to": _check_optional_controller,
+    "image_server": _check_optional_controller,
     "mdp_report_listen": _check_optional_listen,
 }
 

@@ -38,6 +38,10 @@ def parse_host_port(
     ``allow_any_port`` accepts port 0 (listen addresses: the system picks a free port).
     """
     value = text.strip()
+    if "://" in value or "/" in value:
+        # An URL where an address belongs ("https://host:port") would otherwise parse with
+        # "https://host" as the host name and fail later as an unknown name.
+        raise ValueError(f"{text!r} is not HOST:PORT (give the address without a scheme or path)")
     if value.startswith("["):
         host, sep, rest = value[1:].partition("]")
         if not sep or not rest.startswith(":"):

@@ -107,6 +107,13 @@ def test_agent_values_are_checked_too(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"controller = 'ctl' \(from .*hwfleet.toml\)"):
         load(AgentSettings, env={}, config_file=write(tmp_path, '[agent]\ncontroller = "ctl"\n'))
     assert load(AgentSettings, env={}).bus == ""  # no bus: the stream transport
+    # A URL where an address belongs (an operator's first try, seen): refused at start.
+    with pytest.raises(
+        SettingsError, match=r"image_server = 'https://h:8445' \(from --image-server\)"
+    ) as error:
+        load(AgentSettings, env={}, flags={"image_server": "https://h:8445"})
+    assert "without a scheme or path" in str(error.value)
+    assert load(AgentSettings, env={}, flags={"image_server": "h:8445"}).image_server == "h:8445"
 
 
 def test_keys_outside_the_tables_and_misplaced_keys_are_refused(tmp_path: Path) -> None:
