@@ -44,6 +44,16 @@ def test_the_agent_becomes_its_own_process_and_keeps_its_secret_out_of_sight(
         argv = Path(f"/proc/{agent.pid}/cmdline").read_bytes().split(b"\0")
         assert b"hwfleet.cli.agent_process" in argv and b"--settings-fd" in argv
         assert PASSWORD.encode() not in b" ".join(argv)
+        # A second agent on the same data dir would be the same device twice: refused.
+        second = subprocess.run(
+            [*HWFLEET, "agent", "--controller", server.agent, "--data-dir",
+             str(tmp_path / "agent"), "--no-discovery", "--mdp-listen", ""],
+            env={**server.env(), "HWFLEET_ENROLL_PASSWORD": PASSWORD},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1, second.stderr
+        assert f"another hwfleet agent (pid {agent.pid}) is running on" in second.stderr
+        assert [d["state"] for d in server.json("devices")] == ["online"]  # type: ignore[union-attr]
         agent.terminate()
         assert agent.wait(15) == 0
         wait_until(lambda: [d["state"] for d in server.json("devices")] == ["offline"])  # type: ignore[union-attr]

@@ -72,6 +72,7 @@ def read_handoff(argv: list[str]) -> Handoff:
 
 def run_agent_process(handoff: Handoff) -> None:
     """Run the agent until SIGINT/SIGTERM (both the exec'd and the in-process path)."""
+    from hwfleet.agent.datadir_lock import data_dir_lock
     from hwfleet.agent.main import build_runtime, run_agent
     from hwfleet.cli.common import run, setup_logging, until_signalled, with_source
 
@@ -79,13 +80,16 @@ def run_agent_process(handoff: Handoff) -> None:
     setup_logging(settings.log_level)
 
     async def main(stop: asyncio.Event) -> None:
-        if settings.simulate:
-            from hwfleet.sim.fleet import simulated_runtime
+        with data_dir_lock(settings.data_dir):
+            if settings.simulate:
+                from hwfleet.sim.fleet import simulated_runtime
 
-            runtime = simulated_runtime(settings.simulate, handoff.device_index, settings.data_dir)
-        else:
-            runtime = build_runtime(settings)
-        await run_agent(settings, runtime, stop)
+                runtime = simulated_runtime(
+                    settings.simulate, handoff.device_index, settings.data_dir
+                )
+            else:
+                runtime = build_runtime(settings)
+            await run_agent(settings, runtime, stop)
 
     try:
         run(until_signalled(main), fast=False)
