@@ -65,13 +65,31 @@ class Stepped:
 #: Reloads the live region once more and resolves when that reload has settled (with
 #: hx-sync "queue last" it runs after any reload already in flight).
 SETTLED = """region => new Promise(resolve => {
-  let started = false;
-  region.addEventListener("htmx:beforeRequest", () => { started = true; });
-  region.addEventListener("htmx:afterSettle", function done() {
-    if (started) { region.removeEventListener("htmx:afterSettle", done); resolve(); }
+  // The first reload that starts after the trigger (ours, or a later one that replaced it
+  // in the "queue last" slot), and the settle of that same request: the settle of a reload
+  // already in flight must not count (it resolved too early and a CI run lost a click to it).
+  let ours = null;
+  region.addEventListener("htmx:beforeRequest", function mine(evt) {
+    ours = evt.detail.xhr;
+    region.removeEventListener("htmx:beforeRequest", mine);
+  });
+  region.addEventListener("htmx:afterSettle", function done(evt) {
+    if (ours !== null && evt.detail.xhr === ours) {
+      region.removeEventListener("htmx:afterSettle", done);
+      resolve();
+    }
   });
   htmx.trigger(document.body, "refresh");
 })"""
+
+#: Remembers the newest recorded-event id the page's live stream has delivered.
+TRACK_EVENT_IDS = """() => {
+  window.newestEventId = 0;
+  document.addEventListener("htmx:sseMessage", evt => {
+    const id = Number((evt.detail && evt.detail.lastEventId) || 0);
+    if (id > window.newestEventId) { window.newestEventId = id; }
+  });
+}"""
 
 #: Counts what replaces nodes in a page's live region (a re-render adds and removes rows).
 COUNT_RERENDERS = """region => {
@@ -174,6 +192,7 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         assert await sim.wait_connected(deadline) == 2
         uuid = sim.devices[0].runtime.info.uuid
         graphs = await logged_in(browser, controller, "/graphs")
+        await graphs.evaluate(TRACK_EVENT_IDS)
         await live(graphs)
         assert await graphs.locator("tr[data-graph]").count() == 0
         device = await graphs.context.new_page()  # a second tab, same session
@@ -203,8 +222,17 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         soak = running.locator("li[data-label=soak][data-state=running]")
         await soak.wait_for(timeout=UI_WAIT_MS)
         cancel = running.get_by_role("button", name=f"cancel graph {graph_id[:8]}")
-        # A reload asked for by the last task.finished may still be in flight: let one
-        # more (queued behind it) land first, then count from a settled region.
+        # The last task.finished (the task before the soak) may not have reached the page
+        # yet — the soak's start travels apart from it, as progress — and its reload would
+        # land in the counted window (a CI run saw that). Wait until the page has seen every
+        # event recorded so far, then let one more reload (queued behind any in flight) land,
+        # then count from a settled region.
+        async with controller.store.tx() as tx:
+            recorded = await tx.events.list(newest_first=True, limit=1)
+        newest = recorded[0].id if recorded else 0
+        await graphs.wait_for_function(
+            f"() => window.newestEventId >= {newest}", timeout=UI_WAIT_MS
+        )
         await graphs.locator("#live").evaluate(SETTLED)
         await graphs.locator("#live").evaluate(COUNT_RERENDERS)
         await cancel.evaluate("button => { button.dataset.mark = 'kept'; }")
