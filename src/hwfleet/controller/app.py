@@ -158,6 +158,7 @@ class Controller:
             self._closers.append(self.mdp_reports.close)
         # --- end mdp ---
         self.tasks = TaskService(self.store, self.devices, self.events)
+        self._closers.append(self.tasks.close)
         host, port = parse_host_port(s.agent_listen, allow_any_port=True)
         self.admission = Admission(s, self.store, self.events, self.devices, host)
         self.keys = self.admission.keys

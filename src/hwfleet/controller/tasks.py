@@ -33,6 +33,10 @@ class TaskService:
         #: Arriving devices' active tasks, looked up together (a reconnect storm).
         self._active = ActiveTasks(store)
 
+    async def close(self) -> None:
+        """End the arriving devices' task lookups (their worker task is ours)."""
+        await self._active.close()
+
     async def start(self, uuid: str, method: str, params: dict[str, Any]) -> TaskRecord:
         """Send a long command; the row exists before the command leaves."""
         method = methods.canonical(method)

@@ -118,6 +118,7 @@ class Admission:
 
     async def close(self) -> None:
         await self.enroll_queue.close()
+        await self.keys.session_checks.close()
 
     def install(self, agent_methods: AgentMethods) -> None:
         agent_methods.add(ENROLL_HELLO, self._hello)
