@@ -8,14 +8,18 @@ Debian binaries:
 - ``agent-initrd.img`` — the discovery environment's tree
   (:func:`hwfleet.boot.discovery_image.build_tree`: busybox, python3.11, hwfleet and its
   dependencies) plus what re-imaging needs on a real machine: ``kexec`` (kexec-tools),
-  ``genisoimage``, util-linux ``mount`` (loop mounts with an offset), and the virtio disk,
-  loop and ext4 modules; its ``/init`` (:data:`AGENT_INIT`) runs the agent against the
-  controller named on the kernel command line;
+  ``genisoimage``, util-linux ``mount`` (loop mounts with an offset), ``efibootmgr``, and
+  the virtio disk, loop, ext4, vfat and efivarfs modules; its ``/init``
+  (:data:`AGENT_INIT`) runs the agent against the controller named on the kernel command
+  line;
 - ``image.raw.gz`` — a small whole-disk image: an MBR with one bootable Linux partition
   (ext2, ``mke2fs -d``) holding the same kernel, a tiny busybox initramfs and a
   ``boot/grub/grub.cfg`` whose default entry the agent must pick. That initramfs
   (:data:`IMAGE_INIT`) prints :data:`IMAGE_UP` and then the config drive's ``meta_data``
-  uuid, which is how the test sees the image come up and read its config drive.
+  uuid, which is how the test sees the image come up and read its config drive;
+- ``image-efi.raw.gz`` — the same boot partition on a GPT disk after an EFI system
+  partition (FAT) whose ``EFI/BOOT/BOOTX64.EFI`` is the kernel (its EFI stub), for the
+  UEFI run: the agent must make that loader the firmware's first boot entry.
 
 Everything lands in a cache directory (``HWFLEET_TEST_CACHE``, default
 ``~/.cache/hwfleet-tests``) under a key made of the kernel package and the text of
@@ -50,14 +54,17 @@ MIB = 1024 * 1024
 SECTOR = 512
 #: The agent's environment: NIC (qemu's e1000), virtio disks, loop mounts of the boot partition
 #: (ext4 asks the crypto API for crc32c when it mounts: no module dependency names it).
-AGENT_MODULES = ("e1000", "virtio_pci", "virtio_blk", "loop", "crc32c_generic", "ext4")
+AGENT_MODULES = ("e1000", "virtio_pci", "virtio_blk", "loop", "crc32c_generic", "ext4",
+                 "efivarfs", "vfat", "nls_cp437", "nls_utf8", "nls_ascii")  # fmt: skip
 #: The image's own initramfs: its disk and the config drive's ISO 9660.
 IMAGE_MODULES = ("virtio_pci", "virtio_blk", "isofs")
-#: Host binaries the agent runs when it re-images (kexec-tools, genisoimage, util-linux).
+#: Host binaries the agent runs when it re-images (kexec-tools, genisoimage, util-linux,
+#: efibootmgr on UEFI).
 TOOLS = (Path("/usr/sbin/kexec"), Path("/usr/bin/genisoimage"), Path("/usr/bin/mount"),
-         Path("/usr/bin/umount"))  # fmt: skip
+         Path("/usr/bin/umount"), Path("/usr/bin/efibootmgr"))  # fmt: skip
 IMAGE_UP = "hwfleet-test-image: up"
 BOOT_PARTITION_MIB = 24
+ESP_MIB = 8
 
 AGENT_INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -71,6 +78,9 @@ for m in $(cat /etc/hwfleet/modules); do
   insmod "/lib/modules/$m" || echo "hwfleet-vm: insmod $m failed"
 done
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -n 1; }
+if [ -d /sys/firmware/efi ]; then
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars && echo "hwfleet-vm: UEFI, efivarfs mounted"
+fi
 ip link set lo up
 for dev in $(ls /sys/class/net); do
   [ "$dev" = lo ] && continue
@@ -134,7 +144,8 @@ menuentry 'hwfleet test image' {
 class VmFiles:
     kernel: Path
     agent_initrd: Path
-    image: Path  # raw.gz
+    image: Path  # raw.gz, MBR
+    efi_image: Path  # raw.gz, GPT with an EFI system partition
 
 
 def cache_root() -> Path:
@@ -159,8 +170,10 @@ def vm_files() -> VmFiles:
     """The cached build for this tree, built first when missing (a few minutes)."""
     package = kernel_package()
     out = cache_root() / "imaging-vm" / _source_key(package)
-    files = VmFiles(out / "vmlinuz", out / "agent-initrd.img", out / "image.raw.gz")
-    if all(p.is_file() for p in (files.kernel, files.agent_initrd, files.image)):
+    files = VmFiles(
+        out / "vmlinuz", out / "agent-initrd.img", out / "image.raw.gz", out / "image-efi.raw.gz"
+    )
+    if all(p.is_file() for p in (files.kernel, files.agent_initrd, files.image, files.efi_image)):
         return files
     kernel_dir = cache_root() / "kernel" / package
     with tempfile.TemporaryDirectory(prefix="hwfleet-vm-build-") as tmp:
@@ -170,6 +183,7 @@ def vm_files() -> VmFiles:
         shutil.copy2(vmlinuz, building / "vmlinuz")
         _agent_initrd(work / "agent", modules, building / "agent-initrd.img")
         _image(work / "image", vmlinuz, modules, building / "image.raw.gz")
+        _efi_image(work / "image", vmlinuz, building / "image-efi.raw.gz")
         shutil.rmtree(out, ignore_errors=True)
         os.replace(building, out)  # whole or not at all: a cut build is never reused
     for older in out.parent.iterdir():  # builds of earlier sources (~120 MB each)
@@ -281,9 +295,35 @@ def _image(work: Path, vmlinuz: Path, modules: Path, out: Path) -> None:
     disk = work / "disk.raw"
     with disk.open("wb") as handle:
         handle.write(mbr([(MIB // SECTOR, size // SECTOR, 0x83, True)]))
-        handle.seek(MIB)
-        with part.open("rb") as data:
-            shutil.copyfileobj(data, handle, MIB)
+    _place(disk, part, MIB)
+    _gzip(disk, out)
+
+
+def _efi_image(work: Path, vmlinuz: Path, out: Path) -> None:
+    """A GPT disk: an EFI system partition (FAT, the kernel as EFI/BOOT/BOOTX64.EFI, its EFI
+    stub being a loader firmware can start) and, after it, ``_image``'s boot partition."""
+    esp = work / "esp.img"
+    _run("mkfs.vfat", "-C", str(esp), str(ESP_MIB * 1024))
+    _run("mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT")
+    _run("mcopy", "-i", str(esp), str(vmlinuz), "::/EFI/BOOT/BOOTX64.EFI")
+    disk = work / "disk-efi.raw"
+    with disk.open("wb") as handle:
+        handle.truncate((2 + ESP_MIB + BOOT_PARTITION_MIB) * MIB)  # 1 MiB each side: the GPTs
+    esp_part = ["-n", f"1:1M:+{ESP_MIB}M", "-t", "1:EF00", "-c", "1:esp"]
+    boot_part = ["-n", f"2:0:+{BOOT_PARTITION_MIB}M", "-t", "2:8300", "-c", "2:boot"]
+    _run("sgdisk", *esp_part, *boot_part, str(disk))
+    _place(disk, esp, MIB)
+    _place(disk, work / "part.img", (1 + ESP_MIB) * MIB)
+    _gzip(disk, out)
+
+
+def _place(disk: Path, part: Path, offset: int) -> None:
+    with disk.open("r+b") as handle, part.open("rb") as data:
+        handle.seek(offset)
+        shutil.copyfileobj(data, handle, MIB)
+
+
+def _gzip(disk: Path, out: Path) -> None:
     with disk.open("rb") as raw, gzip.open(out, "wb", compresslevel=6) as packed:
         shutil.copyfileobj(raw, packed, MIB)
 

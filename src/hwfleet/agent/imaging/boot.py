@@ -7,14 +7,13 @@ else the first — and the kernel, initrd and command line of that entry copied
 out. With ``kexec-tools`` the
 kernel is loaded (``kexec -l``) and started (``kexec -e``); without a kernel or
 ``kexec`` the machine reboots into the image's own boot loader, which the
-image's MBR boot code already makes the disk's default (BIOS); on UEFI an
-``efibootmgr`` entry is put first when an EFI system partition exists.
+image's MBR boot code already makes the disk's default (BIOS); on UEFI the
+firmware's boot order is changed first (:mod:`.efi`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import shutil
@@ -139,22 +138,3 @@ def kexec_load(kernel: Path, initrd: Path | None, cmdline: str) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise OSError(f"kexec -l failed: {done.stderr.strip()[:300]}")
-
-
-def uefi_default(disk: str, plan: BootPlan) -> None:
-    """On UEFI, put an entry for the image's EFI system partition first (efibootmgr)."""
-    if not os.path.isdir("/sys/firmware/efi"):
-        plan.steps.append("BIOS: the image's own MBR boot code is the disk's boot loader")
-        return
-    esp = [p for p in read_partitions(disk) if p.kind == 0xEF]
-    if not esp or shutil.which("efibootmgr") is None:
-        plan.steps.append("UEFI: no EFI system partition or efibootmgr; boot order unchanged")
-        return
-    command = ["efibootmgr", "-c", "-d", disk, "-p", str(esp[0].number), "-L", "hwfleet image"]
-    command += ["-l", "\\EFI\\BOOT\\BOOTX64.EFI"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    plan.steps.append(
-        "UEFI: boot entry for the image added first"
-        if done.returncode == 0
-        else f"UEFI: efibootmgr failed: {done.stderr.strip()[:200]}"
-    )

@@ -3,7 +3,7 @@
 The device must already hold the image (``standby.prepare_image``). Steps, each
 reported in the task's result: write the ``config-2`` drive
 (:mod:`.configdrive`), make the image's boot loader the default
-(:func:`.boot.uefi_default`), find the kernel from the image's grub
+(:func:`.efi.uefi_default`), find the kernel from the image's grub
 configuration and load it with ``kexec -l``. Then, once the task's final status
 is on its way, ``kexec -e`` (or a reboot when no kernel or no kexec was found).
 ``boot: false`` stops before that last step (the tests, and an operator who
@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hwfleet.agent.imaging.boot import BootPlan, find_kernel, kexec_load, uefi_default
+from hwfleet.agent.imaging.boot import BootPlan, find_kernel, kexec_load
 from hwfleet.agent.imaging.commands import _check_id, target_of
 from hwfleet.agent.imaging.configdrive import ConfigDriveError, write_config_drive
+from hwfleet.agent.imaging.efi import uefi_default
 from hwfleet.agent.tasks import Report, TaskFailedError
 from hwfleet.protocol import methods
 
