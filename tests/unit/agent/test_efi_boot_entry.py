@@ -16,11 +16,11 @@ LISTING = """\
 BootCurrent: 0001
 Timeout: 0 seconds
 BootOrder: 0004,0001,0000,0002,0003
-Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614-4503-836e-8ab6f4662331)
+Boot0000* UiApp\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(462caa21-7614)
 Boot0001* UEFI QEMU HARDDISK QM00001 \tPciRoot(0x0)/Pci(0x1,0x1)/Ata(0,0,0)
-Boot0002* EFI Internal Shell\tFvVol(7cb8bdc9-f8eb-4f34-aaea-3ee4af6516a1)/FvFile(7c04a583-9e3e-4f1c-ad65-e05268d0b4d1)
+Boot0002* EFI Internal Shell\tFvVol(7cb8bdc9-f8eb-4f34)/FvFile(7c04a583-9e3e-4f1c)
 Boot0003  disabled entry\tFvVol(7cb8bdc9)
-Boot0004* hwfleet image\tHD(1,GPT,0f1c2d3e-0000-4000-8000-000000000001,0x800,0x4000)/File(\\EFI\\BOOT\\BOOTX64.EFI)
+Boot0004* hwfleet image\tHD(1,GPT,0f1c2d3e-0000,0x800,0x4000)/File(\\EFI\\BOOT\\BOOTX64.EFI)
 """
 
 
