@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -64,9 +65,11 @@ if mode == "write":
     target = inspect_target(args["device"])
     begun = time.monotonic()
     expected = Digest(args["algorithm"], args[args["algorithm"]])
+    cpu = time.process_time()
     result = write_image(target, FileReader(Path(args["image"])), fmt="raw", expected=expected,
                          disk_size=args["size"], progress=progress(args["size"]), verify=False)
     wrote = time.monotonic() - begun
+    cpu = time.process_time() - cpu
     fd = os.open(args["device"], os.O_RDONLY | os.O_DIRECT)
     written = Digest(result.algorithm, result.digest)
     _verify(fd, target, result.bytes_written, written, progress(args["size"]))
@@ -76,7 +79,7 @@ if mode == "write":
     began = time.monotonic()
     for _ in range(args["size"] // len(block)):
         hasher.update(block)
-    print(json.dumps({"write": wrote, "fsync": sum(flushes), "verify": verified,
+    print(json.dumps({"write": wrote, "cpu": cpu, "fsync": sum(flushes), "verify": verified,
                       "hash": time.monotonic() - began}))
 else:
     from hwfleet.agent.imaging.cache import ImageCache
@@ -139,7 +142,15 @@ async def child(
     return result
 
 
-async def timed(*command: str) -> float:
+def children_cpu() -> float:
+    """CPU seconds of the waited-for children so far (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def timed(*command: str, cpu: list[float] | None = None) -> float:
+    """Wall seconds of ``command``; its CPU seconds appended to ``cpu`` when given."""
+    began_cpu = children_cpu()
     begun = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -147,7 +158,10 @@ async def timed(*command: str) -> float:
     _, err = await proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{command[0]} failed: {err.decode()[:300]}")
-    return time.monotonic() - begun
+    wall = time.monotonic() - begun
+    if cpu is not None:
+        cpu.append(children_cpu() - began_cpu)
+    return wall
 
 
 async def main(
@@ -172,9 +186,9 @@ async def main(
             args = {"device": device, "image": str(image), "size": size, "algorithm": algorithm}
             args.update(digests)
             peaks: list[int] = []
-            rounds = []
+            rounds, dd_cpu = [], []
             for _ in range(rounds_count):  # alternated: the machine is shared
-                dd = await timed(*dd_args)
+                dd = await timed(*dd_args, cpu=dd_cpu)
                 dd_sync = await timed(*dd_args, "conv=fsync")
                 ours = await child("write", args, peaks)
                 rounds.append((dd, dd_sync, ours))
@@ -193,6 +207,13 @@ async def main(
             )
         print("  (MB/s; goal >= 90 %. The writer fsyncs at the end; dd+fsync is dd with the")
         print("   same guarantee, which matters when the backing file is on a disk.)")
+        # CPU time is what a loaded machine cannot blur much (the loop device's kernel worker,
+        # which copies each write into its backing file, is in neither figure).
+        ours_cpu = " / ".join(f"{ours['cpu'] * 2**30 / size:.3f}" for _, _, ours in rounds)
+        print(
+            f"  CPU s/GiB: dd {' / '.join(f'{c * 2**30 / size:.3f}' for c in dd_cpu)}, "
+            f"hwfleet {ours_cpu}"
+        )
         verify = min(ours["verify"] for _, _, ours in rounds)
         print(f"  read-back verify      : {gib / verify:8.1f} MB/s ({verify:.2f} s, extra)")
         low, high = min(peaks) / MIB, max(peaks) / MIB

@@ -48,9 +48,13 @@ def disk(tmp_path: Path) -> BlockTarget:
     return BlockTarget(target="disk", path=str(path), name="disk", devnum=(0, 0))
 
 
-@pytest.fixture
-def write(disk: BlockTarget) -> Iterator[Write]:
-    """``write(data, fmt, expected)``: the writer's result, as the task reports it."""
+@pytest.fixture(params=[True, False], ids=["hash-while-reading", "hash-thread"])
+def write(disk: BlockTarget, request: pytest.FixtureRequest) -> Iterator[Write]:
+    """``write(data, fmt, expected)``: the writer's result, as the task reports it.
+
+    Both shapes of the writer: a raw image from a file is hashed by the reading thread, one
+    behind TLS by a hash thread of its own (a compressed image always is).
+    """
     # The loop a progress report would wake; none runs (the writer is called directly).
     loop = asyncio.new_event_loop()
 
@@ -64,7 +68,13 @@ def write(disk: BlockTarget) -> Iterator[Write]:
         )
         reader = BytesReader(data)
         return write_image(
-            disk, reader, fmt=fmt, expected=expected, disk_size=len(IMAGE), progress=progress
+            disk,
+            reader,
+            fmt=fmt,
+            expected=expected,
+            disk_size=len(IMAGE),
+            progress=progress,
+            hash_while_reading=request.param,
         ).to_json()
 
     yield call

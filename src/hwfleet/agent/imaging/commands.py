@@ -152,6 +152,7 @@ async def stream_image(
         disk_size=meta.disk_size,
         progress=progress,
         verify=verify,
+        hash_while_reading=isinstance(reader, FileReader),
     )
     begun = time.monotonic()
     try:

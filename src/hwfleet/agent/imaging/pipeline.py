@@ -1,7 +1,7 @@
 """A small pool of page-aligned buffers and in-order worker threads (the image writer's stages).
 
-The writer's stages (read and decompress, sha256, ``O_DIRECT`` writes) each run in
-their own thread and pass whole buffers along; ``hashlib``, ``pwrite``/``preadv``
+The writer's stages (read and decompress, hash, ``O_DIRECT`` writes) run in their own
+threads and pass whole buffers along; ``hashlib``, ``pwrite``/``preadv``
 and file reads all release the GIL on large buffers, so on a machine with cores to
 spare the stages really overlap and the slowest one sets the pace. Buffers are
 anonymous ``mmap``\\s (page-aligned, as ``O_DIRECT`` needs), allocated once: memory
@@ -10,6 +10,7 @@ is the pool's size whatever the image's size.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -21,6 +22,8 @@ from collections.abc import Callable
 
 #: (buffer, byte offset on the device, length)
 Item = tuple[mmap.mmap, int, int]
+#: Private buffers on transparent huge pages (see :func:`_buffer`); off: shared 4 KiB pages.
+HUGE_PAGES = True
 
 
 class BufferPool:
@@ -33,7 +36,7 @@ class BufferPool:
         self._users: dict[int, int] = {}
         self._lock = threading.Lock()
         for _ in range(count):
-            self._free.put(mmap.mmap(-1, size))
+            self._free.put(_buffer(size))
 
     def get(self) -> mmap.mmap:
         """A free buffer; blocks while every buffer is in use (the back-pressure)."""
@@ -51,6 +54,25 @@ class BufferPool:
                 return
             self._users.pop(id(buf), None)
         self._free.put(buf)
+
+
+def _buffer(size: int) -> mmap.mmap:
+    """A page-aligned buffer; private and on huge pages where the kernel gives them.
+
+    ``mmap(-1, n)`` is a *shared* anonymous mapping (shmem), which never gets transparent
+    huge pages; a private one of a 2 MiB multiple is 2 MiB-aligned (Linux 6.7+) and, asked
+    with ``MADV_HUGEPAGE`` (THP is "madvise" by default), is one page per 2 MiB: pinning it
+    for each ``O_DIRECT`` write is one page instead of 512. ``MADV_DONTFORK``: a process
+    the agent forks while a direct write is in flight does not share the buffer.
+    """
+    if not HUGE_PAGES:
+        return mmap.mmap(-1, size)
+    buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    for advice in ("MADV_HUGEPAGE", "MADV_DONTFORK"):
+        if hasattr(mmap, advice):
+            with contextlib.suppress(OSError):  # a kernel without THP: 4 KiB pages
+                buf.madvise(getattr(mmap, advice))
+    return buf
 
 
 class Stage(threading.Thread):

@@ -1,14 +1,16 @@
 """Stream an image onto a block device: decompress, hash, aligned direct writes, read back.
 
-Three stages, each in its own thread, pass page-aligned buffers from a small pool
-(:mod:`.pipeline`): the caller's worker thread reads the source straight into a
-buffer (decompressing on the way, hashing the compressed bytes), a hash thread
-feeds the written bytes to the digest, and a write thread ``pwrite``\\s the same
-buffer with ``O_DIRECT`` (no page cache: memory stays the pool's size however large
-the image). The hashers, reads and ``pwrite`` all release the GIL, so hashing runs
-beside the writes instead of before them. The digest is the image record's
-(:mod:`hwfleet.images.digest`): blake3 (about 5.7 GiB/s a core here) when the
-registry recorded one, else sha256 (1.6 GiB/s, which used to bound the whole write).
+Stages pass page-aligned buffers from a small pool (:mod:`.pipeline`): the caller's
+worker thread reads the source straight into a buffer (decompressing on the way, hashing
+the compressed bytes), and a write thread ``pwrite``\\s it with ``O_DIRECT`` (no page
+cache: memory stays the pool's size however large the image). The written bytes are
+hashed by the reading thread right after the read when the image is raw and comes from
+a file (the buffer is still in that core's cache; measured cheaper in CPU and faster than
+a hash thread, bench/imaging.py), else by a hash thread of its own, beside the TLS
+decryption or the decompression. The hashers, reads and ``pwrite`` all release the GIL.
+The digest is the image record's (:mod:`hwfleet.images.digest`): blake3 (about 5.7 GiB/s
+a core here) when the registry recorded one, else sha256 (1.6 GiB/s, which used to bound
+the whole write).
 A tail that is not a whole sector goes through an ordinary descriptor.
 
 Verification reads the written bytes back (``O_DIRECT`` again, so the device
@@ -80,16 +82,18 @@ def write_image(
     disk_size: int,
     progress: _Progress,
     verify: bool = True,
+    hash_while_reading: bool = True,
 ) -> WriteResult:
     """Worker thread: write the image read from ``source`` (in ``fmt``) to ``target``; verify.
 
     ``expected`` is the source's digest as the registry recorded it (blake3, or sha256 for
     an image registered before blake3); the written bytes are hashed and read back with
-    the same algorithm. Raises :class:`ImageWriteError` with the cause (too small,
-    checksum, I/O).
+    the same algorithm. ``hash_while_reading``: the source is cheap to read (a cached
+    file, not a TLS download), so for a raw image the reading thread also hashes. Raises
+    :class:`ImageWriteError` with the cause (too small, checksum, I/O).
     """
     raw = fmt == "raw"
-    # A raw image is written as it comes: the hash thread's digest is also the source's.
+    # A raw image is written as it comes: the written bytes' digest is also the source's.
     counted = CountingReader(source, progress.add, None if raw else expected.hasher())
     try:
         reader = decompressing(fmt, counted)
@@ -102,7 +106,11 @@ def write_image(
             raise ImageWriteError(
                 f"the image ({disk_size} bytes) is larger than {target.name} ({size} bytes)"
             )
-        written, digest = _stream(fd, target, reader, size, expected)
+        # A raw image read from a file: the reader's thread hashes each buffer while it is
+        # hot in its core's cache. Behind TLS or a decompressor, reading is the heavy stage
+        # and the hash gets a thread of its own.
+        inline = raw and hash_while_reading
+        written, digest = _stream(fd, target, reader, size, expected, inline=inline)
         source_digest = digest.hexdigest if raw or counted.sha is None else counted.sha.hexdigest()
         mismatch = expected.mismatch("the image read", source_digest)
         if mismatch is not None:
@@ -115,20 +123,22 @@ def write_image(
 
 
 def _stream(
-    fd: int, target: BlockTarget, reader: Reader, size: int, expected: Digest
+    fd: int, target: BlockTarget, reader: Reader, size: int, expected: Digest, *, inline: bool
 ) -> tuple[int, Digest]:
     """Write everything ``reader`` gives; (bytes written, their digest by ``expected``'s
-    algorithm)."""
+    algorithm). ``inline``: hash each buffer in this thread right after reading it (while
+    it is still in this core's cache), else in a hash thread of its own."""
     pool = BufferPool(BUFFERS, BUFFER)
     out = expected.hasher()
 
     def hash_written(buf: mmap.mmap, _offset: int, count: int) -> None:
         out.update(memoryview(buf)[:count])
 
-    hasher = Stage("image-hash", hash_written, pool)
+    hasher = None if inline else Stage("image-hash", hash_written, pool)
     writer = Stage("image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), pool)
-    hasher.start()
-    writer.start()
+    stages = [writer] if hasher is None else [hasher, writer]
+    for stage in stages:
+        stage.start()
     offset, tail = 0, b""
     try:
         while True:
@@ -151,15 +161,18 @@ def _stream(
             aligned = count - count % SECTOR
             # O_DIRECT moves whole sectors only; the last partial one is written at the end.
             tail = bytes(memoryview(buf)[aligned:count])
-            pool.share(buf, 2)
-            hasher.todo.put((buf, offset, count))
+            if hasher is None:
+                hash_written(buf, offset, count)
+            else:
+                pool.share(buf, 2)
+                hasher.todo.put((buf, offset, count))
             writer.todo.put((buf, offset, aligned))
             offset += count
             if count < BUFFER:
                 break
     finally:
-        hasher.finish()
-        writer.finish()
+        for stage in stages:
+            stage.finish()
     _raise_write_error(writer, target)
     if not offset:
         raise ImageWriteError("the image is empty")
