@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from hwfleet.mdp.keys import load_or_create_key
+from hwfleet.mdp.sync_config import SyncConfig
 
 if TYPE_CHECKING:
     from hwfleet.mdp.endpoint import MdpEndpoint
     from hwfleet.mdp.runtime import MachineRuntime
-    from hwfleet.mdp.sync import SyncConfig
     from hwfleet.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,6 @@ class MdpOptions:
 def _sync_config(settings: AgentSettings) -> SyncConfig | None:
     if not settings.mdp_cluster_sync:
         return None
-    from hwfleet.mdp.sync import SyncConfig
-
     data = Path(settings.data_dir)
     return SyncConfig(
         settings.mdp_cluster_ssh_key or str(data / "cluster_ssh_key"),
