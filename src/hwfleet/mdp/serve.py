@@ -8,7 +8,7 @@ controller over the authenticated link.
 The agent binds its diagnostics socket at start (a port in use is reported then) but
 builds the endpoint behind it — the operations and their plugins, the cluster member,
 its folder sync — when the first datagram arrives: an agent nobody queries never loads
-them (issue 18: about 0.3 MB of an idle agent). With ``--mdp-report-to`` the reporter
+them (issue 18: 0.1 to 0.3 MB of an idle agent). With ``--mdp-report-to`` the reporter
 runs operations from the start, so the endpoint is built at once.
 """
 
