@@ -23,18 +23,6 @@ import msgspec
 
 from hwfleet.discovery.guards import PacketRateLimiter
 from hwfleet.discovery.metadata import DeviceMetadata
-from hwfleet.discovery.packets import (
-    FLAG_TRUNCATED,
-    MAX_ANNOUNCE,
-    MAX_TEXT,
-    AdvertBody,
-    BadPacketError,
-    PacketType,
-    QueryBody,
-    build_advert,
-    new_nonce,
-    parse,
-)
 from hwfleet.discovery.udp import (
     DEFAULT_GROUP,
     DEFAULT_PORT,
@@ -46,6 +34,12 @@ from hwfleet.discovery.udp import (
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from hwfleet.discovery.packets import AdvertBody
+
+# hwfleet.discovery.packets (its structs, signing, base64, secrets) is imported when the
+# first datagram arrives or an announcement goes out: an agent nobody queries never
+# loads it (issue 18: 0.1 to 0.3 MB of an idle agent).
+
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +50,8 @@ def advert_from(meta: DeviceMetadata, *, nonce: str, ts: float) -> AdvertBody:
     and an ``ipaddr``/endpoint host that is not an IP address is left out rather than
     making the whole packet unparseable (and the device invisible).
     """
+    from hwfleet.discovery.packets import MAX_TEXT, AdvertBody
+
     ipaddr = meta.ipaddr if _is_ip(meta.ipaddr) else ""
     host, port = meta.endpoint
     endpoint = (host, port) if _is_ip(host) else ((ipaddr, port) if ipaddr else None)
@@ -68,18 +64,14 @@ def advert_from(meta: DeviceMetadata, *, nonce: str, ts: float) -> AdvertBody:
         st_ts=meta.st_ts,
         endpoint=endpoint,
         ipaddr=ipaddr,
-        name=_clip(meta.name),
-        serial=meta.serial if isinstance(meta.serial, int) else _clip(meta.serial),
-        model_id=_clip(meta.model_id),
-        version=_clip(meta.version),
+        name=meta.name[:MAX_TEXT],
+        serial=meta.serial if isinstance(meta.serial, int) else meta.serial[:MAX_TEXT],
+        model_id=meta.model_id[:MAX_TEXT],
+        version=meta.version[:MAX_TEXT],
         st_prog=prog,
-        head_module=None if meta.head_module is None else _clip(meta.head_module),
-        error_label=None if meta.error_label is None else _clip(meta.error_label),
+        head_module=None if meta.head_module is None else meta.head_module[:MAX_TEXT],
+        error_label=None if meta.error_label is None else meta.error_label[:MAX_TEXT],
     )
-
-
-def _clip(text: str) -> str:
-    return text[:MAX_TEXT]
 
 
 def _is_ip(text: str) -> bool:
@@ -186,6 +178,15 @@ class DiscoveryResponder:
         await self.close()
 
     def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        from hwfleet.discovery.packets import (
+            FLAG_TRUNCATED,
+            BadPacketError,
+            PacketType,
+            QueryBody,
+            build_advert,
+            parse,
+        )
+
         self.counters["received"] += 1
         try:
             packet = parse(data)
@@ -229,6 +230,8 @@ class DiscoveryResponder:
         """Send a signed status announcement to the group and ``announce_to``; count sent."""
         if self._transport is None:
             return 0
+        from hwfleet.discovery.packets import MAX_ANNOUNCE, PacketType, build_advert, new_nonce
+
         advert = advert_from(self._metadata(), nonce=new_nonce(), ts=time.time())
         packet = build_advert(PacketType.ANNOUNCE, advert, self.signing_key, limit=MAX_ANNOUNCE)
         if packet is None:

@@ -78,6 +78,11 @@ class MdpEndpoint:
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _Protocol(self), local_addr=(self.bind, self.port)
         )
+        self.attach(transport)
+
+    def attach(self, transport: asyncio.DatagramTransport) -> None:
+        """Serve on a socket bound before this endpoint was built (:mod:`hwfleet.mdp.serve`),
+        whose protocol hands every datagram to :meth:`received`."""
         self._transport = transport
         self.port = int(transport.get_extra_info("sockname")[1])
 

@@ -18,10 +18,10 @@ import logging
 import shlex
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwfleet.mdp.sync_config import SyncConfig as SyncConfig  # its former home
 from hwfleet.mdp.tombstones import PROBE_PREFIX, STATE_DIR, Tombstones
 
 log = logging.getLogger(__name__)
@@ -35,19 +35,6 @@ def is_local(ip: str) -> bool:
         except OSError:
             return False
     return True
-
-
-@dataclass(frozen=True, slots=True)
-class SyncConfig:
-    #: This machine's sync key (made at first use, hwfleet.mdp.trust).
-    ssh_key: str
-    known_hosts: str
-    user: str = "root"
-    interval: float = 30.0
-    #: Where the peers' keys go (the SSH user's authorized_keys here).
-    authorized_keys: str = ""
-    #: This machine's sshd host public key file (empty: the first of /etc/ssh's).
-    host_key: str = ""
 
 
 class FolderSync:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import ssl
@@ -25,6 +26,22 @@ REJOIN_SPREAD = 5.0
 HANDSHAKE_WAIT_FACTOR = 3
 #: Gives the TLS context for the next attempt (None: plain TCP, only with --insecure).
 SslProvider = Callable[[], Awaitable[ssl.SSLContext | None]]
+
+
+def _server_name(host: str, context: ssl.SSLContext) -> str:
+    """The TLS server name for ``host``: none (``""``) for an IP address not checked by name.
+
+    OpenSSL sends no SNI for an address anyway, and asyncio encodes any name it is
+    given with the ``idna`` codec, whose import (``stringprep``, ``unicodedata``) would
+    stay resident in the agent for nothing (issue 18).
+    """
+    if context.check_hostname:
+        return host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return ""
 
 
 class StreamLink:
@@ -107,7 +124,12 @@ class StreamLink:
         context = await self._ssl_provider() if self._ssl_provider else None
         async with asyncio.timeout(self._connect_timeout):
             reader, writer = await asyncio.open_connection(
-                self.host, self.port, limit=STREAM_LIMIT, ssl=context, local_addr=local
+                self.host,
+                self.port,
+                limit=STREAM_LIMIT,
+                ssl=context,
+                local_addr=local,
+                server_hostname=None if context is None else _server_name(self.host, context),
             )
         self._writer = writer
         channel = StreamChannel(writer)

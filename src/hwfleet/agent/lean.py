@@ -1,0 +1,45 @@
+"""Process-wide memory settings of the agent process (issue 18: an idle agent ≤ 25 MB RSS).
+
+Imported by :mod:`hwfleet.cli.agent_process` *before* msgspec, which is why it
+exists as its own module: importing it keeps ``typing_extensions`` out of the
+agent while msgspec imports. msgspec's ``_utils`` takes ``get_type_hints``,
+``Required`` and ``NotRequired`` from ``typing_extensions`` when it can and from
+``typing`` otherwise; on Python ≥ 3.11 (hwfleet's floor) ``typing`` has all
+three, and ``typing_extensions`` costs 0.3 to 0.4 MB resident for the agent's
+lifetime. The block lasts only for msgspec's own import: a plugin that imports
+``typing_extensions`` later gets it as usual. Where msgspec (or
+``typing_extensions``) is already loaded — ``HWFLEET_AGENT_EXEC=0``, where the
+agent stays in the process that parsed its options — nothing changes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: asyncio's TLS transport reads the socket into one buffer per connection, 256 KiB by
+#: default (``asyncio.sslproto.SSLProtocol.max_size``), zero-filled and so resident for
+#: the link's lifetime. The agent's link carries JSON lines; TLS records are at most
+#: 16 KiB, so 32 KiB still takes two whole records per read.
+TLS_READ_BUFFER = 32 * 1024
+
+
+def _import_msgspec_without_typing_extensions() -> None:
+    if "msgspec" in sys.modules or "typing_extensions" in sys.modules:
+        return
+    # None in sys.modules makes `import typing_extensions` raise ImportError, which
+    # msgspec._utils catches (falling back to typing).
+    sys.modules["typing_extensions"] = None  # type: ignore[assignment]
+    try:
+        import msgspec  # noqa: F401 - the import is the point
+    finally:
+        del sys.modules["typing_extensions"]
+
+
+def small_tls_buffers() -> None:
+    """Shrink asyncio's per-connection TLS read buffer (this process only)."""
+    import asyncio.sslproto
+
+    asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
+
+
+_import_msgspec_without_typing_extensions()
