@@ -1,8 +1,9 @@
 """Process-wide memory settings of the agent process (issue 18: an idle agent ≤ 25 MB RSS).
 
-Imported by :mod:`hwfleet.cli.agent_process` *before* msgspec, which is why it
-exists as its own module: importing it keeps ``typing_extensions`` out of the
-agent while msgspec imports. msgspec's ``_utils`` takes ``get_type_hints``,
+:func:`import_msgspec_lean` is called by :mod:`hwfleet.cli.agent_process`
+*before* its first ``import msgspec``, which is why this is its own module (importing it
+loads nothing else): it keeps ``typing_extensions`` out of the agent while msgspec
+imports. msgspec's ``_utils`` takes ``get_type_hints``,
 ``Required`` and ``NotRequired`` from ``typing_extensions`` when it can and from
 ``typing`` otherwise; on Python ≥ 3.11 (hwfleet's floor) ``typing`` has all
 three, and ``typing_extensions`` costs 0.3 to 0.4 MB resident for the agent's
@@ -23,7 +24,8 @@ import sys
 TLS_READ_BUFFER = 32 * 1024
 
 
-def _import_msgspec_without_typing_extensions() -> None:
+def import_msgspec_lean() -> None:
+    """Import msgspec with ``typing_extensions`` blocked (a no-op once either is loaded)."""
     if "msgspec" in sys.modules or "typing_extensions" in sys.modules:
         return
     # None in sys.modules makes `import typing_extensions` raise ImportError, which
@@ -40,6 +42,3 @@ def small_tls_buffers() -> None:
     import asyncio.sslproto
 
     asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER
-
-
-_import_msgspec_without_typing_extensions()

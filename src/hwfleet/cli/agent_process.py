@@ -21,12 +21,15 @@ import os
 import sys
 
 # isort: off
-import hwfleet.agent.lean  # before msgspec: keeps typing_extensions out (see its docstring)
-import msgspec
+import hwfleet.agent.lean
+
+# Before msgspec's first import: keeps typing_extensions out (see hwfleet.agent.lean).
+hwfleet.agent.lean.import_msgspec_lean()
+import msgspec  # noqa: E402
 
 # isort: on
-from hwfleet.cli.client import CliError
-from hwfleet.settings import AgentSettings
+from hwfleet.cli.client import CliError  # noqa: E402
+from hwfleet.settings import AgentSettings  # noqa: E402
 
 FD_OPTION = "--settings-fd"
 #: Set to "0" to keep the agent in the process that parsed its options (debugging).

@@ -69,7 +69,9 @@ async def test_a_port_in_use_is_logged_and_the_agent_carries_on(
 SERVE_THEN_QUERY = """
 import asyncio, sys, tempfile
 from pathlib import Path
-import hwfleet.agent.lean, hwfleet.agent.main, hwfleet.agent.links.stream
+import hwfleet.agent.lean
+hwfleet.agent.lean.import_msgspec_lean()
+import hwfleet.agent.main, hwfleet.agent.links.stream
 import hwfleet.discovery.responder
 from hwfleet.mdp.serve import MdpOptions, mdp_serving
 from tests.unit.agent.agent_kit import sim_runtime
