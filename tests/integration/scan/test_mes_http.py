@@ -194,11 +194,19 @@ async def test_a_body_over_the_limit_is_refused(
     http.close()
 
 
-async def test_an_answer_nobody_asked_for_retires_the_connection(
-    server: tuple[Scripted, str],
+@pytest.mark.parametrize(
+    "first",
+    [
+        Step(ok() + ok(b"{}")),  # two answers to one request: the connection is retired
+        Step(ok(), then="close"),  # its keep-alive ran out right after: replaced
+    ],
+    ids=["answer-nobody-asked-for", "closed-while-idle"],
+)
+async def test_after_a_whole_answer_a_spoiled_connection_is_not_reused(
+    server: tuple[Scripted, str], first: Step
 ) -> None:
     scripted, url = server
-    scripted.steps = [Step(ok() + ok(b"{}"))]  # two answers to one request
+    scripted.steps = [first]
     http = pool(url)
     assert (await http.get(http.request_bytes("/a"))).body == RECORD
     await answers_on_a_new_connection(http, scripted)
@@ -212,16 +220,6 @@ async def test_no_answer_times_out_and_closes_the_connection(
     http = pool(url, timeout=0.2)
     with pytest.raises(TimeoutError):
         await http.get(http.request_bytes("/a"))
-    await answers_on_a_new_connection(http, scripted)
-
-
-async def test_a_connection_the_server_closed_while_idle_is_replaced(
-    server: tuple[Scripted, str],
-) -> None:
-    scripted, url = server
-    scripted.steps = [Step(ok(), then="close")]  # its keep-alive ran out right after
-    http = pool(url)
-    assert (await http.get(http.request_bytes("/a"))).body == RECORD
     await answers_on_a_new_connection(http, scripted)
 
 
