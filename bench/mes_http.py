@@ -1,4 +1,4 @@
-"""CPU per MES lookup: hwfleet's MesClient (aiohttp) against httpx, in the same run.
+"""CPU per MES lookup: hwfleet's MesClient against aiohttp and httpx, in the same run.
 
 A burn-in scan makes one ``GET deviceInfo/getById`` per device on the event loop
 that also consumes the replies, so the HTTP client's CPU per request bounds a
@@ -7,7 +7,10 @@ client, runs N lookups with C in flight on one pooled client, printing the
 client process's CPU time per lookup (``time.process_time``: the mes-sim's
 CPU is not counted) and the wall time:
 
-* **MesClient** — hwfleet's client: aiohttp, retries, response interpretation;
+* **MesClient** — hwfleet's client: its own HTTP/1.1 pool on httptools
+  (``hwfleet.integrations.mes_http``), retries, response interpretation;
+* **MesClient on aiohttp** — the same with its lookups through aiohttp, as it does
+  for ``https`` or behind a proxy (and did for every lookup before);
 * **aiohttp** — a bare ``ClientSession.get`` + ``read``;
 * **httpx** — a bare ``AsyncClient.get`` with C pooled connections, the client
   DESIGN §9 first named for the MES, and httpx in pools of two connections
@@ -54,6 +57,12 @@ async def measure(lookup: Lookup, n: int, concurrency: int) -> tuple[float, floa
 
 async def mes_client(url: str, n: int, concurrency: int) -> tuple[float, float]:
     async with MesClient({"get": url}, max_connections=concurrency) as mes:
+        return await measure(mes.get_device, n, concurrency)
+
+
+async def mes_client_aiohttp(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    async with MesClient({"get": url}, max_connections=concurrency) as mes:
+        mes._pool_settled = True  # no pool of its own: every lookup through aiohttp
         return await measure(mes.get_device, n, concurrency)
 
 
@@ -106,7 +115,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     clients = {
-        "MesClient (aiohttp)": mes_client,
+        "MesClient": mes_client,
+        "MesClient on aiohttp": mes_client_aiohttp,
         "aiohttp": bare_aiohttp,
         "httpx": bare_httpx,
         "httpx, pools of 2": sharded_httpx,
@@ -121,10 +131,11 @@ def main() -> None:
                 # The scan runs on uvloop when the `fast` extra is installed: so do these.
                 figures[name] = run(client(url, args.n, args.concurrency), fast=True)
                 cpu, wall = figures[name]
-                print(f"{name:>20}: {cpu:5.0f} µs CPU per lookup, {args.n} lookups in {wall:.2f} s")
-    ours = figures["MesClient (aiohttp)"][0]
+                print(f"{name:>22}: {cpu:5.0f} µs CPU per lookup, {args.n} lookups in {wall:.2f} s")
+    ours = figures["MesClient"][0]
     best = min(figures["httpx"][0], figures["httpx, pools of 2"][0])
     print(f"\nMesClient uses {ours / best:.0%} of the CPU per lookup of httpx at its best")
+    print(f"MesClient uses {ours / figures['MesClient on aiohttp'][0]:.0%} of its CPU on aiohttp")
 
 
 if __name__ == "__main__":

@@ -38,15 +38,11 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import (
-    AbstractIncomingMessage,
-    AbstractRobustChannel,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
 from hwfleet.bus.amqp_batch import publish_unconfirmed
 from hwfleet.bus.amqp_connect import BusUnavailableError, broker_address, connect
-from hwfleet.bus.amqp_consumer import AmqpConsumer
+from hwfleet.bus.amqp_consumer import AmqpConsumer, deliver_frame
 from hwfleet.bus.amqp_legacy import declare_seed_exchange, migrate_seed_queue
 from hwfleet.bus.amqp_rpc import RpcClient, server_handler
 from hwfleet.bus.base import Bus, Handler, RpcHandler, Subscription
@@ -313,21 +309,23 @@ class AmqpBus(Bus):
             await self._publish("", data, properties, name, True)
 
     async def _dead_letter(
-        self, message: AbstractIncomingMessage, reason: str, origin: str
+        self, message: aiormq.abc.DeliveredMessage, reason: str, origin: str
     ) -> None:
         self.dead_lettered += 1
         if not self._declare:
             log.warning("dropped a message from %s: %s", origin, reason)
             return
         log.warning("dead-lettered a message from %s: %s", origin, reason)
+        props = message.header.properties
         properties = aiormq.spec.Basic.Properties(
-            headers=dead_letter_headers(message.headers or {}, reason, origin),
-            content_type=message.content_type,
-            correlation_id=message.correlation_id,
+            headers=dead_letter_headers(props.headers or {}, reason, origin),
+            content_type=props.content_type,
+            correlation_id=props.correlation_id,
             delivery_mode=2,
         )
         dlx = self.topology.dead_letter_exchange
-        await self._publish(dlx, message.body, properties, message.routing_key or "", False)
+        key = deliver_frame(message).routing_key or ""
+        await self._publish(dlx, message.body, properties, key, False)
 
     # -- queues and consumers ---------------------------------------------------------------
 

@@ -2,19 +2,32 @@
 
 Every consumer gets its own channel so that its prefetch is its own (RabbitMQ
 applies ``basic.qos`` per channel) and so that a robust reconnect restores it
-with that prefetch. aio-pika runs each delivery in its own task; a subscriber
-wants its events in order, so ordered consumers take a FIFO lock, which asyncio
-grants in arrival order. Acks go through an :class:`~hwfleet.bus.amqp_acks.AckBatcher`,
-which folds the acks of handlers that finish together into one frame.
+with that prefetch. Deliveries are taken on the aiormq channel under the robust
+one (``basic.consume`` with a plain callback), not through aio-pika's
+``Queue.consume``: aio-pika wraps every delivery in an ``IncomingMessage`` (two
+dozen guarded attribute sets) and a second task, which on a scan of thousands of
+replies cost more CPU than the reply's own handling. aio-pika still declares
+and restores the queue; after a reconnect (the robust channel's reopen) this module
+consumes again under the same consumer tag. (A consumer the broker cancels because its
+queue was deleted is not restored, as it was not through aio-pika either.)
+
+aiormq runs each delivery in its own task; a subscriber wants its events in
+order, so ordered consumers take a FIFO lock, which asyncio grants in arrival
+order. Acks go through an :class:`~hwfleet.bus.amqp_acks.AckBatcher`, which folds
+the acks of handlers that finish together into one frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import cast
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustChannel
+import aiormq.abc
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel
+from pamqp import commands as spec
 
 from hwfleet.bus.amqp_acks import LOST, AckBatcher
 from hwfleet.bus.base import Delivery, Handler, Subscription
@@ -23,19 +36,26 @@ from hwfleet.bus.codec import STOP_GRACE, Outcome, settle
 log = logging.getLogger(__name__)
 
 #: ``(message, reason, origin)`` → publish to the dead-letter exchange (confirmed).
-DeadLetter = Callable[[AbstractIncomingMessage, str, str], Awaitable[None]]
+DeadLetter = Callable[[aiormq.abc.DeliveredMessage, str, str], Awaitable[None]]
 
 
-def to_delivery(message: AbstractIncomingMessage) -> Delivery:
+def deliver_frame(message: aiormq.abc.DeliveredMessage) -> spec.Basic.Deliver:
+    """The ``basic.deliver`` of a consumed message (aiormq types it as any content frame)."""
+    return cast(spec.Basic.Deliver, message.delivery)
+
+
+def to_delivery(message: aiormq.abc.DeliveredMessage) -> Delivery:
+    frame = deliver_frame(message)
+    props = message.header.properties
     return Delivery(
-        exchange=message.exchange or "",
-        routing_key=message.routing_key or "",
+        exchange=frame.exchange or "",
+        routing_key=frame.routing_key or "",
         body=message.body,
-        headers=message.headers or {},
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        user_id=message.user_id,
-        redelivered=bool(message.redelivered),
+        headers=props.headers or {},
+        correlation_id=props.correlation_id,
+        reply_to=props.reply_to,
+        user_id=props.user_id,
+        redelivered=bool(frame.redelivered),
     )
 
 
@@ -65,12 +85,31 @@ class AmqpConsumer(Subscription):
         self._acks = AckBatcher(queue.name)
 
     async def start(self) -> None:
-        self._tag = await self.queue.consume(self.on_message)
+        # A tag of our own, kept across reconnects, so that a restored consumer is this one.
+        self._tag = f"hwfleet.{uuid.uuid4().hex}"
+        await self._consume()
+        self.channel.reopen_callbacks.add(self._on_reopen)
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _consume(self) -> None:
+        assert self._tag is not None
+        raw = await self.channel.get_underlay_channel()
+        await raw.basic_consume(self.queue.name, self.on_message, consumer_tag=self._tag)
+
+    async def _on_reopen(self, *_: object) -> None:
+        # The robust channel re-declared the queue on a new aiormq channel: consume there.
+        if self._cancelled or self.channel.is_closed:
+            return
+        try:
+            await self._consume()
+        except (*LOST, TimeoutError) as exc:
+            # The new channel is lost too: the next reconnect's reopen consumes again.
+            log.warning("consuming %s again after a reconnect failed: %s", self.queue.name, exc)
+
+    async def on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
         # First, before any await: the batcher must see deliveries in the broker's order,
         # including those never settled here (a multiple ack must not cover them).
-        self._acks.delivered(message.channel, message.delivery_tag)
+        tag = deliver_frame(message).delivery_tag
+        self._acks.delivered(message.channel, tag)
         if self._cancelled:
             return  # the channel closes shortly and the broker requeues it
         task = asyncio.current_task()
@@ -89,8 +128,9 @@ class AmqpConsumer(Subscription):
                 await self._acks.drain()
                 await self._close_channel()
 
-    async def _handle(self, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, message: aiormq.abc.DeliveredMessage) -> None:
         delivery = to_delivery(message)
+        channel, tag = message.channel, deliver_frame(message).delivery_tag
         error: Exception | None = None
         try:
             await self._handler(delivery)
@@ -99,14 +139,14 @@ class AmqpConsumer(Subscription):
         outcome, reason = settle(error, delivery.redelivered)
         try:
             if outcome is Outcome.ACK:
-                self._acks.ack(message.channel, message.delivery_tag)
+                self._acks.ack(channel, tag)
             elif outcome is Outcome.REQUEUE:
                 log.warning("handler on %s failed, requeueing once: %s", self.queue.name, reason)
-                self._acks.forget(message.channel, message.delivery_tag)
-                await message.nack(requeue=True)
+                self._acks.forget(channel, tag)
+                await channel.basic_nack(tag or 0, requeue=True)
             else:
                 await self._dead_letter(message, reason, self.queue.name)
-                self._acks.ack(message.channel, message.delivery_tag)
+                self._acks.ack(channel, tag)
         except LOST as exc:
             log.info(
                 "could not settle a message on %s (%s); it will be redelivered",
@@ -123,6 +163,7 @@ class AmqpConsumer(Subscription):
             return
         self._cancelled = True
         self._on_cancel(self)
+        self.channel.reopen_callbacks.discard(self._on_reopen)
         try:
             # With the connection down a robust channel would wait for the broker to come
             # back; the broker forgot the consumer with the connection anyway.

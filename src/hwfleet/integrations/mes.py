@@ -10,12 +10,13 @@ HTML, garbage JSON, a body of the wrong shape) becomes a :class:`MesError`
 whose message names the URL, the serial and what was wrong; nothing here lets
 a bad answer escape as a crash.
 
-Why aiohttp and not httpx (DESIGN §9 names httpx): a scan makes one lookup per
-device on the event loop that also consumes replies and writes results. On
-this project's reference machine httpx spends about 900 µs of CPU per lookup
-and aiohttp, whose HTTP parser is compiled, about 210 µs (``bench/mes_http.py``
-measures both in one run); on a 10,000-device rack that difference is the
-larger part of a core.
+Lookups to a plain ``http://`` MES go through :mod:`hwfleet.integrations.mes_http`, a
+small keep-alive client on an asyncio protocol with llhttp parsing; ``https``, a proxy
+and the posts use aiohttp. Why not httpx (DESIGN §9 names httpx) and why not aiohttp
+for every lookup: a scan makes one lookup per device on the event loop that also
+consumes replies and writes results, and per lookup httpx spends about 900 µs of CPU,
+aiohttp about 150 to 200 µs and the small client a fraction of that (``bench/mes_http.py``
+measures them in one run).
 
 Posts are not retried here: :meth:`MesClient.deliver` makes one attempt and
 says whether a retry makes sense, because retries of posts belong to the
@@ -37,7 +38,9 @@ import msgspec
 from yarl import URL
 
 from hwfleet.errors import IntegrationError
+from hwfleet.http11 import Answer, HttpError, ServerClosedError
 from hwfleet.integrations.mes_gate import OutageGate
+from hwfleet.integrations.mes_http import LookupPool
 from hwfleet.integrations.mes_records import MesFormatError, MesRecord, parse_mes_record
 from hwfleet.settings import ServerSettings
 from hwfleet.types import JsonObject, Serial
@@ -45,7 +48,9 @@ from hwfleet.types import JsonObject, Serial
 #: Statuses worth another try: the server is busy, slow or briefly broken.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: What a failed attempt raises: no connection, a reset, a timeout, a broken response.
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError)
+TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, HttpError)
+#: The headers of every request.
+HEADERS = {"Accept": "application/json", "User-Agent": "hwfleet-controller"}
 
 
 class MesError(IntegrationError):
@@ -71,14 +76,6 @@ class PostOutcome:
     retryable: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    reason: str
-    content_type: str
-    body: bytes
-
-
 def jitter(delay: float) -> float:
     """``delay`` scaled into [50 %, 100 %] so that replicas do not retry in lockstep."""
     return delay * (0.5 + random.random() / 2)  # noqa: S311 (spreading retries, not crypto)
@@ -93,8 +90,10 @@ def failure(exc: BaseException) -> str:
     """A transport failure in a few words: what an operator needs, not the exception's repr."""
     if isinstance(exc, TimeoutError):
         return "no answer in time"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
+    if isinstance(exc, aiohttp.ServerDisconnectedError | ServerClosedError):
         return "the server closed the connection"
+    if isinstance(exc, HttpError):
+        return f"a broken answer ({exc})"
     cause = getattr(exc, "os_error", None) or exc
     if isinstance(cause, ConnectionRefusedError):
         return "connection refused"
@@ -134,6 +133,11 @@ class MesClient:
             total=None, sock_connect=connect_timeout, sock_read=timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        self._connect_timeout, self._read_timeout = connect_timeout, timeout
+        #: The lookups' own client (mes_http), or None where aiohttp must serve them;
+        #: settled at the first lookup, when the proxy settings are read.
+        self._pool: LookupPool | None = None
+        self._pool_settled = False
         #: While the MES fails, one lookup probes it and the rest wait (see mes_gate).
         self._gate = OutageGate()
         self._proxies: dict[tuple[str, str | None, int | None], str | None] = {}
@@ -141,8 +145,9 @@ class MesClient:
         get = self.urls.get("get", "")
         try:
             self._get_base = str(URL(get))
+            self._get_target = URL(get).raw_path_qs or "/"
         except ValueError:  # reported by the first lookup, which names the URL
-            self._get_base = get
+            self._get_base = self._get_target = get
         try:
             self._origin = str(URL(get).origin())
         except ValueError:
@@ -154,9 +159,26 @@ class MesClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.max_connections),
                 timeout=self._timeout,
-                headers={"Accept": "application/json", "User-Agent": "hwfleet-controller"},
+                headers=HEADERS,
             )
         return self._session
+
+    def _lookups(self) -> LookupPool | None:
+        if not self._pool_settled:
+            self._pool_settled = True
+            try:
+                direct = self._proxy(URL(self._get_base)) is None
+            except ValueError:
+                direct = False  # aiohttp reports the URL
+            if direct:
+                self._pool = LookupPool.for_url(
+                    self._get_base,
+                    limit=self.max_connections,
+                    connect_timeout=self._connect_timeout,
+                    timeout=self._read_timeout,
+                    headers=HEADERS,
+                )
+        return self._pool
 
     def _proxy(self, url: URL) -> str | None:
         # aiohttp's trust_env reads ~/.netrc on a thread for every request: the proxy an
@@ -170,7 +192,7 @@ class MesClient:
 
     async def _request(
         self, method: str, url: URL, *, data: bytes | None = None, **headers: str
-    ) -> _Answer:
+    ) -> Answer:
         http = self._http()
         proxy = self._proxy(url)
         async with http.request(
@@ -178,7 +200,7 @@ class MesClient:
         ) as response:
             body = await response.read()
             ctype = response.headers.get("Content-Type", "")
-            return _Answer(response.status, response.reason or "", ctype, body)
+            return Answer(response.status, response.reason or "", ctype, body)
 
     @classmethod
     def from_settings(cls, settings: ServerSettings, **kwargs: float | int) -> MesClient:
@@ -186,6 +208,8 @@ class MesClient:
         return cls(settings.mes_urls(), **kwargs)  # type: ignore[arg-type]
 
     async def aclose(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -211,6 +235,10 @@ class MesClient:
         # share of a 10,000-device scan); a configured URL may carry its own query.
         query = f"serialno={quote(str(sn), safe='')}"
         base = self._get_base
+        pool = self._lookups()
+        if pool is not None:
+            target = self._get_target
+            request = pool.request_bytes(f"{target}{'&' if '?' in target else '?'}{query}")
         deadline = time.monotonic() + self.retry_for
         gate, token = self._gate, object()
         attempt = 0
@@ -223,8 +251,11 @@ class MesClient:
                     )
                 attempt += 1
                 try:
-                    target = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
-                    answer = await self._request("GET", target)
+                    if pool is not None:
+                        answer = await pool.get(request)
+                    else:
+                        full = URL(f"{base}{'&' if '?' in base else '?'}{query}", encoded=True)
+                        answer = await self._request("GET", full)
                 except ValueError as exc:  # aiohttp's InvalidURL: no retry will mend the setting
                     raise MesError(
                         f"{where}: not a usable URL ({exc})", f"the MES URL {url} is not usable"
@@ -252,7 +283,7 @@ class MesClient:
             gate.leave(token)
 
     @staticmethod
-    def _interpret(where: str, general: str, sn: Serial, answer: _Answer) -> MesRecord:
+    def _interpret(where: str, general: str, sn: Serial, answer: Answer) -> MesRecord:
         body = answer.body
         ctype = answer.content_type.split(";")[0].strip().lower()
         try:

@@ -5,7 +5,8 @@ seconds. With aiohttp's client the request and decode measured about 0.6 ms of C
 poll (building the request object, header multidicts, URL handling, its connection-pool
 bookkeeping in Python), most of the 1 ms budget (bench/pollers.py). This client does only
 what a poll needs: the request bytes are built once per BMC and path, responses are parsed
-by llhttp (httptools, the parser uvicorn uses), and each BMC keeps up to
+by llhttp (httptools, the parser uvicorn uses; the connection is :mod:`hwfleet.http11`,
+shared with the MES lookups), and each BMC keeps up to
 :data:`PER_ORIGIN` idle connections.
 
 It is deliberately narrow: GET only, no redirects, no cookies, no proxies, no
@@ -21,16 +22,14 @@ import asyncio
 import ssl
 from urllib.parse import urlsplit
 
-import httptools
+from hwfleet.http11 import Answer, Http11Connection, HttpError
+
+__all__ = ["MAX_BODY", "HttpError", "HttpPool", "Origin", "build_request", "describe"]
 
 #: Idle keep-alive connections kept per BMC (a BMC is polled a few times a minute).
 PER_ORIGIN = 2
 #: The largest response body accepted (a SEL of 1000 entries is far smaller).
 MAX_BODY = 16 << 20
-
-
-class HttpError(Exception):
-    """The response could not be read: malformed, too large, or cut off."""
 
 
 class Origin:
@@ -67,84 +66,11 @@ def _contexts(verify: bool) -> ssl.SSLContext:
     return ctx
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection: one request at a time, the response parsed as it arrives."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.status = 0
-        self.received = False
-        self.headers_done = False
-        self.keep_alive = True
-        self.closed = False
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            # A callback's own error (a body too large) arrives wrapped by the parser.
-            cause = exc.__context__
-            self._fail(cause if isinstance(cause, HttpError) else HttpError(f"malformed: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        waiter = self.waiter
-        if waiter is None or waiter.done():
-            return
-        if self.headers_done and not self.keep_alive:  # a body delimited by the close
-            waiter.set_result((self.status, b"".join(self.chunks)))
-        else:
-            waiter.set_exception(ConnectionResetError("the BMC closed the connection"))
-
-    # httptools callbacks
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self.size += len(body)
-        if self.size > MAX_BODY:
-            raise HttpError(f"response body over {MAX_BODY} bytes")
-        self.chunks.append(body)
-
-    def on_message_complete(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result((self.status, b"".join(self.chunks)))
-
-    def _fail(self, exc: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(exc)
-        self.close()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-    async def request(self, data: bytes) -> tuple[int, bytes]:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.chunks, self.size, self.received, self.headers_done = [], 0, False, False
-        self.transport.write(data)
-        return await self.waiter
-
-
 class HttpPool:
     """Keep-alive GETs to many origins; the caller bounds each call with a timeout."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[str, int, int], list[_Connection]] = {}
+        self._idle: dict[tuple[str, int, int], list[Http11Connection]] = {}
 
     async def get(self, origin: Origin, request: bytes) -> tuple[int, bytes]:
         """Send the prepared ``request`` (:func:`build_request`); ``(status, body)``."""
@@ -155,8 +81,8 @@ class HttpPool:
             if conn.closed:
                 continue
             try:
-                return self._keep(key, conn, await conn.request(request))
-            except ConnectionResetError:
+                return self._keep(key, conn, await conn.send(request))
+            except ConnectionError:
                 if conn.received:
                     raise
                 # The BMC closed it while idle: try once more on a new connection.
@@ -166,26 +92,25 @@ class HttpPool:
                 raise
         conn = await self._connect(origin)
         try:
-            return self._keep(key, conn, await conn.request(request))
+            return self._keep(key, conn, await conn.send(request))
         except BaseException:
             conn.close()
             raise
 
     def _keep(
-        self, key: tuple[str, int, int], conn: _Connection, answer: tuple[int, bytes]
+        self, key: tuple[str, int, int], conn: Http11Connection, answer: Answer
     ) -> tuple[int, bytes]:
         idle = self._idle.setdefault(key, [])
-        if conn.keep_alive and not conn.closed and len(idle) < PER_ORIGIN:
-            conn.waiter = None
+        if conn.reusable() and len(idle) < PER_ORIGIN:
             idle.append(conn)
         else:
             conn.close()
-        return answer
+        return answer.status, answer.body
 
-    async def _connect(self, origin: Origin) -> _Connection:
+    async def _connect(self, origin: Origin) -> Http11Connection:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(
-            _Connection,
+            lambda: Http11Connection(MAX_BODY),
             origin.host,
             origin.port,
             ssl=origin.ssl,

@@ -112,10 +112,15 @@ async def test_two_replicas_share_one_scan_and_post_once(
                 async with b.store.tx(readonly=True) as tx:
                     record = await tx.scans.get(scan.operationid)
                 assert record is not None and record.state == "complete"
-                # Posts went out once between the two outbox workers as well.
-                async with a.store.tx(readonly=True) as tx:
-                    rows = await tx.outbox.list()
-                assert len(rows) == 3 and all(r.state == "delivered" for r in rows)
+                # Posts went out once between the two outbox workers as well. The MES has
+                # them before the worker commits "delivered": wait for the commit.
+
+                async def all_delivered() -> bool:
+                    async with a.store.tx(readonly=True) as tx:
+                        rows = await tx.outbox.list()
+                    return len(rows) == 3 and all(r.state == "delivered" for r in rows)
+
+                await kit.eventually(all_delivered, timeout=30)
         finally:
             await fleet.close()
             await dbus.close()
