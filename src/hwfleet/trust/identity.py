@@ -16,6 +16,7 @@ and certificate checks at enrollment load it, inside the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -218,7 +219,12 @@ class AgentIdentity:
 
     def _write_meta(self) -> None:
         body = {"uuid": self.uuid, "fingerprint": self.fingerprint}
-        write_private(self.directory / META, json.dumps(body, indent=2).encode() + b"\n")
+        data = json.dumps(body, indent=2).encode() + b"\n"
+        path = self.directory / META
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == data:
+                return  # already right: a rewrite would cost an fsync for nothing
+        write_private(path, data)
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
