@@ -45,9 +45,9 @@ class AgentRuntime:
         """``data_dir``: where the device keeps its name, trust list and password (None: memory).
 
         ``network``: where network settings go (default: the machine's own, live).
-        ``registry``: the commands, already registered (``hwfleet sim`` shares one between
-        its devices: registering reads every installed distribution's entry points, which
-        was most of building a thousand simulated devices). None: registered here.
+        ``registry``: the commands, already registered (``hwfleet sim`` registers once and
+        gives each device a copy: registering reads every installed distribution's entry
+        points, which was most of building a thousand simulated devices). None: here.
         """
         from hwfleet.agent.commands import register_all
 

@@ -91,7 +91,7 @@ def runtime_for(
 ) -> AgentRuntime:
     """``data_dir``: the device's own directory (its name, trust list, password live there).
 
-    ``registry``: commands already registered, shared between devices (None: their own).
+    ``registry``: the device's commands, already registered (None: registered here).
     """
     info = DeviceInfo(
         uuid=profile_device.uuid or device_uuid(profile_device, index, seed),
@@ -157,8 +157,9 @@ class SimFleet:
         self.options = opts
         self.bus = bus
         self.devices: list[SimulatedDevice] = []
-        # One registry for all: the commands are the same, and registering reads every
-        # installed distribution's entry points (most of building 1,000 devices).
+        # Registered once and copied to each device (a test may add a method to one device
+        # only): registering reads every installed distribution's entry points, and doing
+        # so per device was most of building 1,000 devices.
         registry: MethodRegistry[AgentRuntime] = MethodRegistry()
         register_all(registry)
         for index, entry in enumerate(profile.devices):
@@ -166,7 +167,7 @@ class SimFleet:
             own_dir = None
             if opts.data_dir is not None:
                 own_dir = Path(opts.data_dir) / (entry.uuid or device_uuid(entry, index, opts.seed))
-            runtime = runtime_for(entry, index, opts.seed, own_dir, registry)
+            runtime = runtime_for(entry, index, opts.seed, own_dir, registry.copy())
             address = address_for(index, opts.address_base)
             identity = tls = None
             if bus is not None:
