@@ -234,6 +234,9 @@ class SimFleet:
         def identity() -> AgentIdentity:
             return AgentIdentity.load_or_create(directory, uuid)
 
+        if deferred:
+            AgentIdentity.check_owner(directory, uuid)  # a wrong directory fails at start
+
         return AgentTls(
             identity if deferred else identity(),
             host,
