@@ -265,7 +265,8 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> No
             )
             print(
                 f"        CPU while enrolling: controller {enroll_cpu:.1f} s "
-                f"({enroll_cpu * 1000 / count:.1f} ms per device), simulators {sims_cpu:.1f} s"
+                f"({enroll_cpu * 1000 / count:.1f} ms per device), simulators {sims_cpu:.1f} s "
+                f"(and {sims_cpu0:.1f} s starting: interpreter, imports, building the devices)"
             )
             print(
                 f"        ping-all: {answered}/{count} answered in {ping_s:.2f} s "

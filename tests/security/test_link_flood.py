@@ -47,7 +47,8 @@ SETTLED_MIB = 40
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path / "ctl")
+    # The global limit pinned at 128 (the default is 512): 8 sources x 16 links fill it.
+    srv = start_server(tmp_path / "ctl", "--anonymous-links", "128")
     try:
         yield srv
     finally:

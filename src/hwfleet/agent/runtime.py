@@ -40,10 +40,14 @@ class AgentRuntime:
         simulated: bool = False,
         data_dir: str | os.PathLike[str] | None = None,
         network: NetworkBackend | None = None,
+        registry: MethodRegistry[AgentRuntime] | None = None,
     ) -> None:
         """``data_dir``: where the device keeps its name, trust list and password (None: memory).
 
         ``network``: where network settings go (default: the machine's own, live).
+        ``registry``: the commands, already registered (``hwfleet sim`` registers once and
+        gives each device a copy: registering reads every installed distribution's entry
+        points, which was most of building a thousand simulated devices). None: here.
         """
         from hwfleet.agent.commands import register_all
 
@@ -60,7 +64,9 @@ class AgentRuntime:
         self.status.set_maintenance(self.local.saved_maintenance())
         self._scans = 0
         self.tasks = AgentTasks(self.status)
-        self.registry: MethodRegistry[AgentRuntime] = MethodRegistry()
+        self.registry: MethodRegistry[AgentRuntime] = (
+            MethodRegistry() if registry is None else registry
+        )
         self.session: Session[AgentRuntime] | None = None
         #: Live sessions of admin-listener peers, closed when their key leaves the trust list.
         self.peers = PeerSessions()
@@ -68,7 +74,8 @@ class AgentRuntime:
         self.settings: AgentSettings | None = None
         #: This device's own address, for carriers whose controller cannot see it (AMQP).
         self.ipaddr = ""
-        register_all(self.registry)
+        if registry is None:
+            register_all(self.registry)
         # --- mdp --- set when the diagnostics endpoint starts (hwfleet.mdp.serve)
         self.mdp_key: bytes | None = None
         self.mdp_port = 0

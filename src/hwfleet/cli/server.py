@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
             int | None, Opt(help="open links without a certificate per source (16)")
         ] = None,
         anonymous_links: Annotated[
-            int | None, Opt(help="open links without a certificate in all (128)")
+            int | None, Opt(help="open links without a certificate in all (512)")
         ] = None,
         discovery_interface: Annotated[
             str | None, Opt(help="multicast discovery on this interface (default: none)")

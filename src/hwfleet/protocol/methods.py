@@ -169,6 +169,12 @@ class MethodRegistry(Generic[Ctx]):
     def add(self, method: str, handler: Handler[Ctx], params: type[Any] | None = None) -> None:
         self._entries[canonical(method)] = _Entry(handler, params)
 
+    def copy(self) -> MethodRegistry[Ctx]:
+        """Another registry with the same methods, changed independently from then on."""
+        other: MethodRegistry[Ctx] = MethodRegistry()
+        other._entries = dict(self._entries)
+        return other
+
     def defer(self, method: str, handler: str, params: str | None = None) -> None:
         """Register ``method`` by reference: ``"package.module:function"`` (and its params
         struct the same way), imported when the method is first called.

@@ -38,8 +38,12 @@ class Session(Generic[Ctx]):
         *,
         peer: str,
         default_timeout: float = 10.0,
+        send_now: Callable[[bytes], None] | None = None,
     ) -> None:
+        """``send_now``: writes one frame without waiting (a stream's buffer); with it the
+        session can :meth:`begin` calls that many sessions then wait for together."""
         self._send = send
+        self._send_now = send_now
         self._registry = registry
         self.ctx = ctx
         self.peer = peer
@@ -69,6 +73,36 @@ class Session(Generic[Ctx]):
             raise CallTimeoutError(method, limit, self.peer) from None
         finally:
             self._pending.pop(cmd.id, None)
+
+    @property
+    def can_begin(self) -> bool:
+        return self._send_now is not None
+
+    def begin(
+        self, method: str, params: dict[str, Any] | None = None
+    ) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        """Send a command now, without waiting: its id and the future of its result.
+
+        For one deadline over many sessions (``ping --all`` of 10,000 devices): no task and
+        no timer per call. The caller waits on the future and must :meth:`forget` the id.
+        Raises :class:`SessionClosedError` when the session or its stream is closed.
+        """
+        if self._closed is not None:
+            raise SessionClosedError(f"session to {self.peer} is closed: {self._closed}")
+        if self._send_now is None:
+            raise TypeError(f"the session to {self.peer} cannot send without waiting: call()")
+        cmd = envelope.command(method, params)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        try:
+            self._send_now(envelope.encode(cmd))
+        except (ConnectionError, OSError) as exc:
+            raise SessionClosedError(f"{method} to {self.peer}: {exc}") from None
+        self._pending[cmd.id] = (method, future)
+        return cmd.id, future
+
+    def forget(self, call_id: str) -> None:
+        """Stop waiting for the reply to a :meth:`begin` call (answered or not)."""
+        self._pending.pop(call_id, None)
 
     async def cast(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a command without waiting for its reply (the reply is dropped on arrival)."""

@@ -23,6 +23,13 @@ class StreamChannel:
         self._writer.write(frame)
         await self._writer.drain()
 
+    def send_now(self, frame: bytes) -> None:
+        """Write without waiting for the buffer to drain (one small frame per device in a
+        fleet-wide call; a link too slow to take it is dropped by the heartbeat rule)."""
+        if self._writer.is_closing():
+            raise ConnectionResetError("stream is closed")
+        self._writer.write(frame)
+
     def peername(self) -> str:
         peer = self._writer.get_extra_info("peername")
         if isinstance(peer, tuple):

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hwfleet import __version__
+from hwfleet.agent.commands import register_all
 from hwfleet.agent.identity import DeviceInfo
 from hwfleet.agent.links import Link
 from hwfleet.agent.links.stream import StreamLink
 from hwfleet.agent.runtime import AgentRuntime
+from hwfleet.protocol.methods import MethodRegistry
 from hwfleet.sim.addresses import (
     DEFAULT_ADDRESS_BASE,
     AddressesTakenError,
@@ -49,11 +51,20 @@ class SimulatedDevice:
     address: str
     runtime: AgentRuntime
     link: Link
-    identity: AgentIdentity | None = None
+    #: A stream device's TLS, which makes its identity at the first connect (see ``identity``).
+    tls: AgentTls | None = None
+    #: An AMQP device's identity, made with the device.
+    bus_identity: AgentIdentity | None = None
     responder: DiscoveryResponder | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     mdp: MdpEndpoint | None = None
     reporter: Reporter | None = None
+
+    @property
+    def identity(self) -> AgentIdentity | None:
+        """The device's key and certificate; None for a stream device that has not yet
+        tried to connect (or with --insecure)."""
+        return self.tls.identity if self.tls is not None else self.bus_identity
 
 
 def simulated_runtime(
@@ -72,9 +83,16 @@ def simulated_runtime(
 
 
 def runtime_for(
-    profile_device: ProfileDevice, index: int, seed: int, data_dir: str | Path | None = None
+    profile_device: ProfileDevice,
+    index: int,
+    seed: int,
+    data_dir: str | Path | None = None,
+    registry: MethodRegistry[AgentRuntime] | None = None,
 ) -> AgentRuntime:
-    """``data_dir``: the device's own directory (its name, trust list, password live there)."""
+    """``data_dir``: the device's own directory (its name, trust list, password live there).
+
+    ``registry``: the device's commands, already registered (None: registered here).
+    """
     info = DeviceInfo(
         uuid=profile_device.uuid or device_uuid(profile_device, index, seed),
         serial=profile_device.sn,
@@ -88,6 +106,7 @@ def runtime_for(
         simulated=True,
         data_dir=data_dir,
         network=SimulatedNetwork(profile_device),
+        registry=registry,
     )
 
 
@@ -138,14 +157,19 @@ class SimFleet:
         self.options = opts
         self.bus = bus
         self.devices: list[SimulatedDevice] = []
+        # Registered once and copied to each device (a test may add a method to one device
+        # only): registering reads every installed distribution's entry points, and doing
+        # so per device was most of building 1,000 devices.
+        registry: MethodRegistry[AgentRuntime] = MethodRegistry()
+        register_all(registry)
         for index, entry in enumerate(profile.devices):
             # Each device keeps its state beside its keys: <data-dir>/<uuid>.
             own_dir = None
             if opts.data_dir is not None:
                 own_dir = Path(opts.data_dir) / (entry.uuid or device_uuid(entry, index, opts.seed))
-            runtime = runtime_for(entry, index, opts.seed, own_dir)
+            runtime = runtime_for(entry, index, opts.seed, own_dir, registry.copy())
             address = address_for(index, opts.address_base)
-            identity = None
+            identity = tls = None
             if bus is not None:
                 from hwfleet.agent.links.bus import BusLink
 
@@ -161,27 +185,27 @@ class SimFleet:
             elif opts.bus_url:
                 identity, link = self._amqp(runtime, host, port, address)
             else:
-                provider = None
                 if not opts.insecure:
-                    identity, provider = self._tls(runtime, host, port, address)
+                    tls = self._tls(runtime, host, port, address, deferred=True)
                 link = StreamLink(
                     runtime,
                     host,
                     port,
                     local_address=address,
-                    ssl_provider=provider,
+                    ssl_provider=tls,
                     heartbeat=opts.heartbeat,
                     reconnect_min=opts.reconnect_min,
                     reconnect_max=opts.reconnect_max,
                 )
-            self.devices.append(SimulatedDevice(index, address, runtime, link, identity))
+            self.devices.append(SimulatedDevice(index, address, runtime, link, tls, identity))
 
     def _amqp(
         self, runtime: AgentRuntime, host: str, port: int, address: str
     ) -> tuple[AgentIdentity, Link]:
         from hwfleet.agent.links.amqp import AmqpAgentLink
 
-        identity, _ = self._tls(runtime, host, port, address)
+        identity = self._tls(runtime, host, port, address).identity
+        assert identity is not None  # made at once unless deferred
         opts = self.options
         link = AmqpAgentLink(
             runtime,
@@ -198,23 +222,29 @@ class SimFleet:
         return identity, link
 
     def _tls(
-        self, runtime: AgentRuntime, host: str, port: int, address: str
-    ) -> tuple[AgentIdentity, AgentTls]:
+        self, runtime: AgentRuntime, host: str, port: int, address: str, *, deferred: bool = False
+    ) -> AgentTls:
+        """The device's TLS; ``deferred``: its key is made at its first connect, not now."""
         from hwfleet.agent.links.tls import AgentTls
         from hwfleet.trust import AgentIdentity
 
-        identity = AgentIdentity.load_or_create(
-            Path(self.options.data_dir or ".") / runtime.info.uuid, runtime.info.uuid
-        )
-        provider = AgentTls(
-            identity,
+        uuid = runtime.info.uuid
+        directory = Path(self.options.data_dir or ".") / uuid
+
+        def identity() -> AgentIdentity:
+            return AgentIdentity.load_or_create(directory, uuid)
+
+        if deferred:
+            AgentIdentity.check_owner(directory, uuid)  # a wrong directory fails at start
+
+        return AgentTls(
+            identity if deferred else identity(),
             host,
             port,
             password=self.options.enroll_password,
             controller_fingerprint=self.options.controller_fingerprint,
             local_address=address,
         )
-        return identity, provider
 
     async def start(self) -> None:
         if self.options.discovery_port is not None:
@@ -223,7 +253,7 @@ class SimFleet:
             await self._start_mdp(self.options.mdp_port)
         for device in self.devices:
             device.tasks.append(asyncio.create_task(device.link.run(), name=f"sim-{device.index}"))
-            if device.responder is not None and device.identity is not None:
+            if device.responder is not None and (device.tls or device.bus_identity) is not None:
                 device.tasks.append(asyncio.create_task(self._sign_when_enrolled(device)))
 
     async def _start_responders(self, port: int) -> None:

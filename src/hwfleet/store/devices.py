@@ -309,6 +309,16 @@ class DeviceRepository(Repository):
         )
         return [(row[0], row[1]) for row in rows]
 
+    async def online_uuids(self, stale_before: datetime) -> builtins.list[str]:
+        """The uuid of every device online by the liveness rule (``ping --all``): without
+        the serials, whose JSON decoding was a sixth of a ping-all's controller CPU."""
+        rows = await self._rows(
+            sa.select(devices.c.uuid)
+            .where(devices.c.state == "online", devices.c.last_seen >= stale_before)
+            .order_by(devices.c.uuid)
+        )
+        return [row[0] for row in rows]
+
     async def agent_serials(self) -> builtins.list[tuple[str, Serial]]:
         """``(uuid, serial)`` of every device that is not of kind ``legacy``."""
         stmt = sa.select(devices.c.uuid, devices.c.serial).where(devices.c.kind != LEGACY)

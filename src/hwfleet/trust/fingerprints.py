@@ -36,7 +36,7 @@ def format_digest(digest: bytes) -> str:
     """``SHA256:aa:bb:…`` for a 32-byte digest."""
     if len(digest) != 32:
         raise ValueError(f"a SHA-256 digest has 32 bytes, not {len(digest)}")
-    return PREFIX + ":".join(f"{byte:02x}" for byte in digest)
+    return PREFIX + digest.hex(":")
 
 
 def of_der(der: bytes) -> str:

@@ -16,6 +16,7 @@ and certificate checks at enrollment load it, inside the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints
-from hwfleet.trust.files import pki_dir, read_text, write_private
+from hwfleet.trust.files import PKI_DIR, pki_dir, read_text, write_private
 
 AGENT_KEY = "agent.key"
 AGENT_CERT = "agent.crt"
@@ -46,6 +47,21 @@ class AgentIdentity:
         self.uuid = uuid
         #: ``SHA256:…`` of this agent's public key: what ``hwfleet keys list`` shows.
         self.fingerprint = fingerprint
+
+    @staticmethod
+    def check_owner(data_dir: str | os.PathLike[str], uuid: str) -> None:
+        """Raise :class:`IdentityError` if ``<data-dir>/pki`` holds another device's identity.
+
+        What :meth:`load_or_create` would refuse, checked without creating anything: a
+        caller that makes the identity later (``hwfleet sim``) still fails at start.
+        """
+        directory = Path(data_dir) / PKI_DIR
+        meta = _read_meta(directory / META)
+        if meta is not None and meta.get("uuid") != uuid:
+            raise IdentityError(
+                f"{directory} holds the identity of device {meta.get('uuid')!r}, not {uuid!r}: "
+                "give each device its own --data-dir"
+            )
 
     @classmethod
     def load_or_create(
@@ -218,7 +234,12 @@ class AgentIdentity:
 
     def _write_meta(self) -> None:
         body = {"uuid": self.uuid, "fingerprint": self.fingerprint}
-        write_private(self.directory / META, json.dumps(body, indent=2).encode() + b"\n")
+        data = json.dumps(body, indent=2).encode() + b"\n"
+        path = self.directory / META
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == data:
+                return  # already right: a rewrite would cost an fsync for nothing
+        write_private(path, data)
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:

@@ -39,6 +39,40 @@ async def test_devices_connect_and_are_recorded(controller: Controller, fleet: S
     await all_answer(controller, fleet)
 
 
+async def test_ping_many_waits_once_and_reports_each_device(
+    controller: Controller, fleet: SimFleet
+) -> None:
+    """One deadline for all: a device that never answers times out, the others answer at
+    once, one not connected here says so, and every target gets exactly one result."""
+    from typing import Any
+
+    silent = fleet.devices[0]
+    release = asyncio.Event()
+
+    async def hang(_rt: object, _params: dict[str, Any]) -> dict[str, Any]:
+        await release.wait()
+        return {}
+
+    silent.runtime.registry.add("ping", hang)  # this device only: the others still echo
+    uuids = [d.runtime.info.uuid for d in fleet.devices]
+    absent = "00000000-0000-4000-8000-000000000000"
+    try:
+        results = await controller.devices.ping_many([*uuids, absent], timeout=0.5)
+    finally:
+        release.set()
+    assert list(results) == [*uuids, absent]
+    assert results[uuids[0]]["ok"] is False
+    assert "no reply within 0.5 s" in results[uuids[0]]["error"]
+    for uuid in uuids[1:]:
+        assert results[uuid]["ok"] is True, results[uuid]
+        assert 0 <= results[uuid]["rtt_ms"] < 500
+    assert results[absent] == {
+        "ok": False,
+        "rtt_ms": None,
+        "error": f"device {absent} is not connected to this controller",
+    }
+
+
 async def raw(controller: Controller) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """An anonymous TLS client: what anyone on the network can open."""
     host, port = controller.gateway.address

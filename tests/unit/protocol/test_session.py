@@ -110,3 +110,36 @@ async def test_bad_envelope_with_id_gets_error_and_session_stays_open() -> None:
     reply = envelope.decode(sent[0])
     assert isinstance(reply, envelope.Error) and reply.id == "z"
     assert not s.closed
+
+
+async def test_begin_sends_at_once_and_the_future_gets_the_reply() -> None:
+    """``begin`` writes without waiting (ping --all of 10,000 devices) and the reply resolves it."""
+    sent: list[bytes] = []
+    a: Session[None] = Session(
+        lambda frame: asyncio.sleep(0), MethodRegistry(), None, peer="b", send_now=sent.append
+    )
+    call_id, future = a.begin("ping", {"nonce": "n1"})
+    assert len(sent) == 1 and envelope.decode(sent[0].rstrip(b"\n")).id == call_id  # type: ignore[union-attr]
+    await a.handle(envelope.encode(envelope.result(call_id, {"nonce": "n1"})).rstrip(b"\n"))
+    assert (await future) == {"nonce": "n1"}
+    a.forget(call_id)
+    # A reply after forget is dropped, not an error.
+    assert await a.handle(envelope.encode(envelope.result(call_id, {})).rstrip(b"\n"))
+
+
+async def test_begin_refuses_on_a_closed_stream_and_without_send_now() -> None:
+    def broken(frame: bytes) -> None:
+        raise ConnectionResetError("stream is closed")
+
+    s: Session[None] = Session(
+        lambda frame: asyncio.sleep(0), MethodRegistry(), None, peer="gone", send_now=broken
+    )
+    with pytest.raises(SessionClosedError, match="ping to gone: stream is closed"):
+        s.begin("ping")
+    s.close()
+    with pytest.raises(SessionClosedError):
+        s.begin("ping")
+    plain: Session[None] = Session(lambda frame: asyncio.sleep(0), MethodRegistry(), None, peer="p")
+    assert not plain.can_begin
+    with pytest.raises(TypeError, match=r"call\(\)"):
+        plain.begin("ping")

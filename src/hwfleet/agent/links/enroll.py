@@ -140,7 +140,9 @@ async def enroll(
         if reply.get("state") != "accepted":
             raise EnrollmentPendingError(f"unexpected enrollment answer {reply.get('state')!r}")
         verify_first_contact(ssl_object, str(reply["ca"]), pinned)
-        identity.save_certificate(str(reply["cert"]), str(reply["ca"]))
+        # Off the event loop: writing and syncing the files waits on the disk, and
+        # ``hwfleet sim`` runs a thousand devices on this loop (issue 18).
+        await asyncio.to_thread(identity.save_certificate, str(reply["cert"]), str(reply["ca"]))
         log.info("enrolled with controller CA %s", pinned)
         return reply
     finally:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 
 from hwfleet.agent.links.enroll import ensure_enrolled
 from hwfleet.trust import AgentIdentity, enrolled_context
 
 
 class AgentTls:
-    """An :data:`~hwfleet.agent.links.stream.SslProvider`: one call per connection attempt."""
+    """An :data:`~hwfleet.agent.links.stream.SslProvider`: one call per connection attempt.
+
+    ``identity`` is the agent's, or a function that makes it: then it is made (the key
+    generated, the files written and synced) in a worker thread at the first connection
+    attempt. ``hwfleet sim`` builds its devices that way: a thousand key generations and
+    two thousand ``fsync`` calls before the first device started were most of the
+    simulator's start (issue 18); now each device makes its key as it starts enrolling.
+    """
 
     def __init__(
         self,
-        identity: AgentIdentity,
+        identity: AgentIdentity | Callable[[], AgentIdentity],
         host: str,
         port: int,
         *,
@@ -22,7 +31,8 @@ class AgentTls:
         controller_fingerprint: str = "",
         local_address: str | None = None,
     ) -> None:
-        self.identity = identity
+        self._identity = identity if isinstance(identity, AgentIdentity) else None
+        self._make_identity = None if isinstance(identity, AgentIdentity) else identity
         self._host = host
         self._port = port
         self._password = password
@@ -31,9 +41,18 @@ class AgentTls:
         self._local = local_address
         self._context: ssl.SSLContext | None = None
 
+    @property
+    def identity(self) -> AgentIdentity | None:
+        """The agent's identity; None while a deferred one is not made yet."""
+        return self._identity
+
     async def __call__(self) -> ssl.SSLContext:
+        identity = self._identity
+        if identity is None:
+            assert self._make_identity is not None  # one of the two is always given
+            identity = self._identity = await asyncio.to_thread(self._make_identity)
         enrolled_now = await ensure_enrolled(
-            self.identity,
+            identity,
             self._host,
             self._port,
             password=self._password,
@@ -45,5 +64,5 @@ class AgentTls:
             self._token = ""  # single use: never sent twice
             self._context = None
         if self._context is None:
-            self._context = enrolled_context(self.identity)
+            self._context = enrolled_context(identity)
         return self._context

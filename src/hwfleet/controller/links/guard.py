@@ -69,7 +69,7 @@ class AnonymousLimits:
     """The settings, validated by :class:`~hwfleet.settings.ServerSettings`."""
 
     per_source: int = 16
-    total: int = 128
+    total: int = 512
     line_limit: int = 64 * 1024
     message_rate: float = 5.0
     message_burst: int = 40
@@ -149,7 +149,7 @@ class HeapTrimmer:
 class Comebacks:
     """When to tell a link refused for lack of anonymous slots to come back (issue 18).
 
-    A rack of a thousand new devices finds 128 slots. Told "retry after 1 s", the
+    A rack of a thousand new devices found 128 slots (512 now). Told "retry after 1 s", the
     other 872 came back every second, each with a fresh TLS handshake, and the
     handshakes of the refused — most of the controller's CPU — starved the
     enrollments that would have freed the slots. So refusals are lined up in a

@@ -137,6 +137,7 @@ class StreamGateway:
             ctx,
             peer=channel.peername(),
             default_timeout=self._call_timeout,
+            send_now=channel.send_now,
         )
         ctx.session = session
         watchdog = asyncio.get_running_loop().call_later(
