@@ -25,9 +25,18 @@ class StreamChannel:
 
     def send_now(self, frame: bytes) -> None:
         """Write without waiting for the buffer to drain (one small frame per device in a
-        fleet-wide call; a link too slow to take it is dropped by the heartbeat rule)."""
+        fleet-wide call; a link too slow to take it is dropped by the heartbeat rule).
+
+        Refused while the transport already holds more than its high-water mark: a device
+        that stops reading must not make repeated fleet-wide calls grow its buffer without
+        bound (``send`` waits for the drain instead).
+        """
         if self._writer.is_closing():
             raise ConnectionResetError("stream is closed")
+        transport = self._writer.transport
+        waiting = transport.get_write_buffer_size()
+        if waiting > transport.get_write_buffer_limits()[1]:
+            raise ConnectionError(f"the link is not taking data ({waiting} bytes waiting)")
         self._writer.write(frame)
 
     def peername(self) -> str:
