@@ -141,6 +141,42 @@ async def test_bad_input_ends_the_task_in_error_and_the_agent_keeps_serving(
     await assert_serving(controller, agent)
 
 
+async def test_a_damaged_cache_entry_is_dropped_and_the_image_fetched_again(
+    controller: Controller, agent: Agent, loop_device: Attach, random_image: Path, tmp_path: Path
+) -> None:
+    """A cached copy that went bad after it was checked (same size, so it still looks
+    valid) must not block every later re-image: it is removed and the image comes from the
+    controller in the same task. Raw (checksum) and zstd (corrupt compressed data)."""
+    disk = os.urandom(2 * MIB) + bytes(2 * MIB)
+    packed = tmp_path / "disk.raw.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(disk))
+    cases = [(await add_image(controller, random_image), random_image.read_bytes())]
+    cases.append((await add_image(controller, packed), disk))
+    for image, content in cases:
+        task = _task(await run(controller, agent, "standby.cache_images", images=[image["id"]]))
+        assert task["state"] == "complete", task
+        cached = agent.cache_dir / f"{image['id']}.img"
+        with cached.open("r+b") as handle:  # one byte flipped in the middle of the copy
+            handle.seek(cached.stat().st_size // 2)
+            byte = handle.read(1)
+            handle.seek(-1, os.SEEK_CUR)
+            handle.write(bytes([byte[0] ^ 0xFF]))
+        target = loop_device(16 * MIB)
+        task = _task(
+            await run(controller, agent, "standby.prepare_image", image=image["id"], device=target)
+        )
+        assert task["state"] == "complete", task
+        result = task["result"]
+        assert isinstance(result, dict)
+        assert str(result["source"]).startswith("https://"), result
+        assert "checksum mismatch" in result["cache_damaged"] or "corrupt zstd" in str(
+            result["cache_damaged"]
+        ), result
+        assert disk_bytes(target, len(content)) == content
+        assert not cached.exists()  # the bad copy is gone; cache_images would fetch it again
+    await assert_serving(controller, agent)
+
+
 async def _tiny_and_big(controller: Controller, big_file: Path, tmp_path: Path) -> list[str]:
     tiny_file = tmp_path / "tiny.raw"
     tiny_file.write_bytes(os.urandom(64 * 1024))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,13 +25,15 @@ from hwfleet.agent.imaging.cache import CacheError, ImageCache
 from hwfleet.agent.imaging.config import ImagingConfig
 from hwfleet.agent.imaging.readers import FileReader
 from hwfleet.agent.imaging.source import Download, ImageMeta, ImageSourceError
-from hwfleet.agent.imaging.writer import ImageWriteError, write_image
+from hwfleet.agent.imaging.writer import ImageWriteError, SourceDamagedError, write_image
 from hwfleet.agent.tasks import Report, TaskFailedError
 from hwfleet.protocol import methods
 from hwfleet.protocol.errors import ErrorCode, MethodError
 
 if TYPE_CHECKING:
     from hwfleet.agent.runtime import AgentRuntime
+
+log = logging.getLogger(__name__)
 
 #: Failures that end a task in ``error`` with their own message.
 FAILURES = (ImageSourceError, ImageWriteError, CacheError, ProtectedDeviceError, EraseError)
@@ -128,9 +131,37 @@ async def cache_images(rt: AgentRuntime, params: CacheImagesParams) -> dict[str,
 async def stream_image(
     rt: AgentRuntime, target: BlockTarget, image: str, report: Report, *, verify: bool = True
 ) -> dict[str, Any]:
-    """Write ``image`` (from the cache, else the controller) to ``target``; the task's result."""
+    """Write ``image`` (from the cache, else the controller) to ``target``; the task's result.
+
+    A cache entry that reads back damaged (its checksum was right when it was cached: the
+    disk under the cache went bad, or someone wrote to the file) is removed, and the image
+    is written again from the controller in the same task — otherwise every later attempt
+    would take the same bad copy until an operator found it by hand.
+    """
+    try:
+        return await _stream_image(rt, target, image, report, verify=verify, use_cache=True)
+    except _CachedCopyDamagedError as exc:
+        log.warning("image %s: the cached copy is damaged (%s); removed, fetching it", image, exc)
+        ImageCache(ImagingConfig.of(rt).cache_dir).remove(image)
+        result = await _stream_image(rt, target, image, report, verify=verify, use_cache=False)
+        return {**result, "cache_damaged": str(exc)}
+
+
+class _CachedCopyDamagedError(Exception):
+    """A :class:`SourceDamagedError` while reading a cache entry."""
+
+
+async def _stream_image(
+    rt: AgentRuntime,
+    target: BlockTarget,
+    image: str,
+    report: Report,
+    *,
+    verify: bool,
+    use_cache: bool,
+) -> dict[str, Any]:
     config = ImagingConfig.of(rt)
-    entry = ImageCache(config.cache_dir).lookup(image)
+    entry = ImageCache(config.cache_dir).lookup(image) if use_cache else None
     meta: ImageMeta
     reader: FileReader | Download
     if entry is not None:
@@ -158,6 +189,10 @@ async def stream_image(
     try:
         await _report(progress, report, 0.0, None)
         result = await _run_reporting(write, progress, report)
+    except SourceDamagedError as exc:
+        if source == "cache":
+            raise _CachedCopyDamagedError(str(exc)) from None
+        raise
     finally:
         reader.close()
     seconds = time.monotonic() - begun

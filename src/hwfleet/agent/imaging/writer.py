@@ -54,6 +54,14 @@ class ImageWriteError(DeviceError):
     """Writing the image failed: the message names the cause."""
 
 
+class SourceDamagedError(ImageWriteError):
+    """The image as read is not the registered image (checksum, corrupt compressed data).
+
+    From a cache entry that means the copy on this machine's disk went bad after it was
+    checked; the caller may drop it and fetch the image again.
+    """
+
+
 @dataclass
 class WriteResult:
     device: str
@@ -114,7 +122,7 @@ def write_image(
         source_digest = digest.hexdigest if raw or counted.sha is None else counted.sha.hexdigest()
         mismatch = expected.mismatch("the image read", source_digest)
         if mismatch is not None:
-            raise ImageWriteError(mismatch)
+            raise SourceDamagedError(mismatch)
         if verify:
             _verify(fd, target, written, digest, progress)
         return WriteResult(target.path, written, digest.algorithm, digest.hexdigest, verify)
@@ -148,7 +156,7 @@ def _stream(
                 count = fill(reader.readinto, buf)
             except ImageFormatError as exc:
                 pool.release(buf)
-                raise ImageWriteError(str(exc)) from None
+                raise SourceDamagedError(str(exc)) from None
             except BaseException:
                 pool.release(buf)
                 raise
