@@ -233,6 +233,8 @@ def test_agent_flags_pin_the_controller_and_enroll_with_a_token(
                 "--controller-fingerprint",
                 pin,
                 "--no-discovery",
+                "--mdp-listen",  # off: not 0.0.0.0:12345, which other tests' devices use
+                "",
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,

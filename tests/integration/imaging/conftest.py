@@ -72,6 +72,8 @@ async def agent(
         "--data-dir",
         str(data_dir),
         "--no-discovery",
+        "--mdp-listen",  # off: its default 0.0.0.0:12345 would take the port simulated
+        "",  # devices' diagnostics endpoints use on 127.x in other tests
         "--image-server",
         f"127.0.0.1:{image_port(controller)}",
         "--image-cache",
