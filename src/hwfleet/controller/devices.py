@@ -219,7 +219,10 @@ class DeviceRegistry:
             reply = await self.call(uuid, methods.PING, {"nonce": nonce}, timeout)
         except (SessionClosedError, CallTimeoutError, RemoteError) as exc:
             return {"ok": False, "rtt_ms": None, "error": str(exc)}
-        rtt = (time.perf_counter() - start) * 1000.0
+        return self._echoed(uuid, reply, nonce, (time.perf_counter() - start) * 1000.0)
+
+    def _echoed(self, uuid: str, reply: dict[str, Any], nonce: str, rtt: float) -> dict[str, Any]:
+        """A ping's reply as its result: ok only when it echoes the nonce (then seen)."""
         if reply.get("nonce") != nonce:
             return {"ok": False, "rtt_ms": rtt, "error": "ping reply did not echo the params"}
         self.seen(uuid)
@@ -281,10 +284,7 @@ class DeviceRegistry:
         if (exc := future.exception()) is not None:
             return {"ok": False, "rtt_ms": None, "error": str(exc)}
         rtt = (answered.get(uuid, time.perf_counter()) - start) * 1000.0
-        if future.result().get("nonce") != nonce:
-            return {"ok": False, "rtt_ms": rtt, "error": "ping reply did not echo the params"}
-        self.seen(uuid)
-        return {"ok": True, "rtt_ms": round(rtt, 3)}
+        return self._echoed(uuid, future.result(), nonce, rtt)
 
     # -- presence --------------------------------------------------------------
     async def _sweep_forever(self) -> None:
