@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -101,6 +102,9 @@ class AmqpBus(Bus):
         self._notify: AbstractRobustChannel | None = None
         self._notify_lock = asyncio.Lock()
         self._queue_kwargs: dict[str, dict[str, Any]] = {}
+        #: Work queues bound by :meth:`bind`, on the publishing channel: the robust queue
+        #: keeps its bindings, which :meth:`_restore_work_queue` declares again.
+        self._bound: dict[str, aio_pika.abc.AbstractRobustQueue] = {}
         self._subs: set[AmqpConsumer] = set()
         self._rpc: RpcClient | None = None
 
@@ -154,6 +158,7 @@ class AmqpBus(Bus):
             self._connection = None
         self._pub = self._notify = None
         self._queue_kwargs.clear()
+        self._bound.clear()
 
     def _on_reconnect(self, *_: object) -> None:
         self.reconnects += 1
@@ -386,10 +391,11 @@ class AmqpBus(Bus):
     def _consumer(
         self,
         channel: AbstractRobustChannel,
-        queue: aio_pika.abc.AbstractQueue,
+        queue: aio_pika.abc.AbstractRobustQueue,
         handler: Handler,
         *,
         ordered: bool,
+        restore: Callable[[], Awaitable[object]] | None = None,
     ) -> AmqpConsumer:
         consumer = AmqpConsumer(
             channel,
@@ -398,6 +404,7 @@ class AmqpBus(Bus):
             self._dead_letter,
             ordered=ordered,
             on_cancel=self._subs.discard,
+            restore=restore,
         )
         self._subs.add(consumer)
         return consumer
@@ -427,8 +434,18 @@ class AmqpBus(Bus):
         assert self._pub is not None
         name = self.topology.queue(queue)
         kwargs = await self._ensure_queue(name)
-        declared = await self._pub.declare_queue(name, **kwargs)
+        declared = self._bound.get(name)
+        if declared is None:
+            declared = self._bound[name] = await self._pub.declare_queue(name, **kwargs)
         await declared.bind(self.topology.exchange(exchange), routing_key=pattern)
+
+    async def _restore_work_queue(self, name: str) -> None:
+        """Declare a deleted work queue again (its arguments settled afresh), and its bindings."""
+        self._queue_kwargs.pop(name, None)
+        await self._ensure_queue(name, migrate=True)
+        bound = self._bound.get(name)
+        if bound is not None:
+            await bound.restore()
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int = 64) -> Subscription:
         conn = self._conn()
@@ -439,7 +456,13 @@ class AmqpBus(Bus):
         channel = await conn.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
         declared = await channel.declare_queue(name, **kwargs)
-        consumer = self._consumer(channel, declared, handler, ordered=False)
+        consumer = self._consumer(
+            channel,
+            declared,
+            handler,
+            ordered=False,
+            restore=functools.partial(self._restore_work_queue, name),
+        )
         await consumer.start()
         return consumer
 

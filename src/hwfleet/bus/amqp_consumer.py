@@ -8,8 +8,10 @@ one (``basic.consume`` with a plain callback), not through aio-pika's
 dozen guarded attribute sets) and a second task, which on a scan of thousands of
 replies cost more CPU than the reply's own handling. aio-pika still declares
 and restores the queue; after a reconnect (the robust channel's reopen) this module
-consumes again under the same consumer tag. (A consumer the broker cancels because its
-queue was deleted is not restored, as it was not through aio-pika either.)
+consumes again under the same consumer tag. A consumer the broker cancels because its
+queue was deleted under it (``basic.cancel`` from the broker) declares the queue and its
+bindings again and consumes again, a bounded number of times (aio-pika's own
+``Queue.consume`` did not restore that case either).
 
 aiormq runs each delivery in its own task; a subscriber wants its events in
 order, so ordered consumers take a FIFO lock, which asyncio grants in arrival
@@ -26,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 import aiormq.abc
-from aio_pika.abc import AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustQueue
 from pamqp import commands as spec
 
 from hwfleet.bus.amqp_acks import LOST, AckBatcher
@@ -34,6 +36,11 @@ from hwfleet.bus.base import Delivery, Handler, Subscription
 from hwfleet.bus.codec import STOP_GRACE, Outcome, settle
 
 log = logging.getLogger(__name__)
+
+#: Attempts to declare and consume again after the broker cancelled the consumer, with
+#: backoff from RESTORE_FIRST_DELAY doubling to at most 10 s between them (about a minute).
+RESTORE_ATTEMPTS = 8
+RESTORE_FIRST_DELAY = 0.5
 
 #: ``(message, reason, origin)`` → publish to the dead-letter exchange (confirmed).
 DeadLetter = Callable[[aiormq.abc.DeliveredMessage, str, str], Awaitable[None]]
@@ -65,13 +72,16 @@ class AmqpConsumer(Subscription):
     def __init__(
         self,
         channel: AbstractRobustChannel,
-        queue: AbstractQueue,
+        queue: AbstractRobustQueue,
         handler: Handler,
         dead_letter: DeadLetter,
         *,
         ordered: bool,
         on_cancel: Callable[[AmqpConsumer], None],
+        restore: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``restore`` declares the queue and its bindings again after the broker
+        cancelled the consumer (default: the robust queue's own declaration and bindings)."""
         self.channel = channel
         self.queue = queue
         self._handler = handler
@@ -83,6 +93,10 @@ class AmqpConsumer(Subscription):
         self._cancelled = False
         self._close_when_idle = False
         self._acks = AckBatcher(queue.name)
+        self._restore = restore or queue.restore
+        self._restoring: asyncio.Task[None] | None = None
+        #: Times the consumer was restored after the broker cancelled it (tests, logs).
+        self.restored = 0
 
     async def start(self) -> None:
         # A tag of our own, kept across reconnects, so that a restored consumer is this one.
@@ -93,7 +107,45 @@ class AmqpConsumer(Subscription):
     async def _consume(self) -> None:
         assert self._tag is not None
         raw = await self.channel.get_underlay_channel()
+        raw.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
         await raw.basic_consume(self.queue.name, self.on_message, consumer_tag=self._tag)
+
+    def _on_broker_cancel(self, frame: spec.Basic.Cancel) -> None:
+        # Called from the channel's frame reader: an RPC awaited here would wait for a
+        # reply that this very reader has to deliver, so the restore runs as its own task.
+        if frame.consumer_tag != self._tag or self._cancelled or self._restoring is not None:
+            return
+        self._restoring = asyncio.get_running_loop().create_task(self._restore_consumer())
+
+    async def _restore_consumer(self) -> None:
+        delay, failure = RESTORE_FIRST_DELAY, "the channel closed"
+        try:
+            for _ in range(RESTORE_ATTEMPTS):
+                if self._cancelled or self.channel.is_closed:
+                    return
+                try:
+                    await self._restore()
+                    await self._consume()
+                except (*LOST, TimeoutError) as exc:
+                    failure = f"{type(exc).__name__}: {exc}"
+                else:
+                    self.restored += 1
+                    log.warning(
+                        "queue %s was deleted under its consumer: declared it again and "
+                        "consuming (messages sent to it meanwhile were not kept)",
+                        self.queue.name,
+                    )
+                    return
+                await asyncio.sleep(delay)  # backoff: the broker or an operator is busy
+                delay = min(delay * 2, 10.0)
+            log.error(
+                "queue %s was deleted under its consumer and could not be declared again "
+                "(%s); restart the process once the broker accepts it",
+                self.queue.name,
+                failure,
+            )
+        finally:
+            self._restoring = None
 
     async def _on_reopen(self, *_: object) -> None:
         # The robust channel re-declared the queue on a new aiormq channel: consume there.
@@ -163,6 +215,8 @@ class AmqpConsumer(Subscription):
             return
         self._cancelled = True
         self._on_cancel(self)
+        if self._restoring is not None and self._restoring is not asyncio.current_task():
+            self._restoring.cancel()
         self.channel.reopen_callbacks.discard(self._on_reopen)
         try:
             # With the connection down a robust channel would wait for the broker to come
