@@ -61,8 +61,7 @@ async def mes_client(url: str, n: int, concurrency: int) -> tuple[float, float]:
 
 
 async def mes_client_aiohttp(url: str, n: int, concurrency: int) -> tuple[float, float]:
-    async with MesClient({"get": url}, max_connections=concurrency) as mes:
-        mes._pool_settled = True  # no pool of its own: every lookup through aiohttp
+    async with MesClient({"get": url}, max_connections=concurrency, lookup_client=False) as mes:
         return await measure(mes.get_device, n, concurrency)
 
 

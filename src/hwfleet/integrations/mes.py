@@ -120,7 +120,10 @@ class MesClient:
         backoff: float = 0.1,
         backoff_cap: float = 2.0,
         max_connections: int = 16,
+        lookup_client: bool = True,
     ) -> None:
+        """``lookup_client=False``: every lookup through aiohttp too, as before hwfleet's
+        own HTTP/1.1 client (``bench/mes_http.py`` compares the two)."""
         self.urls = dict(urls)
         self.retry_for = retry_for
         self.backoff = backoff
@@ -137,7 +140,7 @@ class MesClient:
         #: The lookups' own client (mes_http), or None where aiohttp must serve them;
         #: settled at the first lookup, when the proxy settings are read.
         self._pool: LookupPool | None = None
-        self._pool_settled = False
+        self._pool_settled = not lookup_client
         #: While the MES fails, one lookup probes it and the rest wait (see mes_gate).
         self._gate = OutageGate()
         self._proxies: dict[tuple[str, str | None, int | None], str | None] = {}
