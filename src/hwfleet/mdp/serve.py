@@ -131,6 +131,9 @@ class _FirstDatagram(asyncio.DatagramProtocol):
         self.endpoint: MdpEndpoint | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self.closed = asyncio.get_running_loop().create_future()
+        #: The endpoint could not be built (logged once); datagrams since are counted.
+        self.broken = False
+        self.dropped = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -141,8 +144,18 @@ class _FirstDatagram(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
         if self.endpoint is None:
+            if self.broken:
+                self.dropped += 1
+                return
             assert self.transport is not None  # connection_made comes first
-            endpoint = self._build()
+            try:
+                endpoint = self._build()
+            except Exception:
+                # Raised here it would reach asyncio's handler with a traceback for every
+                # datagram anyone sends; said once, and the agent's other work goes on.
+                self.broken, self.dropped = True, 1
+                log.exception("diagnostics endpoint could not be built; its datagrams are dropped")
+                return
             endpoint.attach(self.transport)
             self.endpoint = endpoint
         self.endpoint.received(data, (str(addr[0]), int(addr[1])))

@@ -4,17 +4,19 @@ first datagram (issue 18), and from then on it answers and refuses exactly as be
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.integration.mdp.conftest import RawClient
 from tests.unit.agent.agent_kit import sim_runtime
 
 from hwfleet.mdp import wire
-from hwfleet.mdp.serve import MdpOptions, mdp_serving
+from hwfleet.mdp.serve import MdpOptions, _FirstDatagram, mdp_serving
 
 
 def options(port: int = 0) -> MdpOptions:
@@ -45,6 +47,30 @@ async def test_bound_at_start_built_on_the_first_datagram_then_answers(
     assert stats["result"]["bad_key"] == 1
 
 
+async def test_an_endpoint_that_cannot_be_built_is_logged_once_and_datagrams_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    builds = 0
+
+    def build() -> Any:
+        nonlocal builds
+        builds += 1
+        raise RuntimeError("operation table broken")
+
+    first = _FirstDatagram(build)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: first, local_addr=("127.0.0.1", 0))
+    try:
+        for _ in range(3):  # called as the transport would: nothing may escape
+            first.datagram_received(b"junk", ("127.0.0.1", 9))
+    finally:
+        transport.close()
+    assert builds == 1 and first.broken and first.dropped == 3
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "could not be built" in errors[0].getMessage()
+    assert errors[0].exc_info is not None and "operation table broken" in str(errors[0].exc_info[1])
+
+
 async def test_the_socket_is_closed_with_the_agent_whether_or_not_it_was_used(
     tmp_path: Path,
 ) -> None:
@@ -73,7 +99,7 @@ import hwfleet.agent.lean
 hwfleet.agent.lean.import_msgspec_lean()
 import hwfleet.agent.main, hwfleet.agent.links.stream
 import hwfleet.discovery.responder
-from hwfleet.mdp.serve import MdpOptions, mdp_serving
+from hwfleet.mdp.serve import MdpOptions, _FirstDatagram, mdp_serving
 from tests.unit.agent.agent_kit import sim_runtime
 
 HEAVY = ("hwfleet.mdp.operations", "hwfleet.mdp.endpoint", "hwfleet.discovery.packets",
