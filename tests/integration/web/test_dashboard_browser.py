@@ -165,6 +165,36 @@ async def test_accept_a_pending_key(
         await held.close()
 
 
+async def test_keyboard_focus_stays_on_its_button_across_a_region_reload(
+    browser: Browser, controller: Controller, tmp_path: Path
+) -> None:
+    """An operator tabbing through the pending keys while the region reloads (a rack
+    enrolling) keeps their place: the new copy of the focused button gets the focus."""
+    page = await logged_in(browser, controller, "/keys")
+    await live(page)
+    held = fleet_of(controller, generate(2, seed=26), tmp_path, "")  # both held
+    await held.start()
+    try:
+        pending = page.locator("tr[data-state=pending]")
+        await pending.nth(1).wait_for(timeout=UI_WAIT_MS)
+        label = "accept key " + await pending.nth(1).locator("code").inner_text()
+        await page.get_by_role("button", name=label, exact=True).focus()
+        await page.evaluate("() => { window.focusedBefore = document.activeElement; }")
+        async with page.expect_response(is_reload, timeout=UI_WAIT_MS):
+            await page.dispatch_event("body", "refresh")  # what a recorded event does
+        # The swap replaced the button (the old element left the page); focus followed it.
+        await page.wait_for_function(
+            "() => !document.contains(window.focusedBefore)", timeout=UI_WAIT_MS
+        )
+        focused = await page.evaluate(
+            "() => [document.activeElement.tagName, document.activeElement.getAttribute("
+            "'aria-label'), document.activeElement === window.focusedBefore]"
+        )
+        assert focused == ["BUTTON", label, False]
+    finally:
+        await held.close()
+
+
 #: Keys accepted in a row, and how long each press lasts (an operator's click is ~100 ms).
 QUICK_KEYS = 5
 PRESS_MS = 120

@@ -216,6 +216,37 @@
     target.setAttribute("aria-busy", "true");
   });
 })();
+// Keyboard focus survives a live region reload: the element that had it is found again in
+// the new region by what tells it apart to the operator (its id, else its tag with its
+// name, value, aria-label or href) and focused again without scrolling. An element that is
+// gone (the key just accepted left the pending list) leaves focus where the browser puts it.
+(function () {
+  "use strict";
+  var ATTRS = ["name", "value", "aria-label", "href", "data-key"];
+  var wanted = null;  // a selector for the focused element of the region being replaced
+  function describe(el) {
+    if (el.id) { return "#" + CSS.escape(el.id); }
+    var selector = el.tagName.toLowerCase();
+    ATTRS.forEach(function (name) {
+      var value = el.getAttribute(name);
+      if (value !== null) { selector += "[" + name + "=\"" + CSS.escape(value) + "\"]"; }
+    });
+    return selector;
+  }
+  document.addEventListener("htmx:beforeSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target || target.id !== "live" || !evt.detail.shouldSwap) { return; }
+    var active = document.activeElement;
+    wanted = active && active !== target && target.contains(active) ? describe(active) : null;
+  });
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var target = evt.detail.target;
+    if (!target || target.id !== "live" || wanted === null) { return; }
+    var again = target.querySelector(wanted);
+    wanted = null;
+    if (again) { again.focus({ preventScroll: true }); }
+  });
+})();
 // Image upload: the chosen file itself is the request body (the server streams it to the
 // registry as it arrives), with the CSRF token in its header; the answer is the page's
 // result fragment, and the list reloads.
