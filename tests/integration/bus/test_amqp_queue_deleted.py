@@ -108,4 +108,3 @@ async def test_deleted_rpc_queue_is_served_again(bus: AmqpBus, amqp_url: str) ->
         assert sub.restored == 1
     finally:
         await server.close()
-

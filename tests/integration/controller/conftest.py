@@ -52,22 +52,27 @@ async def controller(tmp_path: Path) -> AsyncIterator[Controller]:
         yield ctl
 
 
-@asynccontextmanager
-async def connected_fleet(
-    controller: Controller, profile: Profile, seed: int, tmp_path: Path, deadline: float
-) -> AsyncIterator[SimFleet]:
-    """``profile``'s devices enrolled with the password and connected to ``controller``."""
+def sim_fleet(controller: Controller, profile: Profile, seed: int, data_dir: Path) -> SimFleet:
+    """``profile``'s devices for ``controller`` (the password, quick reconnects), not started."""
     host, port = controller.gateway.address
-    sim = SimFleet(
+    return SimFleet(
         profile,
         host,
         port,
         seed=seed,
         reconnect_min=0.05,
         reconnect_max=0.5,
-        data_dir=str(tmp_path / "sim"),
+        data_dir=str(data_dir),
         enroll_password=PASSWORD,
     )
+
+
+@asynccontextmanager
+async def connected_fleet(
+    controller: Controller, profile: Profile, seed: int, tmp_path: Path, deadline: float
+) -> AsyncIterator[SimFleet]:
+    """``profile``'s devices enrolled with the password and connected to ``controller``."""
+    sim = sim_fleet(controller, profile, seed, tmp_path / "sim")
     await sim.start()
     try:
         assert await sim.wait_connected(deadline) == len(profile.devices)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.controller.conftest import PASSWORD, add_offline_device
+from tests.integration.controller.conftest import add_offline_device, sim_fleet
 from tests.integration.workflows.test_node_offline import until_running
 
 from hwfleet.controller.app import Controller
 from hwfleet.controller.graph_agent import RECONNECT_GRACE
-from hwfleet.sim.fleet import SimFleet
 from hwfleet.sim.profiles import generate
 from hwfleet.types import utcnow
 
@@ -24,27 +23,12 @@ GRAPH = {
 SEED = 21
 
 
-def late_device(controller: Controller, tmp_path: Path) -> SimFleet:
-    """One simulated device, built (its uuid known) but not started."""
-    host, port = controller.gateway.address
-    return SimFleet(
-        generate(1, seed=SEED),
-        host,
-        port,
-        seed=SEED,
-        reconnect_min=0.05,
-        reconnect_max=0.5,
-        data_dir=str(tmp_path / "late"),
-        enroll_password=PASSWORD,
-    )
-
-
 async def test_a_task_waits_for_a_node_recorded_online_to_connect(
     controller: Controller, tmp_path: Path, deadline: float
 ) -> None:
     engine = controller.graphs.engine
     await engine.define_graph(GRAPH)
-    sim = late_device(controller, tmp_path)
+    sim = sim_fleet(controller, generate(1, seed=SEED), SEED, tmp_path / "late")
     node = str(sim.devices[0].runtime.info.uuid)
     await add_offline_device(controller, node)
     async with controller.store.tx() as tx:
