@@ -149,7 +149,10 @@ class AgentTasks:
                 if session is None or session.closed:
                     return  # resent after the next handshake
                 try:
-                    await session.call(methods.TASK_STATUS, _params(status), timeout=10.0)
+                    # The device's status as it is now, not when the report was made: a
+                    # report resent after a reconnect must not set an older one again.
+                    params = _params(status, self._status.status.st_id)
+                    await session.call(methods.TASK_STATUS, params, timeout=10.0)
                 except Exception as exc:
                     log.info("task_status for %s not delivered yet: %s", task_id, exc)
                     return
@@ -157,8 +160,8 @@ class AgentTasks:
                     del self._unacked[task_id]
 
 
-def _params(status: methods.TaskStatus) -> dict[str, Any]:
-    out: dict[str, Any] = {"task_id": status.task_id, "state": status.state}
+def _params(status: methods.TaskStatus, st_id: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"task_id": status.task_id, "state": status.state, "st_id": st_id}
     for key in ("percent", "eta", "msg", "result"):
         value = getattr(status, key)
         if value is not None:

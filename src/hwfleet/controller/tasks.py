@@ -11,6 +11,7 @@ from hwfleet.controller.active_tasks import ActiveTasks
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.protocol import envelope, methods
 from hwfleet.protocol.errors import ErrorCode, MethodError, RemoteError
+from hwfleet.protocol.status import describe
 
 if TYPE_CHECKING:
     from hwfleet.controller.devices import DeviceRegistry
@@ -57,9 +58,10 @@ class TaskService:
         await self._progress(updated or record)
         return updated or record
 
-    async def _progress(self, record: TaskRecord) -> None:
-        """Tell dashboards where the task is (its bar moves in place; nothing recorded)."""
-        body = {
+    async def _progress(self, record: TaskRecord, st_id: int | None = None) -> None:
+        """Tell dashboards where the task is (its bar moves in place; nothing recorded), and
+        the device's status words when they changed with it."""
+        body: dict[str, Any] = {
             "task_id": record.id,
             "uuid": record.device_uuid,
             "method": record.method,
@@ -67,6 +69,8 @@ class TaskService:
             "percent": record.percent,
             "msg": record.msg,
         }
+        if st_id is not None:
+            body["st_id"], body["st_words"] = st_id, describe(st_id)
         await self._events.progress(f"task.{word(record.id)}", body)
 
     async def update(self, uuid: str, status: methods.TaskStatus) -> TaskRecord:
@@ -86,9 +90,10 @@ class TaskService:
                 result=status.result,
                 at=utcnow(),
             )
+            changed = status.st_id is not None and await tx.devices.set_status(uuid, status.st_id)
         if record is None:
             raise MethodError(f"unknown task {status.task_id}", ErrorCode.NOT_FOUND)
-        await self._progress(record)
+        await self._progress(record, status.st_id if changed else None)
         if record.state in TERMINAL and current.state not in TERMINAL:
             await self._events.emit(
                 EventKey.task_finished(record.id),

@@ -111,6 +111,10 @@ class TaskStatus(msgspec.Struct, kw_only=True):
     eta: float | None = None
     msg: str | None = None
     result: dict[str, Any] | None = None
+    #: The device's ``st_id`` as it sends the report (seed 004's status rule: 16 while a
+    #: task runs, 64 once it completed, 128 after a failure); the controller keeps it on
+    #: the device's row. Absent from agents before it was added.
+    st_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.state not in ("running", "error", "complete"):
@@ -119,6 +123,8 @@ class TaskStatus(msgspec.Struct, kw_only=True):
             raise ValueError(f"percent must be between 0 and 100, not {self.percent}")
         if self.state == "error" and not self.msg:
             raise ValueError("an error state needs a 'msg'")
+        if self.st_id is not None and not -(2**31) <= self.st_id < 2**31:
+            raise ValueError(f"st_id must be a 32-bit status id, not {self.st_id}")
 
 
 class TaskCancelParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

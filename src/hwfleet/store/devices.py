@@ -270,10 +270,14 @@ class DeviceRepository(Repository):
         )
         return bool(rows)
 
-    async def set_status(self, uuid: str, st_id: int) -> None:
-        await self._conn.execute(
-            sa.update(devices).where(devices.c.uuid == uuid).values(st_id=st_id)
+    async def set_status(self, uuid: str, st_id: int) -> bool:
+        """Record the device's ``st_id``; whether it changed (one statement either way)."""
+        result = await self._conn.execute(
+            sa.update(devices)
+            .where(devices.c.uuid == uuid, devices.c.st_id != st_id)
+            .values(st_id=st_id)
         )
+        return bool(result.rowcount)
 
     async def rename(self, uuid: str, name: str) -> None:
         await self._conn.execute(sa.update(devices).where(devices.c.uuid == uuid).values(name=name))

@@ -270,3 +270,30 @@ async def test_run_graphs_from_the_device_page_watch_them_and_cancel_one(
         )
     finally:
         await sim.close()
+
+
+async def test_fleet_page_status_words_follow_a_running_task_in_place(
+    browser: Browser, controller: Controller, tmp_path: Path, deadline: float
+) -> None:
+    """The Fleet page does not reload for tasks: the device's status words change in place
+    from the task's progress messages (idle → running → completed), on the same cell."""
+    sim = fleet_of(controller, generate(1, seed=33), tmp_path, PASSWORD)
+    await sim.start()
+    try:
+        assert await sim.wait_connected(deadline) == 1
+        runtime = sim.devices[0].runtime
+        stepped = Stepped(runtime)
+        page = await logged_in(browser, controller, "/")
+        await live(page)
+        await page.locator("#live").evaluate(SETTLED)
+        words = f'td[data-st-of="{runtime.info.uuid}"]'
+        assert await page.locator(words).inner_text() == "idle"
+        await page.locator(words).evaluate("cell => { cell.dataset.mark = 'kept'; }")
+        await controller.tasks.start(runtime.info.uuid, Stepped.METHOD, {})
+        kept = f"{words}[data-mark=kept]"
+        await page.wait_for_selector(f"{kept}:text-is('running')", timeout=UI_WAIT_MS)
+        for _ in range(len(Stepped.PERCENTS) + 1):
+            stepped.step()
+        await page.wait_for_selector(f"{kept}:text-is('completed')", timeout=UI_WAIT_MS)
+    finally:
+        await sim.close()

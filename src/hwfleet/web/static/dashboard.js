@@ -56,8 +56,21 @@
   // Task ids this page reloaded for already: a task it does not list is asked for once.
   var asked = {};
 
+  // The device's status words follow its task (st_id changes record no event of their own).
+  function deviceStatus(task) {
+    if (typeof task.st_id !== "number" || !task.uuid) { return; }
+    var uuid = CSS.escape(task.uuid);
+    document.querySelectorAll('[data-st-of="' + uuid + '"]').forEach(function (el) {
+      el.textContent = task.st_words || "";
+    });
+    document.querySelectorAll('[data-st-id-of="' + uuid + '"]').forEach(function (el) {
+      el.textContent = String(task.st_id);
+    });
+  }
+
   function taskProgress(task) {
     if (!task.task_id) { return; }
+    deviceStatus(task);
     var rows = document.querySelectorAll('tr[data-task="' + CSS.escape(task.task_id) + '"]');
     if (rows.length === 0) {
       var region = document.querySelector("[data-task-scope]");
