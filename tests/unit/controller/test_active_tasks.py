@@ -6,20 +6,10 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.counting_store import CountingStore
+
 from hwfleet.controller.active_tasks import ActiveTasks
 from hwfleet.store import Store
-
-
-class CountingStore:
-    """The real store, counting transactions."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.reads = 0
-
-    def tx(self, **kw: Any) -> Any:
-        self.reads += 1
-        return self._store.tx(**kw)
 
 
 async def test_questions_asked_together_cost_one_query_and_answer_each_device(

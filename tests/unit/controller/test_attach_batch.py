@@ -5,25 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+
+from tests.counting_store import CountingStore
 
 from hwfleet.bus import open_bus
 from hwfleet.controller.attach_batch import AttachWriter
 from hwfleet.controller.events import EventPublisher, utcnow
 from hwfleet.protocol.methods import Handshake
 from hwfleet.store import Store
-
-
-class CountingStore:
-    """The real store, counting write transactions."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.writes = 0
-
-    async def write(self, work: Any) -> Any:
-        self.writes += 1
-        return await self._store.write(work)
 
 
 @contextlib.asynccontextmanager

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from cryptography import x509
+from tests.counting_store import CountingStore
 
 from hwfleet.store import Store
 from hwfleet.trust import EnrollmentService, EnrollParams, PeerIdentity
@@ -27,18 +28,6 @@ async def enrolled(
     cert = x509.load_pem_x509_certificate(reply.cert.encode())
     fp = spki_fingerprint(cert.public_key())
     return PeerIdentity(device_uuid=device, fingerprint=fp, cert_fingerprint=""), reply.key_id
-
-
-class CountingStore:
-    """The real store, counting read transactions (how many queries the checks cost)."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.reads = 0
-
-    def tx(self, **kw: Any) -> Any:
-        self.reads += 1
-        return self._store.tx(**kw)
 
 
 async def test_many_checks_at_once_cost_one_query_and_answer_each(
