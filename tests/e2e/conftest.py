@@ -92,17 +92,46 @@ def start_server(
     raise AssertionError("server did not report its addresses")
 
 
+def start_sim(server: Server, tmp_path: Path, *devices: str) -> subprocess.Popen[str]:
+    """`hwfleet sim` against ``server`` with the enrollment password; ``devices`` says which
+    (``--devices 3``, ``--profile FILE``) and anything more. Keys go under ``tmp_path/sim``,
+    the log to ``tmp_path/sim.log``."""
+    with (tmp_path / "sim.log").open("w") as log:
+        return subprocess.Popen(
+            [
+                *HWFLEET,
+                "sim",
+                "--controller",
+                server.agent,
+                *devices,
+                "--data-dir",
+                str(tmp_path / "sim"),
+                "--enroll-password",
+                PASSWORD,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """Terminate a process we started (SIGKILL if it does not stop within 15 s)."""
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = start_server(tmp_path / "ctl")
     try:
         yield srv
     finally:
-        srv.process.terminate()
-        try:
-            srv.process.wait(15)
-        except subprocess.TimeoutExpired:
-            srv.process.kill()
+        stop(srv.process)
 
 
 def wait_until(predicate: object, timeout: float = 30.0) -> None:

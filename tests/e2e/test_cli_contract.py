@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import HWFLEET, PASSWORD, Server, wait_until
+from tests.e2e.conftest import HWFLEET, Server, start_sim, wait_until
 
 PROFILE = {
     "devices": [
@@ -58,31 +58,14 @@ DEVICE_FIELDS = {
 }
 
 
-def start_sim(server: Server, tmp_path: Path, profile: dict[str, Any]) -> subprocess.Popen[str]:
+def start_profile(server: Server, tmp_path: Path, profile: dict[str, Any]) -> subprocess.Popen[str]:
     path = tmp_path / "profile.json"
     path.write_text(json.dumps(profile))
-    with (tmp_path / "sim.log").open("w") as log:
-        return subprocess.Popen(
-            [
-                *HWFLEET,
-                "sim",
-                "--controller",
-                server.agent,
-                "--profile",
-                str(path),
-                "--data-dir",
-                str(tmp_path / "sim"),
-                "--enroll-password",
-                PASSWORD,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
+    return start_sim(server, tmp_path, "--profile", str(path))
 
 
 def test_devices_ping_run_tasks(server: Server, tmp_path: Path) -> None:
-    sim = start_sim(server, tmp_path, PROFILE)
+    sim = start_profile(server, tmp_path, PROFILE)
     try:
         wait_until(lambda: len([d for d in server.json("devices") if d["state"] == "online"]) == 2)  # type: ignore[union-attr]
         devices = server.json("devices")

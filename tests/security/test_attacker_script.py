@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.conftest import HWFLEET, PASSWORD, Server, start_server, wait_until
+from tests.e2e.conftest import Server, start_server, start_sim, stop, wait_until
 
 GUESSES = 30
 METHODS = [
@@ -175,36 +175,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         stop(srv.process)
 
 
-def stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-
-
 @pytest.fixture
 def sim(server: Server, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    with (tmp_path / "sim.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                *HWFLEET,
-                "sim",
-                "--controller",
-                server.agent,
-                "--devices",
-                "3",
-                "--enroll-password",
-                PASSWORD,
-                "--data-dir",
-                str(tmp_path / "sim"),
-                "--no-discovery",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
+    process = start_sim(server, tmp_path, "--devices", "3", "--no-discovery")
     try:
         yield process
     finally:

@@ -28,8 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.conftest import HWFLEET, PASSWORD, Server, start_server, wait_until
-from tests.security.test_attacker_script import stop
+from tests.e2e.conftest import Server, start_server, start_sim, stop, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -58,25 +57,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def fleet(server: Server, tmp_path: Path) -> Iterator[list[str]]:
     """Three simulated devices, online, with a 1 s heartbeat; yields their uuids."""
-    with (tmp_path / "sim.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                *HWFLEET,
-                "sim",
-                "--controller",
-                server.agent,
-                "--devices",
-                "3",
-                "--enroll-password",
-                PASSWORD,
-                "--data-dir",
-                str(tmp_path / "sim"),
-                "--no-discovery",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-        )
+    process = start_sim(server, tmp_path, "--devices", "3", "--no-discovery")
     rest = Rest(server)
     try:
 
