@@ -16,6 +16,13 @@ whose agents are about to give up, and serving them first would spend a TLS
 handshake on a peer that hangs up before it finishes. A waiting link whose peer
 has already hung up (the TCP state shows it) or that has waited longer than
 ``max_wait`` is closed without any TLS: it costs an accept and a close.
+
+A source (IPv4 address) may have at most ``per_source`` links holding or
+waiting for a slot; more are closed at once. A device reconnects with one link
+from its own address, so this only stops one source from taking every slot
+with TLS handshakes it never finishes. A link without a client certificate gives
+its slot back as soon as its TLS handshake is done: from then on it is an
+anonymous link, counted and limited by the anonymous-link guard.
 """
 
 from __future__ import annotations
@@ -57,20 +64,22 @@ def peer_still_there(sock: socket.socket) -> bool:
 class Slot:
     """One link's place among the connecting; :meth:`release` is idempotent."""
 
-    __slots__ = ("_slots",)
+    __slots__ = ("_slots", "source")
 
-    def __init__(self, slots: ConnectSlots) -> None:
+    def __init__(self, slots: ConnectSlots, source: str) -> None:
         self._slots: ConnectSlots | None = slots
+        self.source = source
 
     def release(self) -> None:
         slots, self._slots = self._slots, None
         if slots is not None:
-            slots.freed()
+            slots.freed(self.source)
 
 
 @dataclass(slots=True)
 class _Waiter:
     since: float
+    source: str
     alive: Callable[[], bool]
     turn: asyncio.Future[Slot | None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -84,18 +93,24 @@ class ConnectSlots:
         self,
         limit: int = CONNECTING_LINKS,
         max_wait: float = 15.0,
+        per_source: int = 16,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 1:
             raise ValueError("ConnectSlots needs at least one slot")
         self.limit = limit
         self.max_wait = max_wait
+        self.per_source = per_source
         self._clock = clock
+        #: Links holding or waiting for a slot, by source.
+        self._sources: collections.Counter[str] = collections.Counter()
         self._held = 0
         #: Oldest first: new waiters are appended, served from the right, expired from the left.
         self._waiting: collections.deque[_Waiter] = collections.deque()
         #: Waiting links closed without TLS: their peer hung up, or they waited too long.
         self.abandoned = 0
+        #: Links closed at once: their source already had ``per_source`` connecting.
+        self.refused = 0
 
     @property
     def held(self) -> int:
@@ -105,13 +120,18 @@ class ConnectSlots:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    async def acquire(self, alive: Callable[[], bool]) -> Slot | None:
-        """A slot, or None when the link should be closed unserved (its peer gave up)."""
+    async def acquire(self, source: str, alive: Callable[[], bool]) -> Slot | None:
+        """A slot, or None when the link should be closed unserved (its peer gave up, or
+        its source has ``per_source`` links connecting already)."""
         self._expire()
+        if self._sources[source] >= self.per_source:
+            self.refused += 1
+            return None
+        self._sources[source] += 1
         if self._held < self.limit and not self._waiting:
             self._held += 1
-            return Slot(self)
-        waiter = _Waiter(self._clock(), alive)
+            return Slot(self, source)
+        waiter = _Waiter(self._clock(), source, alive)
         self._waiting.append(waiter)
         try:
             return await waiter.turn
@@ -121,19 +141,21 @@ class ConnectSlots:
                 slot.release()  # given a slot in the same loop turn as cancelled
             raise
 
-    def freed(self) -> None:
+    def freed(self, source: str) -> None:
         """A slot came back: give it to the newest waiter whose peer is still there."""
         self._held -= 1
+        self._forget(source)
         self._expire()
         while self._held < self.limit and self._waiting:
             waiter = self._waiting.pop()
             if waiter.turn.done():  # cancelled while waiting
+                self._forget(waiter.source)
                 continue
             if not waiter.alive():
                 self._drop(waiter)
                 continue
             self._held += 1
-            waiter.turn.set_result(Slot(self))
+            waiter.turn.set_result(Slot(self, waiter.source))
 
     def _expire(self) -> None:
         limit = self._clock() - self.max_wait
@@ -141,13 +163,22 @@ class ConnectSlots:
             self._drop(self._waiting.popleft())
 
     def _drop(self, waiter: _Waiter) -> None:
+        self._forget(waiter.source)
         if not waiter.turn.done():
             self.abandoned += 1
             waiter.turn.set_result(None)
+
+    def _forget(self, source: str) -> None:
+        left = self._sources[source] - 1
+        if left > 0:
+            self._sources[source] = left
+        else:
+            del self._sources[source]
 
     def close(self) -> None:
         """Every waiter is told to close its link (the listener is shutting down)."""
         while self._waiting:
             waiter = self._waiting.pop()
+            self._forget(waiter.source)
             if not waiter.turn.done():
                 waiter.turn.set_result(None)

@@ -67,7 +67,9 @@ class KnockListener:
         self._handshake_timeout = handshake_timeout
         self._shutdown_timeout = shutdown_timeout
         self._backlog = backlog
-        self.connecting = connecting or ConnectSlots(max_wait=handshake_timeout)
+        self.connecting = connecting or ConnectSlots(
+            max_wait=handshake_timeout, per_source=guard.limits.per_source
+        )
         self.sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: Knocks answered, by answer: what tests and benchmarks read.
@@ -167,7 +169,7 @@ class KnockListener:
             else:
                 # An enrolled device (or an agent that does not knock): its TLS handshake
                 # waits for a connecting slot; None means its peer gave up meanwhile.
-                slot = await self.connecting.acquire(lambda: peer_still_there(conn))
+                slot = await self.connecting.acquire(source, lambda: peer_still_there(conn))
                 if slot is None:
                     conn.close()
                     return

@@ -162,6 +162,10 @@ class StreamGateway:
         try:
             if self._on_connect is not None:
                 self._on_connect(ctx, writer)
+            if slot is not None and ctx.cert_uuid is None:
+                # No certificate: an anonymous link from here on, limited by the guard; a
+                # flood of them must not hold the slots reconnecting devices wait for.
+                slot.release()
             pacing = LinkPacing(
                 self.guard, ctx, reader, ipaddr, writer.transport, reserved=reserved
             )

@@ -36,10 +36,10 @@ def gone() -> bool:
 
 async def test_no_more_than_the_limit_are_held_and_a_freed_slot_goes_to_a_waiter() -> None:
     slots = ConnectSlots(limit=2)
-    first = await slots.acquire(alive)
-    second = await slots.acquire(alive)
+    first = await slots.acquire("10.0.0.1", alive)
+    second = await slots.acquire("10.0.0.1", alive)
     assert isinstance(first, Slot) and isinstance(second, Slot) and slots.held == 2
-    third = asyncio.ensure_future(slots.acquire(alive))
+    third = asyncio.ensure_future(slots.acquire("10.0.0.1", alive))
     await asyncio.sleep(0)  # let it queue (one loop turn, nothing timed)
     assert not third.done() and slots.waiting == 1
     first.release()
@@ -53,12 +53,12 @@ async def test_the_newest_waiter_goes_first() -> None:
     # spent on it is likely lost. The newest one's agent still waits long enough.
     clock = Clock()
     slots = ConnectSlots(limit=1, clock=clock)
-    held = await slots.acquire(alive)
+    held = await slots.acquire("10.0.0.1", alive)
     assert held is not None
     order: list[str] = []
 
     async def wait(name: str) -> None:
-        slot = await slots.acquire(alive)
+        slot = await slots.acquire("10.0.0.1", alive)
         assert slot is not None
         order.append(name)
         slot.release()
@@ -75,11 +75,11 @@ async def test_the_newest_waiter_goes_first() -> None:
 
 async def test_a_waiter_whose_peer_hung_up_is_dropped_without_taking_the_slot() -> None:
     slots = ConnectSlots(limit=1)
-    held = await slots.acquire(alive)
+    held = await slots.acquire("10.0.0.1", alive)
     assert held is not None
-    living = asyncio.ensure_future(slots.acquire(alive))
+    living = asyncio.ensure_future(slots.acquire("10.0.0.1", alive))
     await asyncio.sleep(0)
-    dead = asyncio.ensure_future(slots.acquire(gone))  # newest: looked at first
+    dead = asyncio.ensure_future(slots.acquire("10.0.0.2", gone))  # newest: looked at first
     await asyncio.sleep(0)
     held.release()
     assert await dead is None
@@ -90,12 +90,14 @@ async def test_a_waiter_whose_peer_hung_up_is_dropped_without_taking_the_slot() 
 async def test_a_waiter_past_max_wait_is_dropped() -> None:
     clock = Clock()
     slots = ConnectSlots(limit=1, max_wait=10.0, clock=clock)
-    held = await slots.acquire(alive)
+    held = await slots.acquire("10.0.0.1", alive)
     assert held is not None
-    stale = asyncio.ensure_future(slots.acquire(alive))
+    stale = asyncio.ensure_future(slots.acquire("10.0.0.1", alive))
     await asyncio.sleep(0)
     clock.now += 11
-    fresh = asyncio.ensure_future(slots.acquire(alive))  # arriving expires the stale one
+    fresh = asyncio.ensure_future(
+        slots.acquire("10.0.0.1", alive)
+    )  # arriving expires the stale one
     await asyncio.sleep(0)
     assert await stale is None and slots.abandoned == 1
     held.release()
@@ -104,16 +106,29 @@ async def test_a_waiter_past_max_wait_is_dropped() -> None:
 
 async def test_a_cancelled_waiter_gives_its_slot_back() -> None:
     slots = ConnectSlots(limit=1)
-    held = await slots.acquire(alive)
+    held = await slots.acquire("10.0.0.1", alive)
     assert held is not None
-    waiter = asyncio.ensure_future(slots.acquire(alive))
+    waiter = asyncio.ensure_future(slots.acquire("10.0.0.1", alive))
     await asyncio.sleep(0)
     held.release()  # the slot is handed to the waiter ...
     waiter.cancel()  # ... which is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert slots.held == 0
-    assert await slots.acquire(alive) is not None
+    assert await slots.acquire("10.0.0.1", alive) is not None
+
+
+async def test_one_source_cannot_take_every_slot() -> None:
+    # Links that never finish their TLS handshake, all from one address, would otherwise
+    # hold every slot the fleet's reconnects wait for.
+    slots = ConnectSlots(limit=4, per_source=2)
+    first = await slots.acquire("10.6.6.6", alive)
+    second = await slots.acquire("10.6.6.6", alive)
+    assert first is not None and second is not None
+    assert await slots.acquire("10.6.6.6", alive) is None and slots.refused == 1
+    assert await slots.acquire("10.0.0.1", alive) is not None  # another device: served
+    first.release()
+    assert await slots.acquire("10.6.6.6", alive) is not None  # its count went down
 
 
 def test_peer_still_there_sees_the_peer_close() -> None:
@@ -145,11 +160,11 @@ class Recording(ConnectSlots):
         self.queued = asyncio.Event()
         self.checks: list[Callable[[], bool]] = []
 
-    async def acquire(self, alive: Callable[[], bool]) -> Slot | None:
+    async def acquire(self, source: str, alive: Callable[[], bool]) -> Slot | None:
         if self.held >= self.limit:
             self.checks.append(alive)
             self.queued.set()
-        return await super().acquire(alive)
+        return await super().acquire(source, alive)
 
 
 class Holder(asyncio.Protocol):
