@@ -1,4 +1,4 @@
-"""How many certificate links the controller works on at once, and who goes next (issue 18).
+"""How many TLS handshakes the agent port works on at once, and who goes next (issue 18).
 
 After a controller restart every device reconnects within seconds: a TLS
 handshake each (about a millisecond of CPU), then ``handshake``. The listener
@@ -7,22 +7,22 @@ so thousands progressed side by side, each at a thousandth of the CPU. On a
 loaded machine none of them finished within the agents' connect timeout (10 s):
 every agent gave up, its handshake was work for nothing, it came back with a
 new one, and the heartbeats of the devices already back went unanswered behind
-them — 4,148 of 10,000 devices back after 300 s instead of all in 32 s.
+them — 1,319 of 10,000 devices back after 300 s (two CPU hogs beside it)
+instead of all in 32 s.
 
-Here at most ``limit`` links are between accept and ``handshake`` at once; the
-rest wait, holding only a descriptor. Under a storm the newest waiting link goes
-next (its agent has the longest to wait still): the oldest ones are the ones
-whose agents are about to give up, and serving them first would spend a TLS
-handshake on a peer that hangs up before it finishes. A waiting link whose peer
-has already hung up (the TCP state shows it) or that has waited longer than
+Here at most ``limit`` TLS handshakes run at once; the other links wait,
+holding only a descriptor, and a link's ``handshake`` (batched key checks and
+commits, little CPU each) no longer queues behind thousands of TLS handshakes.
+Under a storm the newest waiting link goes next: its agent has the longest to
+wait still, while the oldest are the ones whose agents are about to give up,
+and a handshake spent on them would be lost. A waiting link whose peer has
+already hung up (the TCP state shows it) or that has waited longer than
 ``max_wait`` is closed without any TLS: it costs an accept and a close.
 
 A source (IPv4 address) may have at most ``per_source`` links holding or
 waiting for a slot; more are closed at once. A device reconnects with one link
 from its own address, so this only stops one source from taking every slot
-with TLS handshakes it never finishes. A link without a client certificate gives
-its slot back as soon as its TLS handshake is done: from then on it is an
-anonymous link, counted and limited by the anonymous-link guard.
+with TLS handshakes it never finishes (each is bounded by the handshake timeout).
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-#: Links between accept and an answered ``handshake`` at once. Enough to keep the
-#: batched key checks and arrival commits full (each batch takes whoever is waiting);
-#: few enough that the TLS work ready in one turn of the event loop stays under about
-#: a tenth of a second of CPU, so the replies, heartbeats and commits of the links
-#: already through are not queued behind thousands of handshakes.
+#: TLS handshakes at once on the agent port. Enough to keep the CPU busy; few enough
+#: that the TLS work ready in one turn of the event loop stays around a tenth of a second
+#: of CPU, so the replies, heartbeats and commits of the links already through are not
+#: queued behind thousands of handshakes.
 CONNECTING_LINKS = 128
 
 #: ``tcpi_state`` of a connection both ends still hold open (linux/tcp_states.h).
