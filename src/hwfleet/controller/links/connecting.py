@@ -19,7 +19,7 @@ and a handshake spent on them would be lost. A waiting link whose peer has
 already hung up (the TCP state shows it) or that has waited longer than
 ``max_wait`` is closed without any TLS: it costs an accept and a close.
 
-A source (IPv4 address) may have at most ``per_source`` links holding or
+A source (IPv4 address, IPv6 /64: the caller's key) may have at most ``per_source`` links holding or
 waiting for a slot; more are closed at once. A device reconnects with one link
 from its own address, so this only stops one source from taking every slot
 with TLS handshakes it never finishes (each is bounded by the handshake timeout).

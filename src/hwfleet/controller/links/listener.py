@@ -13,7 +13,7 @@ controller an accept, two small reads and a write.
 A peer that sends nothing (or half a knock) is closed after the handshake
 timeout, as TLS would have closed it. A TLS link waits for one of the
 :class:`~hwfleet.controller.links.connecting.ConnectSlots` before its handshake
-starts, so a reconnect storm is worked through a few hundred links at a time
+starts, so a reconnect storm is worked through 128 TLS handshakes at a time
 instead of all at once (see that module).
 """
 
@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from hwfleet.controller.links.connecting import ConnectSlots, Slot, peer_still_there
 from hwfleet.controller.links.guard import AnonymousGuard
 from hwfleet.trust.knock import GO, KNOCK, busy_line
+from hwfleet.trust.ratelimit import source_key
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ class KnockListener:
             else:
                 # An enrolled device (or an agent that does not knock): its TLS handshake
                 # waits for a connecting slot; None means its peer gave up meanwhile.
-                slot = await self.connecting.acquire(source, lambda: peer_still_there(conn))
+                slot = await self.connecting.acquire(
+                    source_key(source), lambda: peer_still_there(conn)
+                )
                 if slot is None:
                     conn.close()
                     return
