@@ -1,4 +1,4 @@
-"""How many TLS handshakes the agent port works on at once, and who goes next (issue 18).
+"""How many certificate links the controller works on at once, and who goes next (issue 18).
 
 After a controller restart every device reconnects within seconds: a TLS
 handshake each (about a millisecond of CPU), then ``handshake``. The listener
@@ -10,19 +10,22 @@ new one, and the heartbeats of the devices already back went unanswered behind
 them — 1,319 of 10,000 devices back after 300 s (two CPU hogs beside it)
 instead of all in 32 s.
 
-Here at most ``limit`` TLS handshakes run at once; the other links wait,
-holding only a descriptor, and a link's ``handshake`` (batched key checks and
-commits, little CPU each) no longer queues behind thousands of TLS handshakes.
-Under a storm the newest waiting link goes next: its agent has the longest to
-wait still, while the oldest are the ones whose agents are about to give up,
-and a handshake spent on them would be lost. A waiting link whose peer has
-already hung up (the TCP state shows it) or that has waited longer than
+Here at most ``limit`` links are between accept and ``handshake`` at once; the
+rest wait, holding only a descriptor. Bounding the TLS handshakes alone is not
+enough: with 256 slots given back after TLS, the ``handshake`` calls behind them
+piled up unbounded and the same collapse came back. Under a storm the newest waiting link goes
+next (its agent has the longest to wait still): the oldest ones are the ones
+whose agents are about to give up, and serving them first would spend a TLS
+handshake on a peer that hangs up before it finishes. A waiting link whose peer
+has already hung up (the TCP state shows it) or that has waited longer than
 ``max_wait`` is closed without any TLS: it costs an accept and a close.
 
-A source (IPv4 address, IPv6 /64: the caller's key) may have at most ``per_source`` links holding or
-waiting for a slot; more are closed at once. A device reconnects with one link
-from its own address, so this only stops one source from taking every slot
-with TLS handshakes it never finishes (each is bounded by the handshake timeout).
+A source (IPv4 address, IPv6 /64: the caller's key) may have at most
+``per_source`` links holding or waiting for a slot; more are closed at once.
+A device reconnects with one link from its own address, so this only stops one
+source from taking every slot with TLS handshakes it never finishes. A link
+without a client certificate gives its slot back as soon as its TLS handshake
+is done: from then on it is an anonymous link, limited by the anonymous guard.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-#: TLS handshakes at once on the agent port. Enough to keep the CPU busy; few enough
-#: that the TLS work ready in one turn of the event loop stays around a tenth of a second
-#: of CPU, so the replies, heartbeats and commits of the links already through are not
-#: queued behind thousands of handshakes.
+#: Links between accept and an answered ``handshake`` at once. Enough to keep the
+#: batched key checks and arrival commits full (each batch takes whoever is waiting);
+#: few enough that the TLS work ready in one turn of the event loop stays under about
+#: a tenth of a second of CPU, so the replies, heartbeats and commits of the links
+#: already through are not queued behind thousands of handshakes.
 CONNECTING_LINKS = 128
 
 #: ``tcpi_state`` of a connection both ends still hold open (linux/tcp_states.h).

@@ -36,8 +36,10 @@ log = logging.getLogger(__name__)
 #: Seconds accepting pauses after accept() fails for lack of descriptors or memory.
 ACCEPT_RETRY_DELAY = 1.0
 
-#: Builds the protocol of one accepted link; the flag says a knock reserved its slot.
-ProtocolFactory = Callable[[bool], asyncio.Protocol]
+#: Builds the protocol of one accepted link; the flag says a knock reserved its anonymous
+#: slot; the Slot (None for a knocked link) is its place among the connecting, to release
+#: once it has identified itself or ended.
+ProtocolFactory = Callable[[bool, Slot | None], asyncio.Protocol]
 
 
 class KnockListener:
@@ -176,18 +178,19 @@ class KnockListener:
                     return
             loop = asyncio.get_running_loop()
             await loop.connect_accepted_socket(
-                lambda: self._factory(reserved),
+                lambda: self._factory(reserved, slot),
                 sock=conn,
                 ssl=self._ssl,
                 ssl_handshake_timeout=self._handshake_timeout,
                 ssl_shutdown_timeout=self._shutdown_timeout,
             )
             reserved = False  # the link owns the slot now (LinkPacing gives it back)
+            slot = None  # and its connecting slot (released once it identifies or ends)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             log.debug("agent port: connection from %s ended before TLS: %s", source, exc)
             conn.close()
         finally:
-            if slot is not None:  # its TLS handshake is done (or failed): the next one's turn
+            if slot is not None:
                 slot.release()
             if reserved:
                 self._guard.release(source)

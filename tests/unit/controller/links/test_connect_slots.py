@@ -167,16 +167,15 @@ class Recording(ConnectSlots):
         return await super().acquire(source, alive)
 
 
-class Hello(asyncio.Protocol):
-    """Says hello once the link's TLS handshake is done."""
+class Holder(asyncio.Protocol):
+    """A TLS link that stays unidentified, holding its slot until the test frees it."""
 
-    def __init__(self, made: list[bool]) -> None:
-        self._made = made
+    def __init__(self, slots: list[Slot | None]) -> None:
+        self._slots = slots
+        self.slot: Slot | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._made.append(True)
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(b"hello\n")
+        self._slots.append(self.slot)
 
 
 async def _queued(slots: Recording) -> None:
@@ -190,14 +189,20 @@ async def test_a_storm_of_tls_links_is_served_a_slot_at_a_time_newest_first(
     ca = CertificateAuthority.load_or_create(tmp_path / "ca")
     tls = server_context(ca, ca.issue_server_cert(["127.0.0.1"]))
     slots = Recording(limit=1)
-    made: list[bool] = []
+    made: list[Slot | None] = []
+
+    def factory(reserved: bool, slot: Slot | None) -> asyncio.Protocol:
+        holder = Holder(made)
+        holder.slot = slot
+        return holder
+
     guard = AnonymousGuard(AnonymousLimits())
     listener = KnockListener(
         "127.0.0.1",
         0,
         tls,
         guard,
-        lambda reserved: Hello(made),
+        factory,
         handshake_timeout=30.0,
         shutdown_timeout=1.0,
         connecting=slots,
@@ -206,14 +211,8 @@ async def test_a_storm_of_tls_links_is_served_a_slot_at_a_time_newest_first(
     port = listener.sockets[0].getsockname()[1]
     client = first_contact_context(None)
     try:
-        # A TLS handshake in progress holds the only slot: a record header promising a
-        # ClientHello of 512 bytes, and only 5 of them sent.
-        slow = socket.create_connection(("127.0.0.1", port))
-        slow.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03")
-        deadline = asyncio.get_running_loop().time() + 5
-        while slots.held == 0:  # accepted and in TLS (bounded)
-            assert asyncio.get_running_loop().time() < deadline, "never accepted"
-            await asyncio.sleep(0.01)
+        _, first = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=client), 5)
+        assert len(made) == 1 and made[0] is not None  # TLS done, the only slot held
         waiting = asyncio.ensure_future(asyncio.open_connection("127.0.0.1", port, ssl=client))
         await _queued(slots)
         # An agent that gave up: its ClientHello sent, then its socket closed.
@@ -225,14 +224,14 @@ async def test_a_storm_of_tls_links_is_served_a_slot_at_a_time_newest_first(
         while slots.checks[-1]():  # the controller's side sees the FIN (bounded)
             assert asyncio.get_running_loop().time() < deadline, "the FIN never arrived"
             await asyncio.sleep(0.01)
-        assert not waiting.done() and made == []  # no second TLS while the slot is taken
-        slow.close()  # that handshake fails: its slot comes back
-        reader, writer = await asyncio.wait_for(waiting, 5)
-        assert await asyncio.wait_for(reader.readline(), 5) == b"hello\n"
+        assert not waiting.done() and len(made) == 1  # no TLS while the slot is taken
+        made[0].release()  # the first link identified itself
+        _, second = await asyncio.wait_for(waiting, 5)
         # The newest waiter was looked at first, found gone and closed without TLS; the
-        # slot went to the link still waiting, and came back once its TLS was done.
-        assert slots.abandoned == 1 and made == [True] and slots.held == 0
-        writer.close()
+        # slot went to the link still waiting.
+        assert slots.abandoned == 1 and len(made) == 2 and slots.held == 1
+        first.close()
+        second.close()
     finally:
         await listener.close()
         guard.close()
