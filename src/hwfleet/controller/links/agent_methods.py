@@ -39,6 +39,8 @@ class AgentContext:
     #: Device uuid from a verified client certificate (mTLS), if any.
     cert_uuid: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Called once ``handshake`` has succeeded (the gateway frees the link's connecting slot).
+    on_identified: Callable[[], None] | None = None
 
 
 class AgentMethods:
@@ -95,6 +97,8 @@ class AgentMethods:
             )
         )
         await self._tasks.reconcile(hs.uuid, hs.tasks)
+        if ctx.on_identified is not None:
+            ctx.on_identified()
         return {"accepted": True, "uuid": hs.uuid}
 
     async def ping(self, ctx: AgentContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,10 @@ anonymous slot reserved for the connection, which then starts TLS, or
 controller an accept, two small reads and a write.
 
 A peer that sends nothing (or half a knock) is closed after the handshake
-timeout, as TLS would have closed it.
+timeout, as TLS would have closed it. A TLS link waits for one of the
+:class:`~hwfleet.controller.links.connecting.ConnectSlots` before its handshake
+starts, so a reconnect storm is worked through 128 TLS handshakes at a time
+instead of all at once (see that module).
 """
 
 from __future__ import annotations
@@ -23,16 +26,20 @@ import socket
 import ssl
 from collections.abc import Callable, Coroutine
 
+from hwfleet.controller.links.connecting import ConnectSlots, Slot, peer_still_there
 from hwfleet.controller.links.guard import AnonymousGuard
 from hwfleet.trust.knock import GO, KNOCK, busy_line
+from hwfleet.trust.ratelimit import source_key
 
 log = logging.getLogger(__name__)
 
 #: Seconds accepting pauses after accept() fails for lack of descriptors or memory.
 ACCEPT_RETRY_DELAY = 1.0
 
-#: Builds the protocol of one accepted link; the flag says a knock reserved its slot.
-ProtocolFactory = Callable[[bool], asyncio.Protocol]
+#: Builds the protocol of one accepted link; the flag says a knock reserved its anonymous
+#: slot; the Slot (None for a knocked link) is its place among the connecting, to release
+#: once it has identified itself or ended.
+ProtocolFactory = Callable[[bool, Slot | None], asyncio.Protocol]
 
 
 class KnockListener:
@@ -49,7 +56,10 @@ class KnockListener:
         handshake_timeout: float,
         shutdown_timeout: float,
         backlog: int = 4096,
+        connecting: ConnectSlots | None = None,
     ) -> None:
+        """``connecting``: the slots TLS links wait for (by default CONNECTING_LINKS of
+        them, and a link that waited ``handshake_timeout`` is closed unserved)."""
         self._host = host
         self._port = port
         self._ssl = ssl_context
@@ -58,6 +68,9 @@ class KnockListener:
         self._handshake_timeout = handshake_timeout
         self._shutdown_timeout = shutdown_timeout
         self._backlog = backlog
+        self.connecting = connecting or ConnectSlots(
+            max_wait=handshake_timeout, per_source=guard.limits.per_source
+        )
         self.sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: Knocks answered, by answer: what tests and benchmarks read.
@@ -97,6 +110,7 @@ class KnockListener:
 
     async def close(self) -> None:
         self._close_sockets()
+        self.connecting.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -137,6 +151,7 @@ class KnockListener:
 
     async def _admit(self, conn: socket.socket, source: str) -> None:
         reserved = False
+        slot: Slot | None = None
         try:
             async with asyncio.timeout(self._handshake_timeout):
                 head = await _peek_knock(conn)
@@ -152,19 +167,31 @@ class KnockListener:
                 reserved = True
                 self.knocks_admitted += 1
                 conn.send(GO)
+            else:
+                # An enrolled device (or an agent that does not knock): its TLS handshake
+                # waits for a connecting slot; None means its peer gave up meanwhile.
+                slot = await self.connecting.acquire(
+                    source_key(source), lambda: peer_still_there(conn)
+                )
+                if slot is None:
+                    conn.close()
+                    return
             loop = asyncio.get_running_loop()
             await loop.connect_accepted_socket(
-                lambda: self._factory(reserved),
+                lambda: self._factory(reserved, slot),
                 sock=conn,
                 ssl=self._ssl,
                 ssl_handshake_timeout=self._handshake_timeout,
                 ssl_shutdown_timeout=self._shutdown_timeout,
             )
             reserved = False  # the link owns the slot now (LinkPacing gives it back)
+            slot = None  # and its connecting slot (released once it identifies or ends)
         except (OSError, TimeoutError, ssl.SSLError) as exc:
             log.debug("agent port: connection from %s ended before TLS: %s", source, exc)
             conn.close()
         finally:
+            if slot is not None:
+                slot.release()
             if reserved:
                 self._guard.release(source)
                 self._guard.ended()

@@ -12,6 +12,7 @@ from typing import Any
 
 from hwfleet.controller.devices import DeviceRegistry
 from hwfleet.controller.links.agent_methods import AgentContext, AgentMethods
+from hwfleet.controller.links.connecting import Slot
 from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits, LinkPacing, LinkReader
 from hwfleet.controller.links.listener import KnockListener
 from hwfleet.protocol.session import Session
@@ -68,11 +69,13 @@ class StreamGateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def protocol(reserved: bool = False) -> asyncio.StreamReaderProtocol:
+        def protocol(
+            reserved: bool = False, slot: Slot | None = None
+        ) -> asyncio.StreamReaderProtocol:
             # asyncio.start_server, but with a reader whose limit can change (LinkReader).
             reader = LinkReader(limit=self.guard.limits.line_limit + 1)
             return asyncio.StreamReaderProtocol(
-                reader, functools.partial(self._serve, reserved=reserved)
+                reader, functools.partial(self._serve, reserved=reserved, slot=slot)
             )
 
         if self._ssl is not None:
@@ -112,17 +115,27 @@ class StreamGateway:
                 await self._server.wait_closed()
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, reserved: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        reserved: bool,
+        slot: Slot | None,
     ) -> None:
-        """``reserved``: the link knocked before TLS and holds an anonymous slot already."""
+        """``reserved``: the link knocked before TLS and holds an anonymous slot already;
+        ``slot``: its place among the connecting links, given back once it identifies."""
         assert isinstance(reader, LinkReader)
         # asyncio (3.11) logs a cancelled connection task as an error; shutdown cancels
         # them on purpose, so cancellation ends the handler quietly here.
         with contextlib.suppress(asyncio.CancelledError):
-            await self._session(reader, writer, reserved)
+            try:
+                await self._session(reader, writer, reserved, slot)
+            finally:
+                if slot is not None:
+                    slot.release()
 
     async def _session(
-        self, reader: LinkReader, writer: asyncio.StreamWriter, reserved: bool
+        self, reader: LinkReader, writer: asyncio.StreamWriter, reserved: bool, slot: Slot | None
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -131,6 +144,8 @@ class StreamGateway:
         peer = writer.get_extra_info("peername")
         ipaddr = peer[0] if isinstance(peer, tuple) else str(peer)
         ctx = AgentContext(ipaddr=ipaddr, transport="stream", drop=writer.close)
+        if slot is not None:
+            ctx.on_identified = slot.release
         session: Session[AgentContext] = Session(
             channel.send,
             self._methods.registry,
@@ -147,6 +162,10 @@ class StreamGateway:
         try:
             if self._on_connect is not None:
                 self._on_connect(ctx, writer)
+            if slot is not None and ctx.cert_uuid is None:
+                # No certificate: an anonymous link from here on, limited by the guard; a
+                # flood of them must not hold the slots reconnecting devices wait for.
+                slot.release()
             pacing = LinkPacing(
                 self.guard, ctx, reader, ipaddr, writer.transport, reserved=reserved
             )

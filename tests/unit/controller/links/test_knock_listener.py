@@ -66,7 +66,7 @@ async def gate(context: ssl.SSLContext, slots: int) -> AsyncIterator[Gate]:
         0,
         context,
         guard,
-        lambda reserved: Hello(made, reserved),
+        lambda reserved, _slot: Hello(made, reserved),
         handshake_timeout=5.0,
         shutdown_timeout=1.0,
     )
