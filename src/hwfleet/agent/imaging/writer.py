@@ -29,13 +29,14 @@ import mmap
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hwfleet.agent.hardware.erase import _open_exclusive, _Progress
 from hwfleet.agent.hardware.protect import BlockTarget
 from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
-from hwfleet.agent.imaging.readers import CountingReader, Reader, decompressing
+from hwfleet.agent.imaging.readers import CountingReader, FileReader, Reader, decompressing
 from hwfleet.errors import DeviceError
 from hwfleet.images.digest import Digest
 from hwfleet.images.formats import ImageFormatError
@@ -48,6 +49,13 @@ BUFFER = 2 * MIB
 #: Enough that a stall of one stage (a flush, a busy core) does not stop the others; 16 MiB.
 BUFFERS = 8
 SECTOR = 512
+#: The zero-copy path (a raw image in a file): the file is mapped this much at a time, and at
+#: most WINDOWS windows are mapped at once (one hashed, the others queued or being written):
+#: 48 MiB of page cache mapped, none of it the agent's own memory.
+WINDOW = 16 * MIB
+WINDOWS = 3
+#: Off: a raw file is read into the pool's buffers like any other source (bench/imaging.py).
+ZERO_COPY = True
 
 
 class ImageWriteError(DeviceError):
@@ -118,7 +126,10 @@ def write_image(
         # hot in its core's cache. Behind TLS or a decompressor, reading is the heavy stage
         # and the hash gets a thread of its own.
         inline = raw and hash_while_reading
-        written, digest = _stream(fd, target, reader, size, expected, inline=inline)
+        if inline and ZERO_COPY and isinstance(source, FileReader):
+            written, digest = _stream_mapped(fd, target, source, size, expected, progress.add)
+        else:
+            written, digest = _stream(fd, target, reader, size, expected, inline=inline)
         source_digest = digest.hexdigest if raw or counted.sha is None else counted.sha.hexdigest()
         mismatch = expected.mismatch("the image read", source_digest)
         if mismatch is not None:
@@ -181,13 +192,75 @@ def _stream(
     finally:
         for stage in stages:
             stage.finish()
+    _finish(fd, target, writer, offset, tail)
+    return offset, Digest(expected.algorithm, out.hexdigest())
+
+
+class _Unmap:
+    """The zero-copy write stage's "pool": a written window is unmapped and its slot freed."""
+
+    def __init__(self, slots: threading.Semaphore) -> None:
+        self.slots = slots
+
+    def release(self, buf: mmap.mmap, /) -> None:
+        buf.close()
+        self.slots.release()
+
+
+def _stream_mapped(
+    fd: int,
+    target: BlockTarget,
+    source: FileReader,
+    size: int,
+    expected: Digest,
+    add_progress: Callable[[int], None],
+) -> tuple[int, Digest]:
+    """Zero-copy :func:`_stream` of a raw image file: hash and write from a mapping of it.
+
+    Reading the file into a buffer copies every byte on the core that also hashes; on two
+    cores that copy plus the hash cost more per GiB than dd's copy plus the loop device's
+    (docs/imaging.md). Mapped, this thread hashes the page cache's pages in place and the
+    write thread's ``O_DIRECT`` ``pwrite`` hands the device those same pages (the kernel
+    pins them for the transfer). The bytes hashed are the bytes written unless the file
+    changes between the two, which only root can do (the cache never rewrites an entry in
+    place: it renames a new file over it) and which the read-back verification catches.
+    """
+    out = expected.hasher()
+    slots = threading.Semaphore(WINDOWS)
+    writer = Stage(
+        "image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), _Unmap(slots)
+    )
+    writer.start()
+    length, offset, tail = source.size(), 0, b""
+    try:
+        while offset < length:
+            slots.acquire()  # back-pressure: at most WINDOWS windows mapped
+            _raise_write_error(writer, target)
+            count = min(WINDOW, length - offset)
+            if offset + count > size:
+                raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
+            window = source.map(offset, count)
+            with memoryview(window) as view:  # released before the write stage unmaps
+                out.update(view)
+            add_progress(count)
+            aligned = count - count % SECTOR
+            tail = window[aligned:count]  # a copy; not empty only for the last window
+            writer.todo.put((window, offset, aligned))
+            offset += count
+    finally:
+        writer.finish()
+    _finish(fd, target, writer, offset, tail)
+    return offset, Digest(expected.algorithm, out.hexdigest())
+
+
+def _finish(fd: int, target: BlockTarget, writer: Stage, offset: int, tail: bytes) -> None:
+    """After the write stage drained: its error, the sub-sector tail, the flush."""
     _raise_write_error(writer, target)
     if not offset:
         raise ImageWriteError("the image is empty")
     if tail:
         _write_tail(target, memoryview(tail), offset - len(tail))
     os.fsync(fd)
-    return offset, Digest(expected.algorithm, out.hexdigest())
 
 
 def _raise_write_error(writer: Stage, target: BlockTarget) -> None:
