@@ -239,7 +239,12 @@ def _stream_mapped(
             count = min(WINDOW, length - offset)
             if offset + count > size:
                 raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
-            window = source.map(offset, count)
+            try:
+                window = source.map(offset, count)
+            except OSError as exc:  # the cached copy cannot be read: the caller fetches again
+                raise SourceDamagedError(
+                    f"reading the image failed at byte {offset}: {exc.strerror or exc}"
+                ) from None
             with memoryview(window) as view:  # released before the write stage unmaps
                 out.update(view)
             add_progress(count)
