@@ -66,7 +66,8 @@ if mode == "write":
     from hwfleet.agent.hardware.protect import inspect_target
     from hwfleet.agent.imaging.readers import FileReader
     from hwfleet.agent.imaging import writer
-    from hwfleet.agent.imaging.writer import _verify, write_image
+    from hwfleet.agent.imaging.verify import verify_written
+    from hwfleet.agent.imaging.writer import write_image
     writer.ZERO_COPY = args["zero_copy"]
     from hwfleet.images.digest import Digest, new_hasher
     target = inspect_target(args["device"])
@@ -79,7 +80,7 @@ if mode == "write":
     cpu = time.process_time() - cpu
     fd = os.open(args["device"], os.O_RDONLY | os.O_DIRECT)
     written = Digest(result.algorithm, result.digest)
-    _verify(fd, target, result.bytes_written, written, progress(args["size"]))
+    verify_written(fd, target, result.bytes_written, written, progress(args["size"]))
     verified = time.monotonic() - begun - wrote
     import mmap
     block, hasher = mmap.mmap(-1, 2 << 20), new_hasher(args["algorithm"])

@@ -13,10 +13,9 @@ a core here) when the registry recorded one, else sha256 (1.6 GiB/s, which used 
 the whole write).
 A tail that is not a whole sector goes through an ordinary descriptor.
 
-Verification reads the written bytes back (``O_DIRECT`` again, so the device
-answers, not the cache; a read thread ahead of the hashing) and compares their
-digest with what was written; the source's own digest is checked against the
-registry's as it streams.
+Verification (:mod:`.verify`) reads the written bytes back (``O_DIRECT`` again, so the
+device answers, not the cache) and compares their digest with what was written; the
+source's own digest is checked against the registry's as it streams.
 
 The target is checked with the very function ``decom.disk_erase`` uses
 (:func:`hwfleet.agent.hardware.protect.inspect_target`) and claimed with
@@ -27,7 +26,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,18 +35,20 @@ from hwfleet.agent.hardware.erase import _open_exclusive, _Progress
 from hwfleet.agent.hardware.protect import BlockTarget
 from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
 from hwfleet.agent.imaging.readers import CountingReader, FileReader, Reader, decompressing
-from hwfleet.errors import DeviceError
+from hwfleet.agent.imaging.verify import (
+    BUFFER,
+    BUFFERS,
+    MIB,
+    SECTOR,
+    ImageWriteError,
+    SourceDamagedError,
+    verify_written,
+)
 from hwfleet.images.digest import Digest
 from hwfleet.images.formats import ImageFormatError
 
-MIB = 1024 * 1024
-#: Measured (bench/imaging.py, with sha256): 2 MiB beat 4 and 8 MiB by 20-30 %: a buffer
-#: the read has just filled is still in the CPU cache when the hash and the kernel's copy
-#: read it.
-BUFFER = 2 * MIB
-#: Enough that a stall of one stage (a flush, a busy core) does not stop the others; 16 MiB.
-BUFFERS = 8
-SECTOR = 512
+__all__ = ["ImageWriteError", "SourceDamagedError", "WriteResult", "write_image"]
+
 #: The zero-copy path (a raw image in a file): the file is mapped this much at a time, and at
 #: most WINDOWS windows are mapped at once (one hashed, the others queued or being written):
 #: 48 MiB of page cache mapped, none of it the agent's own memory.
@@ -56,18 +56,6 @@ WINDOW = 16 * MIB
 WINDOWS = 3
 #: Off: a raw file is read into the pool's buffers like any other source (bench/imaging.py).
 ZERO_COPY = True
-
-
-class ImageWriteError(DeviceError):
-    """Writing the image failed: the message names the cause."""
-
-
-class SourceDamagedError(ImageWriteError):
-    """The image as read is not the registered image (checksum, corrupt compressed data).
-
-    From a cache entry that means the copy on this machine's disk went bad after it was
-    checked; the caller may drop it and fetch the image again.
-    """
 
 
 @dataclass
@@ -135,7 +123,7 @@ def write_image(
         if mismatch is not None:
             raise SourceDamagedError(mismatch)
         if verify:
-            _verify(fd, target, written, digest, progress)
+            verify_written(fd, target, written, digest, progress)
         return WriteResult(target.path, written, digest.algorithm, digest.hexdigest, verify)
     finally:
         os.close(fd)
@@ -290,82 +278,3 @@ def _write_tail(target: BlockTarget, data: memoryview, offset: int) -> None:
         raise ImageWriteError(f"writing {target.name} failed at byte {offset}: {exc}") from None
     finally:
         os.close(fd)
-
-
-def _verify(
-    fd: int, target: BlockTarget, length: int, written: Digest, progress: _Progress
-) -> None:
-    """Read the written bytes back from the device and compare their digest (same algorithm).
-
-    A read thread keeps the pool's buffers filled while this thread hashes.
-    """
-    pool = BufferPool(BUFFERS, BUFFER)
-    done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None] = queue.Queue()
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_back, args=(fd, length, pool, done, stop), name="image-verify", daemon=True
-    )
-    reader.start()
-    hasher = written.hasher()
-    offset = 0
-    try:
-        while (item := done.get()) is not None:
-            if isinstance(item, OSError):
-                raise ImageWriteError(
-                    f"reading {target.name} back failed at byte {offset}: {item}"
-                ) from None
-            if isinstance(item, BaseException):
-                raise item
-            buf, count = item
-            if not count:
-                raise ImageWriteError(f"{target.name} ended at byte {offset} while verifying")
-            hasher.update(memoryview(buf)[:count])
-            pool.release(buf)
-            offset += count
-            progress.add(count)
-    finally:
-        stop.set()
-        _drain(pool, done)
-        reader.join()
-    if hasher.hexdigest() != written.hexdigest:
-        raise ImageWriteError(
-            f"verification failed ({written.algorithm}): {target.name} reads back "
-            f"{hasher.hexdigest()}, wrote {written.hexdigest}"
-        )
-
-
-def _read_back(
-    fd: int,
-    length: int,
-    pool: BufferPool,
-    done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None],
-    stop: threading.Event,
-) -> None:
-    offset = 0
-    try:
-        while offset < length and not stop.is_set():
-            buf = pool.get()
-            want = min(BUFFER, length - offset)
-            # Direct reads are whole sectors too: read up to the next sector boundary.
-            rounded = -(-want // SECTOR) * SECTOR
-            count = min(os.preadv(fd, [memoryview(buf)[:rounded]], offset), want)
-            done.put((buf, count))
-            if count <= 0:
-                return
-            offset += count
-        done.put(None)
-    except BaseException as exc:  # handed to the hashing thread, which raises it
-        done.put(exc)
-
-
-def _drain(
-    pool: BufferPool, done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None]
-) -> None:
-    """Give back the buffers the reader queued, so a reader waiting for one can see ``stop``."""
-    while True:
-        try:
-            item = done.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(item, tuple):
-            pool.release(item[0])
