@@ -7,7 +7,9 @@ cache: memory stays the pool's size however large the image). The written bytes 
 hashed by the reading thread right after the read when the image is raw and comes from
 a file (the buffer is still in that core's cache; measured cheaper in CPU and faster than
 a hash thread, bench/imaging.py), else by a hash thread of its own, beside the TLS
-decryption or the decompression. The hashers, reads and ``pwrite`` all release the GIL.
+decryption or the decompression. A raw image in a file (the cache) skips the buffers:
+it is mapped a window at a time, hashed in place and written from the mapping
+(:func:`_stream_mapped`, zero copy). The hashers, reads and ``pwrite`` all release the GIL.
 The digest is the image record's (:mod:`hwfleet.images.digest`): blake3 (about 5.7 GiB/s
 a core here) when the registry recorded one, else sha256 (1.6 GiB/s, which used to bound
 the whole write).
