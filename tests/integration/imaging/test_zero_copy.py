@@ -12,18 +12,16 @@ from __future__ import annotations
 import asyncio
 import mmap
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import blake3
 import pytest
 from tests.integration.hardware.conftest import Attach
 
-from hwfleet.agent.hardware.erase import _Progress
 from hwfleet.agent.hardware.protect import inspect_target
 from hwfleet.agent.imaging import writer
+from hwfleet.agent.imaging.commands import new_progress
 from hwfleet.agent.imaging.readers import FileReader
 from hwfleet.agent.imaging.writer import ImageWriteError, SourceDamagedError, WriteResult
 from hwfleet.images.digest import Digest
@@ -31,7 +29,7 @@ from hwfleet.images.digest import Digest
 MIB = 1024 * 1024
 WINDOW = 1 * MIB
 
-Write = Callable[[Path, str], WriteResult]
+Write = Callable[[Path, str], Awaitable[WriteResult]]
 
 
 @pytest.fixture
@@ -50,33 +48,26 @@ def maps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 
 @pytest.fixture
-def write(loop_device: Attach) -> Iterator[Write]:
+def write(loop_device: Attach) -> Write:
+    """``await write(image, blake3)``: the image file written to a loop device, as a task does."""
     device = loop_device(8 * MIB, random=True)
-    loop = asyncio.new_event_loop()
 
-    def call(image: Path, digest: str) -> WriteResult:
-        progress = _Progress(
-            loop=loop,
-            total=1,
-            changed=asyncio.Event(),
-            stop=threading.Event(),
-            started=time.monotonic(),
-        )
+    async def call(image: Path, digest: str) -> WriteResult:
         reader = FileReader(image)
         try:
-            return writer.write_image(
+            return await asyncio.to_thread(
+                writer.write_image,
                 inspect_target(device),
                 reader,
                 fmt="raw",
                 expected=Digest("blake3", digest),
                 disk_size=image.stat().st_size,
-                progress=progress,
+                progress=new_progress(1),
             )
         finally:
             reader.close()
 
-    yield call
-    loop.close()
+    return call
 
 
 def device_bytes(result: WriteResult) -> bytes:
@@ -89,20 +80,20 @@ def device_bytes(result: WriteResult) -> bytes:
     [3 * WINDOW + 5 * 4096 + 777, 2 * WINDOW, WINDOW - 4096 + 512, 300],
     ids=["windows-and-a-ragged-tail", "whole-windows", "sectors-not-pages", "under-a-sector"],
 )
-def test_the_device_holds_the_image_byte_for_byte(
+async def test_the_device_holds_the_image_byte_for_byte(
     tmp_path: Path, write: Write, maps: list[tuple[int, int]], size: int
 ) -> None:
     data = os.urandom(size)
     image = tmp_path / "image.raw"
     image.write_bytes(data)
-    result = write(image, blake3.blake3(data).hexdigest())
+    result = await write(image, blake3.blake3(data).hexdigest())
     assert result.verified and result.bytes_written == size
     assert device_bytes(result) == data
     # The zero-copy path ran: the file was mapped window after window, nothing left out.
     assert maps == [(at, min(WINDOW, size - at)) for at in range(0, size, WINDOW)]
 
 
-def test_a_file_changed_before_it_is_hashed_fails_the_checksum(
+async def test_a_file_changed_before_it_is_hashed_fails_the_checksum(
     tmp_path: Path, write: Write, maps: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = os.urandom(3 * WINDOW + 100)
@@ -119,11 +110,11 @@ def test_a_file_changed_before_it_is_hashed_fails_the_checksum(
 
     monkeypatch.setattr(FileReader, "map", change_later_bytes)
     with pytest.raises(SourceDamagedError, match=r"checksum mismatch \(blake3\)"):
-        write(image, blake3.blake3(data).hexdigest())
+        await write(image, blake3.blake3(data).hexdigest())
     assert len(maps) == 4
 
 
-def test_a_file_changed_between_hash_and_write_fails_the_read_back(
+async def test_a_file_changed_between_hash_and_write_fails_the_read_back(
     tmp_path: Path, write: Write, maps: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The mapping is the page cache itself: bytes changed after the hash are what the
@@ -141,4 +132,4 @@ def test_a_file_changed_between_hash_and_write_fails_the_read_back(
 
     monkeypatch.setattr(writer, "pwrite_all", change_then_write)
     with pytest.raises(ImageWriteError, match=r"verification failed \(blake3\)"):
-        write(image, blake3.blake3(data).hexdigest())
+        await write(image, blake3.blake3(data).hexdigest())
