@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import mmap
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hwfleet.agent.hardware.erase import _open_exclusive, _Progress
 from hwfleet.agent.hardware.protect import BlockTarget
+from hwfleet.agent.imaging.mapped import MapAhead
 from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
 from hwfleet.agent.imaging.readers import CountingReader, FileReader, Reader, decompressing
 from hwfleet.agent.imaging.verify import (
@@ -52,7 +52,7 @@ from hwfleet.images.formats import ImageFormatError
 __all__ = ["ImageWriteError", "SourceDamagedError", "WriteResult", "write_image"]
 
 #: The zero-copy path (a raw image in a file): the file is mapped this much at a time, and at
-#: most WINDOWS windows are mapped at once (one hashed, the others queued or being written):
+#: most WINDOWS windows are mapped at once (one mapped ahead, one hashed, one written):
 #: 48 MiB of page cache mapped, none of it the agent's own memory.
 WINDOW = 16 * MIB
 WINDOWS = 3
@@ -186,17 +186,6 @@ def _stream(
     return offset, Digest(expected.algorithm, out.hexdigest())
 
 
-class _Unmap:
-    """The zero-copy write stage's "pool": a written window is unmapped and its slot freed."""
-
-    def __init__(self, slots: threading.Semaphore) -> None:
-        self.slots = slots
-
-    def release(self, buf: mmap.mmap, /) -> None:
-        buf.close()
-        self.slots.release()
-
-
 def _stream_mapped(
     fd: int,
     target: BlockTarget,
@@ -209,32 +198,30 @@ def _stream_mapped(
 
     Reading the file into a buffer copies every byte on the core that also hashes; on two
     cores that copy plus the hash cost more per GiB than dd's copy plus the loop device's
-    (docs/imaging.md). Mapped, this thread hashes the page cache's pages in place and the
-    write thread's ``O_DIRECT`` ``pwrite`` hands the device those same pages (the kernel
-    pins them for the transfer). The bytes hashed are the bytes written unless the file
-    changes between the two, which only root can do (the cache never rewrites an entry in
-    place: it renames a new file over it) and which the read-back verification catches.
+    (docs/imaging.md). Mapped (ahead, by :class:`.mapped.MapAhead`), this thread hashes
+    the page cache's pages in place and the write thread's ``O_DIRECT`` ``pwrite`` hands
+    the device those same pages (the kernel pins them for the transfer). The bytes hashed
+    are the bytes written unless the file changes between the two, which only root can do
+    (the cache never rewrites an entry in place: it renames a new file over it) and which
+    the read-back verification catches.
     """
+    length = source.size()
+    if length > size:
+        raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
     out = expected.hasher()
-    slots = threading.Semaphore(WINDOWS)
-    writer = Stage(
-        "image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), _Unmap(slots)
-    )
+    mapper = MapAhead(source, length, WINDOW, WINDOWS)
+    writer = Stage("image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), mapper)
     writer.start()
-    length, offset, tail = source.size(), 0, b""
+    mapper.start()
+    offset, tail = 0, b""
     try:
-        while offset < length:
-            slots.acquire()  # back-pressure: at most WINDOWS windows mapped
-            _raise_write_error(writer, target)
-            count = min(WINDOW, length - offset)
-            if offset + count > size:
-                raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
-            try:
-                window = source.map(offset, count)
-            except OSError as exc:  # the cached copy cannot be read: the caller fetches again
+        while (item := mapper.ready.get()) is not None:
+            if isinstance(item, OSError):  # the cached copy cannot be read: fetched again
                 raise SourceDamagedError(
-                    f"reading the image failed at byte {offset}: {exc.strerror or exc}"
-                ) from None
+                    f"reading the image failed at byte {offset}: {item.strerror or item}"
+                )
+            window, offset = item
+            count = len(window)
             with memoryview(window) as view:  # released before the write stage unmaps
                 out.update(view)
             add_progress(count)
@@ -242,7 +229,9 @@ def _stream_mapped(
             tail = window[aligned:count]  # a copy; not empty only for the last window
             writer.todo.put((window, offset, aligned))
             offset += count
+            _raise_write_error(writer, target)
     finally:
+        mapper.halt()
         writer.finish()
     _finish(fd, target, writer, offset, tail)
     return offset, Digest(expected.algorithm, out.hexdigest())
