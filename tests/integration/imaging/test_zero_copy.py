@@ -10,8 +10,10 @@ the hash and the write by the read-back.
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -133,3 +135,24 @@ async def test_a_file_changed_between_hash_and_write_fails_the_read_back(
     monkeypatch.setattr(writer, "pwrite_all", change_then_write)
     with pytest.raises(ImageWriteError, match=r"verification failed \(blake3\)"):
         await write(image, blake3.blake3(data).hexdigest())
+
+
+async def test_a_window_that_cannot_be_read_is_a_damaged_source(
+    tmp_path: Path, write: Write, maps: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MADV_POPULATE_READ turns an unreadable page into EIO; the writer stops (its map-ahead
+    # thread too) and names the byte, and the task drops the cached copy.
+    data = os.urandom(4 * WINDOW)
+    image = tmp_path / "image.raw"
+    image.write_bytes(data)
+    spy = FileReader.map
+
+    def unreadable(self: FileReader, offset: int, length: int) -> mmap.mmap:
+        if offset == 2 * WINDOW:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return spy(self, offset, length)
+
+    monkeypatch.setattr(FileReader, "map", unreadable)
+    with pytest.raises(SourceDamagedError, match=f"failed at byte {2 * WINDOW}: Input/output"):
+        await write(image, blake3.blake3(data).hexdigest())
+    assert [name for name in map(str, threading.enumerate()) if "image-" in name] == []
