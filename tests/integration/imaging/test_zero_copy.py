@@ -72,6 +72,19 @@ def write(loop_device: Attach) -> Write:
     return call
 
 
+def random_file(tmp_path: Path, size: int) -> tuple[Path, bytes]:
+    data = os.urandom(size)
+    image = tmp_path / "image.raw"
+    image.write_bytes(data)
+    return image, data
+
+
+def overwrite(image: Path, at: int) -> None:
+    with image.open("r+b") as handle:
+        handle.seek(at)
+        handle.write(b"changed")
+
+
 def device_bytes(result: WriteResult) -> bytes:
     with open(result.device, "rb") as handle:
         return handle.read(result.bytes_written)
@@ -85,9 +98,7 @@ def device_bytes(result: WriteResult) -> bytes:
 async def test_the_device_holds_the_image_byte_for_byte(
     tmp_path: Path, write: Write, maps: list[tuple[int, int]], size: int
 ) -> None:
-    data = os.urandom(size)
-    image = tmp_path / "image.raw"
-    image.write_bytes(data)
+    image, data = random_file(tmp_path, size)
     result = await write(image, blake3.blake3(data).hexdigest())
     assert result.verified and result.bytes_written == size
     assert device_bytes(result) == data
@@ -98,16 +109,12 @@ async def test_the_device_holds_the_image_byte_for_byte(
 async def test_a_file_changed_before_it_is_hashed_fails_the_checksum(
     tmp_path: Path, write: Write, maps: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data = os.urandom(3 * WINDOW + 100)
-    image = tmp_path / "image.raw"
-    image.write_bytes(data)
+    image, data = random_file(tmp_path, 3 * WINDOW + 100)
     spy = FileReader.map
 
     def change_later_bytes(self: FileReader, offset: int, length: int) -> mmap.mmap:
         if offset == WINDOW:  # the first window is written; a later one changes on disk
-            with image.open("r+b") as handle:
-                handle.seek(2 * WINDOW + 10)
-                handle.write(b"changed")
+            overwrite(image, 2 * WINDOW + 10)
         return spy(self, offset, length)
 
     monkeypatch.setattr(FileReader, "map", change_later_bytes)
@@ -121,15 +128,12 @@ async def test_a_file_changed_between_hash_and_write_fails_the_read_back(
 ) -> None:
     # The mapping is the page cache itself: bytes changed after the hash are what the
     # device gets, so the digest of the written bytes is not the device's.
-    data = os.urandom(2 * WINDOW)
-    image = tmp_path / "image.raw"
-    image.write_bytes(data)
+    image, data = random_file(tmp_path, 2 * WINDOW)
     real = writer.pwrite_all
 
     def change_then_write(fd: int, view: memoryview, offset: int) -> None:
         if offset == 0:
-            with image.open("r+b") as handle:
-                handle.write(b"changed")
+            overwrite(image, 0)
         real(fd, view, offset)
 
     monkeypatch.setattr(writer, "pwrite_all", change_then_write)
@@ -142,9 +146,7 @@ async def test_a_window_that_cannot_be_read_is_a_damaged_source(
 ) -> None:
     # MADV_POPULATE_READ turns an unreadable page into EIO; the writer stops (its map-ahead
     # thread too) and names the byte, and the task drops the cached copy.
-    data = os.urandom(4 * WINDOW)
-    image = tmp_path / "image.raw"
-    image.write_bytes(data)
+    image, data = random_file(tmp_path, 4 * WINDOW)
     spy = FileReader.map
 
     def unreadable(self: FileReader, offset: int, length: int) -> mmap.mmap:
