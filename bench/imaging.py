@@ -6,7 +6,12 @@
    run (goal ≥ 90 %); the read-back verification is timed separately.
 2. Downloading it into the agent's cache from the controller's mTLS image server, as a ratio
    to ``curl`` with the same client certificate from the same URL (goal ≥ 80 %).
-3. The writer process's resident memory while it writes (goal: flat, ≤ 64 MB).
+3. The writer process's resident memory while it writes (goal: flat, ≤ 64 MB), its own
+   (RssAnon) and the page cache it maps (RssFile: the zero-copy path maps the cached image
+   a window at a time) apart.
+
+Rounds alternate the order (odd: dd first, even: the writer first) so neither always runs
+on a device the other has just warmed; every round is printed, and the median.
 
 Run as root (loop devices): ``python bench/imaging.py [--size-mib 1024] [--rounds 3]``. The
 image goes under /var/tmp; the loop device's backing file under ``--backing-dir`` (default
@@ -60,7 +65,10 @@ begun = time.monotonic()
 if mode == "write":
     from hwfleet.agent.hardware.protect import inspect_target
     from hwfleet.agent.imaging.readers import FileReader
-    from hwfleet.agent.imaging.writer import _verify, write_image
+    from hwfleet.agent.imaging import writer
+    from hwfleet.agent.imaging.verify import verify_written
+    from hwfleet.agent.imaging.writer import write_image
+    writer.ZERO_COPY = args["zero_copy"]
     from hwfleet.images.digest import Digest, new_hasher
     target = inspect_target(args["device"])
     begun = time.monotonic()
@@ -72,7 +80,7 @@ if mode == "write":
     cpu = time.process_time() - cpu
     fd = os.open(args["device"], os.O_RDONLY | os.O_DIRECT)
     written = Digest(result.algorithm, result.digest)
-    _verify(fd, target, result.bytes_written, written, progress(args["size"]))
+    verify_written(fd, target, result.bytes_written, written, progress(args["size"]))
     verified = time.monotonic() - begun - wrote
     import mmap
     block, hasher = mmap.mmap(-1, 2 << 20), new_hasher(args["algorithm"])
@@ -109,15 +117,19 @@ def make_image(path: Path, size: int) -> dict[str, str]:
     return {algorithm: hasher.hexdigest() for algorithm, hasher in hashers.items()}
 
 
-def rss_sampler(pid: int, peaks: list[int], stop: asyncio.Event) -> asyncio.Task[None]:
+RSS_FIELDS = ("VmRSS", "RssAnon", "RssFile")
+
+
+def rss_sampler(pid: int, peaks: list[dict[str, int]], stop: asyncio.Event) -> asyncio.Task[None]:
     async def sample() -> None:
         while not stop.is_set():
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        peaks.append(int(line.split()[1]) * 1024)
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
             except OSError:
                 return
+            fields = dict(line.split(":", 1) for line in status if ":" in line)
+            if all(name in fields for name in RSS_FIELDS):
+                peaks.append({name: int(fields[name].split()[0]) * 1024 for name in RSS_FIELDS})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
 
@@ -125,7 +137,7 @@ def rss_sampler(pid: int, peaks: list[int], stop: asyncio.Event) -> asyncio.Task
 
 
 async def child(
-    mode: str, args: dict[str, object], peaks: list[int] | None = None
+    mode: str, args: dict[str, object], peaks: list[dict[str, int]] | None = None
 ) -> dict[str, float]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", CHILD, mode, json.dumps(args), stdout=subprocess.PIPE
@@ -164,8 +176,14 @@ async def timed(*command: str, cpu: list[float] | None = None) -> float:
     return wall
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 async def main(
-    size: int, download: bool, rounds_count: int, backing_dir: str, algorithm: str
+    size: int, download: bool, rounds_count: int, backing_dir: str, algorithm: str, copy: bool
 ) -> None:
     with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="hwfleet-bench-") as tmp:
         work = Path(tmp)
@@ -183,14 +201,25 @@ async def main(
         try:
             gib = size / 1e6
             dd_args = ("dd", f"if={image}", f"of={device}", "bs=4M", "oflag=direct")
-            args = {"device": device, "image": str(image), "size": size, "algorithm": algorithm}
+            args: dict[str, object] = {
+                "device": device,
+                "image": str(image),
+                "size": size,
+                "algorithm": algorithm,
+                "zero_copy": True,
+            }
             args.update(digests)
-            peaks: list[int] = []
-            rounds, dd_cpu = [], []
-            for _ in range(rounds_count):  # alternated: the machine is shared
+            peaks: list[dict[str, int]] = []
+            rounds, dd_cpu, copied = [], [], []
+            for number in range(rounds_count):  # alternated: the machine is shared
+                if number % 2:
+                    ours = await child("write", args, peaks)
+                if copy:  # the read-copy path (a compressed image or a download), compared
+                    copied.append(await child("write", {**args, "zero_copy": False}))
                 dd = await timed(*dd_args, cpu=dd_cpu)
                 dd_sync = await timed(*dd_args, "conv=fsync")
-                ours = await child("write", args, peaks)
+                if not number % 2:
+                    ours = await child("write", args, peaks)
                 rounds.append((dd, dd_sync, ours))
         finally:
             subprocess.run(["losetup", "-d", device], check=False)
@@ -201,9 +230,27 @@ async def main(
         print(f"  round   {header}  {algorithm} alone   ratio/dd  ratio/dd+fsync")
         for number, (dd, dd_sync, ours) in enumerate(rounds, 1):
             write, flush, alone = ours["write"], ours["fsync"], ours["hash"]
+            first = "dd first" if number % 2 else "hwfleet first"
             print(
                 f"  {number} {gib / dd:7.1f} {gib / dd_sync:7.1f} {gib / write:9.1f} ({flush:.2f})"
                 f"  {gib / alone:10.1f}   {dd / write * 100:7.1f} %  {dd_sync / write * 100:7.1f} %"
+                f"  ({first})"
+            )
+        ratios = [dd / ours["write"] * 100 for dd, _, ours in rounds]
+        print(
+            f"  median: dd {gib / median([dd for dd, _, _ in rounds]):.1f}, hwfleet "
+            f"{gib / median([ours['write'] for _, _, ours in rounds]):.1f} MB/s; ratio/dd "
+            f"median {median(ratios):.1f} % (min {min(ratios):.1f}, max {max(ratios):.1f}) "
+            f"over all {len(rounds)} rounds"
+        )
+        if copied:
+            copy_ratios = [
+                dd / c["write"] * 100 for (dd, _, _), c in zip(rounds, copied, strict=True)
+            ]
+            print(
+                "  read-copy path (zero copy off), same rounds: ratio/dd "
+                + " / ".join(f"{r:.1f}" for r in copy_ratios)
+                + f" %, median {median(copy_ratios):.1f} %"
             )
         print("  (MB/s; goal >= 90 %. The writer fsyncs at the end; dd+fsync is dd with the")
         print("   same guarantee, which matters when the backing file is on a disk.)")
@@ -216,8 +263,11 @@ async def main(
         )
         verify = min(ours["verify"] for _, _, ours in rounds)
         print(f"  read-back verify      : {gib / verify:8.1f} MB/s ({verify:.2f} s, extra)")
-        low, high = min(peaks) / MIB, max(peaks) / MIB
-        print(f"  writer RSS            : {low:.1f} to {high:.1f} MiB, {len(peaks)} x (<= 64 MB)")
+        for name in RSS_FIELDS:
+            low = min(peak[name] for peak in peaks) / MIB
+            high = max(peak[name] for peak in peaks) / MIB
+            print(f"  writer {name:<15}: {low:.1f} to {high:.1f} MiB, {len(peaks)} samples")
+        print("  (<= 64 MB; RssFile is the cached image's page cache, mapped while written)")
 
         if not download:
             return
@@ -298,6 +348,11 @@ if __name__ == "__main__":
         default="blake3",
         help="the writer's digest (sha256: an image registered before blake3 was recorded)",
     )
+    parser.add_argument(
+        "--compare-copy",
+        action="store_true",
+        help="also time the read-copy path (a compressed image's) against the same dd rounds",
+    )
     options = parser.parse_args()
     asyncio.run(
         main(
@@ -306,5 +361,6 @@ if __name__ == "__main__":
             options.rounds,
             options.backing_dir,
             options.digest,
+            options.compare_copy,
         )
     )

@@ -19,6 +19,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 #: (buffer, byte offset on the device, length)
 Item = tuple[mmap.mmap, int, int]
@@ -75,6 +76,12 @@ def _buffer(size: int) -> mmap.mmap:
     return buf
 
 
+class Releaser(Protocol):
+    """Where a stage gives a buffer back once done with it (a pool, or an unmapping)."""
+
+    def release(self, buf: mmap.mmap, /) -> None: ...
+
+
 class Stage(threading.Thread):
     """Runs ``work`` on the items queued, in order, then releases each buffer.
 
@@ -83,7 +90,7 @@ class Stage(threading.Thread):
     """
 
     def __init__(
-        self, name: str, work: Callable[[mmap.mmap, int, int], None], pool: BufferPool
+        self, name: str, work: Callable[[mmap.mmap, int, int], None], pool: Releaser
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.work = work

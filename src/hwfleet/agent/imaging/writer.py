@@ -7,16 +7,17 @@ cache: memory stays the pool's size however large the image). The written bytes 
 hashed by the reading thread right after the read when the image is raw and comes from
 a file (the buffer is still in that core's cache; measured cheaper in CPU and faster than
 a hash thread, bench/imaging.py), else by a hash thread of its own, beside the TLS
-decryption or the decompression. The hashers, reads and ``pwrite`` all release the GIL.
+decryption or the decompression. A raw image in a file (the cache) skips the buffers:
+it is mapped a window at a time, hashed in place and written from the mapping
+(:func:`_stream_mapped`, zero copy). The hashers, reads and ``pwrite`` all release the GIL.
 The digest is the image record's (:mod:`hwfleet.images.digest`): blake3 (about 5.7 GiB/s
 a core here) when the registry recorded one, else sha256 (1.6 GiB/s, which used to bound
 the whole write).
 A tail that is not a whole sector goes through an ordinary descriptor.
 
-Verification reads the written bytes back (``O_DIRECT`` again, so the device
-answers, not the cache; a read thread ahead of the hashing) and compares their
-digest with what was written; the source's own digest is checked against the
-registry's as it streams.
+Verification (:mod:`.verify`) reads the written bytes back (``O_DIRECT`` again, so the
+device answers, not the cache) and compares their digest with what was written; the
+source's own digest is checked against the registry's as it streams.
 
 The target is checked with the very function ``decom.disk_erase`` uses
 (:func:`hwfleet.agent.hardware.protect.inspect_target`) and claimed with
@@ -27,39 +28,36 @@ from __future__ import annotations
 
 import mmap
 import os
-import queue
-import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hwfleet.agent.hardware.erase import _open_exclusive, _Progress
 from hwfleet.agent.hardware.protect import BlockTarget
+from hwfleet.agent.imaging.mapped import MapAhead
 from hwfleet.agent.imaging.pipeline import BufferPool, Stage, fill, pwrite_all
-from hwfleet.agent.imaging.readers import CountingReader, Reader, decompressing
-from hwfleet.errors import DeviceError
+from hwfleet.agent.imaging.readers import CountingReader, FileReader, Reader, decompressing
+from hwfleet.agent.imaging.verify import (
+    BUFFER,
+    BUFFERS,
+    MIB,
+    SECTOR,
+    ImageWriteError,
+    SourceDamagedError,
+    verify_written,
+)
 from hwfleet.images.digest import Digest
 from hwfleet.images.formats import ImageFormatError
 
-MIB = 1024 * 1024
-#: Measured (bench/imaging.py, with sha256): 2 MiB beat 4 and 8 MiB by 20-30 %: a buffer
-#: the read has just filled is still in the CPU cache when the hash and the kernel's copy
-#: read it.
-BUFFER = 2 * MIB
-#: Enough that a stall of one stage (a flush, a busy core) does not stop the others; 16 MiB.
-BUFFERS = 8
-SECTOR = 512
+__all__ = ["ImageWriteError", "SourceDamagedError", "WriteResult", "write_image"]
 
-
-class ImageWriteError(DeviceError):
-    """Writing the image failed: the message names the cause."""
-
-
-class SourceDamagedError(ImageWriteError):
-    """The image as read is not the registered image (checksum, corrupt compressed data).
-
-    From a cache entry that means the copy on this machine's disk went bad after it was
-    checked; the caller may drop it and fetch the image again.
-    """
+#: The zero-copy path (a raw image in a file): the file is mapped this much at a time, and at
+#: most WINDOWS windows are mapped at once (one mapped ahead, one hashed, one written):
+#: 48 MiB of page cache mapped, none of it the agent's own memory.
+WINDOW = 16 * MIB
+WINDOWS = 3
+#: Off: a raw file is read into the pool's buffers like any other source (bench/imaging.py).
+ZERO_COPY = True
 
 
 @dataclass
@@ -118,13 +116,16 @@ def write_image(
         # hot in its core's cache. Behind TLS or a decompressor, reading is the heavy stage
         # and the hash gets a thread of its own.
         inline = raw and hash_while_reading
-        written, digest = _stream(fd, target, reader, size, expected, inline=inline)
+        if inline and ZERO_COPY and isinstance(source, FileReader):
+            written, digest = _stream_mapped(fd, target, source, size, expected, progress.add)
+        else:
+            written, digest = _stream(fd, target, reader, size, expected, inline=inline)
         source_digest = digest.hexdigest if raw or counted.sha is None else counted.sha.hexdigest()
         mismatch = expected.mismatch("the image read", source_digest)
         if mismatch is not None:
             raise SourceDamagedError(mismatch)
         if verify:
-            _verify(fd, target, written, digest, progress)
+            verify_written(fd, target, written, digest, progress)
         return WriteResult(target.path, written, digest.algorithm, digest.hexdigest, verify)
     finally:
         os.close(fd)
@@ -181,13 +182,69 @@ def _stream(
     finally:
         for stage in stages:
             stage.finish()
+    _finish(fd, target, writer, offset, tail)
+    return offset, Digest(expected.algorithm, out.hexdigest())
+
+
+def _stream_mapped(
+    fd: int,
+    target: BlockTarget,
+    source: FileReader,
+    size: int,
+    expected: Digest,
+    add_progress: Callable[[int], None],
+) -> tuple[int, Digest]:
+    """Zero-copy :func:`_stream` of a raw image file: hash and write from a mapping of it.
+
+    Reading the file into a buffer copies every byte on the core that also hashes; on two
+    cores that copy plus the hash cost more per GiB than dd's copy plus the loop device's
+    (docs/imaging.md). Mapped (ahead, by :class:`.mapped.MapAhead`), this thread hashes
+    the page cache's pages in place and the write thread's ``O_DIRECT`` ``pwrite`` hands
+    the device those same pages (the kernel pins them for the transfer). The bytes hashed
+    are the bytes written unless the file changes between the two, which only root can do
+    (the cache never rewrites an entry in place: it renames a new file over it) and which
+    the read-back verification catches.
+    """
+    length = source.size()
+    if length > size:
+        raise ImageWriteError(f"the image is larger than {target.name} ({size} bytes)")
+    out = expected.hasher()
+    mapper = MapAhead(source, length, WINDOW, WINDOWS)
+    writer = Stage("image-write", lambda buf, o, n: pwrite_all(fd, memoryview(buf)[:n], o), mapper)
+    writer.start()
+    mapper.start()
+    offset, tail = 0, b""
+    try:
+        while (item := mapper.ready.get()) is not None:
+            if isinstance(item, OSError):  # the cached copy cannot be read: fetched again
+                raise SourceDamagedError(
+                    f"reading the image failed at byte {offset}: {item.strerror or item}"
+                )
+            window, offset = item
+            count = len(window)
+            with memoryview(window) as view:  # released before the write stage unmaps
+                out.update(view)
+            add_progress(count)
+            aligned = count - count % SECTOR
+            tail = window[aligned:count]  # a copy; not empty only for the last window
+            writer.todo.put((window, offset, aligned))
+            offset += count
+            _raise_write_error(writer, target)
+    finally:
+        mapper.halt()
+        writer.finish()
+    _finish(fd, target, writer, offset, tail)
+    return offset, Digest(expected.algorithm, out.hexdigest())
+
+
+def _finish(fd: int, target: BlockTarget, writer: Stage, offset: int, tail: bytes) -> None:
+    """After the write stage drained: its error, the sub-sector tail, the flush."""
     _raise_write_error(writer, target)
     if not offset:
         raise ImageWriteError("the image is empty")
     if tail:
         _write_tail(target, memoryview(tail), offset - len(tail))
     os.fsync(fd)
-    return offset, Digest(expected.algorithm, out.hexdigest())
 
 
 def _raise_write_error(writer: Stage, target: BlockTarget) -> None:
@@ -212,82 +269,3 @@ def _write_tail(target: BlockTarget, data: memoryview, offset: int) -> None:
         raise ImageWriteError(f"writing {target.name} failed at byte {offset}: {exc}") from None
     finally:
         os.close(fd)
-
-
-def _verify(
-    fd: int, target: BlockTarget, length: int, written: Digest, progress: _Progress
-) -> None:
-    """Read the written bytes back from the device and compare their digest (same algorithm).
-
-    A read thread keeps the pool's buffers filled while this thread hashes.
-    """
-    pool = BufferPool(BUFFERS, BUFFER)
-    done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None] = queue.Queue()
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_read_back, args=(fd, length, pool, done, stop), name="image-verify", daemon=True
-    )
-    reader.start()
-    hasher = written.hasher()
-    offset = 0
-    try:
-        while (item := done.get()) is not None:
-            if isinstance(item, OSError):
-                raise ImageWriteError(
-                    f"reading {target.name} back failed at byte {offset}: {item}"
-                ) from None
-            if isinstance(item, BaseException):
-                raise item
-            buf, count = item
-            if not count:
-                raise ImageWriteError(f"{target.name} ended at byte {offset} while verifying")
-            hasher.update(memoryview(buf)[:count])
-            pool.release(buf)
-            offset += count
-            progress.add(count)
-    finally:
-        stop.set()
-        _drain(pool, done)
-        reader.join()
-    if hasher.hexdigest() != written.hexdigest:
-        raise ImageWriteError(
-            f"verification failed ({written.algorithm}): {target.name} reads back "
-            f"{hasher.hexdigest()}, wrote {written.hexdigest}"
-        )
-
-
-def _read_back(
-    fd: int,
-    length: int,
-    pool: BufferPool,
-    done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None],
-    stop: threading.Event,
-) -> None:
-    offset = 0
-    try:
-        while offset < length and not stop.is_set():
-            buf = pool.get()
-            want = min(BUFFER, length - offset)
-            # Direct reads are whole sectors too: read up to the next sector boundary.
-            rounded = -(-want // SECTOR) * SECTOR
-            count = min(os.preadv(fd, [memoryview(buf)[:rounded]], offset), want)
-            done.put((buf, count))
-            if count <= 0:
-                return
-            offset += count
-        done.put(None)
-    except BaseException as exc:  # handed to the hashing thread, which raises it
-        done.put(exc)
-
-
-def _drain(
-    pool: BufferPool, done: queue.Queue[tuple[mmap.mmap, int] | BaseException | None]
-) -> None:
-    """Give back the buffers the reader queued, so a reader waiting for one can see ``stop``."""
-    while True:
-        try:
-            item = done.get_nowait()
-        except queue.Empty:
-            return
-        if isinstance(item, tuple):
-            pool.release(item[0])
