@@ -74,6 +74,8 @@ hwfleet.agent.lean.import_msgspec_lean()
 import hwfleet.agent.main, hwfleet.agent.links.stream
 import hwfleet.discovery.responder
 from hwfleet.mdp.serve import MdpOptions, mdp_serving
+# Checked before the test kit loads: its simulated hardware (hwfleet.sim) uses dataclasses.
+print("agent:", [m for m in ("dataclasses", "msgspec._typing_utils") if m in sys.modules])
 from tests.unit.agent.agent_kit import sim_runtime
 
 HEAVY = ("hwfleet.mdp.operations", "hwfleet.mdp.endpoint", "hwfleet.discovery.packets",
@@ -88,6 +90,9 @@ async def main():
         reply = await call("127.0.0.1", runtime.mdp_key, [{"name": "endpoint_stats"}],
                            port=runtime.mdp_port, timeout=30)
         print("queried:", reply["status"], "hwfleet.mdp.operations" in sys.modules)
+        # msgspec.inspect is only deferred (hwfleet.agent.lean): its first use loads it.
+        import msgspec
+        print("inspect:", msgspec.inspect.type_info(MdpOptions).fields[0].name)
 
 asyncio.run(main())
 """
@@ -103,4 +108,9 @@ def test_an_idle_agent_loads_no_operations_and_no_packet_parser() -> None:
         timeout=60,
         cwd=Path(__file__).parents[3],
     )
-    assert out.stdout.splitlines() == ["idle: []", "queried: True True"], out.stderr
+    assert out.stdout.splitlines() == [
+        "agent: []",
+        "idle: []",
+        "queried: True True",
+        "inspect: bind",
+    ], out.stderr
