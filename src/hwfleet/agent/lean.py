@@ -11,11 +11,21 @@ lifetime. The block lasts only for msgspec's own import: a plugin that imports
 ``typing_extensions`` later gets it as usual. Where msgspec (or
 ``typing_extensions``) is already loaded — ``HWFLEET_AGENT_EXEC=0``, where the
 agent stays in the process that parsed its options — nothing changes.
+
+It also imports ``msgspec.inspect`` lazily (:class:`importlib.util.LazyLoader`):
+msgspec's ``__init__`` imports it, but only JSON-schema generation and type
+introspection use it, never encoding or decoding. Its type tables and
+``msgspec._typing_utils`` cost an idle agent about 0.15 MB; the module loads in
+full on its first attribute access, so a command that uses it works unchanged.
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import sys
+from collections.abc import Sequence
+from types import ModuleType
 
 #: asyncio's TLS transport reads the socket into one buffer per connection, 256 KiB by
 #: default (``asyncio.sslproto.SSLProtocol.max_size``), zero-filled and so resident for
@@ -31,10 +41,34 @@ def import_msgspec_lean() -> None:
     # None in sys.modules makes `import typing_extensions` raise ImportError, which
     # msgspec._utils catches (falling back to typing).
     sys.modules["typing_extensions"] = None  # type: ignore[assignment]
+    lazy = _LazyFinder(LAZY_SUBMODULES)
+    sys.meta_path.insert(0, lazy)
     try:
         import msgspec  # noqa: F401 - the import is the point
     finally:
+        sys.meta_path.remove(lazy)
         del sys.modules["typing_extensions"]
+
+
+#: msgspec's submodules that its ``__init__`` imports but encoding and decoding never use.
+LAZY_SUBMODULES = ("msgspec.inspect",)
+
+
+class _LazyFinder:
+    """Finds ``names`` as usual but defers running them to their first attribute access."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = names
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name not in self.names:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is not None and spec.loader is not None:
+            spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
 
 
 def small_tls_buffers() -> None:

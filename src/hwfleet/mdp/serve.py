@@ -20,9 +20,10 @@ import errno
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+
+import msgspec
 
 from hwfleet.mdp.keys import load_or_create_key
 from hwfleet.mdp.sync_config import SyncConfig
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class MdpOptions:
+# A struct, not a dataclass: every agent builds one at start, and ``dataclasses`` would
+# stay resident for it (issue 18); msgspec is loaded anyway.
+class MdpOptions(msgspec.Struct, frozen=True):
     bind: str
     port: int
     legacy: bool = False

@@ -7,11 +7,13 @@ code (rsync over SSH, tombstones, ``shlex``) loads only when a cluster request a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True, slots=True)
-class SyncConfig:
+class SyncConfig(msgspec.Struct, frozen=True):
+    """A struct, not a dataclass: every agent builds one, and ``dataclasses`` would stay
+    resident in it for this record alone (issue 18)."""
+
     #: This machine's sync key (made at first use, hwfleet.mdp.trust).
     ssh_key: str
     known_hosts: str

@@ -29,8 +29,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import ssl
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from hwfleet.errors import TrustError
 from hwfleet.trust import fingerprints
@@ -49,9 +50,12 @@ class FirstContactError(TrustError, ssl.SSLError):
     """The controller reached at first contact is not the one its reply claims (or expected)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PeerIdentity:
-    """Who a verified client certificate says the peer is."""
+class PeerIdentity(msgspec.Struct, frozen=True):
+    """Who a verified client certificate says the peer is.
+
+    A struct rather than a dataclass: the agent loads this module, and ``dataclasses``
+    would stay resident in it for this one record (issue 18).
+    """
 
     device_uuid: str
     #: ``SHA256:…`` of the certificate's public key: the key row in the store.

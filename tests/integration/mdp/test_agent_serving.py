@@ -99,7 +99,9 @@ import hwfleet.agent.lean
 hwfleet.agent.lean.import_msgspec_lean()
 import hwfleet.agent.main, hwfleet.agent.links.stream
 import hwfleet.discovery.responder
-from hwfleet.mdp.serve import MdpOptions, _FirstDatagram, mdp_serving
+from hwfleet.mdp.serve import MdpOptions, mdp_serving
+# Checked before the test kit loads: its simulated hardware (hwfleet.sim) uses dataclasses.
+print("agent:", [m for m in ("dataclasses", "msgspec._typing_utils") if m in sys.modules])
 from tests.unit.agent.agent_kit import sim_runtime
 
 HEAVY = ("hwfleet.mdp.operations", "hwfleet.mdp.endpoint", "hwfleet.discovery.packets",
@@ -114,6 +116,9 @@ async def main():
         reply = await call("127.0.0.1", runtime.mdp_key, [{"name": "endpoint_stats"}],
                            port=runtime.mdp_port, timeout=30)
         print("queried:", reply["status"], "hwfleet.mdp.operations" in sys.modules)
+        # msgspec.inspect is only deferred (hwfleet.agent.lean): its first use loads it.
+        import msgspec
+        print("inspect:", msgspec.inspect.type_info(MdpOptions).fields[0].name)
 
 asyncio.run(main())
 """
@@ -129,4 +134,9 @@ def test_an_idle_agent_loads_no_operations_and_no_packet_parser() -> None:
         timeout=60,
         cwd=Path(__file__).parents[3],
     )
-    assert out.stdout.splitlines() == ["idle: []", "queried: True True"], out.stderr
+    assert out.stdout.splitlines() == [
+        "agent: []",
+        "idle: []",
+        "queried: True True",
+        "inspect: bind",
+    ], out.stderr
