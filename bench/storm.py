@@ -26,6 +26,7 @@ with 10,000 links; back online after a restart ≤ 60 s.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -211,6 +212,23 @@ def wait_for(what: str, check: Any, count: int, deadline: float, every: float) -
         time.sleep(every)  # polling other processes, bounded by the deadline
 
 
+def classify(lines: list[str]) -> tuple[int, int, collections.Counter[str]]:
+    """Simulator warnings during a restart: connections refused while the controller was
+    down (expected), turned away for lack of resources (the goal: none), and the rest by
+    message with the numbers taken out."""
+    down = away = 0
+    other: collections.Counter[str] = collections.Counter()
+    for line in lines:
+        lowered = line.lower()
+        if "connect call failed" in lowered or "connection refused" in lowered:
+            down += 1
+        elif "too many" in lowered or "busy" in lowered or "retry after" in lowered:
+            away += 1
+        else:
+            other[re.sub(r"[0-9]+", "N", line.split(": ", 1)[-1])[:120]] += 1
+    return down, away, other
+
+
 def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> None:
     poll = 0.1 if count <= 1000 else 0.5
     with tempfile.TemporaryDirectory(prefix="hwfleet-storm-") as tmp:
@@ -287,12 +305,15 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> No
                 for log, skip in zip(sim_logs, before, strict=True)
                 for line in log.read_text().splitlines()[skip:]
             ]
-            refused = sum("refused" in line.lower() or "too many" in line for line in lines)
+            down, away, other = classify(lines)
             print(
                 f"        controller restart: all {count} back online in {back:.1f} s; "
-                f"simulator warnings meanwhile {len(lines)} (refused/too many: {refused}); "
-                f"accepted enrollments logged since: {server.accepted_logged()}"
+                f"simulator warnings meanwhile {len(lines)}: {down} refused while the controller "
+                f"was down, {away} turned away for load (busy / too many), {sum(other.values())} "
+                f"other; accepted enrollments logged since: {server.accepted_logged()}"
             )
+            for text, n in other.most_common(3):
+                print(f"          {n} x {text}")
         except SystemExit:
             for path in (server.log, *sim_logs):
                 lines = path.read_text().splitlines()
@@ -300,6 +321,8 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> No
                 print(f"--- {name}: {len(lines)} lines, last 15:", *lines[-15:], sep="\n")
             raise
         finally:
+            if keep is not None:
+                keep.mkdir(parents=True, exist_ok=True)
             for path in (server.log, *sim_logs):
                 if keep is not None and path.exists():
                     shutil.copy(path, keep / path.name)

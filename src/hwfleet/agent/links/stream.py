@@ -59,7 +59,7 @@ class StreamLink:
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
         call_timeout: float = 10.0,
-        connect_timeout: float = 10.0,
+        connect_timeout: float = 15.0,
         rejoin_spread: float = REJOIN_SPREAD,
     ) -> None:
         self.runtime = runtime
