@@ -325,7 +325,10 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> No
                 keep.mkdir(parents=True, exist_ok=True)
             for path in (server.log, *sim_logs):
                 if keep is not None and path.exists():
-                    shutil.copy(path, keep / path.name)
+                    try:
+                        shutil.copy(path, keep / path.name)
+                    except OSError as exc:  # the processes below must still be stopped
+                        print(f"could not keep {path.name}: {exc}")
             for sim in procs:
                 sim.terminate()
             for sim in procs:
