@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.processes import stop
 from tests.rabbit import temporary_vhost
 
 if TYPE_CHECKING:
@@ -113,16 +114,6 @@ def start_sim(server: Server, tmp_path: Path, *devices: str) -> subprocess.Popen
             stderr=log,
             text=True,
         )
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    """Terminate a process we started (SIGKILL if it does not stop within 15 s)."""
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ import msgspec
 
 from hwfleet.sim.profiles import generate
 from tests.e2e.conftest import HWFLEET, PASSWORD, Server, start_server, wait_until
+from tests.processes import stop
 
 #: Bounded waits for another process (seconds); generous for a loaded 2-core machine.
 DEADLINE = 60.0
@@ -171,18 +172,6 @@ def _wait_for_line(path: Path, pattern: str, process: subprocess.Popen[str]) -> 
             raise AssertionError(f"{path.name}: exited {process.returncode}: {path.read_text()}")
         time.sleep(0.05)  # waiting for another process's log line, bounded by the deadline
     raise AssertionError(f"{path.name}: no {pattern!r} within {DEADLINE} s: {path.read_text()}")
-
-
-def stop(process: subprocess.Popen[str] | None) -> None:
-    """Terminate a process we started (SIGKILL if it does not stop in time)."""
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(15)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from typing import Any
 import bcrypt
 import httpx
 
+from tests.processes import stop
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,16 +39,6 @@ def wait_tcp(port: int, proc: subprocess.Popen[bytes], deadline: float = 30.0) -
             return
         time.sleep(0.05)  # polling a port that is not yet listening: nothing to wait on
     raise TimeoutError(f"emulator did not listen on 127.0.0.1:{port} in {deadline} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @dataclass

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.oob_support.emulators import free_port, stop
+from tests.oob_support.emulators import free_port
+from tests.processes import stop
 
 CHASSIS = """#!/bin/sh
 # ipmi_sim_chassiscontrol <device> get|set [parm [val]]...: power kept in a file.

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.oob_support.emulators import free_port, stop
+from tests.oob_support.emulators import free_port
 from tests.oob_support.ipmi_sim import wait_udp
+from tests.processes import stop
 
 COMMUNITY = "hwfleet-ro"
 RECORDS = """1.3.6.1.2.1.1.1.0|4|hwfleet test PDU
