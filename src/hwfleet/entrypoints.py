@@ -13,17 +13,18 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hwfleet._lazy import resolve
 
 _SECTION = re.compile(r"^\[(?P<group>[^\]]+)\]\s*$")
 
 
-@dataclass(frozen=True, slots=True)
-class EntryPoint:
-    """``name = module:attr.path`` in ``group`` (the fields of importlib's EntryPoint)."""
+class EntryPoint(NamedTuple):
+    """``name = module:attr.path`` in ``group`` (the fields of importlib's EntryPoint).
+
+    A NamedTuple, not a dataclass: ``dataclasses`` would stay resident in every agent.
+    """
 
     name: str
     value: str

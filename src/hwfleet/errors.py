@@ -23,6 +23,10 @@ class HwfleetError(Exception):
     """Every exception hwfleet defines derives from this."""
 
 
+class CliError(HwfleetError):
+    """A failure to show the operator as one line that names the fix (exit code 1)."""
+
+
 class ConfigError(HwfleetError):
     """A setting, profile or request is wrong; the message names it and the fix."""
 

@@ -12,6 +12,12 @@ lifetime. The block lasts only for msgspec's own import: a plugin that imports
 ``typing_extensions``) is already loaded — ``HWFLEET_AGENT_EXEC=0``, where the
 agent stays in the process that parsed its options — nothing changes.
 
+While msgspec imports, ``platform`` is a stand-in with only ``system()``: msgspec
+imports :mod:`uuid`, which calls ``platform.system()`` once at import (to tell Linux
+from AIX) and never again, and the real module costs an idle agent about 0.1 MB. The
+stand-in leaves ``sys.modules`` with the import, so ``import platform`` later gets the
+real one.
+
 It also imports ``msgspec.inspect`` lazily (:class:`importlib.util.LazyLoader`):
 msgspec's ``__init__`` imports it, but only JSON-schema generation and type
 introspection use it, never encoding or decoding. Its type tables and
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -41,6 +48,9 @@ def import_msgspec_lean() -> None:
     # None in sys.modules makes `import typing_extensions` raise ImportError, which
     # msgspec._utils catches (falling back to typing).
     sys.modules["typing_extensions"] = None  # type: ignore[assignment]
+    platform = None
+    if "uuid" not in sys.modules and "platform" not in sys.modules:
+        platform = sys.modules["platform"] = _platform_for_uuid()
     lazy = _LazyFinder(LAZY_SUBMODULES)
     sys.meta_path.insert(0, lazy)
     try:
@@ -48,6 +58,15 @@ def import_msgspec_lean() -> None:
     finally:
         sys.meta_path.remove(lazy)
         del sys.modules["typing_extensions"]
+        if platform is not None and sys.modules.get("platform") is platform:
+            del sys.modules["platform"]
+
+
+def _platform_for_uuid() -> ModuleType:
+    """What :mod:`uuid`'s import asks of ``platform``: ``system()``, as the real one answers."""
+    stand_in = ModuleType("platform", "hwfleet.agent.lean's stand-in while msgspec imports")
+    stand_in.system = lambda: os.uname().sysname  # type: ignore[attr-defined]
+    return stand_in
 
 
 #: msgspec's submodules that its ``__init__`` imports but encoding and decoding never use.

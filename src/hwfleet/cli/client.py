@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from hwfleet.errors import HwfleetError
+# CliError lives in hwfleet.errors so the agent process can raise it without this module.
+from hwfleet.errors import CliError as CliError
 from hwfleet.types import default_data_dir
 
 if TYPE_CHECKING:
     import httpx
 
 DEFAULT_API = "http://127.0.0.1:8780"
-
-
-class CliError(HwfleetError):
-    """A failure to show the operator as one line that names the fix (exit code 1)."""
 
 
 def resolve_api(api: str | None) -> str:

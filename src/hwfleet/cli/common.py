@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 def setup_logging(level: str = "info") -> None:
     """Plain, greppable log lines on stderr (rich stays out of the agent's memory budget)."""
-    from hwfleet.cli.client import CliError
+    from hwfleet.errors import CliError
     from hwfleet.settings import check_log_level
 
     try:

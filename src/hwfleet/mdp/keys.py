@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 from pathlib import Path
 
 from hwfleet.trust.files import read_text, write_private
@@ -42,7 +41,7 @@ def load_or_create_key(data_dir: str | os.PathLike[str]) -> bytes:
     if text is not None:
         return parse_key(text, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
+    key = os.urandom(32)  # what secrets.token_bytes does, without importing random
     write_private(path, key.hex().encode("ascii") + b"\n")
     return key
 

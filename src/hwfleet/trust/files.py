@@ -9,7 +9,6 @@ fsync, rename).
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 PKI_DIR = "pki"
@@ -25,7 +24,9 @@ def pki_dir(data_dir: str | os.PathLike[str]) -> Path:
 
 def write_private(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically with ``data``, mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.urandom, not secrets: the name need only be unique, and secrets brings random
+    # into every agent (issue 18's memory budget).
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:

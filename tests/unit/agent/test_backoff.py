@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hwfleet.agent.links.backoff import Backoff
+from hwfleet.agent.links.backoff import Backoff, SystemJitter
 
 
 def test_delays_grow_to_the_cap_and_reset() -> None:
@@ -30,3 +30,17 @@ def test_a_fleet_that_lost_its_link_spreads_its_first_reconnects() -> None:
     small = Backoff(0.5, 2.0, random.Random(2))
     small.spread(5.0)
     assert all(small.next() <= 2.0 for _ in range(20))
+
+
+def test_the_default_jitter_is_uniform_in_the_unit_interval() -> None:
+    """What a real agent draws with (os.urandom, no random module): the fleet-spreading
+    properties above hold for it too."""
+    draws = [SystemJitter().random() for _ in range(4000)]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    # Each tenth of the interval gets its share (400 expected; far outside 300-500 only
+    # if the draws are not uniform).
+    assert all(300 < sum(k / 10 <= d < (k + 1) / 10 for d in draws) < 500 for k in range(10))
+    fleet = [Backoff(0.5, 30.0) for _ in range(1000)]
+    for device in fleet:
+        device.spread(5.0)
+    assert sum(device.next() > 2.5 for device in fleet) > 400

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-import random
+import os
+from typing import Protocol
+
+
+class Jitter(Protocol):
+    """What a delay is drawn with: ``random.Random`` in tests, :class:`SystemJitter` in use."""
+
+    def random(self) -> float: ...
+
+
+class SystemJitter:
+    """Uniform floats in [0, 1) from ``os.urandom``: the agent spreads its retries without
+    importing :mod:`random`, which would stay resident (issue 18's memory budget)."""
+
+    def random(self) -> float:
+        return int.from_bytes(os.urandom(7), "little") / (1 << 56)
 
 
 class Backoff:
@@ -12,13 +27,13 @@ class Backoff:
     fleet that lost its controller at once from reconnecting at once.
     """
 
-    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
+    def __init__(self, minimum: float, maximum: float, rng: Jitter | None = None) -> None:
         if minimum <= 0 or maximum < minimum:
             raise ValueError("backoff needs 0 < minimum <= maximum")
         self.minimum = minimum
         self.maximum = maximum
         self._ceiling = minimum
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._rng = rng or SystemJitter()
 
     def next(self) -> float:
         delay = self.minimum / 2 + self._rng.random() * (self._ceiling - self.minimum / 2)

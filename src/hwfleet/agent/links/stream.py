@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable
 
-from hwfleet.agent.links.backoff import Backoff
+from hwfleet.agent.links.backoff import Backoff, SystemJitter
 from hwfleet.agent.runtime import AgentRuntime
 from hwfleet.protocol import methods
 from hwfleet.protocol.framing import STREAM_LIMIT
@@ -70,7 +69,7 @@ class StreamLink:
         self._heartbeat = heartbeat
         self._backoff = Backoff(reconnect_min, reconnect_max)
         self._rejoin_spread = rejoin_spread
-        self._jitter = random.Random()  # noqa: S311 - spreading retries, not cryptography
+        self._jitter = SystemJitter()
         self._call_timeout = call_timeout
         self._connect_timeout = connect_timeout
         self.connected = asyncio.Event()
