@@ -93,7 +93,7 @@ async def test_a_port_in_use_is_logged_and_the_agent_carries_on(
 
 
 SERVE_THEN_QUERY = """
-import asyncio, sys, tempfile
+import asyncio, sys
 from pathlib import Path
 import hwfleet.agent.lean
 hwfleet.agent.lean.import_msgspec_lean()
@@ -101,7 +101,9 @@ import hwfleet.agent.main, hwfleet.agent.links.stream
 import hwfleet.discovery.responder
 from hwfleet.mdp.serve import MdpOptions, mdp_serving
 # Checked before the test kit loads: its simulated hardware (hwfleet.sim) uses dataclasses.
-print("agent:", [m for m in ("dataclasses", "msgspec._typing_utils") if m in sys.modules])
+LEFT_OUT = ("dataclasses", "msgspec._typing_utils", "platform", "random", "secrets")
+print("agent:", [m for m in LEFT_OUT if m in sys.modules])
+import tempfile  # (it imports random)
 from tests.unit.agent.agent_kit import sim_runtime
 
 HEAVY = ("hwfleet.mdp.operations", "hwfleet.mdp.endpoint", "hwfleet.discovery.packets",
@@ -116,6 +118,10 @@ async def main():
         reply = await call("127.0.0.1", runtime.mdp_key, [{"name": "endpoint_stats"}],
                            port=runtime.mdp_port, timeout=30)
         print("queried:", reply["status"], "hwfleet.mdp.operations" in sys.modules)
+        # -OO stripped the docstrings from the code; the help is read from the source.
+        reply = await call("127.0.0.1", runtime.mdp_key, [{"name": "get_available_methods"}],
+                           port=runtime.mdp_port, timeout=30)
+        print("help:", reply["operations"][0]["result"]["endpoint_stats"].split(" by ")[0])
         # msgspec.inspect is only deferred (hwfleet.agent.lean): its first use loads it.
         import msgspec
         print("inspect:", msgspec.inspect.type_info(MdpOptions).fields[0].name)
@@ -125,9 +131,10 @@ asyncio.run(main())
 
 
 def test_an_idle_agent_loads_no_operations_and_no_packet_parser() -> None:
-    """What issue 18 keeps out of an idle agent, checked in a fresh interpreter."""
+    """What issue 18 keeps out of an idle agent, checked in a fresh interpreter run with -OO
+    as the agent process is."""
     out = subprocess.run(
-        [sys.executable, "-c", SERVE_THEN_QUERY],
+        [sys.executable, "-OO", "-c", SERVE_THEN_QUERY],
         capture_output=True,
         text=True,
         check=True,
@@ -138,5 +145,6 @@ def test_an_idle_agent_loads_no_operations_and_no_packet_parser() -> None:
         "agent: []",
         "idle: []",
         "queried: True True",
+        "help: Datagrams received, answered and dropped",
         "inspect: bind",
     ], out.stderr
