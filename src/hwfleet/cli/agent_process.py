@@ -4,7 +4,8 @@ typer, click and everything they import stay resident once loaded: a quarter
 of an idle agent's memory, for a parser used once at start (issue 18). So
 ``hwfleet agent`` reads and checks its settings as every command does, writes
 them to an anonymous in-memory file and ``exec``s
-``python -m hwfleet.cli.agent_process --settings-fd N``: the same process —
+``python -OO -X no_debug_ranges -m hwfleet.cli.agent_boot --settings-fd N``
+(:mod:`hwfleet.cli.agent_boot`, which then runs :func:`main` here): the same process —
 same pid, stdio and signals, so systemd and scripts see no difference — with a
 fresh interpreter that imports only what the agent runs. The settings, the
 enrollment secret among them, travel in that file, never in argv or the
@@ -28,7 +29,7 @@ hwfleet.agent.lean.import_msgspec_lean()
 import msgspec  # noqa: E402
 
 # isort: on
-from hwfleet.cli.client import CliError  # noqa: E402
+from hwfleet.errors import CliError  # noqa: E402
 from hwfleet.settings import AgentSettings  # noqa: E402
 
 FD_OPTION = "--settings-fd"
@@ -57,9 +58,11 @@ def become_agent(handoff: Handoff) -> None:
     os.lseek(fd, 0, os.SEEK_SET)
     sys.stdout.flush()
     sys.stderr.flush()
+    # -OO: no docstrings in the loaded code (0.5 MB of an idle agent, issue 18); the
+    # agent's asserts only narrow types, and MDP help is read from source instead.
     # no_debug_ranges: the modules the agent compiles at start keep no column tables
-    # (0.1 MB of an idle agent, issue 18); tracebacks still name every line.
-    argv = [sys.executable, "-X", "no_debug_ranges", "-m", "hwfleet.cli.agent_process"]
+    # (0.1 MB); tracebacks still name every line.
+    argv = [sys.executable, "-OO", "-X", "no_debug_ranges", "-m", "hwfleet.cli.agent_boot"]
     argv += [FD_OPTION, str(fd)]
     os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, arguments we built
 

@@ -87,10 +87,10 @@ async def test_bootstrap_under_live_systemd(tmp_path: Path, wheels: Path) -> Non
             assert state["Restart"] == "always" and state["MainPID"] != "0"
             cmdline = ssh(machine, known, f"tr '\\0' ' ' < /proc/{state['MainPID']}/cmdline")
             # `hwfleet agent` execs its lean agent process under the same pid (docs/scale.md),
-            # with -X no_debug_ranges: its modules keep no column tables.
+            # with -OO (no docstrings) and -X no_debug_ranges (no column tables).
             assert cmdline.startswith(
-                "/opt/hwfleet/venv/bin/python -X no_debug_ranges "
-                "-m hwfleet.cli.agent_process --settings-fd"
+                "/opt/hwfleet/venv/bin/python -OO -X no_debug_ranges "
+                "-m hwfleet.cli.agent_boot --settings-fd"
             ), cmdline
 
             async with ctl.store.tx() as tx:
