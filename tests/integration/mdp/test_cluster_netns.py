@@ -35,6 +35,9 @@ def member_script(ip_addr: str, own: Path, common: Path, work: Path) -> str:
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         "StrictModes no\n"
     )
+    # sshd's privilege separation directory: made here too, not only by the bootstrap
+    # tests that happen to run first in a full suite.
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     runner = f"{sys.executable} {ENDPOINT} {work / 'data'} 12345 {authorized} {work}/host_key.pub"
     return (
         f"mount --make-rprivate / && mount --bind {own} {common} && "
