@@ -1,11 +1,11 @@
 """Process-wide memory settings of the agent process (issue 18: an idle agent ≤ 25 MB RSS).
 
-:func:`import_msgspec_lean` is called by :mod:`hwfleet.cli.agent_process`
-*before* its first ``import msgspec``, which is why this is its own module (importing it
-loads nothing else): it keeps ``typing_extensions`` out of the agent while msgspec
-imports. msgspec's ``_utils`` takes ``get_type_hints``,
-``Required`` and ``NotRequired`` from ``typing_extensions`` when it can and from
-``typing`` otherwise; on Python ≥ 3.11 (hwfleet's floor) ``typing`` has all
+:func:`import_msgspec_lean` is called by :mod:`hwfleet.cli.agent_boot` (and
+:mod:`hwfleet.cli.agent_process`) *before* the first ``import msgspec``, which is why
+this is its own module (importing it loads nothing else): it keeps
+``typing_extensions`` out of the agent while msgspec imports. msgspec's ``_utils``
+takes ``get_type_hints``, ``Required`` and ``NotRequired`` from ``typing_extensions``
+when it can and from ``typing`` otherwise; on Python ≥ 3.11 (hwfleet's floor) ``typing`` has all
 three, and ``typing_extensions`` costs 0.3 to 0.4 MB resident for the agent's
 lifetime. The block lasts only for msgspec's own import: a plugin that imports
 ``typing_extensions`` later gets it as usual. Where msgspec (or

@@ -11,9 +11,10 @@ distribution may declare, in its ``pyproject.toml``,
 
 hwfleet declares its own managers and commands the same way. A plugin that
 fails to import, to construct or to register is logged and skipped: one
-broken wheel never stops an agent. Reserved for the issues that follow (not
-loaded yet): ``hwfleet.graph_tasks``, ``hwfleet.mdp_operations``,
-``hwfleet.bmc_drivers``. See docs/plugins.md.
+broken wheel never stops an agent. The other groups are loaded where they are
+used: ``hwfleet.mdp_operations`` (:mod:`hwfleet.mdp.operations`),
+``hwfleet.graph_tasks`` (:mod:`hwfleet.workflows.registry`) and
+``hwfleet.bmc_drivers`` (:mod:`hwfleet.oob.drivers`). See docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 
 HARDWARE_MANAGERS = "hwfleet.hardware_managers"
 AGENT_COMMANDS = "hwfleet.agent_commands"
-#: Named now so nobody else takes them; nothing loads them yet.
-RESERVED_GROUPS = ("hwfleet.graph_tasks", "hwfleet.mdp_operations", "hwfleet.bmc_drivers")
 
 log = logging.getLogger(__name__)
 
