@@ -23,7 +23,7 @@ import msgspec
 
 from hwfleet.durations import parse_duration
 from hwfleet.errors import ConfigError
-from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT, parse_host_port
+from hwfleet.types import DISCOVERY_GROUP, DISCOVERY_PORT, LINK_TIMEOUT, parse_host_port
 from hwfleet.types import default_data_dir as default_data_dir  # its former home: re-exported
 
 ENV_PREFIX = "HWFLEET_"
@@ -82,7 +82,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     offline_after: Positive = 45.0
     call_timeout: Positive = 10.0
     #: Seconds a new agent connection has to authenticate (enrolling ones get 5x as long).
-    handshake_timeout: Positive = 15.0
+    handshake_timeout: Positive = LINK_TIMEOUT
     log_level: str = "info"
     insecure: bool = False
     #: Hold enrollments without a password or token for ``hwfleet keys accept``.
@@ -273,7 +273,7 @@ class AgentSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # --- boot ---
     #: Seconds to connect (TCP + TLS) and to enroll; a slow machine (an emulated VM booted
     #: into the discovery environment) needs more than the default.
-    connect_timeout: Positive = 15.0
+    connect_timeout: Positive = LINK_TIMEOUT
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -25,6 +25,13 @@ def default_data_dir() -> str:
     return os.path.join(os.path.expanduser("~"), ".hwfleet")
 
 
+#: Seconds an agent has to connect (TCP + TLS) and the controller gives a new link to
+#: authenticate. The two must move together: an agent that gave up sooner than the
+#: controller's wait would retry links the controller was about to serve (issue 18's
+#: reconnect storm). Settings (connect_timeout, handshake_timeout), StreamLink and the
+#: gateway take their defaults from here.
+LINK_TIMEOUT = 15.0
+
 #: Where agents answer discovery (seed 004): settings, responder and browser share these.
 DISCOVERY_PORT = 1901
 DISCOVERY_GROUP = "239.255.255.250"

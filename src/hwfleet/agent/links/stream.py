@@ -16,6 +16,7 @@ from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
 from hwfleet.trust.enroll_batch import retry_after
+from hwfleet.types import LINK_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class StreamLink:
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
         call_timeout: float = 10.0,
-        connect_timeout: float = 15.0,
+        connect_timeout: float = LINK_TIMEOUT,
         rejoin_spread: float = REJOIN_SPREAD,
     ) -> None:
         self.runtime = runtime

@@ -17,6 +17,7 @@ from hwfleet.controller.links.guard import AnonymousGuard, AnonymousLimits, Link
 from hwfleet.controller.links.listener import KnockListener
 from hwfleet.protocol.session import Session
 from hwfleet.protocol.stream import StreamChannel, pump
+from hwfleet.types import LINK_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class StreamGateway:
         host: str,
         port: int,
         ssl_context: ssl.SSLContext | None = None,
-        handshake_timeout: float = 15.0,
+        handshake_timeout: float = LINK_TIMEOUT,
         call_timeout: float = 10.0,
         on_connect: ConnectionHook | None = None,
         guard: AnonymousGuard | None = None,
