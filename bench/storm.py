@@ -10,7 +10,9 @@ in another; both start from empty data directories. Printed:
   logged as accepted: exactly N when nothing was signed twice;
 * **online** — until every device is online (``GET /api/v1/devices``);
 * **ping-all** — ``POST /api/v1/devices/ping {"all": true}`` (what
-  ``hwfleet ping --all`` does): time and how many answered;
+  ``hwfleet ping --all`` does), ``--pings`` times in a row (5 by default): each
+  time, how many answered and the CPU the controller and the simulators used
+  meanwhile, and the median and the slowest;
 * **controller RSS** — idle with no device, and with N connected, and per link;
 * **restart** — the controller is stopped and started again on the same ports
   and data; seconds until all N are online again, and refused/failed links
@@ -34,13 +36,14 @@ import re
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 HWFLEET = [sys.executable, "-m", "hwfleet"]
 PASSWORD = "bench-only-storm-password"  # noqa: S105 - a throwaway controller's secret
@@ -212,6 +215,31 @@ def wait_for(what: str, check: Any, count: int, deadline: float, every: float) -
         time.sleep(every)  # polling other processes, bounded by the deadline
 
 
+class Ping(NamedTuple):
+    wall: float
+    answered: int
+    controller_cpu: float
+    sims_cpu: float
+
+
+def ping_all(server: Server, sims: list[subprocess.Popen[bytes]]) -> Ping:
+    """One ``POST /api/v1/devices/ping {"all": true}``: its wall time, how many answered,
+    and the CPU the controller and the simulators used meanwhile (on a machine with few
+    cores, they compete for it)."""
+    assert server.proc is not None
+    cpu0 = cpu_s(server.proc.pid)
+    sims0 = sum(cpu_s(sim.pid) for sim in sims)
+    p0 = time.monotonic()
+    pinged = server.post("/api/v1/devices/ping", {"all": True})
+    wall = time.monotonic() - p0
+    return Ping(
+        wall,
+        sum(1 for r in pinged.values() if r.get("ok")),
+        cpu_s(server.proc.pid) - cpu0,
+        sum(cpu_s(sim.pid) for sim in sims) - sims0,
+    )
+
+
 def classify(lines: list[str]) -> tuple[int, int, collections.Counter[str]]:
     """Simulator warnings during a restart: connections refused while the controller was
     down (expected), turned away for lack of resources (the goal: none), and the rest by
@@ -229,7 +257,7 @@ def classify(lines: list[str]) -> tuple[int, int, collections.Counter[str]]:
     return down, away, other
 
 
-def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> None:
+def storm(count: int, timeout: float, sims: int, keep: Path | None = None, pings: int = 5) -> None:
     poll = 0.1 if count <= 1000 else 0.5
     with tempfile.TemporaryDirectory(prefix="hwfleet-storm-") as tmp:
         data = Path(tmp)
@@ -266,13 +294,7 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> No
             seen = server.count("/api/v1/devices?discovered=false", "state", "online")
             assert seen == count, f"the database says {count} online, the API {seen}"
             keys = server.get("/api/v1/keys")
-            p0 = time.monotonic()
-            pinged = server.post("/api/v1/devices/ping", {"all": True})
-            ping_s = time.monotonic() - p0
-            answered = sum(1 for r in pinged.values() if r.get("ok"))
-            p0 = time.monotonic()
-            server.post("/api/v1/devices/ping", {"all": True})
-            ping2_s = time.monotonic() - p0
+            samples = [ping_all(server, procs) for _ in range(pings)]
             full_rss = rss_mb(server.proc.pid)  # type: ignore[union-attr]
             print(
                 f"{count:>6} devices from cold: all enrolled in {enrolled:.1f} s, online in "
@@ -286,10 +308,18 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None) -> No
                 f"({enroll_cpu * 1000 / count:.1f} ms per device), simulators {sims_cpu:.1f} s "
                 f"(and {sims_cpu0:.1f} s starting: interpreter, imports, building the devices)"
             )
+            walls = [sample.wall for sample in samples]
             print(
-                f"        ping-all: {answered}/{count} answered in {ping_s:.2f} s "
-                f"(again: {ping2_s:.2f} s)"
+                f"        ping-all: {samples[0].answered}/{count} answered in {walls[0]:.2f} s; "
+                f"{pings} in a row: median {statistics.median(walls):.2f} s, "
+                f"max {max(walls):.2f} s"
             )
+            for n, sample in enumerate(samples, 1):
+                print(
+                    f"          #{n}: {sample.answered}/{count} answered in {sample.wall:.2f} s; "
+                    f"CPU meanwhile: controller {sample.controller_cpu:.2f} s, "
+                    f"simulators {sample.sims_cpu:.2f} s"
+                )
             print(
                 f"        controller RSS: {idle_rss:.0f} MB idle, {full_rss:.0f} MB with {count} "
                 f"links ({(full_rss - idle_rss) * 1024 / count:.1f} KiB per link)"
@@ -347,10 +377,15 @@ def main() -> None:
     parser.add_argument(
         "--sims", type=int, default=2, help="simulator processes the devices are split over"
     )
+    parser.add_argument(
+        "--pings", type=int, default=5, help="ping-all samples, taken one after another"
+    )
     args = parser.parse_args()
+    if args.pings < 1:
+        parser.error("--pings must be at least 1")
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     for count in args.devices:
-        storm(count, args.timeout, args.sims, args.keep)
+        storm(count, args.timeout, args.sims, args.keep, args.pings)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,10 @@ def register(app: typer.Typer) -> None:
         setup_logging(settings.log_level)
 
         async def main(stop: asyncio.Event) -> None:
+            from hwfleet.controller.heap import start_tenuring
+
+            # This process is the controller and nothing else: its links are long-lived.
+            start_tenuring()
             controller = Controller(settings)
             try:
                 await controller.start()

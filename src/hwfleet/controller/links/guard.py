@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import gc
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hwfleet.controller import heap
 from hwfleet.controller.links.agent_methods import AgentContext
 from hwfleet.protocol.framing import STREAM_LIMIT
 from hwfleet.settings import ServerSettings
@@ -95,6 +95,10 @@ class HeapTrimmer:
     collection; and glibc keeps freed heap for reuse. So, a few seconds
     after anonymous links close (once per quiet period, not per link), one
     full collection and ``malloc_trim`` (skipped where the C library has none).
+
+    In ``hwfleet server`` the survivors of full collections are tenured
+    (:mod:`hwfleet.controller.heap`): a device's link that closes is then freed
+    by this collection too, so any link's end schedules it there.
     """
 
     DELAY = 5.0
@@ -131,7 +135,7 @@ class HeapTrimmer:
         self._pending = None
         self._first = None
         self._last = asyncio.get_running_loop().time()
-        gc.collect()
+        heap.collect_all()
         if not self._loaded:
             self._loaded = True
             with contextlib.suppress(OSError, AttributeError):
@@ -259,7 +263,8 @@ class AnonymousGuard:
             del self._open[key]
 
     def ended(self) -> None:
-        """An unidentified link (admitted or refused) has ended: its memory is to return."""
+        """An unidentified link (admitted or refused), or any link while tenuring, has
+        ended: its memory is to return."""
         self._trimmer.soon()
 
     async def pace(self, source: str) -> None:
@@ -331,5 +336,5 @@ class LinkPacing:
         """The link is closed."""
         was_anonymous = self.anonymous or self.refusal is not None
         self.close()
-        if was_anonymous:
+        if was_anonymous or heap.tenuring():  # a tenured link's cycles wait for collect_all
             self._guard.ended()

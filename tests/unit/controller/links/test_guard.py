@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from hwfleet.controller import heap
 from hwfleet.controller.links.agent_methods import AgentContext
 from hwfleet.controller.links.guard import (
     AnonymousGuard,
@@ -149,4 +150,19 @@ async def test_a_link_whose_knock_reserved_a_slot_is_not_admitted_twice() -> Non
         reserved=True,
     )
     assert not device.anonymous and guard.open_links == 0
+    guard.close()
+
+
+async def test_while_tenuring_the_end_of_a_devices_link_schedules_a_full_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    guard = AnonymousGuard(AnonymousLimits())
+    collections: list[None] = []
+    monkeypatch.setattr(guard, "ended", lambda: collections.append(None))
+    pacing(guard, ctx(cert_uuid="u-1")).ended()
+    assert collections == []  # a device's link is freed by reference counting, as ever
+    monkeypatch.setattr(heap, "_tenuring", True)
+    # Tenured, its reference cycles wait for the full collection (heap.collect_all).
+    pacing(guard, ctx(cert_uuid="u-2")).ended()
+    assert collections == [None]
     guard.close()
