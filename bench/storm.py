@@ -262,22 +262,24 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None, pings
     with tempfile.TemporaryDirectory(prefix="hwfleet-storm-") as tmp:
         data = Path(tmp)
         server = Server(data, free_port(), free_port())
-        server.start(time.monotonic() + 60)
-        idle_rss = rss_mb(server.proc.pid)  # type: ignore[union-attr]
-        fingerprint = re.search(r"controller CA fingerprint (\S+)", server.log.read_text())
-        assert fingerprint, "no CA fingerprint in the controller's log"
-        # The devices run in ``sims`` processes (distinct seeds, so distinct uuids, and
-        # distinct address blocks): one Python process doing 1,000 TLS handshakes and key
-        # generations would otherwise be what is measured, not the controller.
-        shares = [count // sims + (1 if i < count % sims else 0) for i in range(sims)]
         sim_logs = [data / f"sim{i}.log" for i in range(sims)]
-        t0 = time.monotonic()
-        procs = [
-            start_sim(server, fingerprint.group(1), data, index, share, sim_logs[index])
-            for index, share in enumerate(shares)
-            if share
-        ]
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            # Inside the try: a controller that does not start still has its log kept.
+            server.start(time.monotonic() + 60)
+            idle_rss = rss_mb(server.proc.pid)  # type: ignore[union-attr]
+            fingerprint = re.search(r"controller CA fingerprint (\S+)", server.log.read_text())
+            assert fingerprint, "no CA fingerprint in the controller's log"
+            # The devices run in ``sims`` processes (distinct seeds, so distinct uuids, and
+            # distinct address blocks): one Python process doing 1,000 TLS handshakes and key
+            # generations would otherwise be what is measured, not the controller.
+            shares = [count // sims + (1 if i < count % sims else 0) for i in range(sims)]
+            t0 = time.monotonic()
+            procs += [
+                start_sim(server, fingerprint.group(1), data, index, share, sim_logs[index])
+                for index, share in enumerate(shares)
+                if share
+            ]
             deadline = t0 + timeout
             wait_for(
                 "started", lambda: sum(started_at(log) for log in sim_logs), sims, deadline, 0.05
@@ -346,6 +348,8 @@ def storm(count: int, timeout: float, sims: int, keep: Path | None = None, pings
                 print(f"          {n} x {text}")
         except SystemExit:
             for path in (server.log, *sim_logs):
+                if not path.exists():  # the controller did not start: no simulator ran
+                    continue
                 lines = path.read_text().splitlines()
                 name = path.name
                 print(f"--- {name}: {len(lines)} lines, last 15:", *lines[-15:], sep="\n")
