@@ -195,10 +195,11 @@ def register(app: typer.Typer) -> None:
         setup_logging(settings.log_level)
 
         async def main(stop: asyncio.Event) -> None:
-            from hwfleet.controller.heap import start_tenuring
+            from hwfleet.controller.heap import collect_periodically, start_tenuring
 
             # This process is the controller and nothing else: its links are long-lived.
             start_tenuring()
+            collecting = asyncio.create_task(collect_periodically())
             controller = Controller(settings)
             try:
                 await controller.start()
@@ -209,6 +210,7 @@ def register(app: typer.Typer) -> None:
                 )
                 await stop.wait()
             finally:
+                collecting.cancel()
                 await controller.close()
 
         # Start-up failures an operator fixes by changing a setting: one line, no traceback.

@@ -24,10 +24,15 @@ controller runs a few seconds after links close
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
-_tenuring = False
+#: Seconds between full collections of everything while tenuring. A tenured object that
+#: becomes garbage inside a reference cycle waits for :func:`collect_all`; links closing
+#: run it, and this bounds the wait when none closes for a long time (one 0.6-0.7 s
+#: collection every ten minutes with 10,000 links).
+FULL_COLLECTION_INTERVAL = 600.0
 
 
 def _tenure(phase: str, info: dict[str, Any]) -> None:
@@ -40,28 +45,32 @@ def _tenure(phase: str, info: dict[str, Any]) -> None:
 def start_tenuring() -> None:
     """From the next full collection on, tenure its survivors (the ``hwfleet server``
     process only: a process that is not a controller gains nothing from it)."""
-    global _tenuring
-    if not _tenuring:
-        _tenuring = True
+    if not tenuring():
         gc.callbacks.append(_tenure)
 
 
 def stop_tenuring() -> None:
     """Back to CPython's own collections, tenured objects included."""
-    global _tenuring
-    if _tenuring:
-        _tenuring = False
+    if tenuring():
         gc.callbacks.remove(_tenure)
         gc.unfreeze()
 
 
 def tenuring() -> bool:
-    return _tenuring
+    """Whether this process tenures (the collector's callbacks are its only state)."""
+    return _tenure in gc.callbacks
 
 
 def collect_all() -> int:
     """A full collection of everything, tenured objects included (then tenured again);
     the number of objects found unreachable."""
-    if _tenuring:
+    if tenuring():
         gc.unfreeze()
     return gc.collect()  # when tenuring, _tenure freezes the survivors
+
+
+async def collect_periodically(interval: float = FULL_COLLECTION_INTERVAL) -> None:
+    """:func:`collect_all` every ``interval`` seconds, until cancelled."""
+    while True:
+        await asyncio.sleep(interval)  # a periodic job, not synchronisation
+        collect_all()

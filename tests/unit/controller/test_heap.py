@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
@@ -46,3 +47,22 @@ def test_survivors_of_a_full_collection_are_tenured_until_collect_all() -> None:
     assert heap.collect_all() >= 1  # everything reconsidered
     assert ref() is None
     assert gc.get_freeze_count() > 0  # and the survivors tenured again
+
+
+@pytest.mark.usefixtures("tenuring")
+async def test_tenured_garbage_is_freed_by_the_periodic_full_collection() -> None:
+    """No link closing for hours must not mean tenured cycles stay for hours."""
+    node = Node()
+    freed = asyncio.Event()
+    ref = weakref.ref(node, lambda _: freed.set())
+    gc.collect()
+    del node
+    gc.collect()
+    assert ref() is not None  # tenured
+    collecting = asyncio.create_task(heap.collect_periodically(0.01))
+    try:
+        async with asyncio.timeout(10):
+            await freed.wait()
+    finally:
+        collecting.cancel()
+    assert gc.get_freeze_count() > 0  # the survivors tenured again

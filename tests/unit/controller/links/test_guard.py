@@ -161,8 +161,11 @@ async def test_while_tenuring_the_end_of_a_devices_link_schedules_a_full_collect
     monkeypatch.setattr(guard, "ended", lambda: collections.append(None))
     pacing(guard, ctx(cert_uuid="u-1")).ended()
     assert collections == []  # a device's link is freed by reference counting, as ever
-    monkeypatch.setattr(heap, "_tenuring", True)
-    # Tenured, its reference cycles wait for the full collection (heap.collect_all).
-    pacing(guard, ctx(cert_uuid="u-2")).ended()
+    heap.start_tenuring()
+    try:
+        # Tenured, its reference cycles wait for the full collection (heap.collect_all).
+        pacing(guard, ctx(cert_uuid="u-2")).ended()
+    finally:
+        heap.stop_tenuring()
     assert collections == [None]
     guard.close()
