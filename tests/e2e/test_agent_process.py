@@ -76,7 +76,7 @@ def test_the_agent_process_refuses_to_start_without_its_settings(tmp_path: Path)
     with pytest.raises(CliError, match="could not read the agent's settings"):
         read_handoff(["--settings-fd", "987"])
     done = subprocess.run(
-        [*HWFLEET[:-2], "-m", "hwfleet.cli.agent_process"], capture_output=True, text=True
+        [*HWFLEET[:-2], "-m", "hwfleet.cli.agent_boot"], capture_output=True, text=True
     )
     assert done.returncode == 1 and done.stderr.startswith("hwfleet: ")
     assert Handoff(settings=AgentSettings(data_dir=str(tmp_path))).device_index == 0

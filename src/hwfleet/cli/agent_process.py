@@ -70,7 +70,7 @@ def become_agent(handoff: Handoff) -> None:
 def read_handoff(argv: list[str]) -> Handoff:
     if len(argv) != 2 or argv[0] != FD_OPTION or not argv[1].isdigit():
         raise CliError(
-            f"hwfleet.cli.agent_process is started by `hwfleet agent` ({FD_OPTION} N); "
+            f"hwfleet.cli.agent_boot is started by `hwfleet agent` ({FD_OPTION} N); "
             "run `hwfleet agent --help`"
         )
     try:
@@ -118,7 +118,3 @@ def main() -> None:
     except CliError as exc:
         sys.stderr.write(f"hwfleet: {exc}\n")
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()
